@@ -1,0 +1,156 @@
+//! Settings, passed down as one struct. Sources, later ones winning: defaults,
+//! the command line, `initializationOptions`, `workspace/didChangeConfiguration`.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Engine settings: changing any of them reloads the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EngineConfig {
+    /// Path of a GGUF model. Default: the cached default model.
+    pub model: Option<PathBuf>,
+    /// Prompt family override (qwen2.5-coder, starcoder2, deepseek-coder, codellama, codestral).
+    pub family: Option<String>,
+    /// CPU threads for llama.cpp. Default: the number of available cores.
+    pub threads: Option<u32>,
+    /// Context size in tokens.
+    pub context_size: u32,
+    /// Layers offloaded to the GPU (needs a `cuda`, `metal` or `vulkan` build).
+    /// Default: all of them when the build supports a GPU, else none.
+    pub gpu_layers: Option<u32>,
+    /// KV-cache slots: documents whose prompt cache is kept at once.
+    pub slots: u32,
+    /// Tokens evaluated per llama.cpp batch.
+    pub batch_size: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            model: None,
+            family: None,
+            threads: None,
+            context_size: 8192,
+            gpu_layers: None,
+            slots: 4,
+            batch_size: 512,
+        }
+    }
+}
+
+impl EngineConfig {
+    pub fn threads(&self) -> u32 {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(4))
+            .max(1)
+    }
+
+    pub fn model_path(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(default_model_path)
+    }
+}
+
+/// Completion settings: read per request, changing them reloads nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CompletionConfig {
+    /// Offer completions at all.
+    pub enabled: bool,
+    /// Most tokens generated for one suggestion.
+    pub max_tokens: u32,
+    /// Most lines in a multi-line (block) suggestion.
+    pub max_lines: usize,
+    /// Lines of text before the cursor in the prompt.
+    pub prefix_lines: usize,
+    /// Lines of text after the cursor in the prompt.
+    pub suffix_lines: usize,
+    /// Cap on prefix characters (guards against huge single-line files).
+    pub prefix_chars: usize,
+    /// Cap on suffix characters.
+    pub suffix_chars: usize,
+}
+
+impl Default for CompletionConfig {
+    fn default() -> Self {
+        CompletionConfig {
+            enabled: true,
+            max_tokens: 96,
+            max_lines: 12,
+            prefix_lines: 256,
+            suffix_lines: 64,
+            prefix_chars: 12_000,
+            suffix_chars: 3_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Config {
+    #[serde(flatten)]
+    pub engine: EngineConfig,
+    #[serde(flatten)]
+    pub completion: CompletionConfig,
+}
+
+impl Config {
+    /// Merges client settings over this config. Accepts either the settings
+    /// object itself or one wrapped as `{ "locode": { ... } }`. Unknown keys
+    /// are ignored; a value of the wrong type is an error naming the key.
+    pub fn merged(&self, value: &serde_json::Value) -> Result<Config, String> {
+        let value = value.get("locode").unwrap_or(value);
+        if value.is_null() {
+            return Ok(self.clone());
+        }
+        let Some(obj) = value.as_object() else {
+            return Err("locode settings must be a JSON object".into());
+        };
+        let mut base = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let base_obj = base.as_object_mut().expect("config serializes to an object");
+        for (k, v) in obj {
+            base_obj.insert(k.clone(), v.clone());
+        }
+        serde_json::from_value(base).map_err(|e| format!("invalid locode settings: {e}"))
+    }
+}
+
+/// Where the setup step caches models: `$LOCODE_MODEL_DIR`, else
+/// `$XDG_CACHE_HOME/locode/models`, else `~/.cache/locode/models`.
+pub fn model_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LOCODE_MODEL_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("locode").join("models")
+}
+
+pub const DEFAULT_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+pub fn default_model_path() -> PathBuf {
+    model_dir().join(DEFAULT_MODEL_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_wrapped_and_flat_settings() {
+        let c = Config::default();
+        let m = c.merged(&json!({"locode": {"threads": 3, "maxLines": 4}})).unwrap();
+        assert_eq!(m.engine.threads, Some(3));
+        assert_eq!(m.completion.max_lines, 4);
+        assert_eq!(m.completion.max_tokens, c.completion.max_tokens);
+        let m2 = m.merged(&json!({"model": "/x.gguf"})).unwrap();
+        assert_eq!(m2.engine.model, Some(PathBuf::from("/x.gguf")));
+        assert_eq!(m2.engine.threads, Some(3));
+    }
+
+    #[test]
+    fn rejects_wrong_types_with_the_key() {
+        let err = Config::default().merged(&json!({"contextSize": "big"})).unwrap_err();
+        assert!(err.contains("invalid"), "{err}");
+        assert!(Config::default().merged(&json!(3)).is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! Chooses what the model sees for a completion: the prefix/suffix window
+//! around the cursor and whether a single line or a block is wanted. Pure.
+
+use crate::config::CompletionConfig;
+use crate::documents::Snapshot;
+use crate::language::Language;
+use ropey::Rope;
+
+/// The prefix window's first line snaps to a multiple of this many lines, so
+/// it stays put while the user types and the cached prompt stays reusable.
+pub const WINDOW_GRID: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Complete the rest of the current line.
+    SingleLine,
+    /// Complete the body of the block the cursor opens; lines indented deeper
+    /// than `opener_indent` belong to it.
+    Block { opener_indent: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct CompletionContext {
+    pub language: Language,
+    /// Text before the anchor (or the cursor), within the window.
+    pub prefix: String,
+    /// Text after the cursor, within the window.
+    pub suffix: String,
+    /// Text between the anchor and the cursor (empty when anchored at the cursor).
+    pub middle: String,
+    pub mode: Mode,
+    /// The cursor line before / after the cursor.
+    pub line_prefix: String,
+    pub line_suffix: String,
+    /// The first non-blank line after the cursor line, trimmed.
+    pub next_line: Option<String>,
+}
+
+/// Width of a line's leading whitespace (a tab counts as four).
+pub fn indent_width(line: &str) -> usize {
+    line.chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .map(|c| if c == '\t' { 4 } else { 1 })
+        .sum()
+}
+
+fn line_text(rope: &Rope, line: usize) -> String {
+    let s = rope.line(line).to_string();
+    s.trim_end_matches(['\n', '\r']).to_string()
+}
+
+/// Builds the context for a cursor at char index `cursor`, with the prompt
+/// anchored at char index `anchor` (<= cursor; pass `cursor` for the usual
+/// layout).
+pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConfig) -> CompletionContext {
+    let rope = &snap.rope;
+    let cursor = cursor.min(rope.len_chars());
+    let anchor = anchor.min(cursor);
+    let cur_line = rope.char_to_line(cursor);
+    let line_start = rope.line_to_char(cur_line);
+    let line_prefix = rope.slice(line_start..cursor).to_string();
+    let line_suffix = {
+        let full = line_text(rope, cur_line);
+        full.chars().skip(cursor - line_start).collect::<String>()
+    };
+
+    // Prefix: whole lines from a start snapped to the grid, capped in chars.
+    let anchor_line = rope.char_to_line(anchor);
+    let mut start_line = anchor_line.saturating_sub(cfg.prefix_lines) / WINDOW_GRID * WINDOW_GRID;
+    let mut start = rope.line_to_char(start_line);
+    while anchor - start > cfg.prefix_chars && start_line < anchor_line {
+        start_line = (start_line + WINDOW_GRID).min(anchor_line);
+        start = rope.line_to_char(start_line);
+    }
+    if anchor - start > cfg.prefix_chars {
+        // One huge line (minified code): keep its last `prefix_chars` chars.
+        start = anchor - cfg.prefix_chars;
+    }
+    let prefix = rope.slice(start..anchor).to_string();
+    let middle = rope.slice(anchor..cursor).to_string();
+
+    // Suffix: up to a grid line after the cursor, capped in chars.
+    let end_line = ((cur_line + cfg.suffix_lines) / WINDOW_GRID + 1) * WINDOW_GRID;
+    let end = if end_line >= rope.len_lines() { rope.len_chars() } else { rope.line_to_char(end_line) };
+    let mut suffix_end = end.min(cursor + cfg.suffix_chars);
+    if suffix_end < end {
+        // Cut at a line end when there is one.
+        let cut_line = rope.char_to_line(suffix_end);
+        let at = rope.line_to_char(cut_line);
+        if at > cursor {
+            suffix_end = at;
+        }
+    }
+    let suffix = rope.slice(cursor..suffix_end).to_string();
+
+    let next_line = (cur_line + 1..rope.len_lines().min(cur_line + 200))
+        .map(|l| line_text(rope, l))
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string());
+
+    let mode = choose_mode(rope, snap.language, cur_line, &line_prefix, &line_suffix);
+    CompletionContext { language: snap.language, prefix, suffix, middle, mode, line_prefix, line_suffix, next_line }
+}
+
+fn is_only_closers(s: &str) -> bool {
+    s.trim().chars().all(|c| matches!(c, ')' | ']' | '}' | ';' | ','))
+}
+
+fn choose_mode(rope: &Rope, lang: Language, cur_line: usize, line_prefix: &str, line_suffix: &str) -> Mode {
+    if !is_only_closers(line_suffix) {
+        return Mode::SingleLine;
+    }
+    if line_prefix.trim().is_empty() {
+        // An empty line: a block when the line above opens one.
+        let prev = (cur_line.saturating_sub(50)..cur_line)
+            .rev()
+            .map(|l| line_text(rope, l))
+            .find(|l| !l.trim().is_empty());
+        if let Some(prev) = prev {
+            if lang.opens_block(&prev) {
+                return Mode::Block { opener_indent: indent_width(&prev) };
+            }
+        }
+        return Mode::SingleLine;
+    }
+    if lang.opens_block(line_prefix) {
+        return Mode::Block { opener_indent: indent_width(line_prefix) };
+    }
+    Mode::SingleLine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::Document;
+
+    /// Builds a context from a fixture with a `$0` cursor.
+    fn ctx(lang: Language, fixture: &str) -> CompletionContext {
+        let at = fixture.find("$0").expect("fixture has a $0 cursor");
+        let text = fixture.replace("$0", "");
+        let mut doc = Document::new(&text, 1, lang);
+        let cursor = doc.rope.byte_to_char(at);
+        build(&doc.snapshot(), cursor, cursor, &CompletionConfig::default())
+    }
+
+    #[test]
+    fn mid_line_is_single_line() {
+        let c = ctx(Language::Python, "def add(a, b):\n    return a + $0\n\nprint(1)\n");
+        assert_eq!(c.mode, Mode::SingleLine);
+        assert_eq!(c.prefix, "def add(a, b):\n    return a + ");
+        assert_eq!(c.suffix, "\n\nprint(1)\n");
+        assert_eq!(c.line_prefix, "    return a + ");
+        assert_eq!(c.next_line.as_deref(), Some("print(1)"));
+    }
+
+    #[test]
+    fn after_a_block_opener_is_a_block() {
+        let c = ctx(Language::Python, "class A:\n    def f(self):$0\n");
+        assert_eq!(c.mode, Mode::Block { opener_indent: 4 });
+        let c = ctx(Language::Python, "def f(x):\n    $0\n");
+        assert_eq!(c.mode, Mode::Block { opener_indent: 0 });
+        let c = ctx(Language::Rust, "fn main() {\n    $0\n}\n");
+        assert_eq!(c.mode, Mode::Block { opener_indent: 0 });
+        let c = ctx(Language::Rust, "fn main() {$0}\n");
+        assert_eq!(c.mode, Mode::Block { opener_indent: 0 });
+    }
+
+    #[test]
+    fn text_after_the_cursor_keeps_it_single_line() {
+        let c = ctx(Language::Rust, "fn main() {$0 let x = 1; }\n");
+        assert_eq!(c.mode, Mode::SingleLine);
+        assert_eq!(c.line_suffix, " let x = 1; }");
+        let c = ctx(Language::Python, "x = 1\n$0\n");
+        assert_eq!(c.mode, Mode::SingleLine);
+    }
+
+    #[test]
+    fn the_window_start_snaps_to_the_grid() {
+        let mut text: String = (0..400).map(|i| format!("x{i} = {i}\n")).collect();
+        text.push_str("y = $0\n");
+        let c = ctx(Language::Python, &text);
+        // 400 - 256 = 144, snapped down to 128.
+        assert!(c.prefix.starts_with("x128 = 128\n"), "{}", &c.prefix[..20]);
+        let mut text2: String = (0..401).map(|i| format!("x{i} = {i}\n")).collect();
+        text2.push_str("y = $0\n");
+        assert!(ctx(Language::Python, &text2).prefix.starts_with("x128 = 128\n"));
+    }
+
+    #[test]
+    fn huge_single_line_is_capped() {
+        let text = format!("var a={};$0", "1+".repeat(100_000));
+        let c = ctx(Language::PlainText, &text);
+        assert_eq!(c.prefix.chars().count(), CompletionConfig::default().prefix_chars);
+        assert!(c.prefix.ends_with("1+1+;"));
+    }
+
+    #[test]
+    fn anchored_middle() {
+        let text = "def f(x):\n    return x * 2\n";
+        let mut doc = Document::new(text, 1, Language::Python);
+        let cursor = text.find("* 2").unwrap();
+        let anchor = text.find("return").unwrap();
+        let c = build(&doc.snapshot(), cursor, anchor, &CompletionConfig::default());
+        assert_eq!(c.prefix, "def f(x):\n    ");
+        assert_eq!(c.middle, "return x ");
+        assert_eq!(c.suffix, "* 2\n");
+    }
+}

@@ -1,0 +1,337 @@
+//! Open documents: a rope, the client's version, and an incrementally edited
+//! tree-sitter tree. Pure: no protocol types, no I/O.
+//!
+//! Positions arrive as (line, character) in the negotiated encoding
+//! (UTF-8, UTF-16 or UTF-32 code units) and are converted to char indices of
+//! the rope here. Lines end at LF, CR or CRLF, exactly as LSP counts them.
+
+use ropey::Rope;
+use tree_sitter::{InputEdit, Parser, Point, Tree};
+
+use crate::language::Language;
+
+/// How the client counts characters within a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    Utf8,
+    #[default]
+    Utf16,
+    Utf32,
+}
+
+impl Encoding {
+    fn units(self, c: char) -> usize {
+        match self {
+            Encoding::Utf8 => c.len_utf8(),
+            Encoding::Utf16 => c.len_utf16(),
+            Encoding::Utf32 => 1,
+        }
+    }
+}
+
+/// A position as the client sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    pub line: u32,
+    pub character: u32,
+}
+
+impl Pos {
+    pub fn new(line: u32, character: u32) -> Self {
+        Pos { line, character }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PositionError {
+    #[error("line {line} is past the end of the document ({lines} lines)")]
+    LineOutOfRange { line: u32, lines: usize },
+    #[error("character {character} is past the end of line {line} ({len} code units)")]
+    CharacterOutOfRange { line: u32, character: u32, len: usize },
+}
+
+/// One content change: `range` None replaces the whole text.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub range: Option<(Pos, Pos)>,
+    pub text: String,
+}
+
+/// Number of chars in line `line` without its terminator.
+fn line_len_chars(rope: &Rope, line: usize) -> usize {
+    let slice = rope.line(line);
+    let mut n = slice.len_chars();
+    if n > 0 && slice.char(n - 1) == '\n' {
+        n -= 1;
+    }
+    if n > 0 && slice.char(n - 1) == '\r' {
+        n -= 1;
+    }
+    n
+}
+
+/// Converts a client position to a char index. Strict: errors past the end.
+pub fn pos_to_char(rope: &Rope, pos: Pos, enc: Encoding) -> Result<usize, PositionError> {
+    let line = pos.line as usize;
+    if line >= rope.len_lines() {
+        return Err(PositionError::LineOutOfRange { line: pos.line, lines: rope.len_lines() });
+    }
+    let start = rope.line_to_char(line);
+    let len = line_len_chars(rope, line);
+    let want = pos.character as usize;
+    let mut units = 0usize;
+    for (i, c) in rope.slice(start..start + len).chars().enumerate() {
+        if units >= want {
+            return Ok(start + i);
+        }
+        let u = enc.units(c);
+        if units + u > want {
+            // Inside a multi-unit character (half a surrogate pair): snap to its start.
+            return Ok(start + i);
+        }
+        units += u;
+    }
+    if units >= want {
+        Ok(start + len)
+    } else {
+        Err(PositionError::CharacterOutOfRange { line: pos.line, character: pos.character, len: units })
+    }
+}
+
+/// Converts a client position to a char index, clamping past-the-end lines and
+/// characters to the nearest valid place (what editors do with stale ranges).
+pub fn pos_to_char_clamped(rope: &Rope, pos: Pos, enc: Encoding) -> usize {
+    match pos_to_char(rope, pos, enc) {
+        Ok(c) => c,
+        Err(PositionError::LineOutOfRange { .. }) => rope.len_chars(),
+        Err(PositionError::CharacterOutOfRange { .. }) => {
+            let line = pos.line as usize;
+            rope.line_to_char(line) + line_len_chars(rope, line)
+        }
+    }
+}
+
+/// Converts a char index back to a client position.
+pub fn char_to_pos(rope: &Rope, char_idx: usize, enc: Encoding) -> Pos {
+    let char_idx = char_idx.min(rope.len_chars());
+    let line = rope.char_to_line(char_idx);
+    let start = rope.line_to_char(line);
+    let character: usize = rope.slice(start..char_idx).chars().map(|c| enc.units(c)).sum();
+    Pos { line: line as u32, character: character as u32 }
+}
+
+fn point_at(rope: &Rope, byte: usize) -> Point {
+    let row = rope.byte_to_line(byte);
+    Point { row, column: byte - rope.line_to_byte(row) }
+}
+
+/// An open document.
+pub struct Document {
+    pub rope: Rope,
+    pub version: i32,
+    pub language: Language,
+    parser: Option<Parser>,
+    tree: Option<Tree>,
+    tree_stale: bool,
+}
+
+/// An immutable view of a document for a request (cheap: the rope is shared).
+#[derive(Clone)]
+pub struct Snapshot {
+    pub rope: Rope,
+    pub version: i32,
+    pub language: Language,
+    pub tree: Option<Tree>,
+}
+
+impl Document {
+    pub fn new(text: &str, version: i32, language: Language) -> Self {
+        let parser = language.ts_language().and_then(|l| {
+            let mut p = Parser::new();
+            p.set_language(&l).ok()?;
+            Some(p)
+        });
+        Document {
+            rope: Rope::from_str(text),
+            version,
+            language,
+            parser,
+            tree: None,
+            tree_stale: true,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.rope.to_string()
+    }
+
+    /// Applies the changes of one `didChange` in arrival order (the LSP layer
+    /// handles notifications in order, synchronously) and records the version.
+    pub fn apply_versioned(&mut self, version: i32, changes: Vec<Change>, enc: Encoding) {
+        if version <= self.version {
+            tracing::warn!(version, current = self.version, "didChange version did not increase");
+        }
+        for c in changes {
+            self.apply(c, enc);
+        }
+        self.version = version;
+    }
+
+    /// Applies one content change.
+    pub fn apply(&mut self, change: Change, enc: Encoding) {
+        let (start, end) = match change.range {
+            None => (0, self.rope.len_chars()),
+            Some((a, b)) => {
+                let s = pos_to_char_clamped(&self.rope, a, enc);
+                let e = pos_to_char_clamped(&self.rope, b, enc);
+                (s.min(e), s.max(e))
+            }
+        };
+        let start_byte = self.rope.char_to_byte(start);
+        let old_end_byte = self.rope.char_to_byte(end);
+        let start_position = point_at(&self.rope, start_byte);
+        let old_end_position = point_at(&self.rope, old_end_byte);
+        if end > start {
+            self.rope.remove(start..end);
+        }
+        if !change.text.is_empty() {
+            self.rope.insert(start, &change.text);
+        }
+        let new_end_byte = start_byte + change.text.len();
+        if change.range.is_none() {
+            self.tree = None;
+        } else if let Some(tree) = self.tree.as_mut() {
+            tree.edit(&InputEdit {
+                start_byte,
+                old_end_byte,
+                new_end_byte,
+                start_position,
+                old_end_position,
+                new_end_position: point_at(&self.rope, new_end_byte),
+            });
+        }
+        self.tree_stale = true;
+    }
+
+    /// The syntax tree, reparsed incrementally from the rope if edits came in
+    /// since the last parse. None for languages without a grammar.
+    pub fn tree(&mut self) -> Option<&Tree> {
+        if self.tree_stale {
+            self.tree_stale = false;
+            if let Some(parser) = self.parser.as_mut() {
+                let rope = &self.rope;
+                let len = rope.len_bytes();
+                let mut read = |byte: usize, _: Point| -> &[u8] {
+                    if byte >= len {
+                        return &[];
+                    }
+                    let (chunk, chunk_byte, _, _) = rope.chunk_at_byte(byte);
+                    &chunk.as_bytes()[byte - chunk_byte..]
+                };
+                self.tree = parser.parse_with_options(&mut read, self.tree.as_ref(), None);
+            }
+        }
+        self.tree.as_ref()
+    }
+
+    pub fn snapshot(&mut self) -> Snapshot {
+        let tree = self.tree().cloned();
+        Snapshot { rope: self.rope.clone(), version: self.version, language: self.language, tree }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(l1: u32, c1: u32, l2: u32, c2: u32, text: &str) -> Change {
+        Change { range: Some((Pos::new(l1, c1), Pos::new(l2, c2))), text: text.into() }
+    }
+
+    #[test]
+    fn utf16_positions_with_emoji_and_cjk() {
+        let rope = Rope::from_str("a😀b\n漢字x\n");
+        // 😀 is two UTF-16 units, four UTF-8 bytes, one scalar.
+        assert_eq!(pos_to_char(&rope, Pos::new(0, 3), Encoding::Utf16), Ok(2));
+        assert_eq!(pos_to_char(&rope, Pos::new(0, 5), Encoding::Utf8), Ok(2));
+        assert_eq!(pos_to_char(&rope, Pos::new(0, 2), Encoding::Utf32), Ok(2));
+        // Half a surrogate pair snaps to the start of the emoji.
+        assert_eq!(pos_to_char(&rope, Pos::new(0, 2), Encoding::Utf16), Ok(1));
+        // CJK: one UTF-16 unit, three UTF-8 bytes each.
+        assert_eq!(pos_to_char(&rope, Pos::new(1, 2), Encoding::Utf16), Ok(6));
+        assert_eq!(pos_to_char(&rope, Pos::new(1, 6), Encoding::Utf8), Ok(6));
+        assert_eq!(char_to_pos(&rope, 6, Encoding::Utf16), Pos::new(1, 2));
+        assert_eq!(char_to_pos(&rope, 6, Encoding::Utf8), Pos::new(1, 6));
+        assert_eq!(char_to_pos(&rope, 2, Encoding::Utf16), Pos::new(0, 3));
+    }
+
+    #[test]
+    fn combining_marks_count_per_scalar() {
+        // "e" + COMBINING ACUTE ACCENT: two scalars, two UTF-16 units.
+        let rope = Rope::from_str("e\u{301}x");
+        assert_eq!(pos_to_char(&rope, Pos::new(0, 2), Encoding::Utf16), Ok(2));
+        assert_eq!(pos_to_char(&rope, Pos::new(0, 3), Encoding::Utf8), Ok(2));
+    }
+
+    #[test]
+    fn crlf_and_cr_lines() {
+        let rope = Rope::from_str("ab\r\ncd\ref\n");
+        assert_eq!(rope.len_lines(), 4);
+        assert_eq!(pos_to_char(&rope, Pos::new(1, 1), Encoding::Utf16), Ok(5));
+        assert_eq!(pos_to_char(&rope, Pos::new(2, 0), Encoding::Utf16), Ok(7));
+        // The end of a line is before its CRLF, and nothing lies past it.
+        assert_eq!(pos_to_char(&rope, Pos::new(0, 2), Encoding::Utf16), Ok(2));
+        assert!(pos_to_char(&rope, Pos::new(0, 3), Encoding::Utf16).is_err());
+        assert_eq!(char_to_pos(&rope, 5, Encoding::Utf16), Pos::new(1, 1));
+    }
+
+    #[test]
+    fn out_of_range_positions() {
+        let rope = Rope::from_str("abc\n");
+        assert!(matches!(
+            pos_to_char(&rope, Pos::new(7, 0), Encoding::Utf16),
+            Err(PositionError::LineOutOfRange { .. })
+        ));
+        assert_eq!(pos_to_char_clamped(&rope, Pos::new(7, 0), Encoding::Utf16), 4);
+        assert_eq!(pos_to_char_clamped(&rope, Pos::new(0, 99), Encoding::Utf16), 3);
+    }
+
+    #[test]
+    fn incremental_edits_keep_text_and_tree() {
+        let mut doc = Document::new("def f(a, b):\n    return a\n", 1, Language::Python);
+        assert!(doc.tree().is_some());
+        doc.apply_versioned(2, vec![ch(1, 12, 1, 12, " + b")], Encoding::Utf16);
+        assert_eq!(doc.text(), "def f(a, b):\n    return a + b\n");
+        doc.apply_versioned(3, vec![ch(0, 4, 0, 5, "add"), ch(1, 4, 1, 10, "yield")], Encoding::Utf16);
+        assert_eq!(doc.text(), "def add(a, b):\n    yield a + b\n");
+        let tree = doc.tree().unwrap().clone();
+        assert!(!tree.root_node().has_error());
+        // The incremental tree equals a fresh parse.
+        let fresh = Document::new(&doc.text(), 0, Language::Python).tree().unwrap().root_node().to_sexp();
+        assert_eq!(tree.root_node().to_sexp(), fresh);
+        assert_eq!(doc.version, 3);
+    }
+
+    #[test]
+    fn edits_across_non_ascii() {
+        let mut doc = Document::new("s = \"😀😀\"\n", 1, Language::Python);
+        // Replace the second emoji (UTF-16 columns 7..9).
+        doc.apply_versioned(2, vec![ch(0, 7, 0, 9, "漢")], Encoding::Utf16);
+        assert_eq!(doc.text(), "s = \"😀漢\"\n");
+        doc.apply_versioned(3, vec![ch(0, 5, 0, 9, "é")], Encoding::Utf8);
+        assert_eq!(doc.text(), "s = \"é漢\"\n");
+        let fresh = Document::new(&doc.text(), 0, Language::Python).tree().unwrap().root_node().to_sexp();
+        assert_eq!(doc.tree().unwrap().root_node().to_sexp(), fresh);
+    }
+
+    #[test]
+    fn full_replacement_and_clamped_ranges() {
+        let mut doc = Document::new("fn main() {}\n", 1, Language::Rust);
+        doc.apply_versioned(2, vec![Change { range: None, text: "fn x() {}".into() }], Encoding::Utf16);
+        assert_eq!(doc.text(), "fn x() {}");
+        // A range past the end is clamped, not a crash.
+        doc.apply_versioned(3, vec![ch(0, 9, 40, 2, "\n")], Encoding::Utf16);
+        assert_eq!(doc.text(), "fn x() {}\n");
+        assert!(!doc.tree().unwrap().root_node().has_error());
+    }
+}

@@ -1,0 +1,390 @@
+//! The llama.cpp owner thread: model, context, per-document KV slots.
+//!
+//! Each slot is one llama.cpp sequence and remembers the tokens its KV cache
+//! holds. A request evaluates only the tokens after the longest common prefix
+//! of its prompt with the slot's tokens; generated tokens stay cached too, so
+//! a suggestion the user types through is already in the cache.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+
+use super::{check_model_file, CompletionJob, EngineError, Generation, ModelInfo, Msg};
+use crate::config::EngineConfig;
+use crate::prompt::{self, Family, Piece};
+
+pub(super) fn run(rx: Receiver<Msg>) {
+    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+    let backend = match LlamaBackend::init() {
+        Ok(b) => b,
+        Err(e) => {
+            let err = EngineError::Llama(format!("backend init: {e}"));
+            drain_with_error(rx, err);
+            return;
+        }
+    };
+    let mut next: Option<Msg> = None;
+    let mut last_error = "the server has not loaded one yet".to_string();
+    loop {
+        let msg = match next.take() {
+            Some(m) => m,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => return,
+            },
+        };
+        match msg {
+            Msg::Complete { reply, .. } => {
+                let _ = reply.send(Err(EngineError::NotLoaded(last_error.clone())));
+            }
+            Msg::Load { config, progress, reply } => match load(&backend, &config, progress) {
+                Ok((model, family, info)) => {
+                    let _ = reply.send(Ok((info.clone(), family.clone())));
+                    // Serve until a reload is asked for or the channel closes.
+                    match serve(&backend, &model, &family, &config, &rx) {
+                        Ok(Some(reload)) => next = Some(reload),
+                        Ok(None) => return,
+                        Err(e) => last_error = e.to_string(),
+                    }
+                }
+                Err(e) => {
+                    last_error = e.to_string();
+                    let _ = reply.send(Err(e));
+                }
+            },
+        }
+    }
+}
+
+fn drain_with_error(rx: Receiver<Msg>, err: EngineError) {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Load { reply, .. } => drop(reply.send(Err(err.clone()))),
+            Msg::Complete { reply, .. } => drop(reply.send(Err(err.clone()))),
+        }
+    }
+}
+
+fn load(
+    backend: &LlamaBackend,
+    config: &EngineConfig,
+    mut progress: Box<dyn FnMut(f32) + Send>,
+) -> Result<(LlamaModel, Family, ModelInfo), EngineError> {
+    let path = config.model_path();
+    let size_bytes = check_model_file(&path)?;
+    let gpu_layers = config.gpu_layers.unwrap_or(if backend.supports_gpu_offload() { 999 } else { 0 });
+    let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers).with_progress_callback(move |p| {
+        progress(p);
+        true
+    });
+    let model = LlamaModel::load_from_file(backend, &path, &params).map_err(|e| EngineError::ModelInvalid {
+        path: path.clone(),
+        reason: format!("llama.cpp could not load it ({e}); the file may be truncated or corrupt"),
+    })?;
+
+    let family = match &config.family {
+        Some(name) => prompt::by_name(name).map_err(|e| EngineError::Family(e.to_string()))?,
+        None => prompt::detect(|t| special_token(&model, t).is_some()).ok_or(EngineError::NoFim { path: path.clone() })?,
+    };
+    let mut fim_tokens = Vec::new();
+    for t in family.fim_tokens() {
+        match special_token(&model, t) {
+            Some(id) => fim_tokens.push((t.to_string(), id.0)),
+            None => {
+                return Err(EngineError::Family(format!(
+                    "model {} lacks the token {t} that prompt family {} needs",
+                    path.display(),
+                    family.name
+                )))
+            }
+        }
+    }
+    let info = ModelInfo {
+        path,
+        size_bytes,
+        description: model.meta_val_str("general.name").unwrap_or_default(),
+        family: family.name.clone(),
+        fim_tokens,
+        n_params: model.n_params(),
+        n_ctx_train: model.n_ctx_train(),
+        n_ctx: config.context_size,
+        threads: config.threads(),
+        gpu_layers,
+        gpu_offload_supported: backend.supports_gpu_offload(),
+    };
+    Ok((model, family, info))
+}
+
+/// The id of `text` if it is exactly one special token of the model.
+fn special_token(model: &LlamaModel, text: &str) -> Option<LlamaToken> {
+    let vocab = model.vocab();
+    let special = vocab.tokenize(text.as_bytes(), false, true);
+    if special.len() != 1 {
+        return None;
+    }
+    // A special token does not come out of plain-text tokenization.
+    let plain = vocab.tokenize(text.as_bytes(), false, false);
+    (plain != special).then_some(special[0])
+}
+
+struct Slot {
+    key: String,
+    tokens: Vec<LlamaToken>,
+    last_used: u64,
+}
+
+struct Server<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    n_batch: usize,
+    slots: Vec<Slot>,
+    clock: u64,
+    stops: HashSet<LlamaToken>,
+    specials: std::collections::HashMap<String, LlamaToken>,
+    add_bos: bool,
+}
+
+/// Runs requests until a reload arrives (returned) or the channel closes.
+fn serve(
+    backend: &LlamaBackend,
+    model: &LlamaModel,
+    family: &Family,
+    config: &EngineConfig,
+    rx: &Receiver<Msg>,
+) -> Result<Option<Msg>, EngineError> {
+    let n_ctx = config.context_size.max(256);
+    let n_batch = config.batch_size.clamp(32, n_ctx);
+    let n_slots = config.slots.clamp(1, 64);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_batch)
+        .with_n_ubatch(n_batch)
+        .with_n_seq_max(n_slots)
+        .with_kv_unified(true)
+        .with_n_threads(config.threads() as i32)
+        .with_n_threads_batch(config.threads() as i32);
+    let ctx = model
+        .new_context(backend, params)
+        .map_err(|e| EngineError::Llama(format!("could not create a context of {n_ctx} tokens: {e}")))?;
+    let mut stops = HashSet::new();
+    for s in &family.fim.stop {
+        if let Some(t) = special_token(model, s) {
+            stops.insert(t);
+        }
+    }
+    let mut specials = std::collections::HashMap::new();
+    for t in family.tokens.values() {
+        if let Some(id) = special_token(model, t) {
+            specials.insert(t.clone(), id);
+        }
+    }
+    let mut server = Server {
+        model,
+        ctx,
+        batch: LlamaBatch::new(n_batch as usize, 1),
+        n_batch: n_batch as usize,
+        slots: (0..n_slots).map(|_| Slot { key: String::new(), tokens: Vec::new(), last_used: 0 }).collect(),
+        clock: 0,
+        stops,
+        specials,
+        add_bos: model.vocab().should_add_bos(),
+    };
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Load { .. } => return Ok(Some(msg)),
+            Msg::Complete { job, reply } => {
+                let result = catch_unwind(AssertUnwindSafe(|| server.complete(job))).unwrap_or_else(|p| {
+                    let what = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!("engine panicked: {what}; clearing the KV cache");
+                    server.reset();
+                    Err(EngineError::Llama(format!("internal error: {what}")))
+                });
+                let _ = reply.send(result);
+            }
+        }
+    }
+    Ok(None)
+}
+
+impl Server<'_> {
+    fn reset(&mut self) {
+        self.ctx.clear_kv_cache();
+        for s in &mut self.slots {
+            s.tokens.clear();
+            s.key.clear();
+        }
+    }
+
+    fn tokenize(&self, pieces: &[Piece]) -> Result<Vec<LlamaToken>, EngineError> {
+        let vocab = self.model.vocab();
+        let mut out = Vec::new();
+        if self.add_bos {
+            out.push(vocab.bos());
+        }
+        for p in pieces {
+            match p {
+                Piece::Special(t) => out.push(
+                    *self.specials.get(t).ok_or_else(|| EngineError::Family(format!("the model has no token {t}")))?,
+                ),
+                Piece::Text(s) => out.extend(vocab.tokenize(s.as_bytes(), false, false)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The slot for `key`: its own, else a free one, else the least recently used.
+    fn slot_for(&mut self, key: &str) -> usize {
+        self.clock += 1;
+        let idx = self
+            .slots
+            .iter()
+            .position(|s| s.key == key)
+            .or_else(|| self.slots.iter().position(|s| s.key.is_empty()))
+            .unwrap_or_else(|| {
+                (0..self.slots.len()).min_by_key(|&i| self.slots[i].last_used).expect("at least one slot")
+            });
+        let slot = &mut self.slots[idx];
+        if slot.key != key {
+            slot.key = key.to_string();
+            slot.tokens.clear();
+            let _ = self.ctx.clear_kv_cache_seq(Some(idx as u32), None, None);
+        }
+        slot.last_used = self.clock;
+        idx
+    }
+
+    /// Frees the KV cells of every slot but `keep`.
+    fn evict_others(&mut self, keep: usize) {
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if i != keep && !s.tokens.is_empty() {
+                s.tokens.clear();
+                s.key.clear();
+                let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
+            }
+        }
+    }
+
+    /// Decodes `tokens` at positions from `pos` in sequence `seq`, asking for
+    /// logits of the last one. Retries once after evicting other slots when
+    /// the cache is full.
+    fn decode(&mut self, seq: usize, tokens: &[LlamaToken], pos: usize) -> Result<(), EngineError> {
+        self.batch.clear();
+        for (i, t) in tokens.iter().enumerate() {
+            self.batch
+                .add(*t, (pos + i) as i32, &[seq as i32], i + 1 == tokens.len())
+                .map_err(|e| EngineError::Llama(e.to_string()))?;
+        }
+        match self.ctx.decode(&mut self.batch) {
+            Ok(()) => Ok(()),
+            Err(DecodeError::NoKvCacheSlot) => {
+                self.evict_others(seq);
+                self.ctx.decode(&mut self.batch).map_err(|e| EngineError::Llama(e.to_string()))
+            }
+            Err(e) => Err(EngineError::Llama(e.to_string())),
+        }
+    }
+
+    fn complete(&mut self, job: CompletionJob) -> Result<Generation, EngineError> {
+        let mut gen = Generation::default();
+        if job.cancel.is_cancelled() {
+            gen.cancelled = true;
+            return Ok(gen);
+        }
+        let t0 = Instant::now();
+        let prompt = self.tokenize(&job.prompt)?;
+        let n_ctx = self.ctx.n_ctx() as usize;
+        if prompt.is_empty() || prompt.len() + job.max_tokens as usize >= n_ctx {
+            return Err(EngineError::PromptTooLong {
+                prompt: prompt.len(),
+                max_new: job.max_tokens,
+                n_ctx: n_ctx as u32,
+            });
+        }
+        gen.prompt_tokens = prompt.len();
+        let seq = self.slot_for(&job.slot);
+
+        // Reuse the longest common prefix; always evaluate at least the last
+        // prompt token, whose logits start the generation.
+        let cached = &self.slots[seq].tokens;
+        let mut n_past = cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        n_past = n_past.min(prompt.len() - 1);
+        self.ctx
+            .clear_kv_cache_seq(Some(seq as u32), Some(n_past as u32), None)
+            .map_err(|e| EngineError::Llama(e.to_string()))?;
+        self.slots[seq].tokens.truncate(n_past);
+
+        while n_past < prompt.len() {
+            if job.cancel.is_cancelled() {
+                gen.cancelled = true;
+                return Ok(gen);
+            }
+            let end = (n_past + self.n_batch).min(prompt.len());
+            let chunk = prompt[n_past..end].to_vec();
+            self.decode(seq, &chunk, n_past)?;
+            self.slots[seq].tokens.extend_from_slice(&chunk);
+            gen.evaluated_tokens += chunk.len();
+            n_past = end;
+        }
+        gen.prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+        let t1 = Instant::now();
+        let vocab = self.model.vocab();
+        let mut bytes = Vec::new();
+        let mut logits_idx = self.batch.n_tokens() - 1;
+        for _ in 0..job.max_tokens {
+            if job.cancel.is_cancelled() {
+                gen.cancelled = true;
+                gen.text.clear();
+                return Ok(gen);
+            }
+            let token = argmax(self.ctx.get_logits_ith(logits_idx));
+            if vocab.is_eog(token) || self.stops.contains(&token) {
+                break;
+            }
+            vocab.token_to_piece_into(token, &mut bytes, false, None);
+            gen.generated_tokens += 1;
+            let text = String::from_utf8_lossy(&bytes);
+            if job.trimmer.as_ref().is_some_and(|t| t.is_done(&text)) {
+                break;
+            }
+            if n_past + 1 >= n_ctx {
+                break;
+            }
+            self.decode(seq, &[token], n_past)?;
+            self.slots[seq].tokens.push(token);
+            n_past += 1;
+            logits_idx = 0;
+        }
+        gen.text = String::from_utf8_lossy(&bytes).into_owned();
+        gen.generate_ms = t1.elapsed().as_secs_f64() * 1e3;
+        Ok(gen)
+    }
+}
+
+fn argmax(logits: &[f32]) -> LlamaToken {
+    let mut best = 0usize;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_v {
+            best_v = v;
+            best = i;
+        }
+    }
+    LlamaToken(best as i32)
+}

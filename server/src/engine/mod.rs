@@ -1,0 +1,208 @@
+//! The inference engine. One OS thread owns the llama.cpp model and context;
+//! requests reach it over a channel, carry a cancel token, and answer on a
+//! oneshot. Only this module links llama.cpp.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::config::EngineConfig;
+use crate::postprocess::Trimmer;
+use crate::prompt::{Family, Piece};
+
+#[cfg(feature = "llama")]
+mod llama;
+
+/// Set to stop a request: checked between prompt batches and between tokens.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+    /// True when both handles control the same request.
+    pub fn same_as(&self, other: &CancelToken) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Cancels its token when dropped: a request future dropped by `$/cancelRequest`
+/// stops its engine work too.
+pub struct CancelOnDrop(pub CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+pub struct CompletionJob {
+    /// Which KV slot (one per document) the request belongs to.
+    pub slot: String,
+    pub prompt: Vec<Piece>,
+    pub max_tokens: u32,
+    /// Lets generation stop as soon as the suggestion is settled.
+    pub trimmer: Option<Trimmer>,
+    pub cancel: CancelToken,
+}
+
+/// What one request cost and produced.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Generation {
+    pub text: String,
+    /// Tokens in the whole prompt.
+    pub prompt_tokens: usize,
+    /// Prompt tokens that had to be evaluated (not found in the KV cache).
+    pub evaluated_tokens: usize,
+    pub generated_tokens: usize,
+    pub prompt_ms: f64,
+    pub generate_ms: f64,
+    /// True when the request was cancelled or superseded; `text` is then empty.
+    pub cancelled: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub description: String,
+    pub family: String,
+    /// The FIM tokens of the family with their ids in this model.
+    pub fim_tokens: Vec<(String, i32)>,
+    pub n_params: u64,
+    pub n_ctx_train: u32,
+    pub n_ctx: u32,
+    pub threads: u32,
+    pub gpu_layers: u32,
+    pub gpu_offload_supported: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("model file not found: {0} (run `make model` to fetch the default model, or set `model` / --model to a GGUF file)")]
+    ModelMissing(PathBuf),
+    #[error("{path} is not a usable GGUF model: {reason}")]
+    ModelInvalid { path: PathBuf, reason: String },
+    #[error("model {path} has no fill-in-the-middle tokens of a known family (qwen2.5-coder, starcoder2, deepseek-coder, codellama, codestral); set `family` if it has FIM tokens under other names")]
+    NoFim { path: PathBuf },
+    #[error("{0}")]
+    Family(String),
+    #[error("no model is loaded: {0}")]
+    NotLoaded(String),
+    #[error("prompt of {prompt} tokens plus {max_new} new ones does not fit the context of {n_ctx}")]
+    PromptTooLong { prompt: usize, max_new: u32, n_ctx: u32 },
+    #[error("llama.cpp failed: {0}")]
+    Llama(String),
+    #[error("this build has no embedded engine (built without the `llama` feature)")]
+    Unavailable,
+    #[error("the engine thread stopped")]
+    Gone,
+}
+
+/// Features this binary was built with, for `doctor`.
+pub fn build_features() -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if cfg!(feature = "llama") {
+        f.push("llama");
+    }
+    if cfg!(feature = "cuda") {
+        f.push("cuda");
+    }
+    if cfg!(feature = "metal") {
+        f.push("metal");
+    }
+    if cfg!(feature = "vulkan") {
+        f.push("vulkan");
+    }
+    f
+}
+
+/// Checks a model file before llama.cpp sees it, for a clear message.
+pub fn check_model_file(path: &std::path::Path) -> Result<u64, EngineError> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|_| EngineError::ModelMissing(path.to_path_buf()))?;
+    if !meta.is_file() {
+        return Err(EngineError::ModelInvalid { path: path.into(), reason: "not a regular file".into() });
+    }
+    let mut magic = [0u8; 4];
+    let ok = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok();
+    if !ok || &magic != b"GGUF" {
+        return Err(EngineError::ModelInvalid { path: path.into(), reason: "the file does not start with the GGUF magic".into() });
+    }
+    Ok(meta.len())
+}
+
+pub(crate) enum Msg {
+    Load {
+        config: EngineConfig,
+        progress: Box<dyn FnMut(f32) + Send>,
+        reply: tokio::sync::oneshot::Sender<Result<(ModelInfo, Family), EngineError>>,
+    },
+    Complete {
+        job: CompletionJob,
+        reply: tokio::sync::oneshot::Sender<Result<Generation, EngineError>>,
+    },
+}
+
+/// A handle to the engine thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: std::sync::mpsc::Sender<Msg>,
+}
+
+impl Engine {
+    /// Starts the engine thread (no model yet).
+    pub fn spawn() -> Engine {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("locode-engine".into())
+            .spawn(move || run(rx))
+            .expect("spawn engine thread");
+        Engine { tx }
+    }
+
+    /// Loads (or reloads) a model. `progress` gets 0.0..=1.0 while loading.
+    pub async fn load(
+        &self,
+        config: EngineConfig,
+        progress: impl FnMut(f32) + Send + 'static,
+    ) -> Result<(ModelInfo, Family), EngineError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Load { config, progress: Box::new(progress), reply })
+            .map_err(|_| EngineError::Gone)?;
+        rx.await.map_err(|_| EngineError::Gone)?
+    }
+
+    pub async fn complete(&self, job: CompletionJob) -> Result<Generation, EngineError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(Msg::Complete { job, reply }).map_err(|_| EngineError::Gone)?;
+        rx.await.map_err(|_| EngineError::Gone)?
+    }
+}
+
+#[cfg(feature = "llama")]
+fn run(rx: std::sync::mpsc::Receiver<Msg>) {
+    llama::run(rx)
+}
+
+#[cfg(not(feature = "llama"))]
+fn run(rx: std::sync::mpsc::Receiver<Msg>) {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Load { reply, .. } => {
+                let _ = reply.send(Err(EngineError::Unavailable));
+            }
+            Msg::Complete { reply, .. } => {
+                let _ = reply.send(Err(EngineError::Unavailable));
+            }
+        }
+    }
+}

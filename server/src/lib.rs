@@ -1,0 +1,15 @@
+//! locode: private, offline AI code completion as a language server.
+//!
+//! Data flows one way: `lsp` -> `documents` -> `context` -> `prompt` ->
+//! `engine` -> `postprocess` -> `lsp`. Only `lsp` knows the protocol and only
+//! `engine` links llama.cpp; the modules between are pure.
+
+pub mod complete;
+pub mod config;
+pub mod context;
+pub mod documents;
+pub mod engine;
+pub mod language;
+pub mod lsp;
+pub mod postprocess;
+pub mod prompt;

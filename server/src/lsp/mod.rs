@@ -1,0 +1,367 @@
+//! The only module that knows LSP: capabilities, methods, position encoding.
+//! Handlers take a cheap snapshot under a short lock and never hold a lock
+//! across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tower_lsp_server::jsonrpc::{Error as RpcError, Result};
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+
+use crate::complete::{self, Suggestion};
+use crate::config::Config;
+use crate::documents::{self, Change, Document, Encoding, Pos};
+use crate::engine::{CancelOnDrop, CancelToken, Engine, ModelInfo};
+use crate::language::Language;
+use crate::prompt::Family;
+
+enum ModelState {
+    Loading,
+    Ready { info: ModelInfo, family: Arc<Family> },
+    Failed(String),
+}
+
+struct State {
+    docs: Mutex<HashMap<String, Document>>,
+    encoding: RwLock<Encoding>,
+    config: RwLock<Config>,
+    model: RwLock<ModelState>,
+    /// The newest completion request per document; a newer one cancels it.
+    inflight: Mutex<HashMap<String, CancelToken>>,
+    engine: Engine,
+    client_progress: RwLock<bool>,
+}
+
+pub struct Backend {
+    client: Client,
+    state: Arc<State>,
+}
+
+/// Runs the server on stdin/stdout until the client exits.
+pub async fn serve_stdio(config: Config) {
+    let stdin = tokio::io::stdin();
+    let stdout = tokio::io::stdout();
+    let engine = Engine::spawn();
+    let (service, socket) = LspService::build(|client| Backend {
+        client,
+        state: Arc::new(State {
+            docs: Mutex::new(HashMap::new()),
+            encoding: RwLock::new(Encoding::Utf16),
+            config: RwLock::new(config),
+            model: RwLock::new(ModelState::Loading),
+            inflight: Mutex::new(HashMap::new()),
+            engine,
+            client_progress: RwLock::new(false),
+        }),
+    })
+    .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
+    .finish();
+    Server::new(stdin, stdout, socket).serve(service).await;
+}
+
+fn to_pos(p: Position) -> Pos {
+    Pos::new(p.line, p.character)
+}
+
+fn invalid_params(msg: impl std::fmt::Display) -> RpcError {
+    RpcError::invalid_params(msg.to_string())
+}
+
+impl Backend {
+    fn encoding(&self) -> Encoding {
+        *self.state.encoding.read().unwrap()
+    }
+
+    /// Loads (or reloads) the model in the background, with progress.
+    fn load_model(&self) {
+        let client = self.client.clone();
+        let state = self.state.clone();
+        let engine_config = state.config.read().unwrap().engine.clone();
+        *state.model.write().unwrap() = ModelState::Loading;
+        let with_progress = *state.client_progress.read().unwrap();
+        tokio::spawn(async move {
+            let path = engine_config.model_path();
+            let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+            let mut last = 0u32;
+            let load = state.engine.load(engine_config, move |p| {
+                let pct = (p * 100.0) as u32;
+                if pct >= last + 5 || pct == 100 {
+                    last = pct;
+                    let _ = ptx.send(pct);
+                }
+            });
+            let progress = async {
+                if !with_progress {
+                    while prx.recv().await.is_some() {}
+                    return;
+                }
+                let token = ProgressToken::String(format!("locode/load/{}", std::process::id()));
+                if client.create_work_done_progress(token.clone()).await.is_err() {
+                    while prx.recv().await.is_some() {}
+                    return;
+                }
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let p = client
+                    .progress(token, "locode: loading model")
+                    .with_message(name)
+                    .with_percentage(0)
+                    .begin()
+                    .await;
+                while let Some(pct) = prx.recv().await {
+                    p.report(pct).await;
+                }
+                p.finish_with_message("done").await;
+            };
+            let (result, ()) = tokio::join!(load, progress);
+            match result {
+                Ok((info, family)) => {
+                    tracing::info!(model = %info.path.display(), family = %info.family, "model loaded");
+                    client
+                        .log_message(MessageType::INFO, format!("locode: loaded {} ({})", info.path.display(), info.family))
+                        .await;
+                    *state.model.write().unwrap() = ModelState::Ready { info, family: Arc::new(family) };
+                }
+                Err(e) => {
+                    let msg = format!("locode: {e}");
+                    tracing::error!("{msg}");
+                    *state.model.write().unwrap() = ModelState::Failed(e.to_string());
+                    client.log_message(MessageType::ERROR, &msg).await;
+                    client.show_message(MessageType::ERROR, &msg).await;
+                }
+            }
+        });
+    }
+
+    fn apply_settings(&self, value: &serde_json::Value) -> std::result::Result<bool, String> {
+        let mut cfg = self.state.config.write().unwrap();
+        let new = cfg.merged(value)?;
+        let reload = new.engine != cfg.engine;
+        *cfg = new;
+        Ok(reload)
+    }
+
+    /// Computes the suggestion at a position; None when there is nothing to
+    /// offer (no model, cancelled, superseded, stale).
+    async fn suggest(&self, uri: &Uri, position: Position) -> Result<Option<(Suggestion, Range)>> {
+        let key = uri.as_str().to_string();
+        let enc = self.encoding();
+        let cfg = self.state.config.read().unwrap().completion.clone();
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        let family = match &*self.state.model.read().unwrap() {
+            ModelState::Ready { family, .. } => family.clone(),
+            ModelState::Loading => return Ok(None),
+            ModelState::Failed(e) => {
+                tracing::debug!("no completion: {e}");
+                return Ok(None);
+            }
+        };
+        let (snap, cursor) = {
+            let mut docs = self.state.docs.lock().unwrap();
+            let doc = docs.get_mut(&key).ok_or_else(|| invalid_params(format!("document not open: {key}")))?;
+            let cursor = documents::pos_to_char(&doc.rope, to_pos(position), enc).map_err(invalid_params)?;
+            (doc.snapshot(), cursor)
+        };
+        let cancel = CancelToken::new();
+        if let Some(old) = self.state.inflight.lock().unwrap().insert(key.clone(), cancel.clone()) {
+            old.cancel();
+        }
+        let _guard = CancelOnDrop(cancel.clone());
+        let result = complete::suggest(&self.state.engine, &family, &key, &snap, cursor, &cfg, cancel.clone()).await;
+        {
+            let mut inflight = self.state.inflight.lock().unwrap();
+            if inflight.get(&key).is_some_and(|t| t.same_as(&cancel)) {
+                inflight.remove(&key);
+            }
+        }
+        let suggestion = match result {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("completion failed: {e}");
+                return Err(RpcError { code: tower_lsp_server::jsonrpc::ErrorCode::InternalError, message: e.to_string().into(), data: None });
+            }
+        };
+        tracing::debug!(
+            prompt = suggestion.stats.prompt_tokens,
+            evaluated = suggestion.stats.evaluated_tokens,
+            generated = suggestion.stats.generated_tokens,
+            prompt_ms = suggestion.stats.prompt_ms,
+            generate_ms = suggestion.stats.generate_ms,
+            "completion"
+        );
+        if suggestion.stats.cancelled || suggestion.text.is_empty() {
+            return Ok(None);
+        }
+        // Drop results for a document that changed meanwhile.
+        let current = self.state.docs.lock().unwrap().get(&key).map(|d| d.version);
+        if current != Some(suggestion.version) {
+            return Ok(None);
+        }
+        let range = Range::new(position, position);
+        Ok(Some((suggestion, range)))
+    }
+
+    async fn inline_completion(&self, params: InlineCompletionParams) -> Result<Option<InlineCompletionResponse>> {
+        let tdp = params.text_document_position;
+        let Some((s, range)) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+            return Ok(Some(InlineCompletionResponse::Array(vec![])));
+        };
+        Ok(Some(InlineCompletionResponse::Array(vec![InlineCompletionItem {
+            insert_text: s.text,
+            filter_text: None,
+            range: Some(range),
+            command: None,
+            insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+        }])))
+    }
+
+    /// The identifier characters before the cursor, which completion clients
+    /// filter items by; the completion item replaces them with themselves plus
+    /// the suggestion.
+    fn word_before(&self, uri: &Uri, position: Position) -> Option<(String, Position)> {
+        let enc = self.encoding();
+        let docs = self.state.docs.lock().unwrap();
+        let doc = docs.get(uri.as_str())?;
+        let cursor = documents::pos_to_char(&doc.rope, to_pos(position), enc).ok()?;
+        let line_start = doc.rope.line_to_char(doc.rope.char_to_line(cursor));
+        let mut start = cursor;
+        while start > line_start {
+            let c = doc.rope.char(start - 1);
+            if c.is_alphanumeric() || c == '_' {
+                start -= 1;
+            } else {
+                break;
+            }
+        }
+        let word = doc.rope.slice(start..cursor).to_string();
+        let p = documents::char_to_pos(&doc.rope, start, enc);
+        Some((word, Position::new(p.line, p.character)))
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        let offered = params
+            .capabilities
+            .general
+            .as_ref()
+            .and_then(|g| g.position_encodings.clone())
+            .unwrap_or_default();
+        let (enc, kind) = if offered.contains(&PositionEncodingKind::UTF8) {
+            (Encoding::Utf8, PositionEncodingKind::UTF8)
+        } else if offered.contains(&PositionEncodingKind::UTF32) {
+            (Encoding::Utf32, PositionEncodingKind::UTF32)
+        } else {
+            (Encoding::Utf16, PositionEncodingKind::UTF16)
+        };
+        *self.state.encoding.write().unwrap() = enc;
+        *self.state.client_progress.write().unwrap() = params
+            .capabilities
+            .window
+            .as_ref()
+            .and_then(|w| w.work_done_progress)
+            .unwrap_or(false);
+        if let Some(opts) = &params.initialization_options {
+            if let Err(e) = self.apply_settings(opts) {
+                self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await;
+            }
+        }
+        Ok(InitializeResult {
+            server_info: Some(ServerInfo { name: "locode".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
+            capabilities: ServerCapabilities {
+                position_encoding: Some(kind),
+                text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
+                    open_close: Some(true),
+                    change: Some(TextDocumentSyncKind::INCREMENTAL),
+                    ..Default::default()
+                })),
+                completion_provider: Some(CompletionOptions { resolve_provider: Some(false), ..Default::default() }),
+                inline_completion_provider: Some(OneOf::Left(true)),
+                ..Default::default()
+            },
+            offset_encoding: None,
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        self.load_model();
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        for t in self.state.inflight.lock().unwrap().values() {
+            t.cancel();
+        }
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let td = params.text_document;
+        let key = td.uri.as_str().to_string();
+        let lang = Language::detect(&td.language_id, &key);
+        let doc = Document::new(&td.text, td.version, lang);
+        self.state.docs.lock().unwrap().insert(key, doc);
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let enc = self.encoding();
+        let key = params.text_document.uri.as_str();
+        let changes = params
+            .content_changes
+            .into_iter()
+            .map(|c| Change { range: c.range.map(|r| (to_pos(r.start), to_pos(r.end))), text: c.text })
+            .collect();
+        let mut docs = self.state.docs.lock().unwrap();
+        match docs.get_mut(key) {
+            Some(doc) => doc.apply_versioned(params.text_document.version, changes, enc),
+            None => tracing::warn!("didChange for a document that is not open: {key}"),
+        }
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let key = params.text_document.uri.as_str();
+        self.state.docs.lock().unwrap().remove(key);
+        if let Some(t) = self.state.inflight.lock().unwrap().remove(key) {
+            t.cancel();
+        }
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        match self.apply_settings(&params.settings) {
+            Ok(true) => self.load_model(),
+            Ok(false) => {}
+            Err(e) => self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await,
+        }
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        let tdp = params.text_document_position;
+        let Some((s, _)) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+            return Ok(Some(CompletionResponse::Array(vec![])));
+        };
+        let (word, start) = self.word_before(&tdp.text_document.uri, tdp.position).unwrap_or_default();
+        let new_text = format!("{word}{}", s.text);
+        let first_line = s.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let mut label: String = format!("{word}{first_line}").chars().take(80).collect();
+        if s.text.trim().lines().count() > 1 {
+            label.push_str(" …");
+        }
+        let item = CompletionItem {
+            label,
+            kind: Some(CompletionItemKind::TEXT),
+            detail: Some("locode".into()),
+            documentation: Some(Documentation::MarkupContent(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: format!("```\n{new_text}\n```"),
+            })),
+            filter_text: Some(new_text.clone()),
+            sort_text: Some("0".into()),
+            preselect: Some(true),
+            insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+            text_edit: Some(CompletionTextEdit::Edit(TextEdit { range: Range::new(start, tdp.position), new_text })),
+            ..Default::default()
+        };
+        Ok(Some(CompletionResponse::List(CompletionList { is_incomplete: true, items: vec![item] })))
+    }
+}

@@ -1,0 +1,179 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use locode::config::{self, Config};
+use locode::documents::Document;
+use locode::engine::{self, CancelToken, Engine};
+use locode::language::Language;
+
+#[derive(Parser)]
+#[command(name = "locode", version, about = "Private, offline AI code completion as a language server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the language server on stdin/stdout.
+    Serve(EngineArgs),
+    /// Print the completion at FILE:LINE:COL (1-based line and column, in characters).
+    Complete {
+        /// FILE:LINE:COL
+        at: String,
+        /// Print the suggestion with its statistics as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Check the model, its family and FIM tokens, threads and build features.
+    Doctor(EngineArgs),
+    /// Print where the default model is cached.
+    ModelPath,
+}
+
+#[derive(Args, Clone, Default)]
+struct EngineArgs {
+    /// GGUF model file (default: the cached default model).
+    #[arg(long, env = "LOCODE_MODEL")]
+    model: Option<PathBuf>,
+    /// Prompt family override (qwen2.5-coder, starcoder2, deepseek-coder, codellama, codestral).
+    #[arg(long)]
+    family: Option<String>,
+    /// CPU threads for inference (default: all cores).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Context size in tokens.
+    #[arg(long)]
+    context_size: Option<u32>,
+    /// Layers to offload to the GPU.
+    #[arg(long)]
+    gpu_layers: Option<u32>,
+}
+
+impl EngineArgs {
+    fn config(&self) -> Config {
+        let mut c = Config::default();
+        c.engine.model = self.model.clone();
+        c.engine.family = self.family.clone();
+        c.engine.threads = self.threads;
+        if let Some(n) = self.context_size {
+            c.engine.context_size = n;
+        }
+        c.engine.gpu_layers = self.gpu_layers;
+        c
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCODE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,llama-cpp-2=warn,llama_cpp_2=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+}
+
+fn parse_at(at: &str) -> anyhow::Result<(PathBuf, usize, usize)> {
+    let mut parts = at.rsplitn(3, ':');
+    let col = parts.next().unwrap_or_default();
+    let line = parts.next().context("expected FILE:LINE:COL")?;
+    let file = parts.next().context("expected FILE:LINE:COL")?;
+    let line: usize = line.parse().context("LINE must be a number")?;
+    let col: usize = col.parse().context("COL must be a number")?;
+    if line == 0 || col == 0 {
+        bail!("LINE and COL count from 1");
+    }
+    Ok((PathBuf::from(file), line, col))
+}
+
+async fn complete(at: &str, json: bool, config: Config) -> anyhow::Result<()> {
+    let (path, line, col) = parse_at(at)?;
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+    let mut doc = Document::new(&text, 0, Language::from_path(&path));
+    if line > doc.rope.len_lines() {
+        bail!("{} has {} lines; line {line} is past the end", path.display(), doc.rope.len_lines());
+    }
+    let line_start = doc.rope.line_to_char(line - 1);
+    let line_len = doc.rope.line(line - 1).chars().filter(|c| *c != '\n' && *c != '\r').count();
+    if col > line_len + 1 {
+        bail!("line {line} has {line_len} characters; column {col} is past its end");
+    }
+    let cursor = line_start + col - 1;
+    let engine = Engine::spawn();
+    let (_info, family) = engine.load(config.engine.clone(), |_| {}).await?;
+    let snap = doc.snapshot();
+    let key = path.display().to_string();
+    let s = locode::complete::suggest(&engine, &family, &key, &snap, cursor, &config.completion, CancelToken::new()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("{}", s.text);
+        eprintln!(
+            "locode: {} prompt tokens ({} evaluated) in {:.0} ms, {} generated in {:.0} ms",
+            s.stats.prompt_tokens, s.stats.evaluated_tokens, s.stats.prompt_ms, s.stats.generated_tokens, s.stats.generate_ms
+        );
+    }
+    Ok(())
+}
+
+async fn doctor(config: Config) -> bool {
+    let path = config.engine.model_path();
+    println!("locode {}", env!("CARGO_PKG_VERSION"));
+    println!("build features: {}", engine::build_features().join(", "));
+    println!("model cache:    {}", config::model_dir().display());
+    println!("model:          {}", path.display());
+    println!("threads:        {}", config.engine.threads());
+    println!("context size:   {}", config.engine.context_size);
+    let engine = Engine::spawn();
+    match engine.load(config.engine.clone(), |_| {}).await {
+        Ok((info, _)) => {
+            println!("model size:     {} bytes", info.size_bytes);
+            println!("model name:     {}", info.description);
+            println!("parameters:     {}", info.n_params);
+            println!("trained ctx:    {}", info.n_ctx_train);
+            println!("family:         {}", info.family);
+            let toks: Vec<String> = info.fim_tokens.iter().map(|(t, id)| format!("{t}={id}")).collect();
+            println!("FIM tokens:     {}", toks.join(" "));
+            println!("GPU offload:    {} ({} layers)", if info.gpu_offload_supported { "yes" } else { "no" }, info.gpu_layers);
+            println!("status:         ok");
+            true
+        }
+        Err(e) => {
+            println!("status:         PROBLEM: {e}");
+            false
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            locode::lsp::serve_stdio(args.config()).await;
+            ExitCode::SUCCESS
+        }
+        Command::Complete { at, json, engine } => match complete(&at, json, engine.config()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("locode: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Doctor(args) => {
+            if doctor(args.config()).await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::ModelPath => {
+            println!("{}", config::default_model_path().display());
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Prompt families (`prompts/*.toml`) and fill-in-the-middle rendering. Pure:
+//! renders to pieces of text and special-token names; the engine tokenizes.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The families shipped in `prompts/`, compiled into the binary.
+const BUILTIN: &[(&str, &str)] = &[
+    ("qwen2.5-coder", include_str!("../../prompts/qwen2.5-coder.toml")),
+    ("starcoder2", include_str!("../../prompts/starcoder2.toml")),
+    ("deepseek-coder", include_str!("../../prompts/deepseek-coder.toml")),
+    ("codellama", include_str!("../../prompts/codellama.toml")),
+    ("codestral", include_str!("../../prompts/codestral.toml")),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Family {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Special tokens by role, as their text in the vocabulary.
+    pub tokens: BTreeMap<String, String>,
+    pub fim: Fim,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fim {
+    pub layout: Vec<String>,
+    #[serde(default)]
+    pub stop: Vec<String>,
+}
+
+/// One part of a rendered prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// A special token, by its text in the vocabulary (never parsed from user text).
+    Special(String),
+    /// Plain text, tokenized with special-token parsing off.
+    Text(String),
+}
+
+/// The texts that fill a FIM layout.
+#[derive(Debug, Clone, Default)]
+pub struct FimParts<'a> {
+    pub extra: &'a str,
+    pub prefix: &'a str,
+    pub suffix: &'a str,
+    pub middle: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("unknown prompt family '{0}' (known: {1})")]
+    UnknownFamily(String, String),
+    #[error("prompt family '{family}': layout entry '{entry}' names no token or text")]
+    BadLayout { family: String, entry: String },
+    #[error("prompt family '{0}' does not parse: {1}")]
+    Parse(String, String),
+}
+
+impl Family {
+    pub fn parse(name: &str, toml_text: &str) -> Result<Family, PromptError> {
+        let f: Family = toml::from_str(toml_text).map_err(|e| PromptError::Parse(name.into(), e.to_string()))?;
+        for entry in &f.fim.layout {
+            let ok = match layout_entry(entry) {
+                Some(Entry::Token(t)) => f.tokens.contains_key(t),
+                Some(Entry::Text(t)) => matches!(t, "extra" | "prefix" | "suffix" | "middle"),
+                None => false,
+            };
+            if !ok {
+                return Err(PromptError::BadLayout { family: f.name.clone(), entry: entry.clone() });
+            }
+        }
+        Ok(f)
+    }
+
+    /// The special tokens the FIM layout uses: a model must have all of them.
+    pub fn fim_tokens(&self) -> Vec<&str> {
+        self.fim
+            .layout
+            .iter()
+            .filter_map(|e| match layout_entry(e) {
+                Some(Entry::Token(t)) => self.tokens.get(t).map(String::as_str),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn token(&self, role: &str) -> Option<&str> {
+        self.tokens.get(role).map(String::as_str)
+    }
+
+    /// Renders the FIM prompt. Empty texts are left out.
+    pub fn render_fim(&self, parts: &FimParts<'_>) -> Vec<Piece> {
+        let mut out = Vec::with_capacity(self.fim.layout.len());
+        for entry in &self.fim.layout {
+            match layout_entry(entry) {
+                Some(Entry::Token(t)) => out.push(Piece::Special(self.tokens[t].clone())),
+                Some(Entry::Text(t)) => {
+                    let text = match t {
+                        "extra" => parts.extra,
+                        "prefix" => parts.prefix,
+                        "suffix" => parts.suffix,
+                        _ => parts.middle,
+                    };
+                    if !text.is_empty() {
+                        out.push(Piece::Text(text.to_string()));
+                    }
+                }
+                None => unreachable!("layout checked in Family::parse"),
+            }
+        }
+        out
+    }
+}
+
+enum Entry<'a> {
+    Token(&'a str),
+    Text(&'a str),
+}
+
+fn layout_entry(e: &str) -> Option<Entry<'_>> {
+    if let Some(t) = e.strip_prefix('<').and_then(|t| t.strip_suffix('>')) {
+        Some(Entry::Token(t))
+    } else {
+        e.strip_prefix('{').and_then(|t| t.strip_suffix('}')).map(Entry::Text)
+    }
+}
+
+/// All built-in families, in detection order.
+pub fn builtin() -> Vec<Family> {
+    BUILTIN
+        .iter()
+        .map(|(name, text)| Family::parse(name, text).expect("built-in prompt family parses"))
+        .collect()
+}
+
+pub fn by_name(name: &str) -> Result<Family, PromptError> {
+    let all = builtin();
+    let known = all.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ");
+    all.into_iter()
+        .find(|f| f.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| PromptError::UnknownFamily(name.into(), known))
+}
+
+/// Picks the first family whose FIM tokens are all single special tokens of
+/// the model. `is_special_token(text)` answers that for the model's vocabulary.
+pub fn detect(is_special_token: impl Fn(&str) -> bool) -> Option<Family> {
+    builtin().into_iter().find(|f| f.fim_tokens().iter().all(|t| is_special_token(t)))
+}
+
+/// Flattens pieces to text, for logs and tests (specials shown by their text).
+pub fn to_display_string(pieces: &[Piece]) -> String {
+    pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Special(s) | Piece::Text(s) => s.as_str(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(family: &str) -> String {
+        let f = by_name(family).unwrap();
+        to_display_string(&f.render_fim(&FimParts {
+            extra: "",
+            prefix: "def add(a, b):\n    return a + ",
+            suffix: "\n\nprint(add(1, 2))\n",
+            middle: "",
+        }))
+    }
+
+    #[test]
+    fn every_family_renders_its_fim_layout() {
+        assert_eq!(
+            render("qwen2.5-coder"),
+            "<|fim_prefix|>def add(a, b):\n    return a + <|fim_suffix|>\n\nprint(add(1, 2))\n<|fim_middle|>"
+        );
+        assert_eq!(
+            render("starcoder2"),
+            "<fim_prefix>def add(a, b):\n    return a + <fim_suffix>\n\nprint(add(1, 2))\n<fim_middle>"
+        );
+        assert_eq!(
+            render("deepseek-coder"),
+            "<｜fim▁begin｜>def add(a, b):\n    return a + <｜fim▁hole｜>\n\nprint(add(1, 2))\n<｜fim▁end｜>"
+        );
+        assert_eq!(
+            render("codellama"),
+            "▁<PRE>def add(a, b):\n    return a + ▁<SUF>\n\nprint(add(1, 2))\n▁<MID>"
+        );
+        assert_eq!(
+            render("codestral"),
+            "[SUFFIX]\n\nprint(add(1, 2))\n[PREFIX]def add(a, b):\n    return a + "
+        );
+    }
+
+    #[test]
+    fn anchored_middle_follows_the_middle_token() {
+        let f = by_name("qwen2.5-coder").unwrap();
+        let pieces = f.render_fim(&FimParts { extra: "", prefix: "x = ", suffix: "\n", middle: "fo" });
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Special("<|fim_prefix|>".into()),
+                Piece::Text("x = ".into()),
+                Piece::Special("<|fim_suffix|>".into()),
+                Piece::Text("\n".into()),
+                Piece::Special("<|fim_middle|>".into()),
+                Piece::Text("fo".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn user_text_that_looks_like_a_token_stays_text() {
+        let f = by_name("qwen2.5-coder").unwrap();
+        let pieces = f.render_fim(&FimParts { prefix: "s = '<|fim_middle|>'", ..Default::default() });
+        assert_eq!(pieces[1], Piece::Text("s = '<|fim_middle|>'".into()));
+    }
+
+    #[test]
+    fn detection_by_vocabulary() {
+        let qwen_vocab = ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"];
+        assert_eq!(detect(|t| qwen_vocab.contains(&t)).unwrap().name, "qwen2.5-coder");
+        let ds = ["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"];
+        assert_eq!(detect(|t| ds.contains(&t)).unwrap().name, "deepseek-coder");
+        let mistral = ["[PREFIX]", "[SUFFIX]"];
+        assert_eq!(detect(|t| mistral.contains(&t)).unwrap().name, "codestral");
+        assert!(detect(|_| false).is_none());
+    }
+
+    #[test]
+    fn bad_layouts_and_names_are_errors() {
+        assert!(by_name("nonesuch").unwrap_err().to_string().contains("qwen2.5-coder"));
+        let bad = "name='x'\n[tokens]\nprefix='<p>'\n[fim]\nlayout=['<prefix>','<nope>']\n";
+        assert!(matches!(Family::parse("x", bad), Err(PromptError::BadLayout { .. })));
+    }
+}
