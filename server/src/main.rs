@@ -71,7 +71,7 @@ impl EngineArgs {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOCODE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,llama-cpp-2=warn,llama_cpp_2=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,locode=info,llama-cpp-2=error"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
 }
 

@@ -31,6 +31,8 @@ struct State {
     inflight: Mutex<HashMap<String, CancelToken>>,
     engine: Engine,
     client_progress: RwLock<bool>,
+    /// Statistics of the last completion per document (`locode/lastStats`).
+    last_stats: Mutex<HashMap<String, crate::engine::Generation>>,
 }
 
 pub struct Backend {
@@ -53,9 +55,13 @@ pub async fn serve_stdio(config: Config) {
             inflight: Mutex::new(HashMap::new()),
             engine,
             client_progress: RwLock::new(false),
+            last_stats: Mutex::new(HashMap::new()),
         }),
     })
     .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
+    .custom_method("locode/documentState", Backend::document_state)
+    .custom_method("locode/lastStats", Backend::last_stats)
+    .custom_method("locode/status", Backend::status)
     .finish();
     Server::new(stdin, stdout, socket).serve(service).await;
 }
@@ -191,6 +197,7 @@ impl Backend {
             generate_ms = suggestion.stats.generate_ms,
             "completion"
         );
+        self.state.last_stats.lock().unwrap().insert(key.clone(), suggestion.stats.clone());
         if suggestion.stats.cancelled || suggestion.text.is_empty() {
             return Ok(None);
         }
@@ -201,6 +208,29 @@ impl Backend {
         }
         let range = Range::new(position, position);
         Ok(Some((suggestion, range)))
+    }
+
+    /// The server's copy of a document: `{uri}` -> `{version, text}`.
+    async fn document_state(&self, params: TextDocumentIdentifier) -> Result<serde_json::Value> {
+        let docs = self.state.docs.lock().unwrap();
+        let doc = docs.get(params.uri.as_str()).ok_or_else(|| invalid_params("document not open"))?;
+        Ok(serde_json::json!({ "version": doc.version, "text": doc.text() }))
+    }
+
+    /// Statistics of the last completion for a document: prompt tokens,
+    /// evaluated tokens, generated tokens and timings.
+    async fn last_stats(&self, params: TextDocumentIdentifier) -> Result<serde_json::Value> {
+        let stats = self.state.last_stats.lock().unwrap().get(params.uri.as_str()).cloned();
+        Ok(serde_json::to_value(stats).unwrap_or_default())
+    }
+
+    /// Model state: `{state: "loading"|"ready"|"failed", ...}`.
+    async fn status(&self) -> Result<serde_json::Value> {
+        Ok(match &*self.state.model.read().unwrap() {
+            ModelState::Loading => serde_json::json!({"state": "loading"}),
+            ModelState::Ready { info, .. } => serde_json::json!({"state": "ready", "model": info}),
+            ModelState::Failed(e) => serde_json::json!({"state": "failed", "error": e}),
+        })
     }
 
     async fn inline_completion(&self, params: InlineCompletionParams) -> Result<Option<InlineCompletionResponse>> {

@@ -1,0 +1,178 @@
+//! A small LSP client over a child process's stdio, for black-box tests and
+//! benchmarks. Server-to-client requests are answered with `null`.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct LspClient {
+    child: Child,
+    stdin: Arc<Mutex<ChildStdin>>,
+    rx: Receiver<Value>,
+    next_id: i64,
+    /// Notifications and responses read but not yet asked for.
+    backlog: Vec<Value>,
+}
+
+fn write_msg(w: &mut impl Write, v: &Value) -> std::io::Result<()> {
+    let body = serde_json::to_string(v).unwrap();
+    write!(w, "Content-Length: {}\r\n\r\n{}", body.len(), body)?;
+    w.flush()
+}
+
+impl LspClient {
+    pub fn spawn(bin: &Path, args: &[&str]) -> LspClient {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the locode binary");
+        let stdin = Arc::new(Mutex::new(child.stdin.take().unwrap()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        let reply_stdin = stdin.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut len = None;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        len = v.parse::<usize>().ok();
+                    }
+                }
+                let mut buf = vec![0; len.expect("Content-Length header")];
+                if r.read_exact(&mut buf).is_err() {
+                    return;
+                }
+                let msg: Value = serde_json::from_slice(&buf).expect("server sent JSON");
+                if msg.get("method").is_some() && msg.get("id").is_some() {
+                    // A request from the server: answer it.
+                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
+                    let _ = write_msg(&mut *reply_stdin.lock().unwrap(), &reply);
+                }
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+        });
+        LspClient { child, stdin, rx, next_id: 1, backlog: Vec::new() }
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) {
+        let msg = json!({"jsonrpc": "2.0", "method": method, "params": params});
+        write_msg(&mut *self.stdin.lock().unwrap(), &msg).expect("write to server");
+    }
+
+    /// Sends a request and returns its id.
+    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        write_msg(&mut *self.stdin.lock().unwrap(), &msg).expect("write to server");
+        id
+    }
+
+    /// Waits for a message matching `pred`, keeping the others.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return Some(self.backlog.remove(i));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(msg) if pred(&msg) => return Some(msg),
+                Ok(msg) => self.backlog.push(msg),
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// The whole response message (with `result` or `error`) for request `id`.
+    pub fn response(&mut self, id: i64, timeout: Duration) -> Value {
+        self.wait_for(timeout, |m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
+            .unwrap_or_else(|| panic!("no response to request {id} within {timeout:?}"))
+    }
+
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        let resp = self.response(id, Duration::from_secs(120));
+        if let Some(err) = resp.get("error") {
+            panic!("{method} failed: {err}");
+        }
+        resp["result"].clone()
+    }
+
+    pub fn initialize(&mut self, capabilities: Value, options: Value) -> Value {
+        let result = self.request(
+            "initialize",
+            json!({"processId": null, "rootUri": null, "capabilities": capabilities, "initializationOptions": options}),
+        );
+        self.notify("initialized", json!({}));
+        result
+    }
+
+    /// Waits until `locode/status` says the model is ready (or failed).
+    pub fn wait_model(&mut self, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.request("locode/status", json!(null));
+            if st["state"] != "loading" || Instant::now() > deadline {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// All notifications with this method read so far.
+    pub fn notifications(&mut self, method: &str) -> Vec<Value> {
+        while let Ok(m) = self.rx.try_recv() {
+            self.backlog.push(m);
+        }
+        self.backlog.iter().filter(|m| m["method"] == method).cloned().collect()
+    }
+
+    pub fn shutdown(mut self) {
+        let _ = self.request("shutdown", json!(null));
+        self.notify("exit", json!(null));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+impl Drop for LspClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Splits a fixture at its `$0` cursor: (text, line, utf-16 column).
+pub fn cursor(fixture: &str) -> (String, u32, u32) {
+    let at = fixture.find("$0").expect("fixture has $0");
+    let before = &fixture[..at];
+    let line = before.matches('\n').count() as u32;
+    let col = before.rsplit('\n').next().unwrap().encode_utf16().count() as u32;
+    (fixture.replace("$0", ""), line, col)
+}

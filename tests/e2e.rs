@@ -1,0 +1,331 @@
+//! End to end: the `locode` binary over stdio with the real default model,
+//! greedy decoding. Needs the model (`make model`).
+
+#[path = "common/lsp_client.rs"]
+mod lsp_client;
+
+use lsp_client::{cursor, LspClient};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_locode"))
+}
+
+fn model_path() -> PathBuf {
+    let out = std::process::Command::new(bin()).arg("model-path").output().unwrap();
+    let p = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(p.exists(), "the default model is missing at {}: run `make model` first", p.display());
+    p
+}
+
+/// A server with the model loaded, speaking UTF-16.
+fn ready_server() -> LspClient {
+    model_path();
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    c.initialize(json!({"window": {"workDoneProgress": true}}), json!({}));
+    let st = c.wait_model(Duration::from_secs(120));
+    assert_eq!(st["state"], "ready", "model did not load: {st}");
+    c
+}
+
+fn open(c: &mut LspClient, uri: &str, lang: &str, text: &str) {
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": lang, "version": 1, "text": text}}),
+    );
+}
+
+/// Types `s` one character at a time at (line, col) with incremental changes.
+fn type_text(c: &mut LspClient, uri: &str, version: &mut i32, line: u32, mut col: u32, s: &str) -> u32 {
+    for ch in s.chars() {
+        *version += 1;
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": *version},
+                   "contentChanges": [{"range": {"start": {"line": line, "character": col},
+                                                 "end": {"line": line, "character": col}},
+                                       "text": ch.to_string()}]}),
+        );
+        col += ch.len_utf16() as u32;
+    }
+    col
+}
+
+fn inline(c: &mut LspClient, uri: &str, line: u32, col: u32) -> Value {
+    c.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col},
+               "context": {"triggerKind": 2}}),
+    )
+}
+
+fn first_text(resp: &Value) -> String {
+    let items = resp.as_array().cloned().or_else(|| resp["items"].as_array().cloned()).unwrap_or_default();
+    items.first().and_then(|i| i["insertText"].as_str()).unwrap_or("").to_string()
+}
+
+fn server_text(c: &mut LspClient, uri: &str) -> (i64, String) {
+    let st = c.request("locode/documentState", json!({"uri": uri}));
+    (st["version"].as_i64().unwrap(), st["text"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn python_completion_after_typing() {
+    let mut c = ready_server();
+    let uri = "file:///tmp/locode-e2e/add.py";
+    let (text, line, col) = cursor("def add(a, b):\n    return $0\n\n\nprint(add(1, 2))\n");
+    open(&mut c, uri, "python", &text);
+    let mut v = 1;
+    let col = type_text(&mut c, uri, &mut v, line, col, "a + ");
+    assert_eq!(server_text(&mut c, uri).1, "def add(a, b):\n    return a + \n\n\nprint(add(1, 2))\n");
+    let resp = inline(&mut c, uri, line, col);
+    let item = &resp.as_array().expect("an array of items")[0];
+    let text = item["insertText"].as_str().unwrap();
+    assert!(text.contains('b'), "suggestion {text:?} should use b");
+    assert!(!text.contains('\n'), "mid-line suggestion {text:?} should be one line");
+    assert_eq!(item["range"]["start"], json!({"line": line, "character": col}));
+    assert_eq!(item["range"]["end"], json!({"line": line, "character": col}));
+    let stats = c.request("locode/lastStats", json!({"uri": uri}));
+    assert!(stats["prompt_tokens"].as_u64().unwrap() > 10, "{stats}");
+    c.shutdown();
+}
+
+#[test]
+fn rust_completion_and_block_mode() {
+    let mut c = ready_server();
+    let uri = "file:///tmp/locode-e2e/lib.rs";
+    let (text, line, col) = cursor("pub fn add(a: i32, b: i32) -> i32 {\n    $0\n}\n\nfn main() {\n    println!(\"{}\", add(1, 2));\n}\n");
+    open(&mut c, uri, "rust", &text);
+    let mut v = 1;
+    let col2 = type_text(&mut c, uri, &mut v, line, col, "a + ");
+    let t = first_text(&inline(&mut c, uri, line, col2));
+    assert!(t.contains('b'), "suggestion {t:?} should use b");
+
+    // On an empty line in an empty body, the suggestion is the body: it may
+    // span lines but never runs past the block (no `fn main` again).
+    let (text, line, col) = cursor("fn is_even(n: u32) -> bool {\n    $0\n}\n\nfn main() {\n    println!(\"{}\", is_even(4));\n}\n");
+    let uri2 = "file:///tmp/locode-e2e/even.rs";
+    open(&mut c, uri2, "rust", &text);
+    let t = first_text(&inline(&mut c, uri2, line, col));
+    assert!(!t.is_empty(), "expected a body suggestion");
+    assert!(!t.contains("fn main"), "suggestion {t:?} runs past the block");
+    assert!(t.contains('n'), "suggestion {t:?} should use n");
+    c.shutdown();
+}
+
+#[test]
+fn completion_item_for_clients_without_inline_completion() {
+    let mut c = ready_server();
+    let uri = "file:///tmp/locode-e2e/circle.py";
+    let (text, line, col) = cursor("import math\n\n\ndef circle_area(radius):\n    return math.pi * rad$0\n");
+    open(&mut c, uri, "python", &text);
+    let resp = c.request(
+        "textDocument/completion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col}}),
+    );
+    let item = &resp["items"][0];
+    let edit = &item["textEdit"];
+    // The edit replaces the word being typed with itself plus the suggestion,
+    // so clients that filter by that word keep the item.
+    assert_eq!(edit["range"]["start"], json!({"line": line, "character": col - 3}));
+    assert_eq!(edit["range"]["end"], json!({"line": line, "character": col}));
+    let new_text = edit["newText"].as_str().unwrap();
+    assert!(new_text.starts_with("rad") && new_text.len() > 3, "{new_text:?}");
+    assert!(new_text.contains("radius"), "{new_text:?}");
+    assert_eq!(item["filterText"], edit["newText"]);
+    c.shutdown();
+}
+
+#[test]
+fn utf16_and_utf8_positions_with_non_ascii_text() {
+    // UTF-16: an emoji before the cursor counts two units.
+    let mut c = ready_server();
+    let uri = "file:///tmp/locode-e2e/emoji.py";
+    let (text, line, col) = cursor("def greet(name):\n    return \"😀 hello \" + $0\n");
+    assert_eq!(col, "    return \"😀 hello \" + ".encode_utf16().count() as u32);
+    open(&mut c, uri, "python", &text);
+    let resp = inline(&mut c, uri, line, col);
+    let t = first_text(&resp);
+    assert!(t.contains("name"), "{t:?}");
+    // A position inside the line's end is an error, not a crash; the server goes on.
+    let id = c.send_request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col + 40}, "context": {"triggerKind": 1}}),
+    );
+    let resp = c.response(id, Duration::from_secs(30));
+    assert_eq!(resp["error"]["code"], -32602, "{resp}");
+    assert_eq!(server_text(&mut c, uri).1, text);
+    c.shutdown();
+
+    // UTF-8 when the client offers it.
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    let init = c.initialize(json!({"general": {"positionEncodings": ["utf-8", "utf-16"]}}), json!({}));
+    assert_eq!(init["capabilities"]["positionEncoding"], "utf-8");
+    let uri = "file:///tmp/locode-e2e/cjk.py";
+    open(&mut c, uri, "python", "s = '漢字'\n");
+    // Insert after 漢 (UTF-8 column 8) and after 字 (column 11, after the first insert).
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": 0, "character": 8}, "end": {"line": 0, "character": 8}}, "text": "é"},
+            {"range": {"start": {"line": 0, "character": 13}, "end": {"line": 0, "character": 13}}, "text": "!"}
+        ]}),
+    );
+    assert_eq!(server_text(&mut c, uri), (2, "s = '漢é字!'\n".to_string()));
+    c.shutdown();
+}
+
+#[test]
+fn superseded_and_cancelled_requests_return_quickly() {
+    let mut c = ready_server();
+    let uri = "file:///tmp/locode-e2e/big.py";
+    // A long file, so a cold prompt takes seconds to evaluate.
+    let mut text: String = (0..120)
+        .map(|i| format!("def function_{i}(value):\n    total = value * {i} + {}\n    return total\n\n", i * 7))
+        .collect();
+    text.push_str("def final(value):\n    return \n");
+    let line = text.lines().count() as u32 - 1;
+    open(&mut c, uri, "python", &text);
+    let pos = json!({"line": line, "character": 11});
+    let params = json!({"textDocument": {"uri": uri}, "position": pos, "context": {"triggerKind": 2}});
+    let t0 = Instant::now();
+    let first = c.send_request("textDocument/inlineCompletion", params.clone());
+    std::thread::sleep(Duration::from_millis(200));
+    let second = c.send_request("textDocument/inlineCompletion", params.clone());
+    let r1 = c.response(first, Duration::from_secs(60));
+    let t1 = t0.elapsed();
+    let r2 = c.response(second, Duration::from_secs(120));
+    let t2 = t0.elapsed();
+    assert_eq!(r1["result"], json!([]), "the superseded request returns nothing: {r1}");
+    assert!(t1 < t2, "the superseded request answered first ({t1:?} vs {t2:?})");
+    assert!(!first_text(&r2["result"]).is_empty(), "the newer request gets the suggestion: {r2}");
+
+    // $/cancelRequest on an in-flight request: answered as cancelled.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}, "text": "# changed\n"}]}),
+    );
+    let pos = json!({"line": line + 1, "character": 11});
+    let third = c.send_request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": uri}, "position": pos, "context": {"triggerKind": 2}}),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let t3 = Instant::now();
+    c.notify("$/cancelRequest", json!({"id": third}));
+    let r3 = c.response(third, Duration::from_secs(30));
+    assert_eq!(r3["error"]["code"], -32800, "{r3}");
+    assert!(t3.elapsed() < Duration::from_secs(5));
+    // The engine is free again: a new request completes.
+    let r4 = inline(&mut c, uri, line + 1, 11);
+    assert!(!first_text(&r4).is_empty(), "{r4}");
+    c.shutdown();
+}
+
+#[test]
+fn rapid_changes_keep_the_text_exact() {
+    let mut c = ready_server();
+    let uri = "file:///tmp/locode-e2e/rapid.py";
+    let mut client_text = String::from("x = 1\n");
+    open(&mut c, uri, "python", &client_text);
+    let mut version = 1;
+    // 50 edits: typed characters, newlines, and deletions, without waiting,
+    // with completion requests interleaved.
+    for i in 0..50 {
+        version += 1;
+        let lines: Vec<&str> = client_text.split('\n').collect();
+        let last = lines.len() as u32 - 1;
+        let last_len = lines[last as usize].len() as u32;
+        let (range, new) = match i % 5 {
+            0 => ((last, last_len, last, last_len), "\n".to_string()),
+            4 if last_len > 0 => ((last, last_len - 1, last, last_len), String::new()),
+            _ => ((last, last_len, last, last_len), format!("v{i}")),
+        };
+        // Apply to the client's copy (ASCII, so columns are bytes).
+        let offset = |l: u32, col: u32| -> usize {
+            client_text.split('\n').take(l as usize).map(|s| s.len() + 1).sum::<usize>() + col as usize
+        };
+        let (a, b) = (offset(range.0, range.1), offset(range.2, range.3));
+        client_text.replace_range(a..b, &new);
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [
+                {"range": {"start": {"line": range.0, "character": range.1}, "end": {"line": range.2, "character": range.3}},
+                 "text": new}]}),
+        );
+        if i % 10 == 3 {
+            c.send_request(
+                "textDocument/inlineCompletion",
+                json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}, "context": {"triggerKind": 2}}),
+            );
+        }
+    }
+    assert_eq!(server_text(&mut c, uri), (version as i64, client_text));
+    c.shutdown();
+}
+
+fn expect_model_error(model: &Path, needle: &str) {
+    let mut c = LspClient::spawn(bin(), &["serve", "--model", model.to_str().unwrap()]);
+    c.initialize(json!({}), json!({}));
+    let msg = c
+        .wait_for(Duration::from_secs(60), |m| m["method"] == "window/showMessage")
+        .expect("a showMessage about the model");
+    assert_eq!(msg["params"]["type"], 1, "an error: {msg}");
+    let text = msg["params"]["message"].as_str().unwrap();
+    assert!(text.contains(needle), "{text:?} should mention {needle:?}");
+    assert!(!c.notifications("window/logMessage").is_empty(), "the problem is logged too");
+    // The server keeps answering.
+    let uri = "file:///tmp/locode-e2e/nomodel.py";
+    open(&mut c, uri, "python", "x = \n");
+    let resp = inline(&mut c, uri, 0, 4);
+    assert_eq!(resp, json!([]));
+    assert_eq!(server_text(&mut c, uri).1, "x = \n");
+    assert_eq!(c.request("locode/status", json!(null))["state"], "failed");
+    c.shutdown();
+}
+
+#[test]
+fn missing_truncated_and_foreign_models_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    expect_model_error(&dir.path().join("nope.gguf"), "not found");
+
+    // The first 8 MiB of the real model: a valid header, missing tensor data.
+    let truncated = dir.path().join("truncated.gguf");
+    let mut f = std::fs::File::open(model_path()).unwrap();
+    let mut head = vec![0u8; 8 << 20];
+    std::io::Read::read_exact(&mut f, &mut head).unwrap();
+    std::fs::write(&truncated, &head).unwrap();
+    expect_model_error(&truncated, "truncated or corrupt");
+
+    let foreign = dir.path().join("notes.gguf");
+    std::fs::write(&foreign, "these are not weights\n").unwrap();
+    expect_model_error(&foreign, "GGUF magic");
+}
+
+#[test]
+fn cli_complete_and_doctor() {
+    model_path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let demo = root.join("examples/demo.py");
+    let out = std::process::Command::new(bin())
+        .args(["complete", &format!("{}:10:22", demo.display()), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["text"].as_str().unwrap().contains("radius"), "{v}");
+    assert_eq!(v["stats"]["evaluated_tokens"], v["stats"]["prompt_tokens"]);
+
+    let out = std::process::Command::new(bin()).args(["complete", &format!("{}:99:1", demo.display())]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("past the end"));
+
+    let out = std::process::Command::new(bin()).arg("doctor").output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    assert!(s.contains("family:         qwen2.5-coder"), "{s}");
+    assert!(s.contains("<|fim_prefix|>="), "{s}");
+}
