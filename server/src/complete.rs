@@ -6,7 +6,7 @@ use crate::context::{self, CompletionContext};
 use crate::documents::Snapshot;
 use crate::engine::{CancelToken, CompletionJob, Engine, EngineError, Generation};
 use crate::postprocess::Trimmer;
-use crate::prompt::{Family, FimParts};
+use crate::prompt::{Family, FimParts, Piece};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Suggestion {
@@ -17,14 +17,17 @@ pub struct Suggestion {
     pub stats: Generation,
 }
 
-/// What the prompt for a cursor will be. Pure.
-pub fn prepare(
-    family: &Family,
-    snap: &Snapshot,
-    cursor: usize,
-    cfg: &CompletionConfig,
-) -> (CompletionContext, Vec<crate::prompt::Piece>) {
-    let ctx = context::build(snap, cursor, cursor, cfg);
+/// Where a completion is asked for.
+pub struct Spot<'a> {
+    pub snap: &'a Snapshot,
+    pub cursor: usize,
+    /// Prompt anchor (char index <= cursor), see `context::choose_anchor`.
+    pub anchor: usize,
+}
+
+/// The context and prompt for a spot. Pure.
+pub fn prepare(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig) -> (CompletionContext, Vec<Piece>) {
+    let ctx = context::build(spot.snap, spot.cursor, spot.anchor, cfg);
     let pieces = family.render_fim(&FimParts { extra: "", prefix: &ctx.prefix, suffix: &ctx.suffix, middle: &ctx.middle });
     (ctx, pieces)
 }
@@ -33,12 +36,11 @@ pub async fn suggest(
     engine: &Engine,
     family: &Family,
     slot: &str,
-    snap: &Snapshot,
-    cursor: usize,
+    spot: &Spot<'_>,
     cfg: &CompletionConfig,
     cancel: CancelToken,
 ) -> Result<Suggestion, EngineError> {
-    let (ctx, prompt) = prepare(family, snap, cursor, cfg);
+    let (ctx, prompt) = prepare(family, spot, cfg);
     let trimmer = Trimmer::new(&ctx, cfg.max_lines);
     let job = CompletionJob {
         slot: slot.to_string(),
@@ -46,8 +48,27 @@ pub async fn suggest(
         max_tokens: cfg.max_tokens,
         trimmer: Some(trimmer.clone()),
         cancel,
+        on_token: None,
+        background: false,
     };
     let stats = engine.complete(job).await?;
     let text = if stats.cancelled { String::new() } else { trimmer.finish(&stats.text) };
-    Ok(Suggestion { text, version: snap.version, stats })
+    Ok(Suggestion { text, version: spot.snap.version, stats })
+}
+
+/// Pre-fills the slot's KV cache with the prompt for a spot, in the
+/// background: it yields to any foreground request. Returns whether it ran
+/// to the end.
+pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig) -> bool {
+    let (_, prompt) = prepare(family, spot, cfg);
+    let job = CompletionJob {
+        slot: slot.to_string(),
+        prompt,
+        max_tokens: 0,
+        trimmer: None,
+        cancel: CancelToken::new(),
+        on_token: None,
+        background: true,
+    };
+    matches!(engine.complete(job).await, Ok(g) if !g.cancelled)
 }

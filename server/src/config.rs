@@ -69,6 +69,9 @@ pub struct CompletionConfig {
     pub prefix_chars: usize,
     /// Cap on suffix characters.
     pub suffix_chars: usize,
+    /// Most characters typed since the prompt's anchor before it moves (see
+    /// `context::choose_anchor`); 0 anchors every prompt at the cursor.
+    pub middle_chars: usize,
 }
 
 impl Default for CompletionConfig {
@@ -81,6 +84,7 @@ impl Default for CompletionConfig {
             suffix_lines: 64,
             prefix_chars: 12_000,
             suffix_chars: 3_000,
+            middle_chars: 600,
         }
     }
 }
@@ -92,6 +96,9 @@ pub struct Config {
     pub engine: EngineConfig,
     #[serde(flatten)]
     pub completion: CompletionConfig,
+    /// Explain/refactor, cloud escalation and remote engines (`commands`).
+    #[serde(flatten)]
+    pub commands: crate::commands::CommandsConfig,
 }
 
 impl Config {

@@ -49,6 +49,28 @@ fn line_text(rope: &Rope, line: usize) -> String {
     s.trim_end_matches(['\n', '\r']).to_string()
 }
 
+/// Where the prompt is anchored: everything before the anchor is the FIM
+/// prefix, the text from the anchor to the cursor goes after the middle
+/// token. Keeping the anchor while the user types keeps the whole prompt up
+/// to the middle token identical, so the KV cache is reused exactly and a
+/// keystroke costs only its own tokens. `current` is kept while it is before
+/// the cursor and at most `budget` chars behind it; otherwise the new anchor
+/// is the start of the cursor's line (or the cursor itself on a line longer
+/// than the budget).
+pub fn choose_anchor(current: Option<usize>, cursor: usize, rope: &Rope, budget: usize) -> usize {
+    if let Some(a) = current {
+        if a <= cursor && cursor - a <= budget {
+            return a;
+        }
+    }
+    let line_start = rope.line_to_char(rope.char_to_line(cursor));
+    if cursor - line_start <= budget {
+        line_start
+    } else {
+        cursor
+    }
+}
+
 /// Builds the context for a cursor at char index `cursor`, with the prompt
 /// anchored at char index `anchor` (<= cursor; pass `cursor` for the usual
 /// layout).
@@ -192,6 +214,20 @@ mod tests {
         let c = ctx(Language::PlainText, &text);
         assert_eq!(c.prefix.chars().count(), CompletionConfig::default().prefix_chars);
         assert!(c.prefix.ends_with("1+1+;"));
+    }
+
+    #[test]
+    fn anchor_is_kept_while_typing_and_moves_past_the_budget() {
+        let rope = Rope::from_str("def f(x):\n    return x * 2\n");
+        let line1 = 10;
+        assert_eq!(choose_anchor(None, line1 + 6, &rope, 600), line1);
+        assert_eq!(choose_anchor(Some(line1), line1 + 12, &rope, 600), line1);
+        // The cursor moved before the anchor: re-anchor at its line start.
+        assert_eq!(choose_anchor(Some(line1), 3, &rope, 600), 0);
+        // Past the budget: re-anchor.
+        assert_eq!(choose_anchor(Some(0), line1 + 12, &rope, 8), line1);
+        // A line longer than the budget anchors at the cursor.
+        assert_eq!(choose_anchor(None, line1 + 12, &rope, 5), line1 + 12);
     }
 
     #[test]

@@ -133,6 +133,27 @@ pub struct Document {
     parser: Option<Parser>,
     tree: Option<Tree>,
     tree_stale: bool,
+    /// The prompt anchor (char index) the completions of this document use;
+    /// cleared by any edit that starts before it.
+    pub anchor: Option<usize>,
+    /// The last suggestion shown, for answering typed-through requests;
+    /// cleared by any edit that starts before its cursor.
+    pub last_suggestion: Option<ShownSuggestion>,
+}
+
+/// A suggestion as it was shown: the cursor it was for and its text. Edits
+/// since then have all been within `cursor..typed_end` (what the user typed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownSuggestion {
+    pub cursor: usize,
+    pub text: String,
+    pub typed_end: usize,
+}
+
+impl ShownSuggestion {
+    pub fn new(cursor: usize, text: String) -> Self {
+        ShownSuggestion { cursor, text, typed_end: cursor }
+    }
 }
 
 /// An immutable view of a document for a request (cheap: the rope is shared).
@@ -158,6 +179,8 @@ impl Document {
             parser,
             tree: None,
             tree_stale: true,
+            anchor: None,
+            last_suggestion: None,
         }
     }
 
@@ -187,6 +210,17 @@ impl Document {
                 (s.min(e), s.max(e))
             }
         };
+        if self.anchor.is_some_and(|a| start < a) {
+            self.anchor = None;
+        }
+        if let Some(s) = self.last_suggestion.as_mut() {
+            if start < s.cursor || end > s.typed_end {
+                // An edit before the suggestion or into the text after it.
+                self.last_suggestion = None;
+            } else {
+                s.typed_end = s.typed_end - (end - start) + change.text.chars().count();
+            }
+        }
         let start_byte = self.rope.char_to_byte(start);
         let old_end_byte = self.rope.char_to_byte(end);
         let start_position = point_at(&self.rope, start_byte);
@@ -232,6 +266,18 @@ impl Document {
             }
         }
         self.tree.as_ref()
+    }
+
+    /// If the text typed since `last_suggestion` was shown is the start of
+    /// that suggestion, the rest of it (typed-through: no model run needed).
+    pub fn typed_through(&self, cursor: usize) -> Option<String> {
+        let s = self.last_suggestion.as_ref()?;
+        if cursor <= s.cursor || cursor != s.typed_end {
+            return None;
+        }
+        let typed: String = self.rope.slice(s.cursor..cursor).chars().collect();
+        let rest = s.text.strip_prefix(typed.as_str())?;
+        (!rest.trim().is_empty()).then(|| rest.to_string())
     }
 
     pub fn snapshot(&mut self) -> Snapshot {
@@ -322,6 +368,31 @@ mod tests {
         assert_eq!(doc.text(), "s = \"é漢\"\n");
         let fresh = Document::new(&doc.text(), 0, Language::Python).tree().unwrap().root_node().to_sexp();
         assert_eq!(doc.tree().unwrap().root_node().to_sexp(), fresh);
+    }
+
+    #[test]
+    fn typed_through_and_anchor_invalidation() {
+        let mut doc = Document::new("x = \ny = 2\n", 1, Language::Python);
+        doc.anchor = Some(0);
+        doc.last_suggestion = Some(ShownSuggestion::new(4, "compute(1)".into()));
+        doc.apply_versioned(2, vec![ch(0, 4, 0, 4, "com")], Encoding::Utf16);
+        assert_eq!(doc.typed_through(7).as_deref(), Some("pute(1)"));
+        assert_eq!(doc.anchor, Some(0), "an edit after the anchor keeps it");
+        // Typing something else: no typed-through.
+        doc.apply_versioned(3, vec![ch(0, 7, 0, 7, "X")], Encoding::Utf16);
+        assert_eq!(doc.typed_through(8), None);
+        // Backspace over it: typed-through again.
+        doc.apply_versioned(4, vec![ch(0, 7, 0, 8, "")], Encoding::Utf16);
+        assert_eq!(doc.typed_through(7).as_deref(), Some("pute(1)"));
+        // An edit after the cursor changes the suffix: no typed-through.
+        doc.apply_versioned(5, vec![ch(1, 4, 1, 5, "3")], Encoding::Utf16);
+        assert_eq!(doc.typed_through(7), None);
+        assert_eq!(doc.last_suggestion, None);
+        // An edit before the anchor or the suggestion clears them.
+        doc.anchor = Some(4);
+        doc.apply_versioned(6, vec![ch(0, 0, 0, 1, "z")], Encoding::Utf16);
+        assert_eq!(doc.anchor, None);
+        assert_eq!(doc.last_suggestion, None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `engine` -> `postprocess` -> `lsp`. Only `lsp` knows the protocol and only
 //! `engine` links llama.cpp; the modules between are pure.
 
+pub mod commands;
 pub mod complete;
 pub mod config;
 pub mod context;

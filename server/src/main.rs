@@ -106,7 +106,9 @@ async fn complete(at: &str, json: bool, config: Config) -> anyhow::Result<()> {
     let (_info, family) = engine.load(config.engine.clone(), |_| {}).await?;
     let snap = doc.snapshot();
     let key = path.display().to_string();
-    let s = locode::complete::suggest(&engine, &family, &key, &snap, cursor, &config.completion, CancelToken::new()).await?;
+    let anchor = locode::context::choose_anchor(None, cursor, &snap.rope, config.completion.middle_chars);
+    let spot = locode::complete::Spot { snap: &snap, cursor, anchor };
+    let s = locode::complete::suggest(&engine, &family, &key, &spot, &config.completion, CancelToken::new()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {

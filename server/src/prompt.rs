@@ -37,6 +37,16 @@ pub enum Piece {
     Special(String),
     /// Plain text, tokenized with special-token parsing off.
     Text(String),
+    /// A chat, rendered by the engine with the model's own chat template
+    /// (from the GGUF), ending with the assistant's turn opened.
+    Chat(Vec<ChatMessage>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatMessage {
+    /// "system", "user" or "assistant".
+    pub role: String,
+    pub content: String,
 }
 
 /// The texts that fill a FIM layout.
@@ -154,7 +164,8 @@ pub fn to_display_string(pieces: &[Piece]) -> String {
     pieces
         .iter()
         .map(|p| match p {
-            Piece::Special(s) | Piece::Text(s) => s.as_str(),
+            Piece::Special(s) | Piece::Text(s) => s.clone(),
+            Piece::Chat(msgs) => msgs.iter().map(|m| format!("[{}] {}\n", m.role, m.content)).collect(),
         })
         .collect()
 }

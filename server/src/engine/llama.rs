@@ -8,7 +8,9 @@
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -16,7 +18,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
@@ -24,7 +26,7 @@ use super::{check_model_file, CompletionJob, EngineError, Generation, ModelInfo,
 use crate::config::EngineConfig;
 use crate::prompt::{self, Family, Piece};
 
-pub(super) fn run(rx: Receiver<Msg>) {
+pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) {
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
     let backend = match LlamaBackend::init() {
         Ok(b) => b,
@@ -45,14 +47,17 @@ pub(super) fn run(rx: Receiver<Msg>) {
             },
         };
         match msg {
-            Msg::Complete { reply, .. } => {
+            Msg::Complete { reply, job } => {
+                if !job.background {
+                    pending.fetch_sub(1, Ordering::AcqRel);
+                }
                 let _ = reply.send(Err(EngineError::NotLoaded(last_error.clone())));
             }
             Msg::Load { config, progress, reply } => match load(&backend, &config, progress) {
                 Ok((model, family, info)) => {
                     let _ = reply.send(Ok((info.clone(), family.clone())));
                     // Serve until a reload is asked for or the channel closes.
-                    match serve(&backend, &model, &family, &config, &rx) {
+                    match serve(&backend, &model, &family, &config, &rx, &pending) {
                         Ok(Some(reload)) => next = Some(reload),
                         Ok(None) => return,
                         Err(e) => last_error = e.to_string(),
@@ -154,6 +159,7 @@ struct Server<'m> {
     stops: HashSet<LlamaToken>,
     specials: std::collections::HashMap<String, LlamaToken>,
     add_bos: bool,
+    pending: Arc<AtomicUsize>,
 }
 
 /// Runs requests until a reload arrives (returned) or the channel closes.
@@ -163,6 +169,7 @@ fn serve(
     family: &Family,
     config: &EngineConfig,
     rx: &Receiver<Msg>,
+    pending: &Arc<AtomicUsize>,
 ) -> Result<Option<Msg>, EngineError> {
     let n_ctx = config.context_size.max(256);
     let n_batch = config.batch_size.clamp(32, n_ctx);
@@ -200,11 +207,15 @@ fn serve(
         stops,
         specials,
         add_bos: model.vocab().should_add_bos(),
+        pending: pending.clone(),
     };
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Load { .. } => return Ok(Some(msg)),
             Msg::Complete { job, reply } => {
+                if !job.background {
+                    server.pending.fetch_sub(1, Ordering::AcqRel);
+                }
                 let result = catch_unwind(AssertUnwindSafe(|| server.complete(job))).unwrap_or_else(|p| {
                     let what = p
                         .downcast_ref::<&str>()
@@ -243,6 +254,26 @@ impl Server<'_> {
                     *self.specials.get(t).ok_or_else(|| EngineError::Family(format!("the model has no token {t}")))?,
                 ),
                 Piece::Text(s) => out.extend(vocab.tokenize(s.as_bytes(), false, false)),
+                Piece::Chat(messages) => {
+                    let template = self
+                        .model
+                        .chat_template(None)
+                        .map_err(|e| EngineError::Llama(format!("the model has no chat template: {e}")))?;
+                    let chat = messages
+                        .iter()
+                        .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.replace('\0', "")))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| EngineError::Llama(e.to_string()))?;
+                    let text = self
+                        .model
+                        .apply_chat_template(&template, &chat, true)
+                        .map_err(|e| EngineError::Llama(format!("chat template: {e}")))?;
+                    // The template output carries the role markers as special tokens.
+                    if self.add_bos && out.len() == 1 && text.starts_with("<s>") {
+                        out.clear();
+                    }
+                    out.extend(vocab.tokenize(text.as_bytes(), false, true));
+                }
             }
         }
         Ok(out)
@@ -269,15 +300,18 @@ impl Server<'_> {
         idx
     }
 
-    /// Frees the KV cells of every slot but `keep`.
-    fn evict_others(&mut self, keep: usize) {
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            if i != keep && !s.tokens.is_empty() {
-                s.tokens.clear();
-                s.key.clear();
-                let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
-            }
-        }
+    /// Frees the KV cells of the least recently used slot other than
+    /// `keep`; false when there is none to free.
+    fn evict_one(&mut self, keep: usize) -> bool {
+        let victim = (0..self.slots.len())
+            .filter(|&i| i != keep && !self.slots[i].tokens.is_empty())
+            .min_by_key(|&i| self.slots[i].last_used);
+        let Some(i) = victim else { return false };
+        tracing::debug!(slot = %self.slots[i].key, "evicting a KV slot to make room");
+        self.slots[i].tokens.clear();
+        self.slots[i].key.clear();
+        let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
+        true
     }
 
     /// Decodes `tokens` at positions from `pos` in sequence `seq`, asking for
@@ -290,19 +324,23 @@ impl Server<'_> {
                 .add(*t, (pos + i) as i32, &[seq as i32], i + 1 == tokens.len())
                 .map_err(|e| EngineError::Llama(e.to_string()))?;
         }
-        match self.ctx.decode(&mut self.batch) {
-            Ok(()) => Ok(()),
-            Err(DecodeError::NoKvCacheSlot) => {
-                self.evict_others(seq);
-                self.ctx.decode(&mut self.batch).map_err(|e| EngineError::Llama(e.to_string()))
+        loop {
+            match self.ctx.decode(&mut self.batch) {
+                Ok(()) => return Ok(()),
+                Err(DecodeError::NoKvCacheSlot) if self.evict_one(seq) => continue,
+                Err(e) => return Err(EngineError::Llama(e.to_string())),
             }
-            Err(e) => Err(EngineError::Llama(e.to_string())),
         }
     }
 
-    fn complete(&mut self, job: CompletionJob) -> Result<Generation, EngineError> {
+    /// Cancelled, or background work with a foreground request waiting.
+    fn should_stop(&self, job: &CompletionJob) -> bool {
+        job.cancel.is_cancelled() || (job.background && self.pending.load(Ordering::Acquire) > 0)
+    }
+
+    fn complete(&mut self, mut job: CompletionJob) -> Result<Generation, EngineError> {
         let mut gen = Generation::default();
-        if job.cancel.is_cancelled() {
+        if self.should_stop(&job) {
             gen.cancelled = true;
             return Ok(gen);
         }
@@ -330,7 +368,7 @@ impl Server<'_> {
         self.slots[seq].tokens.truncate(n_past);
 
         while n_past < prompt.len() {
-            if job.cancel.is_cancelled() {
+            if self.should_stop(&job) {
                 gen.cancelled = true;
                 return Ok(gen);
             }
@@ -360,6 +398,9 @@ impl Server<'_> {
             vocab.token_to_piece_into(token, &mut bytes, false, None);
             gen.generated_tokens += 1;
             let text = String::from_utf8_lossy(&bytes);
+            if let Some(f) = job.on_token.as_mut() {
+                f(&text);
+            }
             if job.trimmer.as_ref().is_some_and(|t| t.is_done(&text)) {
                 break;
             }

@@ -3,7 +3,7 @@
 //! oneshot. Only this module links llama.cpp.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::EngineConfig;
@@ -51,6 +51,10 @@ pub struct CompletionJob {
     /// Lets generation stop as soon as the suggestion is settled.
     pub trimmer: Option<Trimmer>,
     pub cancel: CancelToken,
+    /// Called with the text generated so far after each token (progress, streaming).
+    pub on_token: Option<Box<dyn FnMut(&str) + Send>>,
+    /// Background work (cache warm-up): stops as soon as a foreground request waits.
+    pub background: bool,
 }
 
 /// What one request cost and produced.
@@ -66,6 +70,8 @@ pub struct Generation {
     pub generate_ms: f64,
     /// True when the request was cancelled or superseded; `text` is then empty.
     pub cancelled: bool,
+    /// True when the answer came from the last suggestion without the model.
+    pub typed_through: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -155,17 +161,21 @@ pub(crate) enum Msg {
 #[derive(Clone)]
 pub struct Engine {
     tx: std::sync::mpsc::Sender<Msg>,
+    /// Foreground requests sent and not yet picked up by the engine thread.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Engine {
     /// Starts the engine thread (no model yet).
     pub fn spawn() -> Engine {
         let (tx, rx) = std::sync::mpsc::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let p = pending.clone();
         std::thread::Builder::new()
             .name("locode-engine".into())
-            .spawn(move || run(rx))
+            .spawn(move || run(rx, p))
             .expect("spawn engine thread");
-        Engine { tx }
+        Engine { tx, pending }
     }
 
     /// Loads (or reloads) a model. `progress` gets 0.0..=1.0 while loading.
@@ -183,19 +193,33 @@ impl Engine {
 
     pub async fn complete(&self, job: CompletionJob) -> Result<Generation, EngineError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx.send(Msg::Complete { job, reply }).map_err(|_| EngineError::Gone)?;
+        let foreground = !job.background;
+        if foreground {
+            self.pending.fetch_add(1, Ordering::AcqRel);
+        }
+        if self.tx.send(Msg::Complete { job, reply }).is_err() {
+            if foreground {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+            }
+            return Err(EngineError::Gone);
+        }
         rx.await.map_err(|_| EngineError::Gone)?
     }
 }
 
 #[cfg(feature = "llama")]
-fn run(rx: std::sync::mpsc::Receiver<Msg>) {
-    llama::run(rx)
+fn run(rx: std::sync::mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>) {
+    llama::run(rx, pending)
 }
 
 #[cfg(not(feature = "llama"))]
-fn run(rx: std::sync::mpsc::Receiver<Msg>) {
+fn run(rx: std::sync::mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>) {
     while let Ok(msg) = rx.recv() {
+        if let Msg::Complete { job, .. } = &msg {
+            if !job.background {
+                pending.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
         match msg {
             Msg::Load { reply, .. } => {
                 let _ = reply.send(Err(EngineError::Unavailable));

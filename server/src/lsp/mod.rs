@@ -11,10 +11,14 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 use crate::complete::{self, Suggestion};
 use crate::config::Config;
-use crate::documents::{self, Change, Document, Encoding, Pos};
-use crate::engine::{CancelOnDrop, CancelToken, Engine, ModelInfo};
+use crate::config::CompletionConfig;
+use crate::context;
+use crate::documents::{self, Change, Document, Encoding, Pos, ShownSuggestion, Snapshot};
+use crate::engine::{CancelOnDrop, CancelToken, Engine, Generation, ModelInfo};
 use crate::language::Language;
 use crate::prompt::Family;
+
+mod commands;
 
 enum ModelState {
     Loading,
@@ -65,6 +69,9 @@ pub async fn serve_stdio(config: Config) {
     .finish();
     Server::new(stdin, stdout, socket).serve(service).await;
 }
+
+/// How long the user must pause before background warm-up starts.
+const WARM_PAUSE_MS: u64 = 250;
 
 fn to_pos(p: Position) -> Pos {
     Pos::new(p.line, p.character)
@@ -164,18 +171,32 @@ impl Backend {
                 return Ok(None);
             }
         };
-        let (snap, cursor) = {
+        let (snap, cursor, anchor, typed_through) = {
             let mut docs = self.state.docs.lock().unwrap();
             let doc = docs.get_mut(&key).ok_or_else(|| invalid_params(format!("document not open: {key}")))?;
             let cursor = documents::pos_to_char(&doc.rope, to_pos(position), enc).map_err(invalid_params)?;
-            (doc.snapshot(), cursor)
+            let typed_through = doc.typed_through(cursor);
+            let anchor = context::choose_anchor(doc.anchor, cursor, &doc.rope, cfg.middle_chars);
+            doc.anchor = Some(anchor);
+            let snap = if typed_through.is_some() { None } else { Some(doc.snapshot()) };
+            (snap, cursor, anchor, typed_through)
         };
         let cancel = CancelToken::new();
         if let Some(old) = self.state.inflight.lock().unwrap().insert(key.clone(), cancel.clone()) {
             old.cancel();
         }
         let _guard = CancelOnDrop(cancel.clone());
-        let result = complete::suggest(&self.state.engine, &family, &key, &snap, cursor, &cfg, cancel.clone()).await;
+        let range = Range::new(position, position);
+        let Some(snap) = snap else {
+            // Typed through the last suggestion: the rest of it still stands.
+            let text = typed_through.unwrap_or_default();
+            let stats = Generation { typed_through: true, ..Default::default() };
+            self.state.last_stats.lock().unwrap().insert(key.clone(), stats.clone());
+            let version = self.state.docs.lock().unwrap().get(&key).map(|d| d.version).unwrap_or_default();
+            return Ok(Some((Suggestion { text, version, stats }, range)));
+        };
+        let spot = complete::Spot { snap: &snap, cursor, anchor };
+        let result = complete::suggest(&self.state.engine, &family, &key, &spot, &cfg, cancel.clone()).await;
         {
             let mut inflight = self.state.inflight.lock().unwrap();
             if inflight.get(&key).is_some_and(|t| t.same_as(&cancel)) {
@@ -201,12 +222,20 @@ impl Backend {
         if suggestion.stats.cancelled || suggestion.text.is_empty() {
             return Ok(None);
         }
-        // Drop results for a document that changed meanwhile.
-        let current = self.state.docs.lock().unwrap().get(&key).map(|d| d.version);
-        if current != Some(suggestion.version) {
-            return Ok(None);
+        // Drop results for a document that changed meanwhile; remember the
+        // one shown for typed-through answers.
+        {
+            let mut docs = self.state.docs.lock().unwrap();
+            match docs.get_mut(&key) {
+                Some(doc) if doc.version == suggestion.version => {
+                    doc.last_suggestion = Some(ShownSuggestion::new(cursor, suggestion.text.clone()));
+                }
+                _ => return Ok(None),
+            }
         }
-        let range = Range::new(position, position);
+        if cursor - anchor > cfg.middle_chars / 2 {
+            self.warm_reanchored(key, snap, cursor, anchor, family, cfg);
+        }
         Ok(Some((suggestion, range)))
     }
 
@@ -231,6 +260,33 @@ impl Backend {
             ModelState::Ready { info, .. } => serde_json::json!({"state": "ready", "model": info}),
             ModelState::Failed(e) => serde_json::json!({"state": "failed", "error": e}),
         })
+    }
+
+    /// The typed middle is getting long: at a pause, pre-fill the cache for
+    /// a prompt anchored at the cursor's line and switch to it when done, so
+    /// the next request does not pay for re-anchoring.
+    fn warm_reanchored(&self, key: String, snap: Snapshot, cursor: usize, anchor: usize, family: Arc<Family>, cfg: CompletionConfig) {
+        let new_anchor = context::choose_anchor(None, cursor, &snap.rope, cfg.middle_chars);
+        if new_anchor <= anchor {
+            return;
+        }
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(WARM_PAUSE_MS)).await;
+            let unchanged = |state: &State| state.docs.lock().unwrap().get(&key).is_some_and(|d| d.version == snap.version);
+            if !unchanged(&state) {
+                return;
+            }
+            let spot = complete::Spot { snap: &snap, cursor, anchor: new_anchor };
+            if complete::warm(&state.engine, &family, &key, &spot, &cfg).await {
+                let mut docs = state.docs.lock().unwrap();
+                if let Some(doc) = docs.get_mut(&key) {
+                    if doc.version == snap.version {
+                        doc.anchor = Some(new_anchor);
+                    }
+                }
+            }
+        });
     }
 
     async fn inline_completion(&self, params: InlineCompletionParams) -> Result<Option<InlineCompletionResponse>> {
@@ -309,6 +365,11 @@ impl LanguageServer for Backend {
                 })),
                 completion_provider: Some(CompletionOptions { resolve_provider: Some(false), ..Default::default() }),
                 inline_completion_provider: Some(OneOf::Left(true)),
+                code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: commands::COMMANDS.iter().map(|c| c.to_string()).collect(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             offset_encoding: None,
@@ -363,6 +424,14 @@ impl LanguageServer for Backend {
             Ok(false) => {}
             Err(e) => self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await,
         }
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        commands::code_action(self, params).await
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {
+        commands::execute_command(self, params).await
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {

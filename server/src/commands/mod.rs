@@ -1,0 +1,182 @@
+//! Explain and refactor a selection, the explicit and audited path to a cloud
+//! model, and remote completion engines. Pure apart from `net` (HTTP),
+//! `cloud`/`remote` (which use it) and `audit` (one append-only file): no
+//! protocol types here; `lsp::commands` wires these into LSP.
+//!
+//! With `cloud.route = "never"` (the default) nothing in this module opens a
+//! network connection: the HTTP client is only built inside `cloud::send` and
+//! `remote::remote_fim`, which the server calls only when configured to.
+
+pub mod audit;
+pub mod cloud;
+pub mod net;
+pub mod policy;
+pub mod prompts;
+pub mod redact;
+pub mod remote;
+pub mod validate;
+
+use serde::{Deserialize, Serialize};
+
+pub use cloud::{CloudConfig, Provider};
+pub use policy::Route;
+pub use remote::{RemoteEngineConfig, RemoteKind};
+
+/// Where an explanation goes besides the command's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ExplainOutput {
+    /// The result, plus a markdown document the client is asked to open
+    /// (`window/showDocument`), or a message when it cannot open one.
+    #[default]
+    Auto,
+    /// Only the command's result (for clients that display it).
+    Result,
+    /// The result and a markdown document opened with `window/showDocument`.
+    Document,
+    /// The result and a `window/showMessage`.
+    Message,
+}
+
+/// Settings of explain/refactor, cloud escalation and remote completion
+/// engines. Embedded flat in `config::Config` (`#[serde(flatten)]`), so the
+/// keys are `explainMaxTokens`, `refactorMaxTokens`, `explainOutput`, `cloud`
+/// and `completionEngine`; `cloud` and `completionEngine` are objects, each
+/// replaced as a whole by a settings change (missing fields take defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CommandsConfig {
+    /// Most tokens the local model generates for an explanation.
+    pub explain_max_tokens: u32,
+    /// Most tokens generated for a refactor (also capped by the selection's size).
+    pub refactor_max_tokens: u32,
+    pub explain_output: ExplainOutput,
+    pub cloud: CloudConfig,
+    pub completion_engine: RemoteEngineConfig,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig {
+            explain_max_tokens: 200,
+            refactor_max_tokens: 1024,
+            explain_output: ExplainOutput::Auto,
+            cloud: CloudConfig::default(),
+            completion_engine: RemoteEngineConfig::default(),
+        }
+    }
+}
+
+/// Removes the common leading whitespace of the non-blank lines; returns the
+/// dedented text and the removed indent.
+pub fn dedent(text: &str) -> (String, String) {
+    let indent = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| &l[..l.len() - l.trim_start().len()])
+        .reduce(|a, b| {
+            let n = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+            &a[..a.char_indices().nth(n).map(|(i, _)| i).unwrap_or(a.len())]
+        })
+        .unwrap_or("")
+        .to_string();
+    let out = text
+        .split_inclusive('\n')
+        .map(|l| l.strip_prefix(indent.as_str()).unwrap_or_else(|| if l.trim().is_empty() { l.trim_start_matches([' ', '\t']) } else { l }))
+        .collect();
+    (out, indent)
+}
+
+/// Puts `indent` before every non-blank line.
+pub fn indent(text: &str, indent: &str) -> String {
+    if indent.is_empty() {
+        return text.to_string();
+    }
+    text.split_inclusive('\n')
+        .map(|l| if l.trim().is_empty() { l.to_string() } else { format!("{indent}{l}") })
+        .collect()
+}
+
+/// The code of a model's reply: the first fenced block when there is one
+/// (an unterminated fence runs to the end), else the whole reply; without
+/// leading and trailing blank lines, ending with one newline.
+pub fn extract_code(reply: &str) -> String {
+    let mut body: Vec<&str> = Vec::new();
+    let mut in_fence = false;
+    let mut found_fence = false;
+    for line in reply.lines() {
+        let t = line.trim_start();
+        if t.starts_with("```") {
+            if in_fence {
+                in_fence = false;
+                break;
+            }
+            if !found_fence {
+                found_fence = true;
+                in_fence = true;
+                continue;
+            }
+        }
+        if in_fence {
+            body.push(line);
+        }
+    }
+    let _ = in_fence;
+    let lines: Vec<&str> = if found_fence { body } else { reply.lines().collect() };
+    let start = lines.iter().position(|l| !l.trim().is_empty()).unwrap_or(lines.len());
+    let end = lines.iter().rposition(|l| !l.trim().is_empty()).map(|i| i + 1).unwrap_or(start);
+    let mut s = lines[start..end.max(start)].join("\n");
+    if !s.is_empty() {
+        s.push('\n');
+    }
+    s
+}
+
+/// True once a reply has opened and closed a fenced code block.
+pub fn fence_closed(reply: &str) -> bool {
+    reply.lines().filter(|l| l.trim_start().starts_with("```")).count() >= 2
+        && reply.ends_with('\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedent_and_indent_round_trip() {
+        let code = "    def f(self):\n        return 1\n\n    x = 2\n";
+        let (d, ind) = dedent(code);
+        assert_eq!(ind, "    ");
+        assert_eq!(d, "def f(self):\n    return 1\n\nx = 2\n");
+        assert_eq!(indent(&d, &ind), code);
+    }
+
+    #[test]
+    fn extracts_the_first_fenced_block() {
+        let r = "Here you go:\n```python\n\ndef f():\n    return 1\n```\nThis is shorter.\n```\nother\n```";
+        assert_eq!(extract_code(r), "def f():\n    return 1\n");
+        assert_eq!(extract_code("\nx = 1\n\n"), "x = 1\n");
+        assert_eq!(extract_code("```rust\nfn a() {}\n"), "fn a() {}\n");
+        assert!(fence_closed("```py\nx\n```\n"));
+        assert!(!fence_closed("```py\nx\n"));
+    }
+
+    #[test]
+    fn config_defaults_and_camel_case_keys() {
+        let c: CommandsConfig = serde_json::from_value(serde_json::json!({
+            "explainMaxTokens": 99,
+            "cloud": {"route": "longerThan", "maxLocalLines": 10, "provider": "anthropic", "model": "m"},
+            "completionEngine": {"kind": "ollama", "model": "qwen"}
+        }))
+        .unwrap();
+        assert_eq!(c.explain_max_tokens, 99);
+        assert_eq!(c.cloud.route, Route::LongerThan);
+        assert_eq!(c.cloud.max_local_lines, 10);
+        assert_eq!(c.cloud.provider, Provider::Anthropic);
+        assert_eq!(c.completion_engine.kind, RemoteKind::Ollama);
+        let d = CommandsConfig::default();
+        assert_eq!(d.cloud.route, Route::Never);
+        assert_eq!(d.completion_engine.kind, RemoteKind::Embedded);
+        assert!(serde_json::from_value::<CommandsConfig>(serde_json::json!({"cloud": {"route": "sometimes"}})).is_err());
+    }
+}

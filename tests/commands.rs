@@ -1,0 +1,1 @@
+// Explain/refactor and cloud escalation tests: being written.

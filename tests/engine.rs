@@ -1,0 +1,77 @@
+//! The engine with the real default model: the anchored prompt is reused
+//! exactly from the KV cache while typing. Needs the model (`make model`).
+
+use locode::complete::{self, Spot};
+use locode::config::{CompletionConfig, EngineConfig};
+use locode::context::choose_anchor;
+use locode::documents::{Change, Document, Encoding, Pos};
+use locode::engine::{CancelToken, Engine, Generation};
+use locode::language::Language;
+
+fn source() -> String {
+    let mut text = String::from("import math\n\n\n");
+    for i in 0..40 {
+        text.push_str(&format!(
+            "def scale_{i}(values, factor):\n    \"\"\"Multiply every value by factor and add {i}.\"\"\"\n    return [v * factor + {i} for v in values]\n\n\n"
+        ));
+    }
+    text.push_str("def distance(x1, y1, x2, y2):\n    \n\n\nprint(distance(0, 0, 3, 4))\n");
+    text
+}
+
+async fn run(engine: &Engine, family: &locode::prompt::Family, slot: &str, doc: &mut Document, cursor: usize) -> (String, Generation) {
+    let cfg = CompletionConfig::default();
+    let anchor = choose_anchor(doc.anchor, cursor, &doc.rope, cfg.middle_chars);
+    doc.anchor = Some(anchor);
+    let snap = doc.snapshot();
+    let spot = Spot { snap: &snap, cursor, anchor };
+    let s = complete::suggest(engine, family, slot, &spot, &cfg, CancelToken::new()).await.unwrap();
+    (s.text, s.stats)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keystrokes_reuse_the_cache_exactly() {
+    let engine = Engine::spawn();
+    let (_, family) = engine.load(EngineConfig::default(), |_| {}).await.expect("model loads (run `make model`)");
+    let text = source();
+    let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() as u32 + 1;
+    let mut doc = Document::new(&text, 1, Language::Python);
+    let typed = "return math.sqrt((x2 - x1) ** 2 + ";
+    let mut col = 4u32;
+    let mut results = Vec::new();
+    for (i, ch) in typed.chars().enumerate() {
+        doc.apply_versioned(
+            i as i32 + 2,
+            vec![Change { range: Some((Pos::new(line, col), Pos::new(line, col))), text: ch.to_string() }],
+            Encoding::Utf16,
+        );
+        col += 1;
+        // A request after each word, as an editor sends them while typing.
+        if ch == ' ' || ch == '(' || i + 1 == typed.len() {
+            let cursor = doc.rope.line_to_char(line as usize) + col as usize;
+            results.push(run(&engine, &family, "typing", &mut doc, cursor).await);
+        }
+    }
+    let (first, later) = results.split_first().unwrap();
+    assert_eq!(first.1.evaluated_tokens, first.1.prompt_tokens, "the first request is cold");
+    assert!(first.1.prompt_tokens > 600, "a long prompt: {}", first.1.prompt_tokens);
+    for (text, g) in later {
+        assert!(g.evaluated_tokens <= 8, "a keystroke evaluated {} of {} tokens ({text:?})", g.evaluated_tokens, g.prompt_tokens);
+    }
+    let (warm_text, warm) = results.last().unwrap().clone();
+    assert!(warm_text.contains("y2") || warm_text.contains("y1"), "{warm_text:?}");
+
+    // The same prompt evaluated cold in another slot gives the same suggestion.
+    let cursor = doc.rope.line_to_char(line as usize) + col as usize;
+    let (cold_text, cold) = run(&engine, &family, "cold", &mut doc, cursor).await;
+    assert_eq!(cold.prompt_tokens, warm.prompt_tokens);
+    assert_eq!(cold.evaluated_tokens, cold.prompt_tokens);
+    assert_eq!(cold_text, warm_text, "reuse must be exact");
+    eprintln!(
+        "first: {} prompt tokens, {:.0} ms; typing: max {} evaluated, mean {:.0} ms",
+        first.1.prompt_tokens,
+        first.1.prompt_ms + first.1.generate_ms,
+        later.iter().map(|r| r.1.evaluated_tokens).max().unwrap(),
+        later.iter().map(|r| r.1.prompt_ms + r.1.generate_ms).sum::<f64>() / later.len() as f64
+    );
+}
