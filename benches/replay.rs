@@ -10,6 +10,8 @@
 //! cargo bench --bench replay -- --only locode      # locode alone
 //! ```
 
+#[path = "replay/engines.rs"]
+mod engines;
 #[path = "replay/lsp.rs"]
 mod lsp;
 #[path = "replay/peer.rs"]
@@ -24,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use report::{is_useful, Sample, LOCODE, PEER};
+use engines::{Driver, Settings};
+use report::{Sample, LOCODE, PEER};
 use trace::{Action, Session};
 
 #[derive(Parser, Debug, Clone)]
@@ -62,7 +65,8 @@ struct Opts {
     /// Timeout of each completion request, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout_s: u64,
-    /// Idle time before each request, in milliseconds (0: requests right after the edits).
+    /// Idle time after each answer before typing on, in milliseconds (0: the
+    /// next edits follow the answer at once; locode's warm-up needs a 250 ms pause).
     #[arg(long, default_value_t = 0)]
     pause_ms: u64,
     /// Let llama-server generate several lines (no "\n" stop); usefulness still looks at the first line.
@@ -74,6 +78,10 @@ struct Opts {
     /// Where replay.json, replay-latency.svg and the engines' logs go (default: target/bench).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run both engines side by side, asking each in turn at every step,
+    /// instead of one after the other (fairer on a machine with other load).
+    #[arg(long)]
+    interleave: bool,
     /// Print the trace (functions, typing events) and exit.
     #[arg(long)]
     dry_run: bool,
@@ -146,278 +154,115 @@ fn server_bin(opts: &Opts) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-struct Run<'a> {
-    opts: &'a Opts,
-    deadline: Instant,
-    samples: Vec<Sample>,
-    total: usize,
-    failures_in_a_row: usize,
-}
-
-impl Run<'_> {
-    fn over(&self) -> bool {
-        Instant::now() > self.deadline || self.failures_in_a_row >= 3
-    }
-
-    fn record(&mut self, s: Sample) {
-        if s.error.is_some() {
-            self.failures_in_a_row += 1;
-            eprintln!("replay: {} request failed: {}", s.engine, s.error.as_deref().unwrap_or(""));
-        } else {
-            self.failures_in_a_row = 0;
-        }
-        self.samples.push(s);
-        let n = self.samples.len();
-        if n % 20 == 0 || n == self.total {
-            let last = self.samples.last().unwrap();
-            eprintln!("replay: {:<12} {n:>4}/{} requests (last {:.0} ms)", last.engine, self.total, last.latency_ms);
-        }
-    }
-
-    fn pause(&self) {
-        if self.opts.pause_ms > 0 {
-            std::thread::sleep(Duration::from_millis(self.opts.pause_ms));
-        }
-    }
-}
-
-fn sample_base(engine: &'static str, s: &Session, doc: &str, cursor: usize, function: usize, step: usize, expected: &str) -> Sample {
-    let pos = lsp::position(doc, cursor);
-    Sample {
-        engine,
-        lang: s.lang,
-        file: s.file_name.clone(),
-        function: s.functions[function].name.clone(),
-        step,
-        line: pos["line"].as_u64().unwrap_or(0) as usize,
-        col: pos["character"].as_u64().unwrap_or(0) as usize,
-        latency_ms: 0.0,
-        prompt_tokens: None,
-        evaluated: 0,
-        generated: 0,
-        prompt_ms: None,
-        generate_ms: None,
-        suggestion: String::new(),
-        expected: expected.to_string(),
-        useful: false,
-        shown: false,
-        error: None,
-    }
-}
-
-fn finish(mut s: Sample) -> Sample {
-    s.shown = !s.suggestion.trim().is_empty();
-    s.useful = s.error.is_none() && is_useful(&s.suggestion, &s.expected);
-    s
-}
-
-/// The text an inline completion item inserts at the cursor: its insertText,
-/// less what its range covers before the cursor (already typed).
-fn inline_text(item: &Value, doc: &str, cursor: usize) -> String {
-    let text = match &item["insertText"] {
-        Value::String(s) => s.clone(),
-        v => v["value"].as_str().unwrap_or("").to_string(),
+/// Replays the sessions on the drivers together: at each request, each
+/// driver in turn answers it. A driver that fails three requests in a row or
+/// dies is dropped; the run stops at the deadline.
+fn replay(sessions: &[Session], drivers: &mut Vec<Box<dyn Driver>>, opts: &Opts, deadline: Instant, samples: &mut Vec<Sample>, errors: &mut Vec<String>) {
+    let per_engine: usize = sessions.iter().map(Session::requests).sum();
+    let mut fails = vec![0usize; drivers.len()];
+    let mut done = vec![0usize; drivers.len()];
+    let mut dead = vec![false; drivers.len()];
+    let mut kill = |i: usize, name: &str, why: String, dead: &mut Vec<bool>| {
+        eprintln!("replay: {name}: {why}");
+        errors.push(format!("{name}: {why}"));
+        dead[i] = true;
     };
-    let start = &item["range"]["start"];
-    let here = lsp::position(doc, cursor);
-    if start.is_object() && start["line"] == here["line"] {
-        let covered_units = here["character"].as_u64().unwrap_or(0).saturating_sub(start["character"].as_u64().unwrap_or(0)) as usize;
-        if covered_units > 0 {
-            let line_start = doc[..cursor].rfind('\n').map(|i| i + 1).unwrap_or(0);
-            let line = &doc[line_start..cursor];
-            let mut units = 0;
-            let mut from = line.len();
-            for (i, c) in line.char_indices().rev() {
-                if units >= covered_units {
-                    break;
-                }
-                units += c.len_utf16();
-                from = i;
-            }
-            if let Some(rest) = text.strip_prefix(&line[from..]) {
-                return rest.to_string();
-            }
-        }
-    }
-    text
-}
-
-fn run_locode(run: &mut Run, sessions: &[Session], bin: &Path, model: &Path, out: &Path) -> anyhow::Result<Value> {
-    let opts = run.opts;
-    let args: Vec<String> =
-        vec!["serve".into(), "--threads".into(), opts.threads.to_string(), "--model".into(), model.display().to_string()];
-    let log = out.join("replay-locode.stderr.log");
-    eprintln!("replay: starting {} {}", bin.display(), args.join(" "));
-    let mut lsp = lsp::Lsp::spawn(bin, &args, &log)?;
-    let caps = json!({
-        "general": {"positionEncodings": ["utf-16"]},
-        "textDocument": {
-            "synchronization": {"dynamicRegistration": false, "didSave": false},
-            "inlineCompletion": {"dynamicRegistration": false}
-        },
-        "window": {"workDoneProgress": false}
-    });
-    let init = json!({
-        "processId": std::process::id(),
-        "rootUri": null,
-        "capabilities": caps,
-        "initializationOptions": {"maxTokens": opts.max_tokens},
-    });
-    lsp.request("initialize", init, Duration::from_secs(30)).map_err(|e| anyhow::anyhow!("{e} (see {})", log.display()))?;
-    lsp.notify("initialized", json!({}))?;
-    let t = Instant::now();
-    let status = loop {
-        let st = lsp.request("locode/status", json!(null), Duration::from_secs(10)).map_err(|e| anyhow::anyhow!(e))?;
-        if st["state"] != "loading" {
-            break st;
-        }
-        if t.elapsed() > Duration::from_secs(300) {
-            bail!("locode: model still loading after 5 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    if status["state"] != "ready" {
-        bail!("locode: model not ready: {status}");
-    }
-    eprintln!("replay: locode ready in {:.1} s", t.elapsed().as_secs_f64());
-    let timeout = Duration::from_secs(opts.timeout_s);
-    let dir = tempfile::tempdir()?;
     'sessions: for s in sessions {
-        let path = dir.path().join(&s.file_name);
-        std::fs::write(&path, &s.text)?;
-        let uri = format!("file://{}", path.display());
-        let mut doc = s.text.clone();
-        let mut version = 1;
-        lsp.notify(
-            "textDocument/didOpen",
-            json!({"textDocument": {"uri": uri, "languageId": s.lang.language_id(), "version": version, "text": doc}}),
-        )?;
+        for (i, d) in drivers.iter_mut().enumerate() {
+            if !dead[i] {
+                if let Err(e) = d.open(s) {
+                    kill(i, d.name(), format!("{e:#}"), &mut dead);
+                }
+            }
+        }
         for a in &s.actions {
-            if run.over() {
+            if Instant::now() > deadline {
+                errors.push(format!("stopped after --max-minutes {}", opts.max_minutes));
                 break 'sessions;
             }
-            match a {
-                Action::Edit { start, end, text } => {
-                    let range = json!({"start": lsp::position(&doc, *start), "end": lsp::position(&doc, *end)});
-                    trace::apply(&mut doc, *start, *end, text);
-                    version += 1;
-                    lsp.notify(
-                        "textDocument/didChange",
-                        json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"range": range, "text": text}]}),
-                    )?;
-                }
-                Action::Request { cursor, function, step, expected } => {
-                    run.pause();
-                    let mut smp = sample_base(LOCODE, s, &doc, *cursor, *function, *step, expected);
-                    let params = json!({
-                        "textDocument": {"uri": uri},
-                        "position": lsp::position(&doc, *cursor),
-                        "context": {"triggerKind": 2, "selectedCompletionInfo": null},
-                    });
-                    let (id, sent) = lsp.send_request("textDocument/inlineCompletion", params)?;
-                    match lsp.wait_response(id, timeout) {
-                        Some((at, resp)) => {
-                            smp.latency_ms = at.duration_since(sent).as_secs_f64() * 1000.0;
-                            if let Some(e) = resp.get("error") {
-                                smp.error = Some(format!("inlineCompletion error: {e}"));
-                            } else {
-                                let r = &resp["result"];
-                                let items = if r.is_array() { r.as_array() } else { r["items"].as_array() };
-                                if let Some(item) = items.and_then(|i| i.first()) {
-                                    smp.suggestion = inline_text(item, &doc, *cursor);
-                                }
-                            }
-                        }
-                        None => {
-                            smp.latency_ms = sent.elapsed().as_secs_f64() * 1000.0;
-                            smp.error = Some(format!("no answer within {timeout:?}"));
-                            let _ = lsp.notify("$/cancelRequest", json!({"id": id}));
-                            // Let the cancelled request drain before the next one.
-                            let _ = lsp.wait_response(id, Duration::from_secs(10));
-                        }
-                    }
-                    match lsp.request("locode/lastStats", json!({"uri": uri}), Duration::from_secs(10)) {
-                        Ok(st) => {
-                            let u = |k: &str| st[k].as_u64();
-                            smp.prompt_tokens = u("prompt_tokens");
-                            smp.evaluated = u("evaluated_tokens").unwrap_or(0);
-                            smp.generated = u("generated_tokens").unwrap_or(0);
-                            smp.prompt_ms = st["prompt_ms"].as_f64();
-                            smp.generate_ms = st["generate_ms"].as_f64();
-                        }
-                        Err(e) => eprintln!("replay: locode/lastStats: {e}"),
-                    }
-                    run.record(finish(smp));
-                    if !lsp.alive() {
-                        bail!("locode exited (see {})", log.display());
-                    }
-                }
-            }
-        }
-        lsp.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}))?;
-    }
-    for p in &lsp.problems {
-        eprintln!("replay: locode said: {p}");
-    }
-    let problems = lsp.problems.clone();
-    lsp.shutdown();
-    Ok(json!({"binary": bin, "args": args, "status": status, "messages": problems}))
-}
-
-fn run_peer(run: &mut Run, sessions: &[Session], bin: &Path, model: &Path, out: &Path) -> anyhow::Result<Value> {
-    let opts = run.opts;
-    let log = out.join("replay-llama-server.log");
-    eprintln!("replay: starting {} (log {})", bin.display(), log.display());
-    let t = Instant::now();
-    let mut server = peer::LlamaServer::start(bin, model, opts.threads, &log, Duration::from_secs(300))?;
-    eprintln!("replay: llama-server ready on 127.0.0.1:{} in {:.1} s", server.port, t.elapsed().as_secs_f64());
-    let props = server.props();
-    let timeout = Duration::from_secs(opts.timeout_s);
-    'sessions: for s in sessions {
-        let mut doc = s.text.clone();
-        for a in &s.actions {
-            if run.over() {
+            if dead.iter().all(|d| *d) {
                 break 'sessions;
             }
-            match a {
-                Action::Edit { start, end, text } => trace::apply(&mut doc, *start, *end, text),
-                Action::Request { cursor, function, step, expected } => {
-                    run.pause();
-                    let mut smp = sample_base(PEER, s, &doc, *cursor, *function, *step, expected);
-                    let body = peer::infill_request(&doc, *cursor, opts.max_tokens, !opts.peer_multiline).to_string();
-                    let t0 = Instant::now();
-                    let res = peer::http(server.port, "POST", "/infill", Some(&body), timeout);
-                    smp.latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
-                    match res {
-                        Ok((200, text)) => match serde_json::from_str::<Value>(&text) {
-                            Ok(v) => {
-                                smp.suggestion = v["content"].as_str().unwrap_or("").to_string();
-                                let tm = &v["timings"];
-                                smp.prompt_tokens = v["tokens_evaluated"].as_u64();
-                                smp.evaluated = tm["prompt_n"].as_u64().unwrap_or(0);
-                                smp.generated = tm["predicted_n"].as_u64().or(v["tokens_predicted"].as_u64()).unwrap_or(0);
-                                smp.prompt_ms = tm["prompt_ms"].as_f64();
-                                smp.generate_ms = tm["predicted_ms"].as_f64();
-                            }
-                            Err(e) => smp.error = Some(format!("bad JSON from /infill: {e}")),
-                        },
-                        Ok((code, text)) => smp.error = Some(format!("/infill answered {code}: {}", text.chars().take(300).collect::<String>())),
-                        Err(e) => smp.error = Some(format!("/infill: {e}")),
+            for (i, d) in drivers.iter_mut().enumerate() {
+                if dead[i] {
+                    continue;
+                }
+                let res = match a {
+                    Action::Edit { start, end, text } => d.edit(*start, *end, text).map(|_| None),
+                    Action::Request { cursor, function, step, expected } => d.request(s, *cursor, *function, *step, expected).map(Some),
+                };
+                match res {
+                    Ok(None) => {}
+                    Ok(Some(smp)) => {
+                        if let Some(e) = &smp.error {
+                            fails[i] += 1;
+                            eprintln!("replay: {} request failed: {e}", d.name());
+                        } else {
+                            fails[i] = 0;
+                        }
+                        done[i] += 1;
+                        if done[i] % 20 == 0 || done[i] == per_engine {
+                            eprintln!("replay: {:<12} {:>4}/{per_engine} requests (last {:.0} ms)", d.name(), done[i], smp.latency_ms);
+                        }
+                        samples.push(smp);
+                        if fails[i] >= 3 {
+                            kill(i, d.name(), "3 failed requests in a row; giving up on this engine".into(), &mut dead);
+                        }
                     }
-                    run.record(finish(smp));
-                    if !server.alive() {
-                        bail!("llama-server exited (see {})", log.display());
-                    }
+                    Err(e) => kill(i, d.name(), format!("{e:#}"), &mut dead),
+                }
+            }
+            if matches!(a, Action::Request { .. }) && opts.pause_ms > 0 {
+                std::thread::sleep(Duration::from_millis(opts.pause_ms));
+            }
+        }
+        for (i, d) in drivers.iter_mut().enumerate() {
+            if !dead[i] {
+                if let Err(e) = d.close() {
+                    kill(i, d.name(), format!("{e:#}"), &mut dead);
                 }
             }
         }
     }
-    let build = props.as_ref().map(|p| p["build_info"].clone()).unwrap_or(Value::Null);
-    Ok(json!({"binary": bin, "build_info": build, "single_line_stop": !opts.peer_multiline}))
+}
+
+/// Engine processes to stop if the benchmark itself is interrupted or
+/// killed (llama-server would otherwise outlive it).
+pub static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn stop_children_on_signal() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+            for pid in CHILDREN.lock().unwrap().iter() {
+                let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+            }
+            eprintln!("replay: interrupted");
+            std::process::exit(130);
+        });
+    });
+}
+
+/// The 1, 5 and 15 minute load averages (Linux).
+fn loadavg() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 fn main() -> anyhow::Result<()> {
     let opts = Opts::parse();
+    stop_children_on_signal();
     let corpus = opts.corpus.clone().unwrap_or_else(default_corpus);
     let files = [corpus.join("requests_sessions.py"), corpus.join("serde_json_read.rs")];
     for f in &files {
@@ -459,34 +304,33 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut engines: Vec<&'static str> = Vec::new();
+    let settings = Settings {
+        threads: opts.threads,
+        max_tokens: opts.max_tokens,
+        timeout: Duration::from_secs(opts.timeout_s),
+        peer_single_line: !opts.peer_multiline,
+        model: model.clone(),
+        out: out.clone(),
+    };
     let want = |e: &str| opts.only.as_deref().is_none_or(|o| o == e);
-    let mut meta = serde_json::Map::new();
-    let mut run = Run { opts: &opts, deadline: Instant::now() + Duration::from_secs(opts.max_minutes * 60), samples: Vec::new(), total: total_requests, failures_in_a_row: 0 };
+    let deadline = Instant::now() + Duration::from_secs(opts.max_minutes * 60);
     let mut errors = Vec::new();
+    let mut samples = Vec::new();
+    let mut meta = serde_json::Map::new();
+    let load_start = loadavg();
 
-    if want(LOCODE) {
-        let bin = server_bin(&opts)?;
-        run.total = run.samples.len() + total_requests;
-        run.failures_in_a_row = 0;
-        match run_locode(&mut run, &sessions, &bin, &model, &out) {
-            Ok(m) => {
-                meta.insert(LOCODE.into(), m);
-            }
-            Err(e) => {
-                eprintln!("replay: locode: {e:#}");
-                errors.push(format!("locode: {e:#}"));
-            }
-        }
-        engines.push(LOCODE);
-    }
+    // Which engines run, and how each one starts.
+    type Starter = Box<dyn Fn() -> anyhow::Result<Box<dyn Driver>>>;
+    let mut starters: Vec<(&'static str, Starter)> = Vec::new();
     if want(PEER) {
         let bin = opts.peer_bin.clone().unwrap_or_else(default_peer);
-        if !bin.exists() {
+        if bin.exists() {
+            let set = settings.clone();
+            starters.push((PEER, Box::new(move || Ok(Box::new(engines::LlamaServer::start(&bin, &set)?) as Box<dyn Driver>))));
+        } else {
             let msg = format!(
                 "llama-server not found at {}: build it with `benches/peer/build-llama-server.sh` \
-                 (about 10 minutes on 2 cores) or pass --peer-bin PATH; running locode alone \
-                 (`--only locode` skips this message)",
+                 (about 10 minutes on 2 cores) or pass --peer-bin PATH; running locode alone",
                 bin.display()
             );
             eprintln!("replay: {msg}");
@@ -494,30 +338,56 @@ fn main() -> anyhow::Result<()> {
                 bail!("{msg}");
             }
             errors.push(msg);
-        } else {
-            run.total = run.samples.len() + total_requests;
-            run.failures_in_a_row = 0;
-            match run_peer(&mut run, &sessions, &bin, &model, &out) {
-                Ok(m) => {
-                    meta.insert(PEER.into(), m);
-                }
-                Err(e) => {
-                    eprintln!("replay: llama-server: {e:#}");
-                    errors.push(format!("llama-server: {e:#}"));
-                }
-            }
-            engines.push(PEER);
         }
     }
-    if Instant::now() > run.deadline {
-        errors.push(format!("stopped after --max-minutes {}", opts.max_minutes));
+    if want(LOCODE) {
+        let bin = server_bin(&opts)?;
+        let set = settings.clone();
+        // locode is asked last at each step in --interleave mode, so its next
+        // edits follow its answer at once, as in a sequential run.
+        starters.push((LOCODE, Box::new(move || Ok(Box::new(engines::Locode::start(&bin, &set)?) as Box<dyn Driver>))));
     }
+    let mut engine_names: Vec<&'static str> = starters.iter().map(|(n, _)| *n).collect();
+    engine_names.sort_by_key(|n| if *n == LOCODE { 0 } else { 1 });
 
-    let samples = run.samples;
+    let start = |name: &'static str, f: &Starter, errors: &mut Vec<String>| match f() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("replay: {name}: {e:#}");
+            errors.push(format!("{name}: {e:#}"));
+            None
+        }
+    };
+    if opts.interleave {
+        let mut drivers: Vec<Box<dyn Driver>> = starters.iter().filter_map(|(n, f)| start(n, f, &mut errors)).collect();
+        replay(&sessions, &mut drivers, &opts, deadline, &mut samples, &mut errors);
+        for d in drivers {
+            let name = d.name();
+            meta.insert(name.into(), d.finish());
+        }
+    } else {
+        // One engine after the other, locode first.
+        starters.sort_by_key(|(n, _)| if *n == LOCODE { 0 } else { 1 });
+        for (name, f) in &starters {
+            if let Some(d) = start(name, f, &mut errors) {
+                let mut drivers = vec![d];
+                replay(&sessions, &mut drivers, &opts, deadline, &mut samples, &mut errors);
+                let d = drivers.pop().unwrap();
+                meta.insert(name.to_string(), d.finish());
+            }
+        }
+    }
+    let engines = engine_names;
+
+    let load_end = loadavg();
     println!();
+    if let (Some(a), Some(b)) = (&load_start, &load_end) {
+        println!("load average (1, 5, 15 min) before: {a}; after: {b}  (anything above 0.5 means the numbers are noisy)");
+    }
     println!("latency: wall clock per request; eval: prompt tokens evaluated per request (KV cache misses);");
     println!("prompt: prompt size in tokens; gen: tokens generated; shown: non-empty suggestion;");
-    println!("useful: first line non-empty and a prefix of what is typed next on that line; ratio l/s: locode / llama-server");
+    println!("useful: first line non-empty and a prefix of what is typed next on that line;");
+    println!("t-thru: answered from locode's typed-through cache; ratio l/s: locode / llama-server");
     println!();
     print!("{}", report::table(&samples, &engines));
 
@@ -531,10 +401,12 @@ fn main() -> anyhow::Result<()> {
             "max_tokens": opts.max_tokens,
             "timeout_s": opts.timeout_s,
             "pause_ms": opts.pause_ms,
+            "interleave": opts.interleave,
             "peer_single_line_stop": !opts.peer_multiline,
             "model": model,
             "corpus": corpus,
         },
+        "load_average": {"start": load_start, "end": load_end},
         "trace": sessions.iter().map(|s| json!({
             "lang": s.lang.name(),
             "file": s.file_name,

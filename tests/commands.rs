@@ -1,1 +1,1034 @@
-// Explain/refactor and cloud escalation tests: being written.
+//! Explain/refactor, cloud escalation, the privacy guard and remote engines.
+//!
+//! Every provider and engine path runs against an axum server on 127.0.0.1
+//! speaking that provider's wire protocol; the tests assert the request shape.
+//! The LSP tests run the `locode` binary over stdio with the real default
+//! model (`make model`), one at a time.
+
+#[path = "common/lsp_client.rs"]
+mod lsp_client;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use locode::commands::cloud::{self, CloudConfig, Provider};
+use locode::commands::net::NetError;
+use locode::commands::redact::{self, Redactor};
+use locode::commands::remote::{self, RemoteEngineConfig, RemoteKind};
+use locode::config::CompletionConfig;
+use locode::documents::Document;
+use locode::engine::CancelToken;
+use locode::language::Language;
+use locode::prompt::ChatMessage;
+use lsp_client::LspClient;
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------- loopback
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+    raw: Vec<u8>,
+    body: Value,
+}
+
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    delay_ms: u64,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn json_reply(status: u16, v: Value) -> Reply {
+    Reply { status, content_type: "application/json", body: v.to_string(), delay_ms: 0, headers: vec![] }
+}
+
+fn sse_reply(events: &[String]) -> Reply {
+    Reply { status: 200, content_type: "text/event-stream", body: events.concat(), delay_ms: 0, headers: vec![] }
+}
+
+type ReplyFn = Arc<dyn Fn(&Recorded, usize) -> Reply + Send + Sync>;
+
+struct Loopback {
+    url: String,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Loopback {
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// An HTTP server on 127.0.0.1 (its own thread and runtime) that records
+/// every request and answers with `reply(request, n)` (n counts from 1).
+fn loopback(reply: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Loopback {
+    let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+    let reply: ReplyFn = Arc::new(reply);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reqs = requests.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                let reqs = reqs.clone();
+                let reply = reply.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let raw = axum::body::to_bytes(body, 16 << 20).await.unwrap().to_vec();
+                    let rec = Recorded {
+                        method: parts.method.to_string(),
+                        path: parts.uri.path().to_string(),
+                        headers: parts
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_string()))
+                            .collect(),
+                        body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+                        raw,
+                    };
+                    let n = {
+                        let mut r = reqs.lock().unwrap();
+                        r.push(rec.clone());
+                        r.len()
+                    };
+                    let r = reply(&rec, n);
+                    if r.delay_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(r.delay_ms)).await;
+                    }
+                    let mut b = axum::response::Response::builder().status(r.status).header("content-type", r.content_type);
+                    for (k, v) in &r.headers {
+                        b = b.header(*k, v.as_str());
+                    }
+                    b.body(axum::body::Body::from(r.body)).unwrap()
+                }
+            });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let port = rx.recv().unwrap();
+    Loopback { url: format!("http://127.0.0.1:{port}"), requests }
+}
+
+/// A bare TCP listener that counts the connections it accepts (and closes them).
+struct Counter {
+    port: u16,
+    accepts: Arc<AtomicUsize>,
+}
+
+fn counting_listener() -> Counter {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let a = accepts.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            if s.is_ok() {
+                a.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    Counter { port, accepts }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn msgs() -> Vec<ChatMessage> {
+    vec![
+        ChatMessage { role: "system".into(), content: "You refactor code.".into() },
+        ChatMessage { role: "user".into(), content: "Simplify: x = 1 + 0".into() },
+    ]
+}
+
+const KEY: &str = "test-key-0123456789abcdef";
+
+fn cloud_cfg(provider: Provider, url: &str, stream: bool) -> CloudConfig {
+    CloudConfig {
+        provider,
+        endpoint: url.into(),
+        model: "test-model".into(),
+        stream,
+        timeout_ms: 3_000,
+        ..Default::default()
+    }
+}
+
+fn send(cfg: &CloudConfig) -> Result<(String, Vec<String>), NetError> {
+    let req = cloud::build_request(cfg, &msgs(), 256).unwrap();
+    let mut seen = Vec::new();
+    let r = rt().block_on(cloud::send(&req, KEY, cfg.timeout_ms, &CancelToken::new(), |t| seen.push(t.to_string())));
+    r.map(|t| (t, seen))
+}
+
+// ------------------------------------------------------------ redaction
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/secrets")
+}
+
+#[test]
+fn redaction_corpus_has_zero_leaks() {
+    let dir = corpus_dir();
+    let manifest = std::fs::read_to_string(dir.join("manifest.tsv")).unwrap();
+    let mut by_file: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut total = 0;
+    for line in manifest.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let mut parts = line.splitn(3, '\t');
+        let (file, kind, secret) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        by_file.entry(file.into()).or_default().push((kind.into(), secret.into()));
+        total += 1;
+    }
+    assert!(total >= 40, "the corpus must hold at least 40 secrets, it has {total}");
+    let mut leaks = Vec::new();
+    let mut kinds = std::collections::BTreeSet::new();
+    for (file, secrets) in &by_file {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut r = Redactor::new();
+        let out = r.redact(&text);
+        for (kind, secret) in secrets {
+            assert!(text.contains(secret.as_str()), "{file}: the manifest's {kind} secret is not in the file");
+            kinds.insert(kind.clone());
+            // A leak: the secret, or any 12-character piece of a long one.
+            let chars: Vec<char> = secret.chars().collect();
+            let leaked = out.contains(secret.as_str())
+                || (chars.len() >= 16
+                    && chars.windows(12).map(|w| w.iter().collect::<String>()).any(|w| out.contains(&w)));
+            if leaked {
+                leaks.push(format!("{file}: {kind} {secret}"));
+            }
+        }
+        assert_eq!(r.restore(&out), text, "{file}: restoring the placeholders gives the original back");
+    }
+    println!("redaction corpus: {total} secrets of {} kinds in {} files, {} leaks", kinds.len(), by_file.len(), leaks.len());
+    assert!(leaks.is_empty(), "leaked secrets:\n{}", leaks.join("\n"));
+}
+
+#[test]
+fn ordinary_code_is_not_redacted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for f in ["examples/demo.py", "server/src/complete.rs"] {
+        let text = std::fs::read_to_string(root.join(f)).unwrap();
+        let mut r = Redactor::new();
+        let out = r.redact(&text);
+        assert_eq!(out, text, "{f} was changed: {:?}", r.redactions);
+    }
+}
+
+#[test]
+fn secret_files_are_refused() {
+    for p in ["/p/.env", "/p/.env.local", "/home/u/.ssh/id_ed25519", "/etc/tls/site.pem", "/home/u/.netrc", "/p/secrets.py", "/home/u/.aws/credentials"] {
+        assert!(redact::secret_file_pattern(p, &[]).is_some(), "{p} should be refused");
+    }
+    for p in ["/p/main.py", "/p/.env.example", "/home/u/.ssh/id_ed25519.pub", "/p/src/lib.rs"] {
+        assert!(redact::secret_file_pattern(p, &[]).is_none(), "{p} should be allowed");
+    }
+}
+
+// ------------------------------------------------------- cloud providers
+
+#[test]
+fn openai_chat_completions_non_streaming() {
+    let srv = loopback(|_, _| {
+        json_reply(200, json!({"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "```python\nx = 1\n```"}, "finish_reason": "stop"}]}))
+    });
+    let cfg = cloud_cfg(Provider::Openai, &format!("{}/v1", srv.url), false);
+    let (text, _) = send(&cfg).unwrap();
+    assert_eq!(text, "```python\nx = 1\n```");
+    let r = &srv.requests()[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/v1/chat/completions");
+    assert_eq!(r.headers["authorization"], format!("Bearer {KEY}"));
+    assert!(r.headers["content-type"].starts_with("application/json"));
+    assert!(!r.headers.contains_key("x-api-key"));
+    assert_eq!(r.body["model"], "test-model");
+    assert_eq!(r.body["stream"], false);
+    assert_eq!(r.body["max_tokens"], 256);
+    assert_eq!(r.body["messages"], json!([{"role": "system", "content": "You refactor code."}, {"role": "user", "content": "Simplify: x = 1 + 0"}]));
+}
+
+#[test]
+fn openai_chat_completions_streaming() {
+    let srv = loopback(|_, _| {
+        let chunk = |t: &str| format!("data: {}\n\n", json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]}));
+        sse_reply(&[
+            format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})),
+            chunk("x = "),
+            chunk("1"),
+            chunk("\n"),
+            "data: [DONE]\n\n".into(),
+        ])
+    });
+    let cfg = cloud_cfg(Provider::Openai, &srv.url, true);
+    let (text, seen) = send(&cfg).unwrap();
+    assert_eq!(text, "x = 1\n");
+    assert_eq!(seen, vec!["x = ", "x = 1", "x = 1\n"], "progress sees the text grow");
+    let r = &srv.requests()[0];
+    assert_eq!(r.path, "/chat/completions");
+    assert_eq!(r.body["stream"], true);
+    assert_eq!(r.headers["accept"], "text/event-stream");
+}
+
+#[test]
+fn anthropic_messages_non_streaming() {
+    let srv = loopback(|_, _| {
+        json_reply(200, json!({"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "x = 1"}, {"type": "text", "text": "\n"}], "stop_reason": "end_turn"}))
+    });
+    let cfg = cloud_cfg(Provider::Anthropic, &srv.url, false);
+    let (text, _) = send(&cfg).unwrap();
+    assert_eq!(text, "x = 1\n");
+    let r = &srv.requests()[0];
+    assert_eq!(r.path, "/v1/messages");
+    assert_eq!(r.headers["x-api-key"], KEY);
+    assert_eq!(r.headers["anthropic-version"], "2023-06-01");
+    assert!(!r.headers.contains_key("authorization"), "the key goes only in x-api-key");
+    assert_eq!(r.body["system"], "You refactor code.");
+    assert_eq!(r.body["messages"], json!([{"role": "user", "content": "Simplify: x = 1 + 0"}]));
+    assert_eq!(r.body["max_tokens"], 256);
+    assert_eq!(r.body["model"], "test-model");
+}
+
+#[test]
+fn anthropic_messages_streaming() {
+    let srv = loopback(|_, _| {
+        let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+        sse_reply(&[
+            ev("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "content": []}})),
+            ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+            ev("ping", json!({"type": "ping"})),
+            ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "def f():"}})),
+            ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "\n    return 1\n"}})),
+            ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+            ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}})),
+            ev("message_stop", json!({"type": "message_stop"})),
+        ])
+    });
+    let cfg = cloud_cfg(Provider::Anthropic, &srv.url, true);
+    let (text, seen) = send(&cfg).unwrap();
+    assert_eq!(text, "def f():\n    return 1\n");
+    assert_eq!(seen.len(), 2);
+    assert_eq!(srv.requests()[0].body["stream"], true);
+}
+
+#[test]
+fn cloud_errors_are_clear() {
+    // 429 with Retry-After, OpenAI error body.
+    let srv = loopback(|_, _| {
+        let mut r = json_reply(429, json!({"error": {"message": "Rate limit reached for requests", "type": "requests"}}));
+        r.headers.push(("retry-after", "7".into()));
+        r
+    });
+    let e = send(&cloud_cfg(Provider::Openai, &srv.url, false)).unwrap_err();
+    assert!(matches!(e, NetError::Http { status: 429, retry_after: Some(7), .. }), "{e:?}");
+    assert!(e.to_string().contains("rate limited; retry after 7 s") && e.to_string().contains("Rate limit reached"), "{e}");
+
+    // 500 with Anthropic's error body.
+    let srv = loopback(|_, _| json_reply(500, json!({"type": "error", "error": {"type": "api_error", "message": "Internal server error"}})));
+    let e = send(&cloud_cfg(Provider::Anthropic, &srv.url, true)).unwrap_err();
+    assert!(matches!(e, NetError::Http { status: 500, .. }), "{e:?}");
+    assert!(e.to_string().contains("Internal server error"), "{e}");
+
+    // Malformed JSON, non-streaming and streaming.
+    let srv = loopback(|_, _| Reply { status: 200, content_type: "application/json", body: "{\"choices\": [".into(), delay_ms: 0, headers: vec![] });
+    let e = send(&cloud_cfg(Provider::Openai, &srv.url, false)).unwrap_err();
+    assert!(matches!(e, NetError::Malformed { .. }), "{e:?}");
+    let srv = loopback(|_, _| sse_reply(&["data: {\"choices\": [{\"delta\": \n\n".into()]));
+    let e = send(&cloud_cfg(Provider::Openai, &srv.url, true)).unwrap_err();
+    assert!(matches!(e, NetError::Malformed { .. }), "{e:?}");
+    // Well-formed JSON of the wrong shape.
+    let srv = loopback(|_, _| json_reply(200, json!({"content": "no blocks"})));
+    let e = send(&cloud_cfg(Provider::Anthropic, &srv.url, false)).unwrap_err();
+    assert!(matches!(e, NetError::Malformed { .. }), "{e:?}");
+
+    // An error event in the middle of an Anthropic stream.
+    let srv = loopback(|_, _| {
+        sse_reply(&[
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}\n\n".into(),
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n".into(),
+        ])
+    });
+    let e = send(&cloud_cfg(Provider::Anthropic, &srv.url, true)).unwrap_err();
+    assert!(matches!(e, NetError::Provider { .. }) && e.to_string().contains("Overloaded"), "{e:?}");
+
+    // Timeout: the server answers after the configured limit.
+    let srv = loopback(|_, _| {
+        let mut r = json_reply(200, json!({"choices": [{"message": {"content": "late"}}]}));
+        r.delay_ms = 3_000;
+        r
+    });
+    let mut cfg = cloud_cfg(Provider::Openai, &srv.url, false);
+    cfg.timeout_ms = 300;
+    let t0 = Instant::now();
+    let e = send(&cfg).unwrap_err();
+    assert!(matches!(e, NetError::Timeout { ms: 300, .. }), "{e:?}");
+    assert!(t0.elapsed() < Duration::from_millis(2_500), "gave up after {:?}", t0.elapsed());
+
+    // Nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let e = send(&cloud_cfg(Provider::Openai, &format!("http://127.0.0.1:{port}"), false)).unwrap_err();
+    assert!(matches!(e, NetError::Connect { .. }), "{e:?}");
+}
+
+#[test]
+fn cloud_request_is_cancelled_promptly() {
+    let srv = loopback(|_, _| {
+        let mut r = json_reply(200, json!({"choices": [{"message": {"content": "late"}}]}));
+        r.delay_ms = 5_000;
+        r
+    });
+    let cfg = cloud_cfg(Provider::Openai, &srv.url, false);
+    let req = cloud::build_request(&cfg, &msgs(), 16).unwrap();
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        c2.cancel();
+    });
+    let t0 = Instant::now();
+    let r = rt().block_on(cloud::send(&req, KEY, 10_000, &cancel, |_| {}));
+    assert_eq!(r, Err(NetError::Cancelled));
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
+// -------------------------------------------------------- remote engines
+
+fn remote_cfg(kind: RemoteKind, url: &str, stream: bool) -> RemoteEngineConfig {
+    RemoteEngineConfig { kind, endpoint: url.into(), model: "qwen2.5-coder:1.5b".into(), timeout_ms: 2_000, stream, ..Default::default() }
+}
+
+fn fim(cfg: &RemoteEngineConfig) -> Result<String, NetError> {
+    rt().block_on(remote::remote_fim(cfg, "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n", 32, CancelToken::new()))
+}
+
+#[test]
+fn llama_server_infill() {
+    let srv = loopback(|_, _| json_reply(200, json!({"content": "a + b", "stop": true, "tokens_predicted": 3})));
+    let cfg = remote_cfg(RemoteKind::LlamaServer, &srv.url, false);
+    assert_eq!(fim(&cfg).unwrap(), "a + b");
+    let r = &srv.requests()[0];
+    assert_eq!(r.path, "/infill");
+    assert_eq!(r.body["input_prefix"], "def add(a, b):\n    return ");
+    assert_eq!(r.body["input_suffix"], "\n\nprint(add(1, 2))\n");
+    assert_eq!(r.body["n_predict"], 32);
+    assert_eq!(r.body["stream"], false);
+
+    let srv = loopback(|_, _| {
+        sse_reply(&[
+            format!("data: {}\n\n", json!({"content": "a", "stop": false})),
+            format!("data: {}\n\n", json!({"content": " + b", "stop": false})),
+            format!("data: {}\n\n", json!({"content": "", "stop": true})),
+        ])
+    });
+    assert_eq!(fim(&remote_cfg(RemoteKind::LlamaServer, &srv.url, true)).unwrap(), "a + b");
+    assert_eq!(srv.requests()[0].body["stream"], true);
+}
+
+#[test]
+fn ollama_generate_with_suffix() {
+    let srv = loopback(|_, _| json_reply(200, json!({"model": "qwen2.5-coder:1.5b", "response": "a + b", "done": true})));
+    let cfg = remote_cfg(RemoteKind::Ollama, &srv.url, false);
+    assert_eq!(fim(&cfg).unwrap(), "a + b");
+    let r = &srv.requests()[0];
+    assert_eq!(r.path, "/api/generate");
+    assert_eq!(r.body["model"], "qwen2.5-coder:1.5b");
+    assert_eq!(r.body["prompt"], "def add(a, b):\n    return ");
+    assert_eq!(r.body["suffix"], "\n\nprint(add(1, 2))\n");
+    assert_eq!(r.body["options"]["num_predict"], 32);
+    assert_eq!(r.body["stream"], false);
+
+    // Streaming is NDJSON: one object per line.
+    let srv = loopback(|_, _| Reply {
+        status: 200,
+        content_type: "application/x-ndjson",
+        body: [json!({"response": "a", "done": false}), json!({"response": " + b", "done": false}), json!({"response": "", "done": true})]
+            .iter()
+            .map(|v| format!("{v}\n"))
+            .collect(),
+        delay_ms: 0,
+        headers: vec![],
+    });
+    assert_eq!(fim(&remote_cfg(RemoteKind::Ollama, &srv.url, true)).unwrap(), "a + b");
+
+    // Ollama reports a missing model as {"error": ...} with 404.
+    let srv = loopback(|_, _| json_reply(404, json!({"error": "model \"qwen2.5-coder:1.5b\" not found, try pulling it first"})));
+    let e = fim(&remote_cfg(RemoteKind::Ollama, &srv.url, false)).unwrap_err();
+    assert!(e.to_string().contains("not found, try pulling it first"), "{e}");
+}
+
+#[test]
+fn openai_completions_with_suffix() {
+    std::env::set_var("LOCODE_TEST_REMOTE_KEY", "remote-secret-1");
+    let srv = loopback(|_, _| json_reply(200, json!({"id": "cmpl-1", "object": "text_completion", "choices": [{"index": 0, "text": "a + b", "finish_reason": "stop"}]})));
+    let mut cfg = remote_cfg(RemoteKind::Openai, &format!("{}/v1", srv.url), false);
+    cfg.api_key_env = "LOCODE_TEST_REMOTE_KEY".into();
+    assert_eq!(fim(&cfg).unwrap(), "a + b");
+    let r = &srv.requests()[0];
+    assert_eq!(r.path, "/v1/completions");
+    assert_eq!(r.headers["authorization"], "Bearer remote-secret-1");
+    assert_eq!(r.body["prompt"], "def add(a, b):\n    return ");
+    assert_eq!(r.body["suffix"], "\n\nprint(add(1, 2))\n");
+    assert_eq!(r.body["max_tokens"], 32);
+    assert_eq!(r.body["model"], "qwen2.5-coder:1.5b");
+
+    let srv = loopback(|_, _| {
+        sse_reply(&[
+            format!("data: {}\n\n", json!({"choices": [{"index": 0, "text": "a", "finish_reason": null}]})),
+            format!("data: {}\n\n", json!({"choices": [{"index": 0, "text": " + b", "finish_reason": "stop"}]})),
+            "data: [DONE]\n\n".into(),
+        ])
+    });
+    assert_eq!(fim(&remote_cfg(RemoteKind::Openai, &srv.url, true)).unwrap(), "a + b");
+    assert!(!srv.requests()[0].headers.contains_key("authorization"), "no key configured: no header");
+}
+
+#[test]
+fn remote_engine_errors_429_500_timeout_malformed() {
+    for kind in [RemoteKind::LlamaServer, RemoteKind::Ollama, RemoteKind::Openai] {
+        let srv = loopback(|_, n| match n {
+            1 => json_reply(429, json!({"error": {"message": "too many requests"}})),
+            2 => json_reply(500, json!({"error": {"code": 500, "message": "slot unavailable"}})),
+            3 => Reply { status: 200, content_type: "application/json", body: "not json".into(), delay_ms: 0, headers: vec![] },
+            _ => {
+                let mut r = json_reply(200, json!({"content": "late", "response": "late", "choices": [{"text": "late"}]}));
+                r.delay_ms = 2_000;
+                r
+            }
+        });
+        let mut cfg = remote_cfg(kind, &srv.url, false);
+        cfg.timeout_ms = 400;
+        let e1 = fim(&cfg).unwrap_err();
+        assert!(matches!(e1, NetError::Http { status: 429, .. }) && e1.to_string().contains("too many requests"), "{kind:?}: {e1}");
+        let e2 = fim(&cfg).unwrap_err();
+        assert!(matches!(e2, NetError::Http { status: 500, .. }) && e2.to_string().contains("slot unavailable"), "{kind:?}: {e2}");
+        let e3 = fim(&cfg).unwrap_err();
+        assert!(matches!(e3, NetError::Malformed { .. }), "{kind:?}: {e3:?}");
+        let t0 = Instant::now();
+        let e4 = fim(&cfg).unwrap_err();
+        assert!(matches!(e4, NetError::Timeout { .. }), "{kind:?}: {e4:?}");
+        assert!(t0.elapsed() < Duration::from_millis(1_500));
+        // The latch reports each new kind of failure once.
+        let latch = remote::ErrorLatch::default();
+        assert!(latch.failed(&e4).unwrap().contains("timeout"));
+        assert!(latch.failed(&e4).is_none());
+    }
+}
+
+#[test]
+fn remote_suggestion_gets_the_same_post_processing() {
+    // The server returns more than the line: mid-line completions keep one line,
+    // exactly as with the embedded engine.
+    let srv = loopback(|_, _| json_reply(200, json!({"content": "a + b\n\nprint(add(1, 2))\n", "stop": true})));
+    let cfg = remote_cfg(RemoteKind::LlamaServer, &srv.url, false);
+    let text = "def add(a, b):\n    return \n\n\nprint(add(1, 2))\n";
+    let mut doc = Document::new(text, 3, Language::Python);
+    let snap = doc.snapshot();
+    let cursor = "def add(a, b):\n    return ".chars().count();
+    let spot = locode::complete::Spot { snap: &snap, cursor, anchor: cursor };
+    let s = rt().block_on(remote::suggest_remote(&cfg, &spot, &CompletionConfig::default(), CancelToken::new())).unwrap();
+    assert_eq!(s.text, "a + b");
+    assert_eq!(s.version, 3);
+    assert_eq!(s.stats.text, "a + b\n\nprint(add(1, 2))\n");
+    let body = &srv.requests()[0].body;
+    // The same prompt window as the embedded engine (trailing blanks healed).
+    assert!(body["input_prefix"].as_str().unwrap().trim_end().ends_with("def add(a, b):\n    return"), "{body}");
+    assert!(body["input_suffix"].as_str().unwrap().contains("print(add(1, 2))"));
+}
+
+// ------------------------------------------------------ over LSP (binary)
+
+/// LSP tests share the model and the two cores: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_locode"))
+}
+
+fn require_model() {
+    let out = std::process::Command::new(bin()).arg("model-path").output().unwrap();
+    let p = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(p.exists(), "the default model is missing at {}: run `make model` first", p.display());
+}
+
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+/// A locode server (optionally under strace) whose client records the
+/// server's requests and answers them with `answer`.
+fn server(
+    options: Value,
+    envs: &[(&str, &str)],
+    strace_to: Option<&Path>,
+    answer: impl Fn(&Value) -> Value + Send + Sync + 'static,
+) -> (LspClient, Seen) {
+    require_model();
+    let seen: Seen = Arc::default();
+    let s2 = seen.clone();
+    let handler: lsp_client::Handler = Arc::new(move |msg: &Value| {
+        s2.lock().unwrap().push(msg.clone());
+        answer(msg)
+    });
+    let mut c = match strace_to {
+        Some(out) => {
+            let out = out.to_str().unwrap();
+            let args = ["-f", "-qq", "-e", "trace=connect", "-o", out, bin().to_str().unwrap(), "serve"];
+            LspClient::spawn_with(Path::new("strace"), &args, envs, handler)
+        }
+        None => LspClient::spawn_with(bin(), &["serve"], envs, handler),
+    };
+    c.initialize(json!({"window": {"workDoneProgress": true}}), options);
+    let st = c.wait_model(Duration::from_secs(120));
+    assert_eq!(st["state"], "ready", "model did not load: {st}");
+    (c, seen)
+}
+
+fn open(c: &mut LspClient, uri: &str, text: &str) {
+    let lang = if uri.ends_with(".rs") { "rust" } else { "python" };
+    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": lang, "version": 1, "text": text}}));
+}
+
+fn exec(c: &mut LspClient, command: &str, args: Value, token: Option<&str>) -> Value {
+    let mut params = json!({"command": command, "arguments": [args]});
+    if let Some(t) = token {
+        params["workDoneToken"] = json!(t);
+    }
+    let id = c.send_request("workspace/executeCommand", params);
+    c.response(id, Duration::from_secs(180))
+}
+
+fn doc_text(c: &mut LspClient, uri: &str) -> String {
+    c.request("locode/documentState", json!({"uri": uri}))["text"].as_str().unwrap().to_string()
+}
+
+fn whole(text: &str) -> Value {
+    let lines = text.lines().count() as u32;
+    json!({"start": {"line": 0, "character": 0}, "end": {"line": lines, "character": 0}})
+}
+
+const THIRTY_LINES: &str = r#"import time
+
+
+def summarize_orders(orders, tax_rate=0.2, currency="EUR"):
+    started = time.perf_counter()
+    if not orders:
+        return "no orders"
+    if tax_rate < 0:
+        raise ValueError("tax_rate must not be negative")
+    totals = {}
+    skipped = 0
+    for order in orders:
+        if not order.get("paid"):
+            skipped += 1
+            continue
+        customer = order["customer"]
+        amount = 0.0
+        for line in order["lines"]:
+            price = line["price"] * line.get("quantity", 1)
+            if line.get("discount"):
+                price -= price * line["discount"]
+            amount += price
+        amount *= 1 + tax_rate
+        totals[customer] = totals.get(customer, 0.0) + amount
+    ranked = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)
+    report = []
+    for rank, (customer, total) in enumerate(ranked, start=1):
+        report.append(f"{rank}. {customer}: {total:.2f} {currency}")
+    elapsed = time.perf_counter() - started
+    if skipped:
+        report.append(f"({skipped} unpaid orders skipped)")
+    report.append(f"computed in {elapsed * 1000:.1f} ms")
+    return "\n".join(report)
+"#;
+
+#[test]
+fn explain_a_30_line_function_with_progress() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut c, seen) = server(json!({}), &[], None, |_| Value::Null);
+    let uri = "file:///tmp/locode-commands/orders.py";
+    open(&mut c, uri, THIRTY_LINES);
+    // Lines 4..33 (0-based 3..32): the function, 30 lines.
+    let range = json!({"start": {"line": 3, "character": 0}, "end": {"line": 33, "character": 0}});
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}),
+    );
+    let titles: Vec<&str> = actions.as_array().unwrap().iter().map(|a| a["title"].as_str().unwrap()).collect();
+    for t in ["locode: Explain", "locode: Add a docstring", "locode: Simplify", "locode: Extract a function", "locode: Add type hints"] {
+        assert!(titles.contains(&t), "{titles:?}");
+    }
+    assert!(!titles.iter().any(|t| t.contains("cloud")), "escalation is off: no cloud action ({titles:?})");
+    assert!(!titles.iter().any(|t| t.contains("iterator")), "a Rust-only action offered for Python: {titles:?}");
+
+    let t0 = Instant::now();
+    let resp = exec(&mut c, "locode.explain", json!({"uri": uri, "range": range}), Some("explain-1"));
+    let elapsed = t0.elapsed();
+    let result = resp.get("result").unwrap_or_else(|| panic!("explain failed: {resp}"));
+    let md = result["value"].as_str().unwrap();
+    println!(
+        "explain of a 30-line function: {:.2} s ({} ms in the server; {}; load average {})\n{md}",
+        elapsed.as_secs_f64(),
+        result["elapsedMs"],
+        result["stats"],
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
+    assert_eq!(result["kind"], "markdown");
+    assert!(md.contains("orders.py:4-33"), "{md}");
+    let body = md.to_lowercase();
+    assert!(body.len() > 150, "too short: {md}");
+    assert!(
+        ["order", "customer", "total", "tax"].iter().filter(|w| body.contains(*w)).count() >= 2,
+        "the explanation does not talk about the code: {md}"
+    );
+    // Speed is a benchmark figure, not a test verdict: printed for the record
+    // (target: under 10 s on an idle 2-core machine).
+    eprintln!("explain of a 30-line function: {elapsed:?}");
+
+    // $/progress on the client's token: begin, at least one report, end.
+    let progress: Vec<Value> = c.notifications("$/progress").into_iter().filter(|n| n["params"]["token"] == "explain-1").collect();
+    let kinds: Vec<&str> = progress.iter().map(|p| p["params"]["value"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"begin"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"end"), "{kinds:?}");
+    assert!(kinds.contains(&"report"), "{kinds:?}");
+
+    // The client answered showDocument with null (cannot show it): the
+    // explanation came as a message instead.
+    assert_eq!(result["shown"], "message");
+    assert!(seen.lock().unwrap().iter().any(|m| m["method"] == "window/showDocument"));
+    let msgs = c.notifications("window/showMessage");
+    assert!(msgs.iter().any(|m| m["params"]["message"].as_str() == Some(md)), "{msgs:?}");
+
+    // Cancellation: a cancelled explain answers RequestCancelled at once and
+    // the server stays usable.
+    let id = c.send_request("workspace/executeCommand", json!({"command": "locode.explain", "arguments": [{"uri": uri, "range": range}]}));
+    std::thread::sleep(Duration::from_millis(700));
+    let t1 = Instant::now();
+    c.notify("$/cancelRequest", json!({"id": id}));
+    let r = c.response(id, Duration::from_secs(30));
+    assert_eq!(r["error"]["code"], -32800, "{r}");
+    assert!(t1.elapsed() < Duration::from_secs(3), "cancel took {:?}", t1.elapsed());
+
+    // Bad input: clear errors, server keeps running.
+    let r = exec(&mut c, "locode.explain", json!({"uri": "file:///nope.py", "range": range}), None);
+    assert!(r["error"]["message"].as_str().unwrap().contains("not open"), "{r}");
+    let r = exec(&mut c, "locode.refactor", json!({"range": range}), None);
+    assert!(r["error"]["message"].as_str().unwrap().contains("{uri, range, instruction}"), "{r}");
+    let r = exec(&mut c, "locode.refactor", json!({"uri": uri, "range": range, "action": "rewrite-in-cobol"}), None);
+    assert!(r["error"]["message"].as_str().unwrap().contains("unknown refactor action"), "{r}");
+    let bad = json!({"start": {"line": 90, "character": 0}, "end": {"line": 95, "character": 0}});
+    let r = exec(&mut c, "locode.explain", json!({"uri": uri, "range": bad}), None);
+    assert!(r["error"]["message"].as_str().unwrap().contains("past the end"), "{r}");
+    assert_eq!(c.request("locode/status", json!(null))["state"], "ready");
+    c.shutdown();
+}
+
+#[test]
+fn explain_opens_a_markdown_document_when_the_client_can() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut c, seen) = server(json!({"explainMaxTokens": 48}), &[], None, |m| {
+        if m["method"] == "window/showDocument" {
+            json!({"success": true})
+        } else {
+            Value::Null
+        }
+    });
+    let uri = "file:///tmp/locode-commands/area.py";
+    open(&mut c, uri, "def area(w, h):\n    return w * h\n");
+    // No selection, cursor inside the function: the whole function.
+    let r = exec(&mut c, "locode.explain", json!({"uri": uri, "range": {"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 4}}}), None);
+    let result = &r["result"];
+    assert_eq!(result["shown"], "document", "{r}");
+    let md = result["value"].as_str().unwrap();
+    assert!(md.starts_with("**area.py:1-2**"), "{md}");
+    let shown = seen.lock().unwrap().iter().find(|m| m["method"] == "window/showDocument").cloned().unwrap();
+    let path = shown["params"]["uri"].as_str().unwrap().strip_prefix("file://").unwrap().to_string();
+    assert!(path.ends_with(".md"), "{path}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), md);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    c.shutdown();
+}
+
+#[test]
+fn local_refactor_is_validated_and_applied_with_apply_edit() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut c, seen) = server(json!({}), &[], None, |m| {
+        if m["method"] == "workspace/applyEdit" {
+            json!({"applied": true})
+        } else {
+            Value::Null
+        }
+    });
+    let uri = "file:///tmp/locode-commands/shapes.py";
+    let text = "import math\n\n\ndef circle_area(radius):\n    return math.pi * radius ** 2\n\n\nprint(circle_area(2.0))\n";
+    open(&mut c, uri, text);
+    let range = json!({"start": {"line": 3, "character": 0}, "end": {"line": 5, "character": 0}});
+    let t0 = Instant::now();
+    let r = exec(&mut c, "locode.refactor", json!({"uri": uri, "range": range, "action": "docstring"}), Some("refactor-1"));
+    println!("local refactor (docstring): {:.2} s: {r}", t0.elapsed().as_secs_f64());
+    let result = r.get("result").unwrap_or_else(|| panic!("refactor failed: {r}"));
+    assert_eq!(result["applied"], true);
+    assert_eq!(result["source"], "local");
+    let edits: Vec<Value> = seen.lock().unwrap().iter().filter(|m| m["method"] == "workspace/applyEdit").cloned().collect();
+    assert_eq!(edits.len(), 1);
+    let change = &edits[0]["params"]["edit"]["changes"][uri][0];
+    assert_eq!(change["range"], json!({"start": {"line": 3, "character": 0}, "end": {"line": 5, "character": 0}}));
+    let new_text = change["newText"].as_str().unwrap();
+    assert_eq!(new_text, result["newText"].as_str().unwrap());
+    assert!(new_text.contains("def circle_area(radius"), "{new_text}");
+    assert!(new_text.contains("\"\"\"") || new_text.contains("'''"), "no docstring added: {new_text}");
+    // The edited file parses.
+    let edited = text.replacen("def circle_area(radius):\n    return math.pi * radius ** 2\n", new_text, 1);
+    let problems = locode::commands::validate::problems(Language::Python, &edited).unwrap();
+    assert!(problems.is_empty(), "{problems:?} in\n{edited}");
+    // Progress was reported on the client's token.
+    let kinds: Vec<String> = c
+        .notifications("$/progress")
+        .iter()
+        .filter(|n| n["params"]["token"] == "refactor-1")
+        .map(|n| n["params"]["value"]["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("begin"), "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("end"), "{kinds:?}");
+    c.shutdown();
+}
+
+/// Counts `connect()` calls to AF_INET/AF_INET6 in an strace log.
+fn inet_connects(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("connect(") && (l.contains("AF_INET") || l.contains("AF_INET6")))
+        .map(str::to_string)
+        .collect()
+}
+
+fn strace_available() -> bool {
+    std::process::Command::new("strace").args(["-qq", "-e", "trace=connect", "true"]).output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn escalation_off_opens_no_network_connection() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let counter = counting_listener();
+    let endpoint = format!("http://127.0.0.1:{}", counter.port);
+    let audit = tmp.path().join("audit.jsonl");
+    let use_strace = strace_available();
+    let cloud = |route: &str| {
+        json!({"cloud": {"route": route, "provider": "openai", "endpoint": endpoint, "model": "m",
+                         "apiKeyEnv": "LOCODE_TEST_CLOUD_KEY", "auditLog": audit, "maxLocalLines": 1}})
+    };
+    let envs = [("LOCODE_TEST_CLOUD_KEY", "sk-test-cloud-key-should-never-be-used"), ("XDG_STATE_HOME", tmp.path().to_str().unwrap())];
+    let log_off = tmp.path().join("strace-off.txt");
+    {
+        let (mut c, _) = server(cloud("never"), &envs, use_strace.then_some(log_off.as_path()), |_| Value::Null);
+        let uri = "file:///tmp/locode-commands/net.py";
+        let text = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n";
+        open(&mut c, uri, text);
+        let range = whole(text);
+        let r = exec(&mut c, "locode.explain", json!({"uri": uri, "range": range}), None);
+        assert!(r.get("result").is_some(), "{r}");
+        // A local refactor (applied or not: either way it stays local).
+        let _ = exec(&mut c, "locode.refactor", json!({"uri": uri, "range": range, "instruction": "Add type hints"}), None);
+        let r = exec(&mut c, "locode.refactorCloud", json!({"uri": uri, "range": range, "action": "simplify"}), None);
+        assert!(r["error"]["message"].as_str().unwrap().contains("cloud escalation is off"), "{r}");
+        let p = exec(&mut c, "locode.previewCloud", json!({"uri": uri, "range": range, "action": "simplify"}), None);
+        assert_eq!(p["result"]["enabled"], false, "{p}");
+        assert!(p["result"]["bytes"].as_u64().unwrap() > 100, "{p}");
+        // Completions never escalate either.
+        let _ = c.request(
+            "textDocument/inlineCompletion",
+            json!({"textDocument": {"uri": uri}, "position": {"line": 1, "character": 11}, "context": {"triggerKind": 2}}),
+        );
+        c.shutdown();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(counter.accepts.load(Ordering::SeqCst), 0, "a connection reached the cloud endpoint with escalation off");
+    assert!(!audit.exists(), "nothing was sent, so nothing was audited");
+    if use_strace {
+        let connects = inet_connects(&log_off);
+        println!("escalation off: {} inet connect() calls, {} accepted connections", connects.len(), counter.accepts.load(Ordering::SeqCst));
+        assert!(connects.is_empty(), "network connections with escalation off:\n{}", connects.join("\n"));
+    } else {
+        println!("strace is not available: counted accepted connections only");
+    }
+
+    // The control: the same set-up with escalation on does connect, so both
+    // counters can see a connection.
+    let log_on = tmp.path().join("strace-on.txt");
+    {
+        let (mut c, _) = server(cloud("onValidationFailure"), &envs, use_strace.then_some(log_on.as_path()), |_| Value::Null);
+        let uri = "file:///tmp/locode-commands/net.py";
+        open(&mut c, uri, "def add(a, b):\n    return a + b\n");
+        let r = exec(&mut c, "locode.refactorCloud", json!({"uri": uri, "range": whole("a\nb\n"), "action": "simplify"}), None);
+        assert!(r["error"]["message"].as_str().unwrap().contains("the cloud model failed"), "{r}");
+        c.shutdown();
+    }
+    assert!(counter.accepts.load(Ordering::SeqCst) >= 1, "the control request did not reach the listener");
+    if use_strace {
+        assert!(!inet_connects(&log_on).is_empty(), "strace saw no connect() in the control run");
+    }
+    assert_eq!(std::fs::read_to_string(&audit).unwrap().lines().count(), 1, "the control send was audited");
+}
+
+#[test]
+fn broken_cloud_refactor_is_never_applied_and_everything_is_audited() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("state").join("audit.jsonl");
+    // An OpenAI-compatible cloud that always answers with code that does not parse.
+    let srv = loopback(|_, _| {
+        json_reply(200, json!({"choices": [{"index": 0, "message": {"role": "assistant",
+            "content": "```python\ndef load(url:\n    return requests.get(url, headers={\"Authorization\": API_TOKEN}\n```"}}]}))
+    });
+    let key = "sk-test-9c1f0d2e7b6a5948372615aa";
+    let options = json!({"cloud": {"route": "onValidationFailure", "provider": "openai", "endpoint": format!("{}/v1", srv.url),
+                                   "model": "gpt-test", "apiKeyEnv": "LOCODE_TEST_CLOUD_KEY", "auditLog": audit, "stream": false}});
+    let (mut c, seen) = server(options, &[("LOCODE_TEST_CLOUD_KEY", key)], None, |m| {
+        if m["method"] == "workspace/applyEdit" {
+            json!({"applied": true})
+        } else {
+            Value::Null
+        }
+    });
+    let secret = "ghp_Zq8vN3xT1mK7pL0aR5sW2yB9cD4eF6gH1jK3";
+    let text = format!("import requests\n\nAPI_TOKEN = \"{secret}\"\n\n\ndef load(url):\n    return requests.get(url, headers={{\"Authorization\": API_TOKEN}}).json()\n");
+    let uri = "file:///tmp/locode-commands/client.py";
+    open(&mut c, uri, &text);
+    let range = whole(&text);
+
+    // Cloud actions are offered now, next to the local ones.
+    let actions = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}));
+    let titles: Vec<String> = actions.as_array().unwrap().iter().map(|a| a["title"].as_str().unwrap().to_string()).collect();
+    assert!(titles.iter().any(|t| t == "locode: Simplify with cloud (openai)"), "{titles:?}");
+    assert!(titles.iter().any(|t| t.starts_with("locode: Preview what would be sent")), "{titles:?}");
+
+    // The preview: redacted, no key, sends nothing.
+    let p = exec(&mut c, "locode.previewCloud", json!({"uri": uri, "range": range, "action": "simplify"}), None)["result"].clone();
+    let preview_body = p["body"].to_string();
+    assert!(!preview_body.contains(secret), "the preview shows the secret: {preview_body}");
+    assert!(preview_body.contains("REDACTED_GITHUB_TOKEN_1"), "{preview_body}");
+    assert!(!p.to_string().contains(key), "the preview shows the API key");
+    assert_eq!(p["headers"]["authorization"], "Bearer <$LOCODE_TEST_CLOUD_KEY>");
+    assert!(srv.requests().is_empty(), "the preview sent something");
+
+    let r = exec(&mut c, "locode.refactorCloud", json!({"uri": uri, "range": range, "action": "simplify"}), Some("cloud-1"));
+    let msg = r["error"]["message"].as_str().unwrap_or_else(|| panic!("a broken refactor was accepted: {r}"));
+    assert!(msg.contains("not applied") && msg.contains("does not parse as python"), "{msg}");
+    assert!(!seen.lock().unwrap().iter().any(|m| m["method"] == "workspace/applyEdit"), "a broken edit was sent to the client");
+    assert_eq!(doc_text(&mut c, uri), text, "the document changed");
+    let shown = c.notifications("window/showMessage");
+    assert!(shown.iter().any(|m| m["params"]["message"].as_str().is_some_and(|s| s.contains("not applied"))), "{shown:?}");
+
+    // One retry, and what left the machine: redacted, with the key only in the header.
+    let reqs = srv.requests();
+    assert_eq!(reqs.len(), 2, "expected the first try and one retry");
+    for q in &reqs {
+        let raw = String::from_utf8_lossy(&q.raw);
+        assert!(!raw.contains(secret), "the secret left the machine");
+        assert!(raw.contains("REDACTED_GITHUB_TOKEN_1"));
+        assert!(!raw.contains(key));
+        assert_eq!(q.headers["authorization"], format!("Bearer {key}"));
+        assert_eq!(q.path, "/v1/chat/completions");
+        assert_eq!(q.body["model"], "gpt-test");
+    }
+    assert_eq!(reqs[1].body["messages"].as_array().unwrap().len(), 4, "the retry carries the failed answer and the error");
+    assert!(reqs[1].body["messages"][3]["content"].as_str().unwrap().contains("does not parse"));
+
+    // The audit log: one record per request, sha256 of exactly the bytes sent,
+    // never the key, mode 0600; the preview's hash is the first request's.
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let records: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    for (rec, q) in records.iter().zip(&reqs) {
+        assert_eq!(rec["sha256"], locode::commands::audit::sha256_hex(&q.raw));
+        assert_eq!(rec["bytes"], q.raw.len());
+        assert_eq!(rec["provider"], "openai");
+        assert_eq!(rec["endpoint"], format!("{}/v1/chat/completions", srv.url));
+        assert_eq!(rec["redactions"]["github-token"], 1);
+        assert!(rec["time"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(p["sha256"], records[0]["sha256"], "the preview is exactly what was sent");
+    assert!(!log.contains(key), "the audit log contains the key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // Secret files are refused before anything is sent.
+    let suri = "file:///tmp/locode-commands/secrets.py";
+    open(&mut c, suri, "DB = 'x'\n\n\ndef f():\n    return DB\n");
+    let r = exec(&mut c, "locode.refactorCloud", json!({"uri": suri, "range": whole("a\nb\nc\nd\ne\n"), "action": "simplify"}), None);
+    assert!(r["error"]["message"].as_str().unwrap().contains("secret-file pattern"), "{r}");
+    assert_eq!(srv.requests().len(), 2, "a secret file was sent");
+    assert_eq!(std::fs::read_to_string(&audit).unwrap().lines().count(), 2);
+    c.shutdown();
+}
+
+#[test]
+fn cloud_refactor_that_parses_is_applied_with_secrets_restored() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    // An Anthropic-style cloud, streaming, that echoes the redacted constant back.
+    let srv = loopback(|q, _| {
+        let user = q.body["messages"][0]["content"].as_str().unwrap_or("");
+        let placeholder = user.split(['"', '\'']).find(|s| s.starts_with("REDACTED_")).unwrap_or("MISSING").to_string();
+        let code = format!("```python\nAPI_TOKEN = \"{placeholder}\"\n\n\ndef auth_headers():\n    return {{\"Authorization\": f\"token {{API_TOKEN}}\"}}\n```");
+        let ev = |v: Value| format!("event: x\ndata: {v}\n\n");
+        sse_reply(&[
+            ev(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": code}})),
+            ev(json!({"type": "message_stop"})),
+        ])
+    });
+    let options = json!({"cloud": {"route": "ask", "provider": "anthropic", "endpoint": srv.url, "model": "claude-test",
+                                   "apiKeyEnv": "LOCODE_TEST_ANTHROPIC", "auditLog": tmp.path().join("a.jsonl")}});
+    let (mut c, seen) = server(options, &[("LOCODE_TEST_ANTHROPIC", "anthropic-test-key")], None, |m| match m["method"].as_str() {
+        Some("workspace/applyEdit") => json!({"applied": true}),
+        // route = ask: the user agrees to send.
+        Some("window/showMessageRequest") => json!({"title": "Send"}),
+        _ => Value::Null,
+    });
+    let secret = "ghp_Zq8vN3xT1mK7pL0aR5sW2yB9cD4eF6gH1jK3";
+    let text = format!("API_TOKEN = \"{secret}\"\n\n\ndef auth_headers():\n    headers = {{}}\n    headers[\"Authorization\"] = \"token \" + API_TOKEN\n    return headers\n");
+    let uri = "file:///tmp/locode-commands/auth.py";
+    open(&mut c, uri, &text);
+    let r = exec(&mut c, "locode.refactorCloud", json!({"uri": uri, "range": whole(&text), "action": "simplify"}), None);
+    let result = r.get("result").unwrap_or_else(|| panic!("cloud refactor failed: {r}"));
+    assert_eq!(result["source"], "cloud");
+    let asked = seen.lock().unwrap().iter().find(|m| m["method"] == "window/showMessageRequest").cloned().expect("route ask asks first");
+    assert!(asked["params"]["message"].as_str().unwrap().contains("secret(s) redacted"), "{asked}");
+    let q = &srv.requests()[0];
+    assert_eq!(q.headers["x-api-key"], "anthropic-test-key");
+    assert!(!String::from_utf8_lossy(&q.raw).contains(secret));
+    let edit = seen.lock().unwrap().iter().find(|m| m["method"] == "workspace/applyEdit").cloned().unwrap();
+    let new_text = edit["params"]["edit"]["changes"][uri][0]["newText"].as_str().unwrap().to_string();
+    assert!(new_text.contains(secret), "the secret was not restored locally: {new_text}");
+    assert!(!new_text.contains("REDACTED_"), "{new_text}");
+
+    // Declining sends nothing.
+    let before = srv.requests().len();
+    drop(c);
+    let options = json!({"cloud": {"route": "ask", "provider": "anthropic", "endpoint": srv.url, "model": "claude-test",
+                                   "apiKeyEnv": "LOCODE_TEST_ANTHROPIC", "auditLog": tmp.path().join("a.jsonl")}});
+    let (mut c, _) = server(options, &[("LOCODE_TEST_ANTHROPIC", "anthropic-test-key")], None, |m| match m["method"].as_str() {
+        Some("window/showMessageRequest") => json!({"title": "Cancel"}),
+        _ => Value::Null,
+    });
+    open(&mut c, uri, &text);
+    let r = exec(&mut c, "locode.refactorCloud", json!({"uri": uri, "range": whole(&text), "action": "simplify"}), None);
+    assert!(r["error"]["message"].as_str().unwrap().contains("declined"), "{r}");
+    assert_eq!(srv.requests().len(), before);
+    c.shutdown();
+}

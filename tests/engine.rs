@@ -75,3 +75,38 @@ async fn keystrokes_reuse_the_cache_exactly() {
         later.iter().map(|r| r.1.prompt_ms + r.1.generate_ms).sum::<f64>() / later.len() as f64
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn speculative_decoding_keeps_greedy_output_identical() {
+    let spec = Engine::spawn();
+    let (_, family) = spec.load(EngineConfig { speculative: true, ..Default::default() }, |_| {}).await.expect("model loads");
+    let plain = Engine::spawn();
+    plain.load(EngineConfig { speculative: false, ..Default::default() }, |_| {}).await.unwrap();
+
+    // Repetitive code, where earlier lines predict the next ones.
+    let mut text = String::new();
+    for i in 0..8 {
+        text.push_str(&format!(
+            "def scale_{i}(values, factor):\n    \"\"\"Multiply every value by factor and add {i}.\"\"\"\n    return [v * factor + {i} for v in values]\n\n\n"
+        ));
+    }
+    text.push_str("def scale_8(values, factor):\n    \n");
+    let body = text.lines().count() - 1;
+    let mut accepted = 0;
+    for (line, col) in [(body, 4), (body, 0)] {
+        let mut a = Document::new(&text, 1, Language::Python);
+        let mut b = Document::new(&text, 1, Language::Python);
+        let cursor = a.rope.line_to_char(line) + col;
+        let (ta, ga) = run(&spec, &family, "spec", &mut a, cursor).await;
+        let (tb, gb) = run(&plain, &family, "plain", &mut b, cursor).await;
+        assert_eq!(ta, tb, "speculation changed the output at {line}:{col}");
+        assert!(!ta.is_empty());
+        assert_eq!(gb.drafted_tokens, 0);
+        accepted += ga.accepted_tokens;
+        eprintln!(
+            "{line}:{col}: {} tokens, {} drafted, {} accepted, {:.0} ms with / {:.0} ms without",
+            ga.generated_tokens, ga.drafted_tokens, ga.accepted_tokens, ga.generate_ms, gb.generate_ms
+        );
+    }
+    assert!(accepted > 0, "repetitive code should accept some drafted tokens");
+}

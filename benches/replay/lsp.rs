@@ -35,6 +35,7 @@ impl Lsp {
             .stderr(Stdio::from(log))
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", bin.display()))?;
+        crate::CHILDREN.lock().unwrap().push(child.id());
         let stdin = Arc::new(Mutex::new(child.stdin.take().unwrap()));
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = channel();

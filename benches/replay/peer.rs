@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub struct LlamaServer {
     child: Child,
     pub port: u16,
+    pub args: Vec<String>,
 }
 
 /// A free port on the loopback interface.
@@ -50,7 +51,8 @@ impl LlamaServer {
             .stderr(Stdio::from(log2))
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", bin.display()))?;
-        let mut server = LlamaServer { child, port };
+        let mut server = LlamaServer { child, port, args };
+        crate::CHILDREN.lock().unwrap().push(server.child.id());
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {

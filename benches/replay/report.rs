@@ -30,6 +30,8 @@ pub struct Sample {
     pub expected: String,
     pub useful: bool,
     pub shown: bool,
+    /// locode answered from its typed-through cache (no engine work).
+    pub typed_through: bool,
     pub error: Option<String>,
 }
 
@@ -76,6 +78,7 @@ pub struct Summary {
     pub gen_total: u64,
     pub shown: f64,
     pub useful: f64,
+    pub typed_through: f64,
 }
 
 pub fn summarize(samples: &[&Sample]) -> Summary {
@@ -100,6 +103,7 @@ pub fn summarize(samples: &[&Sample]) -> Summary {
         gen_total: samples.iter().map(|s| s.generated).sum(),
         shown: share(&|s| s.shown),
         useful: share(&|s| s.useful),
+        typed_through: share(&|s| s.typed_through),
     }
 }
 
@@ -118,6 +122,7 @@ fn summary_json(s: &Summary) -> Value {
         "generated_tokens_total": s.gen_total,
         "shown_share": f(s.shown),
         "useful_share": f(s.useful),
+        "typed_through_share": f(s.typed_through),
     })
 }
 
@@ -136,8 +141,8 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>6} {:>6} {:>6}",
-        "lang", "engine", "reqs", "p50 ms", "p95 ms", "mean ms", "eval avg", "eval p50", "prompt avg", "gen avg", "shown", "useful", "failed"
+        "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6}",
+        "lang", "engine", "reqs", "p50 ms", "p95 ms", "mean ms", "eval avg", "eval p50", "prompt avg", "gen avg", "shown", "useful", "t-thru", "failed"
     );
     let pct = |x: f64| if x.is_finite() { format!("{:.0}%", x * 100.0) } else { "-".into() };
     let num = |x: f64, d: usize| if x.is_finite() { format!("{x:.d$}") } else { "-".into() };
@@ -150,7 +155,7 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
             }
             let _ = writeln!(
                 out,
-                "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>6} {:>6} {:>6}",
+                "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6}",
                 name,
                 e,
                 s.n,
@@ -163,6 +168,7 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
                 num(s.gen_mean, 1),
                 pct(s.shown),
                 pct(s.useful),
+                pct(s.typed_through),
                 s.failed
             );
             sums.push((e, s));
@@ -237,6 +243,7 @@ pub fn sample_json(s: &Sample) -> Value {
         "expected": s.expected,
         "shown": s.shown,
         "useful": s.useful,
+        "typed_through": s.typed_through,
         "error": s.error,
     })
 }

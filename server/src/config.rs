@@ -23,6 +23,8 @@ pub struct EngineConfig {
     pub slots: u32,
     /// Tokens evaluated per llama.cpp batch.
     pub batch_size: u32,
+    /// Prompt-lookup speculative decoding (greedy output is unchanged).
+    pub speculative: bool,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +37,7 @@ impl Default for EngineConfig {
             gpu_layers: None,
             slots: 4,
             batch_size: 512,
+            speculative: false,
         }
     }
 }

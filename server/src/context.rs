@@ -34,6 +34,11 @@ pub struct CompletionContext {
     pub line_suffix: String,
     /// The first non-blank line after the cursor line, trimmed.
     pub next_line: Option<String>,
+    /// Spaces and tabs just before the cursor, left out of the prompt and
+    /// expected at the start of the generation instead. A prompt that ends in
+    /// a lone space makes the model start with a token that repeats it (" b"
+    /// after "a + "): this is token healing for whitespace.
+    pub heal: String,
 }
 
 /// Width of a line's leading whitespace (a tab counts as four).
@@ -98,8 +103,18 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
         // One huge line (minified code): keep its last `prefix_chars` chars.
         start = anchor - cfg.prefix_chars;
     }
-    let prefix = rope.slice(start..anchor).to_string();
-    let middle = rope.slice(anchor..cursor).to_string();
+    let mut prefix = rope.slice(start..anchor).to_string();
+    let mut middle = rope.slice(anchor..cursor).to_string();
+    let heal: String = {
+        let before = if middle.is_empty() { &prefix } else { &middle };
+        let kept = before.trim_end_matches([' ', '\t']);
+        before[kept.len()..].to_string()
+    };
+    if middle.is_empty() {
+        prefix.truncate(prefix.len() - heal.len());
+    } else {
+        middle.truncate(middle.len() - heal.len());
+    }
 
     // Suffix: up to a grid line after the cursor, capped in chars.
     let end_line = ((cur_line + cfg.suffix_lines) / WINDOW_GRID + 1) * WINDOW_GRID;
@@ -121,7 +136,7 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
         .map(|l| l.trim().to_string());
 
     let mode = choose_mode(rope, snap.language, cur_line, &line_prefix, &line_suffix);
-    CompletionContext { language: snap.language, prefix, suffix, middle, mode, line_prefix, line_suffix, next_line }
+    CompletionContext { language: snap.language, prefix, suffix, middle, mode, line_prefix, line_suffix, next_line, heal }
 }
 
 fn is_only_closers(s: &str) -> bool {
@@ -169,7 +184,8 @@ mod tests {
     fn mid_line_is_single_line() {
         let c = ctx(Language::Python, "def add(a, b):\n    return a + $0\n\nprint(1)\n");
         assert_eq!(c.mode, Mode::SingleLine);
-        assert_eq!(c.prefix, "def add(a, b):\n    return a + ");
+        assert_eq!(c.prefix, "def add(a, b):\n    return a +");
+        assert_eq!(c.heal, " ");
         assert_eq!(c.suffix, "\n\nprint(1)\n");
         assert_eq!(c.line_prefix, "    return a + ");
         assert_eq!(c.next_line.as_deref(), Some("print(1)"));
@@ -225,7 +241,7 @@ mod tests {
         // The cursor moved before the anchor: re-anchor at its line start.
         assert_eq!(choose_anchor(Some(line1), 3, &rope, 600), 0);
         // Past the budget: re-anchor.
-        assert_eq!(choose_anchor(Some(0), line1 + 12, &rope, 8), line1);
+        assert_eq!(choose_anchor(Some(0), line1 + 12, &rope, 14), line1);
         // A line longer than the budget anchors at the cursor.
         assert_eq!(choose_anchor(None, line1 + 12, &rope, 5), line1 + 12);
     }
@@ -238,7 +254,8 @@ mod tests {
         let anchor = text.find("return").unwrap();
         let c = build(&doc.snapshot(), cursor, anchor, &CompletionConfig::default());
         assert_eq!(c.prefix, "def f(x):\n    ");
-        assert_eq!(c.middle, "return x ");
+        assert_eq!(c.middle, "return x");
+        assert_eq!(c.heal, " ");
         assert_eq!(c.suffix, "* 2\n");
     }
 }

@@ -10,6 +10,7 @@ pub struct Trimmer {
     max_lines: usize,
     line_suffix: String,
     next_line: Option<String>,
+    heal: String,
 }
 
 impl Trimmer {
@@ -19,11 +20,20 @@ impl Trimmer {
             max_lines: max_lines.max(1),
             line_suffix: ctx.line_suffix.trim().to_string(),
             next_line: ctx.next_line.clone(),
+            heal: ctx.heal.clone(),
         }
+    }
+
+    /// The generation without the whitespace the prompt left out (see
+    /// `CompletionContext::heal`); as much of it as the model produced.
+    fn healed<'a>(&self, generated: &'a str) -> &'a str {
+        let common = generated.bytes().zip(self.heal.bytes()).take_while(|(a, b)| a == b).count();
+        &generated[common..]
     }
 
     /// True once `generated` holds everything the suggestion can use.
     pub fn is_done(&self, generated: &str) -> bool {
+        let generated = self.healed(generated);
         match self.mode {
             Mode::SingleLine => generated.trim_start_matches([' ', '\t']).contains('\n')
                 && !generated.trim().is_empty()
@@ -64,6 +74,7 @@ impl Trimmer {
 
     /// The final suggestion for `generated`; empty when nothing fits.
     pub fn finish(&self, generated: &str) -> String {
+        let generated = self.healed(generated);
         let text = match self.mode {
             Mode::SingleLine => {
                 let first = generated.split('\n').next().unwrap_or("");
@@ -128,7 +139,9 @@ mod tests {
 
     #[test]
     fn single_line_stops_at_the_newline() {
-        check(Language::Python, "def add(a, b):\n    return a + $0\n", "b\n\ndef sub(a, b):\n", "b");
+        check(Language::Python, "def add(a, b):\n    return a + $0\n", " b\n\ndef sub(a, b):\n", "b");
+        // The model may also skip the space the prompt left out.
+        check(Language::Python, "def add(a, b):\n    return a + $0\n", "b\n", "b");
     }
 
     #[test]
@@ -142,6 +155,7 @@ mod tests {
     fn single_line_that_only_repeats_the_suffix_is_empty() {
         check(Language::Python, "x = compute($0)\n", ")", "");
         check(Language::Python, "x = 1$0\n", "\n    y = 2", "");
+        check(Language::Python, "x = $0\n", " \n", "");
     }
 
     #[test]
@@ -149,7 +163,7 @@ mod tests {
         check(
             Language::Python,
             "def is_even(n):\n    $0\n\nprint(is_even(2))\n",
-            "return n % 2 == 0\n\n\ndef is_odd(n):\n    return not is_even(n)\n",
+            "    return n % 2 == 0\n\n\ndef is_odd(n):\n    return not is_even(n)\n",
             "return n % 2 == 0",
         );
         check(
@@ -165,7 +179,7 @@ mod tests {
         check(
             Language::Python,
             "for x in xs:\n    $0\n    total += x\n",
-            "y = x * 2\n    total += x\n    print(total)\n",
+            "    y = x * 2\n    total += x\n    print(total)\n",
             "y = x * 2",
         );
     }

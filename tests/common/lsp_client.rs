@@ -1,5 +1,6 @@
 //! A small LSP client over a child process's stdio, for black-box tests and
-//! benchmarks. Server-to-client requests are answered with `null`.
+//! benchmarks. Server-to-client requests are answered with `null`, or by a
+//! handler given to [`LspClient::spawn_with`].
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
@@ -25,10 +26,20 @@ fn write_msg(w: &mut impl Write, v: &Value) -> std::io::Result<()> {
     w.flush()
 }
 
+/// Answers a server-to-client request (the whole message) with a result.
+pub type Handler = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
 impl LspClient {
     pub fn spawn(bin: &Path, args: &[&str]) -> LspClient {
+        Self::spawn_with(bin, args, &[], Arc::new(|_: &Value| Value::Null))
+    }
+
+    /// Like `spawn`, with extra environment variables and a handler that
+    /// answers the server's requests (`workspace/applyEdit`, ...).
+    pub fn spawn_with(bin: &Path, args: &[&str], envs: &[(&str, &str)], handler: Handler) -> LspClient {
         let mut child = Command::new(bin)
             .args(args)
+            .envs(envs.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -62,7 +73,7 @@ impl LspClient {
                 let msg: Value = serde_json::from_slice(&buf).expect("server sent JSON");
                 if msg.get("method").is_some() && msg.get("id").is_some() {
                     // A request from the server: answer it.
-                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
+                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": handler(&msg)});
                     let _ = write_msg(&mut *reply_stdin.lock().unwrap(), &reply);
                 }
                 if tx.send(msg).is_err() {
@@ -111,7 +122,7 @@ impl LspClient {
 
     pub fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.send_request(method, params);
-        let resp = self.response(id, Duration::from_secs(120));
+        let resp = self.response(id, Duration::from_secs(600));
         if let Some(err) = resp.get("error") {
             panic!("{method} failed: {err}");
         }

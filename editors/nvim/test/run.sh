@@ -12,12 +12,27 @@ if ! command -v "$nvim" >/dev/null 2>&1; then
   exit 2
 fi
 bin="${LOCODE_BIN:-$root/target/release/locode}"
-case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
+case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
 if [ ! -x "$bin" ]; then
   echo "error: locode binary not found at $bin (cargo build --release, or set LOCODE_BIN)" >&2
   exit 2
 fi
 echo "$("$nvim" --version | head -n1), locode: $bin"
 export LOCODE_BIN="$bin" LOCODE_NVIM_PLUGIN_DIR="$root/editors/nvim"
-# -i NONE: no shada; -n: no swap files. stdin from /dev/null so the editor never waits for input.
-exec "$nvim" --headless -u NONE -i NONE -n -c "luafile $here/test_locode.lua" </dev/null
+# -i NONE: no shada; -n: no swap files; stdin from /dev/null so the editor never
+# waits for input. The script quits Neovim itself; the trailing "cquit 3" is
+# only reached when the script could not even run (a Lua error), and the
+# timeout guards against a hang.
+to=()
+if command -v timeout >/dev/null 2>&1; then to=(timeout "${LOCODE_NVIM_TEST_TIMEOUT:-600}"); fi
+set +e
+"${to[@]}" "$nvim" --headless -u NONE -i NONE -n \
+  -c "luafile $here/test_locode.lua" -c "cquit 3" </dev/null
+rc=$?
+set -e
+case $rc in
+  0) ;;
+  3) echo "error: the test script did not run to the end (Lua error above)" >&2 ;;
+  124) echo "error: timed out" >&2 ;;
+esac
+exit $rc

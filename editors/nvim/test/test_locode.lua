@@ -123,6 +123,7 @@ local function request(client, method, params, bufnr)
 end
 
 local function wait_ready(client)
+  check(vim.wait(TIMEOUT, function() return client.initialized end, 10), "client did not initialize")
   local deadline = vim.loop.now() + TIMEOUT
   local last
   while vim.loop.now() < deadline do
@@ -294,13 +295,16 @@ end
 
 vim.opt.runtimepath:prepend(PLUGIN_DIR)
 local locode, pbuf, pclient
+local server_messages = {}
 
 test("plugin: setup() starts locode for a python buffer", {}, function()
   locode = require("locode")
+  vim.lsp.handlers["window/showMessage"] = function(_, result)
+    table.insert(server_messages, result)
+  end
   locode.setup({
     cmd = { BIN, "serve" },
     filetypes = { "python" },
-    settings = { maxLines = 8 },
     ghost_text = "plugin", -- this plugin's own ghost text, as on Neovim < 0.12
     debounce_ms = 10,
   })
@@ -316,6 +320,8 @@ test("plugin: setup() starts locode for a python buffer", {}, function()
   check(ok, "the plugin did not attach a locode client")
   eq(vim.bo[pbuf].omnifunc, "v:lua.vim.lsp.omnifunc", "omnifunc")
   wait_ready(pclient)
+  -- e.g. "settings must be a JSON object" when {} went out as [].
+  eq(#server_messages, 0, "messages from the server (" .. vim.inspect(server_messages) .. ")")
 end)
 
 local function suggest()
@@ -351,6 +357,37 @@ test("plugin: ghost text extmark and accept", { "plugin: setup() starts locode f
   api.nvim_buf_set_lines(pbuf, 0, -1, true, SOURCE)
 end)
 
+test("plugin: typing in Insert mode shows ghost text, <Tab> accepts, <Tab> again is a tab",
+  { "plugin: ghost text extmark and accept" }, function()
+    api.nvim_buf_set_lines(pbuf, 0, -1, true, SOURCE)
+    api.nvim_buf_set_lines(pbuf, 1, 2, true, { "    return a" })
+    api.nvim_win_set_cursor(0, { 2, 0 })
+    local seen = {}
+    _G.locode_test_probe = function()
+      seen.mode = api.nvim_get_mode().mode
+      -- Neovim fires TextChangedI once typeahead is empty; here the rest of
+      -- the keys are still queued, so fire it as the editor would.
+      api.nvim_exec_autocmds("TextChangedI", { buffer = pbuf })
+      seen.pending = locode.pending(pbuf) or nil
+      vim.wait(TIMEOUT, function() return locode.current(pbuf) ~= nil end, 10)
+      seen.item = locode.current(pbuf)
+    end
+    local keys = "A + <Cmd>lua _G.locode_test_probe()<CR><Tab><Tab><Esc>"
+    api.nvim_feedkeys(api.nvim_replace_termcodes(keys, true, false, true), "tx", false)
+    eq(seen.mode, "i", "mode while typing")
+    check(seen.item, "no ghost text after typing `return a + `")
+    check(seen.item.visible:find("b", 1, true), "suggestion %q has no `b`", seen.item.visible)
+    local want = vim.deepcopy(SOURCE)
+    local typed = vim.split(SOURCE[2] .. seen.item.visible .. "\t", "\n", { plain = true })
+    table.remove(want, 2)
+    for i = #typed, 1, -1 do
+      table.insert(want, 2, typed[i])
+    end
+    eq(table.concat(api.nvim_buf_get_lines(pbuf, 0, -1, true), "\n"), table.concat(want, "\n"),
+      "buffer after <Tab><Tab>")
+    api.nvim_buf_set_lines(pbuf, 0, -1, true, SOURCE)
+  end)
+
 test("plugin: :LocodeDisable / :LocodeEnable", { "plugin: ghost text extmark and accept" }, function()
   vim.cmd("LocodeDisable")
   check(suggest() == nil, "a suggestion was shown while disabled")
@@ -382,13 +419,21 @@ if vim.lsp.inline_completion and vim.lsp.inline_completion.enable then
         return #api.nvim_buf_get_extmarks(nbuf, ins, 0, -1, {}) > 0
       end, 20)
       check(shown, "no ghost text extmark")
+      local mark = api.nvim_buf_get_extmarks(nbuf, ins, 0, -1, { details = true })[1]
+      local ghost = ""
+      for _, chunk in ipairs(mark[4].virt_text or {}) do
+        ghost = ghost .. chunk[1]
+      end
+      check(ghost:find("b", 1, true), "ghost text %q has no `b`", ghost)
       -- accept_word goes through vim.lsp.inline_completion.get{on_accept}.
       check(locode.accept_word(nbuf), "accept_word returned false")
       check(vim.wait(2000, function()
         return api.nvim_buf_get_lines(nbuf, 1, 2, true)[1] ~= SOURCE[2]
       end, 10), "accept_word changed nothing")
       local line = api.nvim_buf_get_lines(nbuf, 1, 2, true)[1]
-      check(line:match("^    return a %+ b"), "line 2 after accept_word: %q", line)
+      local added = line:sub(#SOURCE[2] + 1)
+      eq(line:sub(1, #SOURCE[2]), SOURCE[2], "text before the cursor")
+      eq(added, ghost:match("^%s*[%w_]+") or ghost:match("^%s*[^%w_%s]+"), "inserted word (ghost text " .. ghost .. ")")
     end)
 end
 

@@ -65,7 +65,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         // user:password@ in any URL or connection string (postgres, mysql, mongodb+srv, redis, amqp, https...).
         rule("url-password", r#"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'"]*:([^\s@/'"]+)@"#, 1),
         // Password=...; in ADO/ODBC-style connection strings.
-        rule("connection-string-password", r#"(?i)\b(?:password|pwd)\s*=\s*([^;"'\s]+)"#, 1),
+        rule("connection-string-password", r#"(?im)\b(?:password|pwd)\s*=\s*([^;"'\s()\[\]]+)(?:;|["']|$)"#, 1),
         rule("basic-auth", r"(?i)\bBasic\s+([A-Za-z0-9+/]{12,}={0,2})", 1),
         rule("bearer-token", r"(?i)\bBearer\s+([A-Za-z0-9\-._~+/]{12,}=*)", 1),
         // .netrc: `machine h login u password p`, on one line or several.
@@ -202,6 +202,10 @@ fn is_benign(kind: &str, value: &str, after: &str) -> bool {
     let expr = after.starts_with('(') || after.starts_with('[') || after.starts_with("::") || v.starts_with('$') || v.starts_with('&');
     let placeholder = PLACEHOLDER.is_match(v);
     let number = v.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    // `cfg.max_tokens`, `self.password`, `settings.API_KEY`: an attribute path.
+    let path = v.contains('.')
+        && v.split('.').all(|p| p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let number = number || path;
     keyword || expr || placeholder || number
 }
 

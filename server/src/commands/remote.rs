@@ -11,10 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::net::{self, NetError};
-use crate::complete::Suggestion;
+use crate::complete::{Spot, Suggestion};
 use crate::config::CompletionConfig;
 use crate::context;
-use crate::documents::Snapshot;
 use crate::engine::{CancelToken, Generation};
 use crate::postprocess::Trimmer;
 
@@ -208,15 +207,16 @@ fn text_of(kind: RemoteKind, url: &str, v: &Value, chunk: bool) -> Result<(Strin
 }
 
 /// The completion pipeline with a remote engine: the same context window and
-/// post-processing as `complete::suggest`, the model call over HTTP.
+/// post-processing as `complete::suggest`, the model call over HTTP. A
+/// cancelled request gives an empty suggestion marked cancelled.
 pub async fn suggest_remote(
     cfg: &RemoteEngineConfig,
-    snap: &Snapshot,
-    cursor: usize,
+    spot: &Spot<'_>,
     ccfg: &CompletionConfig,
     cancel: CancelToken,
 ) -> Result<Suggestion, RemoteError> {
-    let ctx = context::build(snap, cursor, cursor, ccfg);
+    let snap = spot.snap;
+    let ctx = context::build(snap, spot.cursor, spot.anchor, ccfg);
     let trimmer = Trimmer::new(&ctx, ccfg.max_lines);
     let prefix = format!("{}{}", ctx.prefix, ctx.middle);
     let t0 = Instant::now();

@@ -27,12 +27,10 @@ use crate::config::EngineConfig;
 use crate::prompt::{self, Family, Piece};
 
 pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) {
-    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-    let backend = match LlamaBackend::init() {
+    let backend = match backend() {
         Ok(b) => b,
         Err(e) => {
-            let err = EngineError::Llama(format!("backend init: {e}"));
-            drain_with_error(rx, err);
+            drain_with_error(rx, EngineError::Llama(format!("backend init: {e}")));
             return;
         }
     };
@@ -53,11 +51,11 @@ pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) {
                 }
                 let _ = reply.send(Err(EngineError::NotLoaded(last_error.clone())));
             }
-            Msg::Load { config, progress, reply } => match load(&backend, &config, progress) {
+            Msg::Load { config, progress, reply } => match load(backend, &config, progress) {
                 Ok((model, family, info)) => {
                     let _ = reply.send(Ok((info.clone(), family.clone())));
                     // Serve until a reload is asked for or the channel closes.
-                    match serve(&backend, &model, &family, &config, &rx, &pending) {
+                    match serve(backend, &model, &family, &config, &rx, &pending) {
                         Ok(Some(reload)) => next = Some(reload),
                         Ok(None) => return,
                         Err(e) => last_error = e.to_string(),
@@ -70,6 +68,19 @@ pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) {
             },
         }
     }
+}
+
+/// llama.cpp's backend is initialised once per process and shared by all
+/// engine threads (a restarted engine, or several engines in tests).
+fn backend() -> Result<&'static LlamaBackend, String> {
+    static BACKEND: std::sync::OnceLock<Result<LlamaBackend, String>> = std::sync::OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 fn drain_with_error(rx: Receiver<Msg>, err: EngineError) {
@@ -160,6 +171,7 @@ struct Server<'m> {
     specials: std::collections::HashMap<String, LlamaToken>,
     add_bos: bool,
     pending: Arc<AtomicUsize>,
+    speculative: bool,
 }
 
 /// Runs requests until a reload arrives (returned) or the channel closes.
@@ -208,6 +220,7 @@ fn serve(
         specials,
         add_bos: model.vocab().should_add_bos(),
         pending: pending.clone(),
+        speculative: config.speculative,
     };
     while let Ok(msg) = rx.recv() {
         match msg {
@@ -318,10 +331,15 @@ impl Server<'_> {
     /// logits of the last one. Retries once after evicting other slots when
     /// the cache is full.
     fn decode(&mut self, seq: usize, tokens: &[LlamaToken], pos: usize) -> Result<(), EngineError> {
+        self.decode_with(seq, tokens, pos, false)
+    }
+
+    /// As `decode`, with logits for every token when `all_logits`.
+    fn decode_with(&mut self, seq: usize, tokens: &[LlamaToken], pos: usize, all_logits: bool) -> Result<(), EngineError> {
         self.batch.clear();
         for (i, t) in tokens.iter().enumerate() {
             self.batch
-                .add(*t, (pos + i) as i32, &[seq as i32], i + 1 == tokens.len())
+                .add(*t, (pos + i) as i32, &[seq as i32], all_logits || i + 1 == tokens.len())
                 .map_err(|e| EngineError::Llama(e.to_string()))?;
         }
         loop {
@@ -384,38 +402,112 @@ impl Server<'_> {
         let t1 = Instant::now();
         let vocab = self.model.vocab();
         let mut bytes = Vec::new();
-        let mut logits_idx = self.batch.n_tokens() - 1;
-        for _ in 0..job.max_tokens {
+        // The prompt is the history drafts are looked up in.
+        let mut history = prompt;
+        let mut next = argmax(self.ctx.get_logits_ith(self.batch.n_tokens() - 1));
+        let mut done = false;
+        while !done && (gen.generated_tokens as u32) < job.max_tokens {
             if job.cancel.is_cancelled() {
                 gen.cancelled = true;
                 gen.text.clear();
+                self.truncate_kv(seq);
                 return Ok(gen);
             }
-            let token = argmax(self.ctx.get_logits_ith(logits_idx));
+            // Accept `next`, then decode it together with drafted tokens that
+            // follow an earlier occurrence of the recent tokens (prompt lookup).
+            let token = next;
             if vocab.is_eog(token) || self.stops.contains(&token) {
                 break;
             }
             vocab.token_to_piece_into(token, &mut bytes, false, None);
             gen.generated_tokens += 1;
-            let text = String::from_utf8_lossy(&bytes);
-            if let Some(f) = job.on_token.as_mut() {
-                f(&text);
-            }
-            if job.trimmer.as_ref().is_some_and(|t| t.is_done(&text)) {
+            history.push(token);
+            if self.emit(&mut job, &bytes) || n_past + 1 >= n_ctx || gen.generated_tokens as u32 >= job.max_tokens {
                 break;
             }
-            if n_past + 1 >= n_ctx {
-                break;
-            }
-            self.decode(seq, &[token], n_past)?;
+            let room = (job.max_tokens as usize - gen.generated_tokens).min(n_ctx - n_past - 2);
+            let draft = if self.speculative { lookup_draft(&history, room.min(MAX_DRAFT)) } else { Vec::new() };
+            let mut batch_tokens = Vec::with_capacity(1 + draft.len());
+            batch_tokens.push(token);
+            batch_tokens.extend_from_slice(&draft);
+            self.decode_with(seq, &batch_tokens, n_past, true)?;
             self.slots[seq].tokens.push(token);
             n_past += 1;
-            logits_idx = 0;
+            gen.drafted_tokens += draft.len();
+            next = argmax(self.ctx.get_logits_ith(0));
+            for (i, &d) in draft.iter().enumerate() {
+                if next != d {
+                    break;
+                }
+                // The draft token is what greedy decoding picks; its KV is in place.
+                if vocab.is_eog(d) || self.stops.contains(&d) {
+                    done = true;
+                    break;
+                }
+                vocab.token_to_piece_into(d, &mut bytes, false, None);
+                gen.generated_tokens += 1;
+                gen.accepted_tokens += 1;
+                history.push(d);
+                self.slots[seq].tokens.push(d);
+                n_past += 1;
+                if self.emit(&mut job, &bytes) || gen.generated_tokens as u32 >= job.max_tokens {
+                    done = true;
+                    break;
+                }
+                next = argmax(self.ctx.get_logits_ith(i as i32 + 1));
+            }
+            // Drop the KV of rejected drafts.
+            self.truncate_kv(seq);
         }
+        self.truncate_kv(seq);
         gen.text = String::from_utf8_lossy(&bytes).into_owned();
         gen.generate_ms = t1.elapsed().as_secs_f64() * 1e3;
         Ok(gen)
     }
+
+    /// Reports progress; true once the suggestion is settled.
+    fn emit(&self, job: &mut CompletionJob, bytes: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(bytes);
+        if let Some(f) = job.on_token.as_mut() {
+            f(&text);
+        }
+        job.trimmer.as_ref().is_some_and(|t| t.is_done(&text))
+    }
+
+    /// Makes the sequence's KV cache hold exactly the slot's tokens.
+    fn truncate_kv(&mut self, seq: usize) {
+        let n = self.slots[seq].tokens.len() as u32;
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(n), None);
+    }
+}
+
+/// Most tokens drafted per step.
+const MAX_DRAFT: usize = 8;
+
+/// Prompt-lookup drafting: find the latest earlier occurrence of the last
+/// few tokens of `history` and propose the tokens that followed it.
+fn lookup_draft(history: &[LlamaToken], max: usize) -> Vec<LlamaToken> {
+    if max == 0 {
+        return Vec::new();
+    }
+    for n in (2..=4).rev() {
+        if history.len() <= n {
+            continue;
+        }
+        let tail = &history[history.len() - n..];
+        let end = history.len() - n;
+        // Search backwards, newest first, for the same n-gram.
+        for start in (0..end).rev() {
+            if &history[start..start + n] == tail {
+                let from = start + n;
+                let to = (from + max).min(history.len() - n);
+                if to > from {
+                    return history[from..to].to_vec();
+                }
+            }
+        }
+    }
+    Vec::new()
 }
 
 fn argmax(logits: &[f32]) -> LlamaToken {

@@ -72,6 +72,9 @@ pub struct Generation {
     pub cancelled: bool,
     /// True when the answer came from the last suggestion without the model.
     pub typed_through: bool,
+    /// Prompt-lookup speculation: tokens drafted and drafts accepted.
+    pub drafted_tokens: usize,
+    pub accepted_tokens: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

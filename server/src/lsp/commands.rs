@@ -193,6 +193,7 @@ fn resolve(backend: &Backend, args: &Args) -> Result<Selection> {
 /// (a cancelled request still closes its progress).
 struct Progress {
     tx: Option<tokio::sync::mpsc::UnboundedSender<WorkDoneProgress>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 static PROGRESS_IDS: AtomicUsize = AtomicUsize::new(1);
@@ -208,9 +209,9 @@ impl Progress {
             }
             None => None,
         };
-        let Some(token) = token else { return Progress { tx: None } };
+        let Some(token) = token else { return Progress { tx: None, task: None } };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkDoneProgress>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while let Some(value) = rx.recv().await {
                 let end = matches!(value, WorkDoneProgress::End(_));
                 send_progress(&client, &token, value).await;
@@ -226,7 +227,7 @@ impl Progress {
             message: Some(message),
             percentage: None,
         }));
-        Progress { tx: Some(tx) }
+        Progress { tx: Some(tx), task: Some(task) }
     }
 
     fn reporter(&self) -> impl Fn(String) + Send + Sync + Clone + 'static {
@@ -242,9 +243,14 @@ impl Progress {
         }
     }
 
-    fn end(mut self, message: &str) {
+    /// Ends the progress and waits until the end is sent, so that it reaches
+    /// the client before the command's response.
+    async fn end(mut self, message: &str) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(WorkDoneProgress::End(WorkDoneProgressEnd { message: Some(message.into()) }));
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
         }
     }
 }
@@ -289,7 +295,7 @@ async fn generate_local(
     report: impl Fn(String) + Send + 'static,
     what: &'static str,
     stop_at_fence: bool,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<(String, crate::engine::Generation), String> {
     wait_model(backend).await?;
     let cancel = CancelToken::new();
     let _guard = CancelOnDrop(cancel.clone());
@@ -332,11 +338,12 @@ async fn generate_local(
     );
     if gen.cancelled {
         if early.load(Ordering::Acquire) {
-            return Ok(captured.lock().unwrap().clone());
+            let text = captured.lock().unwrap().clone();
+            return Ok((text, gen));
         }
         return Err("cancelled".into());
     }
-    Ok(gen.text)
+    Ok((gen.text.clone(), gen))
 }
 
 pub async fn code_action(backend: &Backend, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
@@ -432,15 +439,26 @@ async fn explain(backend: &Backend, args: &Args, token: Option<ProgressToken>) -
     let (code, _) = cmds::dedent(&sel.code);
     let messages = prompts::builtin().explain(sel.language, &sel.file, &code);
     let progress = Progress::begin(backend, token, "locode: explain", format!("{} lines of {}", sel.lines, sel.file)).await;
-    let text = generate_local(backend, messages, cfg.explain_max_tokens, progress.reporter(), "explaining", false)
-        .await
-        .map_err(|e| failed(format!("locode: explain failed: {e}")))?;
-    progress.end("done");
+    let (text, gen) = match generate_local(backend, messages, cfg.explain_max_tokens, progress.reporter(), "explaining", false).await {
+        Ok(r) => r,
+        Err(e) => {
+            progress.end("failed").await;
+            return Err(failed(format!("locode: explain failed: {e}")));
+        }
+    };
+    progress.end("done").await;
     let first_line = sel.range.start.line + 1;
     let markdown = format!("**{}:{}-{}**\n\n{}\n", sel.file, first_line, first_line as usize + sel.lines - 1, text.trim());
     let elapsed_ms = t0.elapsed().as_millis() as u64;
     let shown = show_explanation(backend, &sel, &markdown, cfg.explain_output).await;
-    Ok(Some(json!({"kind": "markdown", "value": markdown, "shown": shown, "elapsedMs": elapsed_ms})))
+    let stats = json!({
+        "promptTokens": gen.prompt_tokens,
+        "evaluatedTokens": gen.evaluated_tokens,
+        "generatedTokens": gen.generated_tokens,
+        "promptMs": gen.prompt_ms.round(),
+        "generateMs": gen.generate_ms.round(),
+    });
+    Ok(Some(json!({"kind": "markdown", "value": markdown, "shown": shown, "elapsedMs": elapsed_ms, "stats": stats})))
 }
 
 /// The fallback for clients that do not display a command's result: a
@@ -537,7 +555,7 @@ async fn local_refactor(
     let mut last = String::new();
     for attempt in 1..=2 {
         let what = if attempt == 1 { "refactoring" } else { "refactoring (retry)" };
-        let reply = generate_local(backend, messages.clone(), max_tokens, report.clone(), what, true).await.map_err(Failure::Other)?;
+        let (reply, _) = generate_local(backend, messages.clone(), max_tokens, report.clone(), what, true).await.map_err(Failure::Other)?;
         match candidate(sel, &indent, &reply) {
             Ok(code) => return Ok(Outcome { code, source: "local", attempts: attempt }),
             Err(e) => {
@@ -718,13 +736,13 @@ async fn refactor(backend: &Backend, args: &Args, token: Option<ProgressToken>, 
     let outcome = match result {
         Ok(o) => o,
         Err(Failure::Invalid(e)) => {
-            progress.end("not applied");
+            progress.end("not applied").await;
             let msg = format!("locode: the refactor was not applied: {e} (after a retry). Nothing was changed.");
             backend.client.show_message(MessageType::ERROR, &msg).await;
             return Err(failed(msg));
         }
         Err(Failure::Other(e)) => {
-            progress.end("failed");
+            progress.end("failed").await;
             if e != "cancelled" {
                 backend.client.show_message(MessageType::ERROR, &e).await;
             }
@@ -733,7 +751,7 @@ async fn refactor(backend: &Backend, args: &Args, token: Option<ProgressToken>, 
     };
     let current = backend.state.docs.lock().unwrap().get(&sel.key).map(|d| d.version);
     if current != Some(sel.version) {
-        progress.end("not applied");
+        progress.end("not applied").await;
         return Err(failed("locode: the document changed while locode was working; the refactor was not applied"));
     }
     progress.report_done();
@@ -742,7 +760,7 @@ async fn refactor(backend: &Backend, args: &Args, token: Option<ProgressToken>, 
         ..Default::default()
     };
     let applied = backend.client.apply_edit(edit).await;
-    progress.end("done");
+    progress.end("done").await;
     match applied {
         Ok(r) if r.applied => Ok(Some(json!({
             "applied": true,

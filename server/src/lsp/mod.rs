@@ -37,6 +37,8 @@ struct State {
     client_progress: RwLock<bool>,
     /// Statistics of the last completion per document (`locode/lastStats`).
     last_stats: Mutex<HashMap<String, crate::engine::Generation>>,
+    /// Reports a remote completion engine's failures once per kind.
+    remote_errors: crate::commands::remote::ErrorLatch,
 }
 
 pub struct Backend {
@@ -60,6 +62,7 @@ pub async fn serve_stdio(config: Config) {
             engine,
             client_progress: RwLock::new(false),
             last_stats: Mutex::new(HashMap::new()),
+            remote_errors: Default::default(),
         }),
     })
     .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
@@ -163,8 +166,10 @@ impl Backend {
         if !cfg.enabled {
             return Ok(None);
         }
+        let remote = self.state.config.read().unwrap().commands.completion_engine.clone();
         let family = match &*self.state.model.read().unwrap() {
-            ModelState::Ready { family, .. } => family.clone(),
+            ModelState::Ready { family, .. } => Some(family.clone()),
+            _ if remote.is_remote() => None,
             ModelState::Loading => return Ok(None),
             ModelState::Failed(e) => {
                 tracing::debug!("no completion: {e}");
@@ -196,7 +201,24 @@ impl Backend {
             return Ok(Some((Suggestion { text, version, stats }, range)));
         };
         let spot = complete::Spot { snap: &snap, cursor, anchor };
-        let result = complete::suggest(&self.state.engine, &family, &key, &spot, &cfg, cancel.clone()).await;
+        let result = match &family {
+            _ if remote.is_remote() => {
+                match crate::commands::remote::suggest_remote(&remote, &spot, &cfg, cancel.clone()).await {
+                    Ok(s) => {
+                        self.state.remote_errors.succeeded();
+                        Ok(s)
+                    }
+                    Err(e) => {
+                        if let Some(m) = self.state.remote_errors.failed(&e) {
+                            self.client.show_message(MessageType::WARNING, m).await;
+                        }
+                        return Ok(None);
+                    }
+                }
+            }
+            Some(family) => complete::suggest(&self.state.engine, family, &key, &spot, &cfg, cancel.clone()).await,
+            None => return Ok(None),
+        };
         {
             let mut inflight = self.state.inflight.lock().unwrap();
             if inflight.get(&key).is_some_and(|t| t.same_as(&cancel)) {
@@ -233,7 +255,7 @@ impl Backend {
                 _ => return Ok(None),
             }
         }
-        if cursor - anchor > cfg.middle_chars / 2 {
+        if let Some(family) = family.filter(|_| !remote.is_remote() && cursor - anchor > cfg.middle_chars / 2) {
             self.warm_reanchored(key, snap, cursor, anchor, family, cfg);
         }
         Ok(Some((suggestion, range)))

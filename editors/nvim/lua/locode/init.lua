@@ -89,6 +89,16 @@ local function c_cancel(client, id)
   return client.cancel_request(id)
 end
 
+local function is_stopped(client)
+  local ok, stopped
+  if has_011 then
+    ok, stopped = pcall(client.is_stopped, client)
+  else
+    ok, stopped = pcall(client.is_stopped)
+  end
+  return ok and stopped or false
+end
+
 local function get_clients(bufnr)
   local out = {}
   local all
@@ -98,7 +108,7 @@ local function get_clients(bufnr)
     all = bufnr and vim.lsp.buf_get_clients(bufnr) or vim.lsp.get_active_clients()
   end
   for _, c in pairs(all) do
-    if c.name == NAME then
+    if c.name == NAME and not is_stopped(c) then
       table.insert(out, c)
     end
   end
@@ -155,8 +165,17 @@ end
 -- Settings
 ---------------------------------------------------------------------------
 
+-- An empty Lua table encodes as a JSON array; settings must be an object.
+local function object(t)
+  t = vim.deepcopy(t or {})
+  if next(t) == nil then
+    return vim.empty_dict()
+  end
+  return t
+end
+
 local function settings_payload()
-  return { locode = vim.deepcopy(M.config.settings) }
+  return { locode = object(M.config.settings) }
 end
 
 --- Merges `settings` into the server settings and sends them to every
@@ -403,7 +422,8 @@ local function insert(bufnr, item, text)
 end
 
 local function feed(key)
-  api.nvim_feedkeys(api.nvim_replace_termcodes(key, true, false, true), "n", false)
+  -- "i": ahead of keys already typed, so the fallback keeps its place.
+  api.nvim_feedkeys(api.nvim_replace_termcodes(key, true, false, true), "ni", false)
 end
 
 local function builtin_active(bufnr)
@@ -643,7 +663,7 @@ local function client_config(bufnr)
     name = NAME,
     cmd = M.config.cmd,
     root_dir = root_dir(bufnr),
-    init_options = vim.deepcopy(M.config.settings),
+    init_options = object(M.config.settings),
     settings = settings_payload(),
     on_attach = on_attach,
   })
@@ -661,7 +681,8 @@ function M.attach(bufnr)
   if vim.lsp.start then
     return vim.lsp.start(client_config(bufnr), {
       bufnr = bufnr,
-      reuse_client = function(client, config) return client.name == config.name end,
+      -- One server (one model in memory) for all roots.
+      reuse_client = function(client, config) return client.name == config.name and not is_stopped(client) end,
     })
   end
   if not client_id or not vim.lsp.get_client_by_id(client_id) then

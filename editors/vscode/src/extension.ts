@@ -1,0 +1,490 @@
+// locode for VS Code: starts `locode serve` with vscode-languageclient and
+// gets ghost text through LSP inline completion (the client's proposed
+// InlineCompletionItemFeature), plus explain / refactor commands, a status
+// bar item and settings forwarded to the server.
+
+import * as os from 'os';
+import * as vscode from 'vscode';
+import {
+    WorkspaceEdit as ProtocolWorkspaceEdit,
+    DidChangeConfigurationNotification,
+    ExecuteCommandRequest,
+    LanguageClient,
+    LanguageClientOptions,
+    RevealOutputChannelOn,
+    ServerOptions,
+    State,
+    TransportKind,
+} from 'vscode-languageclient/node';
+import { didChangeConfigurationParams, serverSettings } from './settings';
+
+const SECTION = 'locode';
+
+/** Server commands (workspace/executeCommand). */
+const CMD_EXPLAIN = 'locode.explain';
+const CMD_REFACTOR = 'locode.refactor';
+const CMD_REFACTOR_CLOUD = 'locode.refactorCloud';
+
+let client: LanguageClient | undefined;
+let output: vscode.OutputChannel;
+let statusBar: StatusBar;
+let explanationPanel: vscode.WebviewPanel | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+    output = vscode.window.createOutputChannel('locode');
+    statusBar = new StatusBar();
+    context.subscriptions.push(
+        output,
+        statusBar,
+        vscode.commands.registerCommand('locode.explainSelection', explainSelection),
+        vscode.commands.registerCommand('locode.refactorSelection', (uri?: vscode.Uri, range?: vscode.Range) =>
+            refactorSelection(false, uri, range),
+        ),
+        vscode.commands.registerCommand('locode.refactorSelectionCloud', (uri?: vscode.Uri, range?: vscode.Range) =>
+            refactorSelection(true, uri, range),
+        ),
+        vscode.commands.registerCommand('locode.toggle', toggle),
+        vscode.commands.registerCommand('locode.showStatus', () => output.show(true)),
+        vscode.commands.registerCommand('locode.restart', restart),
+        vscode.workspace.onDidChangeConfiguration(onConfigurationChanged),
+        vscode.languages.registerCodeActionsProvider(
+            [{ scheme: 'file' }, { scheme: 'untitled' }],
+            new LocodeCodeActions(),
+            { providedCodeActionKinds: LocodeCodeActions.kinds },
+        ),
+        { dispose: () => void client?.stop() },
+    );
+    await start();
+}
+
+export async function deactivate(): Promise<void> {
+    const c = client;
+    client = undefined;
+    if (c) {
+        await c.stop();
+    }
+}
+
+function configuration(): vscode.WorkspaceConfiguration {
+    return vscode.workspace.getConfiguration(SECTION);
+}
+
+function serverCommand(): string {
+    const p = (configuration().get<string>('serverPath') || 'locode').trim();
+    return p.startsWith('~/') ? os.homedir() + p.slice(1) : p;
+}
+
+function createClient(): LanguageClient {
+    const serverOptions: ServerOptions = {
+        command: serverCommand(),
+        args: ['serve'],
+        transport: TransportKind.stdio,
+    };
+    const clientOptions: LanguageClientOptions = {
+        documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+        initializationOptions: serverSettings(configuration()),
+        outputChannel: output,
+        revealOutputChannelOn: RevealOutputChannelOn.Never,
+        middleware: {
+            // Ghost text: time each request for the status bar.
+            provideInlineCompletionItems: async (document, position, context, token, next) => {
+                const t0 = Date.now();
+                const result = await next(document, position, context, token);
+                const items = Array.isArray(result) ? result : result?.items;
+                if (!token.isCancellationRequested && items && items.length > 0) {
+                    statusBar.latency(Date.now() - t0, 'local');
+                }
+                return result;
+            },
+            // Server code actions run these commands too: show what they return.
+            executeCommand: async (command, args, next) => {
+                const result = await next(command, args);
+                await handleCommandResult(command, result);
+                return result;
+            },
+        },
+    };
+    const c = new LanguageClient('locode', 'locode', serverOptions, clientOptions);
+    // vscode-languageclient 9 ships LSP 3.18 inline completion as a proposed feature.
+    c.registerProposedFeatures();
+    return c;
+}
+
+async function start(): Promise<void> {
+    client = createClient();
+    statusBar.attach(client);
+    try {
+        await client.start();
+    } catch (e) {
+        const msg = e instanceof Error ? e.message : String(e);
+        output.appendLine(`locode: could not start ${serverCommand()} serve: ${msg}`);
+        statusBar.failed(msg);
+        void vscode.window
+            .showErrorMessage(`locode: could not start \`${serverCommand()} serve\`: ${msg}`, 'Open Settings')
+            .then((pick) => {
+                if (pick) {
+                    void vscode.commands.executeCommand('workbench.action.openSettings', 'locode.serverPath');
+                }
+            });
+    }
+}
+
+async function restart(): Promise<void> {
+    const old = client;
+    client = undefined;
+    if (old) {
+        try {
+            await old.stop();
+        } catch {
+            // already stopped
+        }
+    }
+    await start();
+}
+
+function onConfigurationChanged(e: vscode.ConfigurationChangeEvent): void {
+    if (!e.affectsConfiguration(SECTION)) {
+        return;
+    }
+    if (e.affectsConfiguration(`${SECTION}.serverPath`)) {
+        void restart();
+        return;
+    }
+    const settings = serverSettings(configuration());
+    statusBar.update();
+    if (client?.state === State.Running) {
+        void client.sendNotification(DidChangeConfigurationNotification.type, didChangeConfigurationParams(settings));
+    }
+}
+
+async function toggle(): Promise<void> {
+    const cfg = configuration();
+    const enabled = cfg.get<boolean>('enabled', true);
+    await cfg.update('enabled', !enabled, vscode.ConfigurationTarget.Global);
+    void vscode.window.setStatusBarMessage(`locode: completions ${enabled ? 'off' : 'on'}`, 2000);
+}
+
+function runningClient(): LanguageClient | undefined {
+    if (client?.state === State.Running) {
+        return client;
+    }
+    void vscode.window.showWarningMessage('locode: the server is not running (see the locode output).');
+    return undefined;
+}
+
+/** The document and range a command works on: its arguments, else the selection (or the current line). */
+function target(uri?: vscode.Uri, range?: vscode.Range): { document: vscode.TextDocument; range: vscode.Range } | undefined {
+    const editor = vscode.window.activeTextEditor;
+    if (uri instanceof vscode.Uri && range instanceof vscode.Range) {
+        const document = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri.toString());
+        if (document) {
+            return { document, range };
+        }
+    }
+    if (!editor) {
+        void vscode.window.showInformationMessage('locode: open a file and select some code first.');
+        return undefined;
+    }
+    const sel = editor.selection;
+    return {
+        document: editor.document,
+        range: sel.isEmpty ? editor.document.lineAt(sel.active.line).range : new vscode.Range(sel.start, sel.end),
+    };
+}
+
+async function execute(command: string, arg: object, title: string): Promise<unknown> {
+    const c = runningClient();
+    if (!c) {
+        return undefined;
+    }
+    return vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title, cancellable: true },
+        async (_progress, token) => {
+            const t0 = Date.now();
+            const result = await c.sendRequest(ExecuteCommandRequest.type, { command, arguments: [arg] }, token);
+            statusBar.latency(Date.now() - t0, command === CMD_REFACTOR_CLOUD ? 'cloud' : 'local');
+            return result;
+        },
+    );
+}
+
+async function explainSelection(uri?: vscode.Uri, range?: vscode.Range): Promise<void> {
+    const t = target(uri, range);
+    const c = t && runningClient();
+    if (!t || !c) {
+        return;
+    }
+    const arg = {
+        uri: c.code2ProtocolConverter.asUri(t.document.uri),
+        range: c.code2ProtocolConverter.asRange(t.range),
+    };
+    try {
+        const result = await execute(CMD_EXPLAIN, arg, 'locode: explaining…');
+        await handleCommandResult(CMD_EXPLAIN, result);
+    } catch (e) {
+        reportError('explain', e);
+    }
+}
+
+async function refactorSelection(cloud: boolean, uri?: vscode.Uri, range?: vscode.Range): Promise<void> {
+    const t = target(uri, range);
+    const c = t && runningClient();
+    if (!t || !c) {
+        return;
+    }
+    const instruction = await vscode.window.showInputBox({
+        title: cloud ? 'locode: refactor with the cloud model' : 'locode: refactor',
+        prompt: 'How should the selected code change?',
+        placeHolder: 'e.g. use a list comprehension; add type hints; handle the empty case',
+        ignoreFocusOut: true,
+    });
+    if (!instruction) {
+        return;
+    }
+    const arg = {
+        uri: c.code2ProtocolConverter.asUri(t.document.uri),
+        range: c.code2ProtocolConverter.asRange(t.range),
+        instruction,
+    };
+    const command = cloud ? CMD_REFACTOR_CLOUD : CMD_REFACTOR;
+    try {
+        const result = await execute(command, arg, cloud ? 'locode: refactoring (cloud)…' : 'locode: refactoring…');
+        await handleCommandResult(command, result);
+    } catch (e) {
+        reportError('refactor', e);
+    }
+}
+
+function reportError(what: string, e: unknown): void {
+    if (e instanceof vscode.CancellationError) {
+        return;
+    }
+    const msg = e instanceof Error ? e.message : String(e);
+    void vscode.window.showErrorMessage(`locode ${what}: ${msg}`);
+}
+
+/**
+ * What a server command returned: explain gives markdown (shown in a side
+ * panel); refactor may return a WorkspaceEdit (applied here) or nothing (the
+ * server applied its edit with workspace/applyEdit, which the client handles).
+ */
+async function handleCommandResult(command: string, result: unknown): Promise<void> {
+    if (command === CMD_EXPLAIN) {
+        const text = typeof result === 'string' ? result : (result as { value?: string } | null)?.value;
+        if (text) {
+            await showExplanation(text);
+        } else if (result !== undefined) {
+            void vscode.window.showInformationMessage('locode: no explanation.');
+        }
+        return;
+    }
+    if (command === CMD_REFACTOR || command === CMD_REFACTOR_CLOUD) {
+        if (result && typeof result === 'object' && ('changes' in result || 'documentChanges' in result) && client) {
+            const edit = await client.protocol2CodeConverter.asWorkspaceEdit(result as ProtocolWorkspaceEdit);
+            if (!edit || !(await vscode.workspace.applyEdit(edit))) {
+                void vscode.window.showErrorMessage('locode: the refactoring could not be applied.');
+            }
+        } else if (typeof result === 'string' && result.trim() !== '') {
+            await showExplanation(result, 'locode: Refactoring');
+        }
+    }
+}
+
+function escapeHtml(s: string): string {
+    return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+async function showExplanation(markdown: string, title = 'locode: Explanation'): Promise<void> {
+    let body: string;
+    try {
+        // The built-in Markdown extension's renderer.
+        body = (await vscode.commands.executeCommand<string>('markdown.api.render', markdown)) ?? '';
+    } catch {
+        body = '';
+    }
+    if (!body) {
+        body = `<pre>${escapeHtml(markdown)}</pre>`;
+    }
+    if (!explanationPanel) {
+        explanationPanel = vscode.window.createWebviewPanel(
+            'locode.explanation',
+            title,
+            { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true },
+            { enableFindWidget: true, enableScripts: false },
+        );
+        explanationPanel.onDidDispose(() => (explanationPanel = undefined));
+    }
+    explanationPanel.title = title;
+    explanationPanel.webview.html = `<!DOCTYPE html>
+<html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline' ${explanationPanel.webview.cspSource}; img-src ${explanationPanel.webview.cspSource} https: data:;">
+<style>
+body { font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); color: var(--vscode-foreground); padding: 0 1em; line-height: 1.5; }
+pre, code { font-family: var(--vscode-editor-font-family); font-size: var(--vscode-editor-font-size); }
+pre { background: var(--vscode-textCodeBlock-background); padding: .6em; overflow-x: auto; }
+</style></head><body>${body}</body></html>`;
+    explanationPanel.reveal(vscode.ViewColumn.Beside, true);
+}
+
+/** Lightbulb actions on a selection, unless the server offers its own code actions. */
+class LocodeCodeActions implements vscode.CodeActionProvider {
+    static readonly kinds = [vscode.CodeActionKind.RefactorRewrite.append('locode'), vscode.CodeActionKind.Empty];
+
+    provideCodeActions(document: vscode.TextDocument, range: vscode.Range | vscode.Selection): vscode.CodeAction[] {
+        if (range.isEmpty || client?.state !== State.Running) {
+            return [];
+        }
+        if (client.initializeResult?.capabilities.codeActionProvider) {
+            return []; // the server's explain/refactor actions come through the client
+        }
+        const explain = new vscode.CodeAction('Explain with locode', vscode.CodeActionKind.Empty);
+        explain.command = { command: 'locode.explainSelection', title: 'Explain', arguments: [document.uri, range] };
+        const kind = vscode.CodeActionKind.RefactorRewrite.append('locode');
+        const refactor = new vscode.CodeAction('Refactor with locode…', kind);
+        refactor.command = { command: 'locode.refactorSelection', title: 'Refactor', arguments: [document.uri, range] };
+        const cloud = new vscode.CodeAction('Refactor with cloud model…', kind);
+        cloud.command = { command: 'locode.refactorSelectionCloud', title: 'Refactor (cloud)', arguments: [document.uri, range] };
+        return [explain, refactor, cloud];
+    }
+}
+
+interface ModelStatus {
+    state: 'loading' | 'ready' | 'failed';
+    model?: { path?: string; family?: string; threads?: number; gpu_layers?: number; description?: string };
+    error?: string;
+}
+
+interface LastStats {
+    prompt_tokens?: number;
+    evaluated_tokens?: number;
+    generated_tokens?: number;
+    prompt_ms?: number;
+    generate_ms?: number;
+    cancelled?: boolean;
+}
+
+/** Model, last latency, local/cloud, on/off; polls locode/status and locode/lastStats. */
+class StatusBar implements vscode.Disposable {
+    private readonly item = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
+    private timer: NodeJS.Timeout | undefined;
+    private polling = false;
+    private c: LanguageClient | undefined;
+    private status: ModelStatus | undefined;
+    private stats: LastStats | undefined;
+    private lastMs: number | undefined;
+    private where: 'local' | 'cloud' = 'local';
+    private error: string | undefined;
+
+    constructor() {
+        this.item.command = 'locode.toggle';
+        this.item.name = 'locode';
+        this.update();
+        this.item.show();
+    }
+
+    attach(c: LanguageClient): void {
+        this.c = c;
+        this.status = undefined;
+        this.error = undefined;
+        this.schedule(500);
+        this.update();
+    }
+
+    failed(msg: string): void {
+        this.error = msg;
+        this.update();
+    }
+
+    latency(ms: number, where: 'local' | 'cloud'): void {
+        this.lastMs = ms;
+        this.where = where;
+        this.update();
+    }
+
+    private schedule(ms: number): void {
+        if (this.timer) {
+            clearTimeout(this.timer);
+        }
+        this.timer = setTimeout(() => void this.poll(), ms);
+    }
+
+    private async poll(): Promise<void> {
+        const c = this.c;
+        if (this.polling || !c || c !== client) {
+            return;
+        }
+        this.polling = true;
+        try {
+            if (c.state === State.Running) {
+                this.status = await c.sendRequest<ModelStatus>('locode/status');
+                const doc = vscode.window.activeTextEditor?.document;
+                if (doc && this.status.state === 'ready') {
+                    this.stats =
+                        (await c.sendRequest<LastStats | null>('locode/lastStats', {
+                            uri: c.code2ProtocolConverter.asUri(doc.uri),
+                        })) ?? undefined;
+                }
+            }
+        } catch {
+            // the server restarts or stops; try again later
+        } finally {
+            this.polling = false;
+            this.update();
+            // Fast while the model loads, then now and then.
+            this.schedule(this.status?.state === 'loading' || !this.status ? 500 : 3000);
+        }
+    }
+
+    update(): void {
+        const enabled = configuration().get<boolean>('enabled', true);
+        const tip = new vscode.MarkdownString(undefined, true);
+        tip.appendMarkdown('**locode**: offline code completion\n\n');
+        let text: string;
+        if (this.error) {
+            text = '$(error) locode';
+            tip.appendText(`Server failed to start: ${this.error}`);
+        } else if (!this.status || this.c?.state !== State.Running) {
+            text = '$(loading~spin) locode';
+            tip.appendText('Starting the server…');
+        } else if (this.status.state === 'loading') {
+            text = '$(loading~spin) locode: loading model';
+            tip.appendText('Loading the model…');
+        } else if (this.status.state === 'failed') {
+            text = '$(error) locode';
+            tip.appendText(`The model failed to load: ${this.status.error ?? 'unknown error'}`);
+        } else {
+            const m = this.status.model ?? {};
+            const name = m.path ? m.path.split(/[\\/]/).pop() : 'model';
+            const parts = [enabled ? '$(sparkle) locode' : '$(circle-slash) locode off'];
+            if (enabled && this.lastMs !== undefined) {
+                parts.push(`${this.lastMs} ms`, this.where);
+            }
+            text = parts.join(' · ');
+            tip.appendMarkdown(`Model: \`${name}\` (${m.family ?? '?'})  \n`);
+            if (m.threads !== undefined) {
+                tip.appendMarkdown(`Threads: ${m.threads}, GPU layers: ${m.gpu_layers ?? 0}  \n`);
+            }
+            if (this.stats && !this.stats.cancelled) {
+                const s = this.stats;
+                tip.appendMarkdown(
+                    `Last completion: ${s.prompt_tokens ?? 0} prompt tokens (${s.evaluated_tokens ?? 0} evaluated) in ` +
+                        `${Math.round(s.prompt_ms ?? 0)} ms, ${s.generated_tokens ?? 0} generated in ` +
+                        `${Math.round(s.generate_ms ?? 0)} ms  \n`,
+                );
+            }
+            if (this.lastMs !== undefined) {
+                tip.appendMarkdown(`Last request: ${this.lastMs} ms (${this.where})  \n`);
+            }
+            tip.appendMarkdown(`\nCompletions are **${enabled ? 'on' : 'off'}**; click to turn them ${enabled ? 'off' : 'on'}.`);
+        }
+        this.item.text = text;
+        this.item.tooltip = tip;
+    }
+
+    dispose(): void {
+        if (this.timer) {
+            clearTimeout(this.timer);
+        }
+        this.item.dispose();
+    }
+}
