@@ -34,10 +34,10 @@ pub struct CompletionContext {
     pub line_suffix: String,
     /// The first non-blank line after the cursor line, trimmed.
     pub next_line: Option<String>,
-    /// Spaces and tabs just before the cursor, left out of the prompt and
-    /// expected at the start of the generation instead. A prompt that ends in
-    /// a lone space makes the model start with a token that repeats it (" b"
-    /// after "a + "): this is token healing for whitespace.
+    /// The partial word and blanks just before the cursor, left out of the
+    /// prompt and expected at the start of the generation instead (token
+    /// healing). A prompt that ends in a lone space or half a word makes the
+    /// model start a new token (" b" after "a + ", " ** 2" after "rad").
     pub heal: String,
 }
 
@@ -107,7 +107,15 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
     let mut middle = rope.slice(anchor..cursor).to_string();
     let heal: String = {
         let before = if middle.is_empty() { &prefix } else { &middle };
-        let kept = before.trim_end_matches([' ', '\t']);
+        // A partial word and the blanks before it, or trailing blanks.
+        let word_start = before
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
+            .take(32)
+            .last()
+            .map_or(before.len(), |(i, _)| i);
+        let kept = before[..word_start].trim_end_matches([' ', '\t']);
         before[kept.len()..].to_string()
     };
     if middle.is_empty() {
@@ -189,6 +197,18 @@ mod tests {
         assert_eq!(c.suffix, "\n\nprint(1)\n");
         assert_eq!(c.line_prefix, "    return a + ");
         assert_eq!(c.next_line.as_deref(), Some("print(1)"));
+    }
+
+    #[test]
+    fn a_partial_word_is_healed() {
+        let c = ctx(Language::Python, "def area(radius):\n    return 3.14 * rad$0\n");
+        assert_eq!(c.heal, " rad");
+        assert!(c.prefix.ends_with("3.14 *"), "{:?}", c.prefix);
+        let c = ctx(Language::Python, "x = foo.ba$0\n");
+        assert_eq!(c.heal, "ba");
+        assert!(c.prefix.ends_with("foo."));
+        let c = ctx(Language::Python, "x = f(a)$0\n");
+        assert_eq!(c.heal, "");
     }
 
     #[test]

@@ -24,16 +24,29 @@ impl Trimmer {
         }
     }
 
-    /// The generation without the whitespace the prompt left out (see
-    /// `CompletionContext::heal`); as much of it as the model produced.
-    fn healed<'a>(&self, generated: &'a str) -> &'a str {
-        let common = generated.bytes().zip(self.heal.bytes()).take_while(|(a, b)| a == b).count();
-        &generated[common..]
+    /// The generation without the text the prompt left out (see
+    /// `CompletionContext::heal`): blanks leniently (the model may skip or
+    /// shorten them), the partial word strictly. `Err(true)` while the
+    /// generation is still a prefix of the left-out word, `Err(false)` when
+    /// it does not continue it.
+    fn healed<'a>(&self, generated: &'a str) -> Result<&'a str, bool> {
+        let word = self.heal.trim_start_matches([' ', '\t']);
+        let blanks = &self.heal[..self.heal.len() - word.len()];
+        let common = generated.bytes().zip(blanks.bytes()).take_while(|(a, b)| a == b).count();
+        let g = &generated[common..];
+        if let Some(rest) = g.strip_prefix(word) {
+            Ok(rest)
+        } else {
+            Err(word.starts_with(g))
+        }
     }
 
     /// True once `generated` holds everything the suggestion can use.
     pub fn is_done(&self, generated: &str) -> bool {
-        let generated = self.healed(generated);
+        let generated = match self.healed(generated) {
+            Ok(g) => g,
+            Err(still_possible) => return !still_possible,
+        };
         match self.mode {
             Mode::SingleLine => generated.trim_start_matches([' ', '\t']).contains('\n')
                 && !generated.trim().is_empty()
@@ -74,7 +87,7 @@ impl Trimmer {
 
     /// The final suggestion for `generated`; empty when nothing fits.
     pub fn finish(&self, generated: &str) -> String {
-        let generated = self.healed(generated);
+        let Ok(generated) = self.healed(generated) else { return String::new() };
         let text = match self.mode {
             Mode::SingleLine => {
                 let first = generated.split('\n').next().unwrap_or("");
@@ -142,6 +155,13 @@ mod tests {
         check(Language::Python, "def add(a, b):\n    return a + $0\n", " b\n\ndef sub(a, b):\n", "b");
         // The model may also skip the space the prompt left out.
         check(Language::Python, "def add(a, b):\n    return a + $0\n", "b\n", "b");
+    }
+
+    #[test]
+    fn the_partial_word_must_be_continued() {
+        check(Language::Python, "def area(radius):\n    return 3.14 * rad$0\n", " radius ** 2\n", "ius ** 2");
+        check(Language::Python, "def area(radius):\n    return 3.14 * rad$0\n", "radius ** 2\n", "ius ** 2");
+        check(Language::Python, "def area(radius):\n    return 3.14 * rad$0\n", " r ** 2\n", "");
     }
 
     #[test]
