@@ -13,7 +13,7 @@ demo: deps model build
 
 ## Fetch everything, build, and run the whole test suite (real model, real clients).
 test: deps test-deps model
-	$(CARGO) test --release --workspace -- --test-threads=2
+	$(CARGO) test --release --workspace -- --test-threads=1
 	$(CARGO) build --release
 	editors/nvim/test/run.sh
 	editors/vscode/test/run.sh
