@@ -1,6 +1,9 @@
 # locode: the two commands a new machine needs are `make demo` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
+# llama.cpp's OpenMP threads wait passively (see server/src/main.rs); the
+# in-process engine tests need it set before they start.
+export OMP_WAIT_POLICY ?= passive
 APT_PACKAGES := cmake clang libclang-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOCODE := target/release/locode
