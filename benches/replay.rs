@@ -82,12 +82,28 @@ struct Opts {
     /// instead of one after the other (fairer on a machine with other load).
     #[arg(long)]
     interleave: bool,
+    /// Print the table and redraw the plot from an earlier replay.json, without running anything.
+    #[arg(long, value_name = "JSON")]
+    report: Option<PathBuf>,
     /// Print the trace (functions, typing events) and exit.
     #[arg(long)]
     dry_run: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// `cargo bench` runs the benchmark in the package folder (server/); a
+/// relative path on the command line is meant from where cargo was started
+/// (the shell's $PWD).
+fn from_invocation_dir(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("PWD") {
+        Some(d) => Path::new(&d).join(p),
+        None => p.to_path_buf(),
+    }
 }
 
 fn repo_root() -> PathBuf {
@@ -254,6 +270,36 @@ fn stop_children_on_signal() {
     });
 }
 
+/// `--report`: the table and the plot again from a replay.json.
+fn report_again(path: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)?;
+    let samples: Vec<Sample> = doc["samples"].as_array().map(|a| a.iter().filter_map(report::sample_from_json).collect()).unwrap_or_default();
+    let engines: Vec<&'static str> = [LOCODE, PEER].into_iter().filter(|e| samples.iter().any(|s| s.engine == *e)).collect();
+    print_legend(&doc["load_average"]["start"], &doc["load_average"]["end"]);
+    print!("{}", report::table(&samples, &engines));
+    let out = out.unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let per_engine = samples.iter().filter(|s| Some(s.engine) == engines.first().copied()).count();
+    let threads = doc["config"]["threads"].as_u64().unwrap_or(0);
+    let svg = out.join("replay-latency.svg");
+    let title = format!("typing replay: completion latency, {per_engine} requests per engine, {threads} threads");
+    std::fs::write(&svg, report::latency_svg(&samples, &engines, &title))?;
+    println!("wrote {}", svg.display());
+    Ok(())
+}
+
+fn print_legend(load_start: &serde_json::Value, load_end: &serde_json::Value) {
+    println!();
+    if let (Some(a), Some(b)) = (load_start.as_str(), load_end.as_str()) {
+        println!("load average (1, 5, 15 min) before: {a}; after: {b}  (anything above 0.5 means the numbers are noisy)");
+    }
+    println!("latency: wall clock per request; eval: prompt tokens evaluated per request (KV cache misses);");
+    println!("prompt: prompt size in tokens; gen: tokens generated; shown: non-empty suggestion;");
+    println!("useful: first line non-empty and a prefix of what is typed next on that line;");
+    println!("t-thru: answered from locode's typed-through cache; ratio l/s: locode / llama-server");
+    println!();
+}
+
 /// The 1, 5 and 15 minute load averages (Linux).
 fn loadavg() -> Option<String> {
     let s = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -261,8 +307,14 @@ fn loadavg() -> Option<String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let opts = Opts::parse();
+    let mut opts = Opts::parse();
+    for p in [&mut opts.server_bin, &mut opts.peer_bin, &mut opts.model, &mut opts.corpus, &mut opts.out, &mut opts.report] {
+        *p = p.take().map(|p| from_invocation_dir(&p));
+    }
     stop_children_on_signal();
+    if let Some(path) = &opts.report {
+        return report_again(path, opts.out.clone());
+    }
     let corpus = opts.corpus.clone().unwrap_or_else(default_corpus);
     let files = [corpus.join("requests_sessions.py"), corpus.join("serde_json_read.rs")];
     for f in &files {
@@ -330,13 +382,14 @@ fn main() -> anyhow::Result<()> {
         } else {
             let msg = format!(
                 "llama-server not found at {}: build it with `benches/peer/build-llama-server.sh` \
-                 (about 10 minutes on 2 cores) or pass --peer-bin PATH; running locode alone",
+                 (about 10 minutes on 2 cores) or pass --peer-bin PATH",
                 bin.display()
             );
-            eprintln!("replay: {msg}");
             if opts.only.as_deref() == Some(PEER) {
                 bail!("{msg}");
             }
+            let msg = format!("{msg}; running locode alone");
+            eprintln!("replay: {msg}");
             errors.push(msg);
         }
     }
@@ -380,15 +433,7 @@ fn main() -> anyhow::Result<()> {
     let engines = engine_names;
 
     let load_end = loadavg();
-    println!();
-    if let (Some(a), Some(b)) = (&load_start, &load_end) {
-        println!("load average (1, 5, 15 min) before: {a}; after: {b}  (anything above 0.5 means the numbers are noisy)");
-    }
-    println!("latency: wall clock per request; eval: prompt tokens evaluated per request (KV cache misses);");
-    println!("prompt: prompt size in tokens; gen: tokens generated; shown: non-empty suggestion;");
-    println!("useful: first line non-empty and a prefix of what is typed next on that line;");
-    println!("t-thru: answered from locode's typed-through cache; ratio l/s: locode / llama-server");
-    println!();
+    print_legend(&json!(load_start), &json!(load_end));
     print!("{}", report::table(&samples, &engines));
 
     let summary = report::summary_value(&samples, &engines);

@@ -276,7 +276,7 @@ fn expect_model_error(model: &Path, needle: &str) {
     assert_eq!(msg["params"]["type"], 1, "an error: {msg}");
     let text = msg["params"]["message"].as_str().unwrap();
     assert!(text.contains(needle), "{text:?} should mention {needle:?}");
-    assert!(!c.notifications("window/logMessage").is_empty(), "the problem is logged too");
+    assert!(c.await_notification(Duration::from_secs(10), |m| m["method"] == "window/logMessage"), "the problem is logged too");
     // The server keeps answering.
     let uri = "file:///tmp/locode-e2e/nomodel.py";
     open(&mut c, uri, "python", "x = \n");

@@ -248,6 +248,43 @@ pub fn sample_json(s: &Sample) -> Value {
     })
 }
 
+/// A sample read back from `replay.json` (for `--report`).
+pub fn sample_from_json(v: &Value) -> Option<Sample> {
+    let engine = match v["engine"].as_str()? {
+        LOCODE => LOCODE,
+        PEER => PEER,
+        _ => return None,
+    };
+    let lang = match v["lang"].as_str()? {
+        "python" => Lang::Python,
+        "rust" => Lang::Rust,
+        _ => return None,
+    };
+    let st = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    Some(Sample {
+        engine,
+        lang,
+        file: st("file"),
+        function: st("function"),
+        step: n("step") as usize,
+        line: n("line") as usize,
+        col: n("col") as usize,
+        latency_ms: v["latency_ms"].as_f64()?,
+        prompt_tokens: v["prompt_tokens"].as_u64(),
+        evaluated: n("evaluated_tokens"),
+        generated: n("generated_tokens"),
+        prompt_ms: v["prompt_ms"].as_f64(),
+        generate_ms: v["generate_ms"].as_f64(),
+        suggestion: st("suggestion"),
+        expected: st("expected"),
+        useful: v["useful"].as_bool().unwrap_or(false),
+        shown: v["shown"].as_bool().unwrap_or(false),
+        typed_through: v["typed_through"].as_bool().unwrap_or(false),
+        error: v["error"].as_str().map(str::to_string),
+    })
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
@@ -288,8 +325,11 @@ pub fn latency_svg(samples: &[Sample], engines: &[&'static str], title: &str) ->
                 mt + ph,
                 if major { "#cccccc" } else { "#eeeeee" }
             );
-            let label = if v >= 1000.0 { format!("{}s", v / 1000.0) } else { format!("{v}ms") };
-            let _ = writeln!(o, r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#, mt + ph + 16.0);
+            // Label 2 and 5 only when there is room (three decades or fewer).
+            if major || x1 - x0 <= 3.0 {
+                let label = if v >= 1000.0 { format!("{}s", v / 1000.0) } else { format!("{v}ms") };
+                let _ = writeln!(o, r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#, mt + ph + 16.0);
+            }
         }
         d += 1;
     }

@@ -150,6 +150,20 @@ impl LspClient {
         }
     }
 
+    /// Waits until a notification matching `pred` has arrived, leaving it in
+    /// the backlog. A server may write a request's response before the
+    /// notifications it sent while answering it (they travel on separate
+    /// queues), so tests wait for them rather than assume an order.
+    pub fn await_notification(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        match self.wait_for(timeout, |m| m.get("id").is_none() && pred(m)) {
+            Some(m) => {
+                self.backlog.push(m);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// All notifications with this method read so far.
     pub fn notifications(&mut self, method: &str) -> Vec<Value> {
         while let Ok(m) = self.rx.try_recv() {

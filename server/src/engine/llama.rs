@@ -390,7 +390,9 @@ impl Server<'_> {
                 gen.cancelled = true;
                 return Ok(gen);
             }
-            let end = (n_past + self.n_batch).min(prompt.len());
+            // Chunks small enough that a cancel is seen within a fraction of
+            // a second on a CPU, large enough to keep the matmuls efficient.
+            let end = (n_past + self.n_batch.min(EVAL_CHUNK)).min(prompt.len());
             let chunk = prompt[n_past..end].to_vec();
             self.decode(seq, &chunk, n_past)?;
             self.slots[seq].tokens.extend_from_slice(&chunk);
@@ -480,6 +482,9 @@ impl Server<'_> {
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(n), None);
     }
 }
+
+/// Most prompt tokens evaluated between two looks at the cancel flag.
+const EVAL_CHUNK: usize = 128;
 
 /// Most tokens drafted per step.
 const MAX_DRAFT: usize = 8;
