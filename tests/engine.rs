@@ -110,3 +110,36 @@ async fn speculative_decoding_keeps_greedy_output_identical() {
     }
     assert!(accepted > 0, "repetitive code should accept some drafted tokens");
 }
+
+/// Token healing: the prompt leaves out the half-typed word, and decoding is
+/// held to tokens that agree with it until it is covered, so the suggestion
+/// continues the word instead of starting a new one, even a word the model
+/// would never pick on its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn healing_holds_the_generation_to_the_typed_word() {
+    use locode::engine::CompletionJob;
+    use locode::prompt::FimParts;
+    let engine = Engine::spawn();
+    let (_, family) = engine.load(EngineConfig::default(), |_| {}).await.expect("model loads");
+    let prefix = "import requests\n\n\ndef fetch(url):\n    response = requests.get(url)\n    print(response.";
+    let suffix = ")\n    return response\n";
+    let job = |forced: &str| CompletionJob {
+        slot: "heal".into(),
+        prompt: family.render_fim(&FimParts { extra: "", prefix, suffix, middle: "" }),
+        max_tokens: 12,
+        trimmer: None,
+        cancel: CancelToken::new(),
+        on_token: None,
+        background: false,
+        forced_prefix: forced.into(),
+    };
+    let free = engine.complete(job("")).await.unwrap().text;
+    for word in ["stat", "headers", "zqx_", "elap"] {
+        let g = engine.complete(job(word)).await.unwrap();
+        eprintln!("after {word:?}: {:?} (free: {free:?})", g.text);
+        assert!(g.text.starts_with(word), "{word:?} -> {:?}", g.text);
+        assert!(g.text.len() > word.len(), "nothing after {word:?}: {:?}", g.text);
+    }
+    // No forced text: the model's own choice, unconstrained.
+    assert!(!free.starts_with("zqx_"));
+}

@@ -50,6 +50,7 @@ pub async fn suggest(
         cancel,
         on_token: None,
         background: false,
+        forced_prefix: ctx.heal.clone(),
     };
     let stats = engine.complete(job).await?;
     let text = if stats.cancelled { String::new() } else { trimmer.finish(&stats.text) };
@@ -69,6 +70,7 @@ pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>,
         cancel: CancelToken::new(),
         on_token: None,
         background: true,
+        forced_prefix: String::new(),
     };
     matches!(engine.complete(job).await, Ok(g) if !g.cancelled)
 }

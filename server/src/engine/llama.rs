@@ -167,6 +167,9 @@ struct Server<'m> {
     n_batch: usize,
     slots: Vec<Slot>,
     clock: u64,
+    /// Each token's text, for constrained decoding (token healing); built
+    /// the first time it is needed. Control tokens have no text.
+    pieces: Option<Vec<Vec<u8>>>,
     stops: HashSet<LlamaToken>,
     specials: std::collections::HashMap<String, LlamaToken>,
     add_bos: bool,
@@ -216,6 +219,7 @@ fn serve(
         n_batch: n_batch as usize,
         slots: (0..n_slots).map(|_| Slot { key: String::new(), tokens: Vec::new(), last_used: 0 }).collect(),
         clock: 0,
+        pieces: None,
         stops,
         specials,
         add_bos: model.vocab().should_add_bos(),
@@ -406,7 +410,8 @@ impl Server<'_> {
         let mut bytes = Vec::new();
         // The prompt is the history drafts are looked up in.
         let mut history = prompt;
-        let mut next = argmax(self.ctx.get_logits_ith(self.batch.n_tokens() - 1));
+        let forced = std::mem::take(&mut job.forced_prefix).into_bytes();
+        let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes);
         let mut done = false;
         while !done && (gen.generated_tokens as u32) < job.max_tokens {
             if job.cancel.is_cancelled() {
@@ -428,7 +433,8 @@ impl Server<'_> {
                 break;
             }
             let room = (job.max_tokens as usize - gen.generated_tokens).min(n_ctx - n_past - 2);
-            let draft = if self.speculative { lookup_draft(&history, room.min(MAX_DRAFT)) } else { Vec::new() };
+            let healing = bytes.len() < forced.len();
+            let draft = if self.speculative && !healing { lookup_draft(&history, room.min(MAX_DRAFT)) } else { Vec::new() };
             let mut batch_tokens = Vec::with_capacity(1 + draft.len());
             batch_tokens.push(token);
             batch_tokens.extend_from_slice(&draft);
@@ -436,7 +442,7 @@ impl Server<'_> {
             self.slots[seq].tokens.push(token);
             n_past += 1;
             gen.drafted_tokens += draft.len();
-            next = argmax(self.ctx.get_logits_ith(0));
+            next = self.pick(0, &forced, &bytes);
             for (i, &d) in draft.iter().enumerate() {
                 if next != d {
                     break;
@@ -465,6 +471,45 @@ impl Server<'_> {
         gen.text = String::from_utf8_lossy(&bytes).into_owned();
         gen.generate_ms = t1.elapsed().as_secs_f64() * 1e3;
         Ok(gen)
+    }
+
+    /// The greedy choice from the logits of batch entry `i`. While the text
+    /// so far (`done`) does not yet cover `forced`, only tokens whose text
+    /// agrees with the rest of `forced` are candidates: the model continues
+    /// a half-typed word instead of starting a new one.
+    fn pick(&mut self, i: i32, forced: &[u8], done: &[u8]) -> LlamaToken {
+        let logits = self.ctx.get_logits_ith(i);
+        if done.len() >= forced.len() || !forced.starts_with(done) {
+            return argmax(logits);
+        }
+        let rest = &forced[done.len()..];
+        let pieces = self.pieces.get_or_insert_with(|| {
+            let vocab = self.model.vocab();
+            let mut buf = Vec::new();
+            (0..vocab.n_tokens())
+                .map(|t| {
+                    let token = LlamaToken(t);
+                    if vocab.is_eog(token) || vocab.is_control(token) {
+                        return Vec::new();
+                    }
+                    buf.clear();
+                    vocab.token_to_piece_into(token, &mut buf, false, None);
+                    buf.clone()
+                })
+                .collect()
+        });
+        let mut best = None;
+        let mut best_v = f32::NEG_INFINITY;
+        for (t, &v) in logits.iter().enumerate() {
+            if v > best_v {
+                let p = pieces.get(t).map(Vec::as_slice).unwrap_or_default();
+                if !p.is_empty() && (rest.starts_with(p) || p.starts_with(rest)) {
+                    best_v = v;
+                    best = Some(t);
+                }
+            }
+        }
+        best.map_or_else(|| argmax(logits), |t| LlamaToken(t as i32))
     }
 
     /// Reports progress; true once the suggestion is settled.

@@ -55,6 +55,10 @@ pub struct CompletionJob {
     pub on_token: Option<Box<dyn FnMut(&str) + Send>>,
     /// Background work (cache warm-up): stops as soon as a foreground request waits.
     pub background: bool,
+    /// Text the generation must start with (token healing): the prompt left
+    /// out the partial word and blanks before the cursor, and decoding is
+    /// constrained to tokens consistent with them until they are covered.
+    pub forced_prefix: String,
 }
 
 /// What one request cost and produced.

@@ -326,6 +326,7 @@ async fn generate_local(
         cancel: cancel.clone(),
         on_token: Some(Box::new(on_token)),
         background: false,
+        forced_prefix: String::new(),
     };
     let gen = backend.state.engine.complete(job).await.map_err(|e| e.to_string())?;
     tracing::debug!(

@@ -1,0 +1,2 @@
+; Names used in code: what the workspace index is asked about.
+(identifier) @name
