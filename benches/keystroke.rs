@@ -5,7 +5,7 @@
 
 use locode::complete::{self, Spot};
 use locode::config::{CompletionConfig, EngineConfig};
-use locode::context::choose_anchor;
+use locode::context::plan;
 use locode::documents::{Change, Document, Encoding, Pos};
 use locode::engine::{CancelToken, Engine};
 use locode::language::Language;
@@ -33,8 +33,7 @@ async fn main() {
             doc.apply_versioned(2, vec![Change { range: Some((Pos::new(line as u32, col as u32), Pos::new(line as u32, col as u32))), text: ch.to_string() }], Encoding::Utf16);
         }
         let cursor = doc.rope.line_to_char(line) + col + step;
-        let anchor = choose_anchor(doc.anchor, cursor, &doc.rope, cfg.middle_chars);
-        doc.anchor = Some(anchor);
+        let anchor = plan(&mut doc, cursor, &cfg);
         let snap = doc.snapshot();
         let t = Instant::now();
         let s = complete::suggest(&engine, &family, "bench", &Spot { snap: &snap, cursor, anchor }, &cfg, CancelToken::new()).await.unwrap();

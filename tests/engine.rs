@@ -3,7 +3,7 @@
 
 use locode::complete::{self, Spot};
 use locode::config::{CompletionConfig, EngineConfig};
-use locode::context::choose_anchor;
+use locode::context::plan;
 use locode::documents::{Change, Document, Encoding, Pos};
 use locode::engine::{CancelToken, Engine, Generation};
 use locode::language::Language;
@@ -21,8 +21,7 @@ fn source() -> String {
 
 async fn run(engine: &Engine, family: &locode::prompt::Family, slot: &str, doc: &mut Document, cursor: usize) -> (String, Generation) {
     let cfg = CompletionConfig::default();
-    let anchor = choose_anchor(doc.anchor, cursor, &doc.rope, cfg.middle_chars);
-    doc.anchor = Some(anchor);
+    let anchor = plan(doc, cursor, &cfg);
     let snap = doc.snapshot();
     let spot = Spot { snap: &snap, cursor, anchor };
     let s = complete::suggest(engine, family, slot, &spot, &cfg, CancelToken::new()).await.unwrap();

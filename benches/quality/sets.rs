@@ -252,12 +252,3 @@ fn rust_tasks(rows: &[Value]) -> anyhow::Result<(Vec<Task>, SetInfo)> {
     Ok((tasks, info))
 }
 
-/// The problem a task belongs to (`HumanEval/12`, `Rust/12`).
-pub fn problem_of(id: &str) -> String {
-    let parts: Vec<&str> = id.split('/').collect();
-    match parts.as_slice() {
-        [_, "HumanEval", n, ..] => format!("HumanEval/{n}"),
-        ["Rust", n, ..] => format!("Rust/{n}"),
-        _ => id.to_string(),
-    }
-}

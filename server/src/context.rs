@@ -2,11 +2,11 @@
 //! around the cursor and whether a single line or a block is wanted. Pure.
 
 use crate::config::CompletionConfig;
-use crate::documents::Snapshot;
+use crate::documents::{Document, Snapshot};
 use crate::language::Language;
 use ropey::Rope;
 
-/// The prefix window's first line snaps to a multiple of this many lines, so
+/// The suffix window's last line snaps to a multiple of this many lines, so
 /// it stays put while the user types and the cached prompt stays reusable.
 pub const WINDOW_GRID: usize = 32;
 
@@ -76,6 +76,78 @@ pub fn choose_anchor(current: Option<usize>, cursor: usize, rope: &Rope, budget:
     }
 }
 
+/// How far past its budget (in lines and chars) a kept window may grow
+/// before it moves: typing on below the window start costs nothing until
+/// then, and a move costs one full evaluation of the prompt.
+const WINDOW_STRETCH: f64 = 1.5;
+
+/// Chooses the prompt anchor and the prefix window for a request at
+/// `cursor`, keeping the document's current ones where they still serve, and
+/// remembers them in the document. Returns the anchor.
+pub fn plan(doc: &mut Document, cursor: usize, cfg: &CompletionConfig) -> usize {
+    let cursor = cursor.min(doc.rope.len_chars());
+    let anchor = choose_anchor(doc.anchor, cursor, &doc.rope, cfg.middle_chars);
+    doc.anchor = Some(anchor);
+    doc.window = Some(choose_window(doc.window, anchor, &doc.rope, cfg));
+    anchor
+}
+
+/// The start of the prefix window for a prompt anchored at `anchor`: the
+/// current one while it is before the anchor and at most `WINDOW_STRETCH`
+/// times the budget behind it, else a fresh one.
+pub fn choose_window(current: Option<usize>, anchor: usize, rope: &Rope, cfg: &CompletionConfig) -> usize {
+    match current {
+        Some(w) if window_fits(w, anchor, rope, cfg) => w,
+        _ => fresh_window(anchor, rope, cfg),
+    }
+}
+
+fn window_fits(w: usize, anchor: usize, rope: &Rope, cfg: &CompletionConfig) -> bool {
+    if w > anchor || anchor > rope.len_chars() {
+        return false;
+    }
+    let lines = rope.char_to_line(anchor) - rope.char_to_line(w);
+    (lines as f64) <= cfg.prefix_lines as f64 * WINDOW_STRETCH && ((anchor - w) as f64) <= cfg.prefix_chars as f64 * WINDOW_STRETCH
+}
+
+/// A new window start: `prefix_lines` lines above the anchor's line and at
+/// most `prefix_chars` chars before it, moved down to the next item boundary
+/// (an unindented line after a blank one: a top-level item with its
+/// comments and attributes) when there is one in the first half of the
+/// window; on one huge line, its last `prefix_chars` chars.
+pub fn fresh_window(anchor: usize, rope: &Rope, cfg: &CompletionConfig) -> usize {
+    let anchor_line = rope.char_to_line(anchor);
+    // The first line that keeps the window within the char budget.
+    let (mut lo, mut hi) = (anchor_line.saturating_sub(cfg.prefix_lines), anchor_line);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if anchor - rope.line_to_char(mid) <= cfg.prefix_chars {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let first = lo;
+    if first == anchor_line && anchor - rope.line_to_char(first) > cfg.prefix_chars {
+        return anchor - cfg.prefix_chars;
+    }
+    if first == 0 {
+        return 0;
+    }
+    let limit = first + (anchor_line - first) / 2;
+    let boundary = (first..=limit).find(|&l| is_item_start(rope, l));
+    rope.line_to_char(boundary.unwrap_or(first))
+}
+
+fn is_item_start(rope: &Rope, line: usize) -> bool {
+    if line == 0 {
+        return true;
+    }
+    let text = rope.line(line);
+    let starts_item = text.chars().next().is_some_and(|c| !c.is_whitespace() && !matches!(c, ')' | ']' | '}'));
+    starts_item && line_text(rope, line - 1).trim().is_empty()
+}
+
 /// Builds the context for a cursor at char index `cursor`, with the prompt
 /// anchored at char index `anchor` (<= cursor; pass `cursor` for the usual
 /// layout).
@@ -91,18 +163,12 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
         full.chars().skip(cursor - line_start).collect::<String>()
     };
 
-    // Prefix: whole lines from a start snapped to the grid, capped in chars.
-    let anchor_line = rope.char_to_line(anchor);
-    let mut start_line = anchor_line.saturating_sub(cfg.prefix_lines) / WINDOW_GRID * WINDOW_GRID;
-    let mut start = rope.line_to_char(start_line);
-    while anchor - start > cfg.prefix_chars && start_line < anchor_line {
-        start_line = (start_line + WINDOW_GRID).min(anchor_line);
-        start = rope.line_to_char(start_line);
-    }
-    if anchor - start > cfg.prefix_chars {
-        // One huge line (minified code): keep its last `prefix_chars` chars.
-        start = anchor - cfg.prefix_chars;
-    }
+    // Prefix: from the document's window start while it still fits, else a
+    // fresh one (see `choose_window`).
+    let start = match snap.window {
+        Some(w) if window_fits(w, anchor, rope, cfg) => w,
+        _ => fresh_window(anchor, rope, cfg),
+    };
     let mut prefix = rope.slice(start..anchor).to_string();
     let mut middle = rope.slice(anchor..cursor).to_string();
     let heal: String = {
@@ -177,7 +243,7 @@ fn choose_mode(rope: &Rope, lang: Language, cur_line: usize, line_prefix: &str, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::documents::Document;
+    use crate::documents::{Change, Encoding, Pos};
 
     /// Builds a context from a fixture with a `$0` cursor.
     fn ctx(lang: Language, fixture: &str) -> CompletionContext {
@@ -233,15 +299,45 @@ mod tests {
     }
 
     #[test]
-    fn the_window_start_snaps_to_the_grid() {
-        let mut text: String = (0..400).map(|i| format!("x{i} = {i}\n")).collect();
-        text.push_str("y = $0\n");
-        let c = ctx(Language::Python, &text);
-        // 400 - 256 = 144, snapped down to 128.
-        assert!(c.prefix.starts_with("x128 = 128\n"), "{}", &c.prefix[..20]);
-        let mut text2: String = (0..401).map(|i| format!("x{i} = {i}\n")).collect();
-        text2.push_str("y = $0\n");
-        assert!(ctx(Language::Python, &text2).prefix.starts_with("x128 = 128\n"));
+    fn the_window_starts_at_an_item_and_stays_while_typing() {
+        // 50 functions of 10 lines.
+        let mut text = String::new();
+        for i in 0..50 {
+            text.push_str(&format!("def f{i}(x):\n"));
+            for j in 0..7 {
+                text.push_str(&format!("    x = x + {j}\n"));
+            }
+            text.push_str("    return x\n\n");
+        }
+        let cfg = CompletionConfig { prefix_lines: 100, ..Default::default() };
+        let mut doc = Document::new(&text, 1, Language::Python);
+        let line = 395;
+        let cursor = doc.rope.line_to_char(line);
+        let anchor = plan(&mut doc, cursor, &cfg);
+        let w = doc.window.unwrap();
+        // 100 lines up is line 295, inside f29 (lines 290..300): the window
+        // starts at the next function.
+        assert_eq!(doc.rope.char_to_line(w), 300);
+        assert!(doc.rope.line(300).to_string().starts_with("def f30"));
+        let c = build(&doc.snapshot(), cursor, anchor, &cfg);
+        assert!(c.prefix.starts_with("def f30(x):\n"), "{}", &c.prefix[..20]);
+
+        // Typing 40 new lines below keeps the window (and the cached prompt).
+        for k in 0..40 {
+            let l = (line + k) as u32;
+            doc.apply(Change { range: Some((Pos::new(l, 0), Pos::new(l, 0))), text: "    y = 1\n".into() }, Encoding::Utf16);
+            let cursor = doc.rope.line_to_char(line + k + 1);
+            plan(&mut doc, cursor, &cfg);
+            assert_eq!(doc.window, Some(w), "moved after {k} lines");
+        }
+        // Far below (past 1.5 x 100 lines): a new window.
+        let cursor = doc.rope.line_to_char(doc.rope.len_lines() - 1);
+        doc.anchor = None;
+        plan(&mut doc, cursor, &cfg);
+        assert!(doc.window.unwrap() > w);
+        // An edit before the window clears it.
+        doc.apply(Change { range: Some((Pos::new(0, 0), Pos::new(0, 0))), text: "# hi\n".into() }, Encoding::Utf16);
+        assert_eq!(doc.window, None);
     }
 
     #[test]

@@ -136,6 +136,10 @@ pub struct Document {
     /// The prompt anchor (char index) the completions of this document use;
     /// cleared by any edit that starts before it.
     pub anchor: Option<usize>,
+    /// The first char of the prompt's prefix window (a line start), kept
+    /// while the user types so the cached prompt stays valid; cleared by any
+    /// edit that starts before it.
+    pub window: Option<usize>,
     /// The last suggestion shown, for answering typed-through requests;
     /// cleared by any edit that starts before its cursor.
     pub last_suggestion: Option<ShownSuggestion>,
@@ -163,6 +167,8 @@ pub struct Snapshot {
     pub version: i32,
     pub language: Language,
     pub tree: Option<Tree>,
+    /// The document's prefix window start, see `Document::window`.
+    pub window: Option<usize>,
 }
 
 impl Document {
@@ -180,6 +186,7 @@ impl Document {
             tree: None,
             tree_stale: true,
             anchor: None,
+            window: None,
             last_suggestion: None,
         }
     }
@@ -212,6 +219,9 @@ impl Document {
         };
         if self.anchor.is_some_and(|a| start < a) {
             self.anchor = None;
+        }
+        if self.window.is_some_and(|w| start < w) {
+            self.window = None;
         }
         if let Some(s) = self.last_suggestion.as_mut() {
             if start < s.cursor || end > s.typed_end {
@@ -282,7 +292,7 @@ impl Document {
 
     pub fn snapshot(&mut self) -> Snapshot {
         let tree = self.tree().cloned();
-        Snapshot { rope: self.rope.clone(), version: self.version, language: self.language, tree }
+        Snapshot { rope: self.rope.clone(), version: self.version, language: self.language, tree, window: self.window }
     }
 }
 

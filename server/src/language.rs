@@ -27,12 +27,9 @@ impl Language {
         }
     }
 
+    /// The tree-sitter grammar, from the table in `syntax::GRAMMARS`.
     pub fn ts_language(self) -> Option<tree_sitter::Language> {
-        match self {
-            Language::Rust => Some(tree_sitter_rust::LANGUAGE.into()),
-            Language::Python => Some(tree_sitter_python::LANGUAGE.into()),
-            Language::PlainText => None,
-        }
+        crate::syntax::grammar(self).map(|g| g.ts_language())
     }
 
     /// Does a line whose code ends with this text open an indented block?

@@ -104,9 +104,9 @@ async fn complete(at: &str, json: bool, config: Config) -> anyhow::Result<()> {
     let cursor = line_start + col - 1;
     let engine = Engine::spawn();
     let (_info, family) = engine.load(config.engine.clone(), |_| {}).await?;
+    let anchor = locode::context::plan(&mut doc, cursor, &config.completion);
     let snap = doc.snapshot();
     let key = path.display().to_string();
-    let anchor = locode::context::choose_anchor(None, cursor, &snap.rope, config.completion.middle_chars);
     let spot = locode::complete::Spot { snap: &snap, cursor, anchor };
     let s = locode::complete::suggest(&engine, &family, &key, &spot, &config.completion, CancelToken::new()).await?;
     if json {

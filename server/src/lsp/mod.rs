@@ -19,6 +19,7 @@ use crate::language::Language;
 use crate::prompt::Family;
 
 mod commands;
+mod input;
 
 enum ModelState {
     Loading,
@@ -48,8 +49,16 @@ pub struct Backend {
 
 /// Runs the server on stdin/stdout until the client exits.
 pub async fn serve_stdio(config: Config) {
-    let stdin = tokio::io::stdin();
-    let stdout = tokio::io::stdout();
+    serve(config, tokio::io::stdin(), tokio::io::stdout()).await
+}
+
+/// Runs the server on any byte streams (stdio, or in-memory pipes in tests)
+/// until the client exits.
+pub async fn serve<I, O>(config: Config, stdin: I, stdout: O)
+where
+    I: tokio::io::AsyncRead + Unpin,
+    O: tokio::io::AsyncWrite,
+{
     let engine = Engine::spawn();
     let (service, socket) = LspService::build(|client| Backend {
         client,
@@ -70,7 +79,7 @@ pub async fn serve_stdio(config: Config) {
     .custom_method("locode/lastStats", Backend::last_stats)
     .custom_method("locode/status", Backend::status)
     .finish();
-    Server::new(stdin, stdout, socket).serve(service).await;
+    Server::new(input::LoneSurrogates::new(stdin), stdout, socket).serve(service).await;
 }
 
 /// How long the user must pause before background warm-up starts.
@@ -181,8 +190,7 @@ impl Backend {
             let doc = docs.get_mut(&key).ok_or_else(|| invalid_params(format!("document not open: {key}")))?;
             let cursor = documents::pos_to_char(&doc.rope, to_pos(position), enc).map_err(invalid_params)?;
             let typed_through = doc.typed_through(cursor);
-            let anchor = context::choose_anchor(doc.anchor, cursor, &doc.rope, cfg.middle_chars);
-            doc.anchor = Some(anchor);
+            let anchor = context::plan(doc, cursor, &cfg);
             let snap = if typed_through.is_some() { None } else { Some(doc.snapshot()) };
             (snap, cursor, anchor, typed_through)
         };

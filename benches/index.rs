@@ -1,0 +1,331 @@
+//! Workspace index and per-request syntax work.
+//!
+//! 1. Builds a synthetic 2,000-file workspace (Rust and Python, half each)
+//!    from the real files in the bench corpus, indexes it on the background
+//!    thread, and prints the build time, files and definitions indexed, and
+//!    memory: the RSS delta and the index's own estimate. Each copy has its
+//!    definitions renamed (`name` -> `name_<copy>`) so names are not all
+//!    1,000-fold duplicates, except two copies per language that keep the
+//!    original names (what the big file below refers to).
+//! 2. On a file of at least 5,000 lines (corpus files of one language
+//!    concatenated), times the syntax work of one completion request at 500
+//!    random cursor positions: an incremental reparse after a one-character
+//!    edit, `enclosing_scopes`, `imports`, `identifiers_in` over the 40 lines
+//!    around the cursor, `top_level_item_lines` and an index `context_for`
+//!    lookup. Prints p50/p99/max per step and for the whole. Target: p99 of
+//!    the whole <= 5 ms.
+//!
+//! ```sh
+//! cargo bench --bench index                       # corpus: ../shared/bench-data/corpus
+//! cargo bench --bench index -- --files 500 --positions 200 --corpus DIR
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use locode::index::{IndexLimits, WorkspaceIndex};
+use locode::language::Language;
+use locode::syntax;
+use tree_sitter::{InputEdit, Parser, Point};
+
+struct Opts {
+    corpus: PathBuf,
+    files: usize,
+    positions: usize,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts { corpus: default_corpus(), files: 2000, positions: 500 };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--corpus" => o.corpus = PathBuf::from(args.next().expect("--corpus DIR")),
+            "--files" => o.files = args.next().and_then(|v| v.parse().ok()).expect("--files N"),
+            "--positions" => {
+                o.positions = args.next().and_then(|v| v.parse().ok()).expect("--positions N")
+            }
+            _ => {} // `--bench` and anything else cargo passes
+        }
+    }
+    o
+}
+
+fn default_corpus() -> PathBuf {
+    if let Some(d) = std::env::var_os("LOCODE_BENCH_DATA") {
+        return PathBuf::from(d).join("corpus");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for c in [root.join("shared/bench-data/corpus"), root.join("../shared/bench-data/corpus")] {
+        if c.is_dir() {
+            return c;
+        }
+    }
+    root.join("../shared/bench-data/corpus")
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A small deterministic generator (xorshift), so runs pick the same spots.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Source files of the corpus, by language.
+fn corpus(dir: &Path) -> Vec<(Language, String)> {
+    let mut out = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let lang = Language::from_path(&p);
+        if lang.ts_language().is_none() {
+            continue;
+        }
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            out.push((lang, text));
+        }
+    }
+    assert!(
+        out.iter().any(|(l, _)| *l == Language::Rust) && out.iter().any(|(l, _)| *l == Language::Python),
+        "the corpus at {} needs Rust and Python files",
+        dir.display()
+    );
+    out
+}
+
+/// `text` with every definition name (but dunder names) suffixed `_<k>`.
+fn renamed(lang: Language, text: &str, k: usize) -> String {
+    let tree = syntax::parse(lang, text).expect("parse");
+    let mut names: Vec<String> = syntax::definitions(lang, &tree, text)
+        .into_iter()
+        .map(|d| d.name)
+        .filter(|n| n.len() >= 3 && !n.starts_with("__"))
+        .collect();
+    names.sort();
+    names.dedup();
+    let alternation: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
+    let re = regex::Regex::new(&format!(r"\b({})\b", alternation.join("|"))).expect("regex");
+    re.replace_all(text, |c: &regex::Captures| format!("{}_{k}", &c[1])).into_owned()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    (at(0.5), at(0.99), *v.last().unwrap())
+}
+
+fn main() {
+    let o = opts();
+    let files = corpus(&o.corpus);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+
+    // The big file of each language: corpus files concatenated to >= 5,000 lines.
+    let mut big: Vec<(Language, String, PathBuf)> = Vec::new();
+    for lang in [Language::Rust, Language::Python] {
+        let mut text = String::new();
+        'fill: loop {
+            for (l, t) in &files {
+                if *l == lang {
+                    text.push_str(t);
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    if text.lines().count() >= 5000 {
+                        break 'fill;
+                    }
+                }
+            }
+        }
+        let name = if lang == Language::Rust { "current/big.rs" } else { "current/big.py" };
+        big.push((lang, text, root.join(name)));
+    }
+
+    // 1. The workspace: `o.files` files, half Rust, half Python.
+    let t = Instant::now();
+    let by_lang = |lang: Language| files.iter().filter(move |(l, _)| *l == lang).map(|(_, t)| t);
+    let rust: Vec<&String> = by_lang(Language::Rust).collect();
+    let python: Vec<&String> = by_lang(Language::Python).collect();
+    let mut bytes_on_disk = 0usize;
+    for i in 0..o.files {
+        let (lang, pool, ext) = if i % 2 == 0 {
+            (Language::Rust, &rust, "rs")
+        } else {
+            (Language::Python, &python, "py")
+        };
+        let k = i / 2;
+        let src = pool[k % pool.len()];
+        // Copies 0 and 1 keep the original names.
+        let text = if k < 2 { src.to_string() } else { renamed(lang, src, k) };
+        let path = root.join(format!("pkg{:02}/sub{}/module_{i:04}.{ext}", i % 40, i % 3));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        bytes_on_disk += text.len();
+        std::fs::write(&path, text).unwrap();
+    }
+    for (_, text, path) in &big {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    println!(
+        "workspace: {} files + 2 big files, {:.1} MB, written in {:.1} s",
+        o.files,
+        bytes_on_disk as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+
+    let rss_before = rss_kib();
+    let index = WorkspaceIndex::new(vec![root.to_path_buf()], IndexLimits::default());
+    let t = Instant::now();
+    let handle = index.spawn_build();
+    // Lookups while the build runs: they must not wait for it.
+    let mut during = Vec::new();
+    while index.is_building() {
+        let q = Instant::now();
+        let _ = index.lookup("Deserializer");
+        during.push(ms(q.elapsed()));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.join().unwrap();
+    let build = t.elapsed();
+    let rss_after = rss_kib();
+    let s = index.stats();
+    println!(
+        "index build: {} files, {} defs, {:.2} s, RSS +{:.1} MB, index estimate {:.1} MB{}",
+        s.files,
+        s.definitions,
+        build.as_secs_f64(),
+        (rss_after.saturating_sub(rss_before)) as f64 / 1024.0,
+        s.bytes as f64 / (1 << 20) as f64,
+        if s.truncated { " (limits reached)" } else { "" }
+    );
+    println!("  skipped: {:?}", s.skipped);
+    if !during.is_empty() {
+        let (p50, p99, max) = percentiles(during.clone());
+        println!(
+            "  lookups during the build: {} lookups, p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms",
+            during.len()
+        );
+    }
+
+    // 2. Per-request syntax work on the big files.
+    for (lang, src, path) in &big {
+        per_request(&index, *lang, src, path, o.positions);
+    }
+}
+
+/// Byte offset of the start of `line` (0-based), clamped to the text.
+fn line_offsets(src: &str) -> Vec<usize> {
+    let mut v = vec![0];
+    v.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+    v
+}
+
+fn point_of(lines: &[usize], byte: usize) -> Point {
+    let row = lines.partition_point(|&s| s <= byte) - 1;
+    Point { row, column: byte - lines[row] }
+}
+
+fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, positions: usize) {
+    let mut parser = Parser::new();
+    parser.set_language(&lang.ts_language().unwrap()).unwrap();
+    let base = parser.parse(src, None).expect("parse");
+    let lines = line_offsets(src);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let steps = ["reparse", "enclosing_scopes", "imports", "identifiers_in", "top_level_item_lines", "context_for"];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); steps.len()];
+    let mut totals = Vec::new();
+    let mut chunks_found = 0usize;
+    let mut context_chars = 0usize;
+    for _ in 0..positions {
+        let mut at = rng.below(src.len());
+        while !src.is_char_boundary(at) {
+            at -= 1;
+        }
+        // Type one character at the cursor.
+        let mut text = String::with_capacity(src.len() + 1);
+        text.push_str(&src[..at]);
+        text.push('x');
+        text.push_str(&src[at..]);
+        let start = point_of(&lines, at);
+        let edit = InputEdit {
+            start_byte: at,
+            old_end_byte: at,
+            new_end_byte: at + 1,
+            start_position: start,
+            old_end_position: start,
+            new_end_position: Point { row: start.row, column: start.column + 1 },
+        };
+        let cursor = at + 1;
+        let row = start.row;
+
+        let t0 = Instant::now();
+        let mut old = base.clone();
+        old.edit(&edit);
+        let tree = parser.parse(&text, Some(&old)).expect("reparse");
+        let t1 = Instant::now();
+        let scopes = syntax::enclosing_scopes(lang, &tree, &text, cursor);
+        let t2 = Instant::now();
+        let imports = syntax::imports(lang, &tree, &text);
+        let t3 = Instant::now();
+        let from = lines[row.saturating_sub(20)];
+        let to = lines.get(row + 20).map_or(text.len(), |&b| (b + 1).min(text.len()));
+        let names = syntax::identifiers_in(lang, &tree, &text, from..to);
+        let t4 = Instant::now();
+        let items = syntax::top_level_item_lines(lang, &tree);
+        let t5 = Instant::now();
+        let chunks = index.context_for_imports(path, &names, &imports, 4000);
+        let t6 = Instant::now();
+
+        std::hint::black_box((&scopes, &items));
+        chunks_found += chunks.len();
+        context_chars += chunks.iter().map(|c| c.text.len()).sum::<usize>();
+        for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6)].into_iter().enumerate() {
+            times[i].push(ms(b - a));
+        }
+        totals.push(ms(t6 - t0));
+    }
+    println!(
+        "per request, {} file of {} lines ({:.0} KB), {} cursor positions (context: {:.1} chunks, {:.0} chars on average):",
+        lang.name(),
+        lines.len(),
+        src.len() as f64 / 1024.0,
+        positions,
+        chunks_found as f64 / positions as f64,
+        context_chars as f64 / positions as f64
+    );
+    for (name, t) in steps.iter().zip(times) {
+        let (p50, p99, max) = percentiles(t);
+        println!("  {name:<22} p50 {p50:6.3} ms  p99 {p99:6.3} ms  max {max:6.3} ms");
+    }
+    let (p50, p99, max) = percentiles(totals);
+    println!(
+        "  {:<22} p50 {p50:6.3} ms  p99 {p99:6.3} ms  max {max:6.3} ms  (target p99 <= 5 ms: {})",
+        "total",
+        if p99 <= 5.0 { "met" } else { "MISSED" }
+    );
+}

@@ -1,0 +1,1130 @@
+//! Syntax facts from tree-sitter: definitions, imports, enclosing scopes,
+//! block openers and identifiers, driven by the query files in
+//! `grammars/<language>/`.
+//!
+//! Pure: every function takes a parsed [`Tree`] and its source and does no
+//! I/O. Queries are compiled once per language, on first use.
+//!
+//! Adding a language: add its grammar crate, a `Language` variant (with its
+//! file extensions in `language.rs`), a folder `grammars/<name>/` with
+//! `tags.scm`, `scopes.scm`, `imports.scm`, `blocks.scm` and
+//! `identifiers.scm`, and one entry in [`GRAMMARS`]. Nothing else changes.
+//!
+//! Capture names the code relies on:
+//! - `tags.scm`: `@definition.<kind>` (the item) and `@name`.
+//! - `scopes.scm`: `@scope.<kind>` (the scope) and `@body`.
+//! - `imports.scm`: `@import`, `@import.name`, `@import.module`.
+//! - `blocks.scm`: `@block` and `@body`.
+//! - `identifiers.scm`: `@name`.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use tree_sitter::{Node, Parser, Query, QueryCursor, StreamingIterator, Tree};
+
+use crate::language::Language;
+
+/// One language's grammar and query folder.
+pub struct Grammar {
+    pub language: Language,
+    /// The folder under `grammars/`.
+    pub dir: &'static str,
+    /// Blocks are delimited by indentation (Python), not by brackets: a
+    /// cursor on a blank line indented deeper than a scope's header, right
+    /// after the scope's last statement, is still inside the scope.
+    pub indent_blocks: bool,
+    /// Tokens that open a block (`{`, `:`): used by [`opens_block`] only
+    /// where the parser could not make sense of the code (an ERROR node).
+    pub block_openers: &'static [&'static str],
+    ts: fn() -> tree_sitter::Language,
+    tags: &'static str,
+    scopes: &'static str,
+    imports: &'static str,
+    blocks: &'static str,
+    identifiers: &'static str,
+    compiled: OnceLock<Option<Compiled>>,
+}
+
+macro_rules! grammar {
+    ($lang:expr, $ts:expr, $dir:literal, indent_blocks: $indent:expr, block_openers: $openers:expr) => {
+        Grammar {
+            language: $lang,
+            dir: $dir,
+            indent_blocks: $indent,
+            block_openers: $openers,
+            ts: || $ts.into(),
+            tags: include_str!(concat!("../../grammars/", $dir, "/tags.scm")),
+            scopes: include_str!(concat!("../../grammars/", $dir, "/scopes.scm")),
+            imports: include_str!(concat!("../../grammars/", $dir, "/imports.scm")),
+            blocks: include_str!(concat!("../../grammars/", $dir, "/blocks.scm")),
+            identifiers: include_str!(concat!("../../grammars/", $dir, "/identifiers.scm")),
+            compiled: OnceLock::new(),
+        }
+    };
+}
+
+/// The languages with a grammar: the one table to extend.
+pub static GRAMMARS: [Grammar; 2] = [
+    grammar!(
+        Language::Rust,
+        tree_sitter_rust::LANGUAGE,
+        "rust",
+        indent_blocks: false,
+        block_openers: &["{"]
+    ),
+    grammar!(
+        Language::Python,
+        tree_sitter_python::LANGUAGE,
+        "python",
+        indent_blocks: true,
+        block_openers: &[":"]
+    ),
+];
+
+/// Queries of one language, compiled, with the capture indices looked up.
+struct Compiled {
+    tags: Query,
+    tags_name: Option<u32>,
+    scopes: Query,
+    scopes_body: Option<u32>,
+    imports: Query,
+    import: Option<u32>,
+    import_name: Option<u32>,
+    import_module: Option<u32>,
+    blocks: Query,
+    blocks_block: Option<u32>,
+    blocks_body: Option<u32>,
+    identifiers: Query,
+}
+
+/// A query file that does not compile against its grammar.
+#[derive(Debug)]
+pub struct QueryError {
+    pub file: String,
+    pub error: tree_sitter::QueryError,
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: row {}, column {}: {:?} {}",
+            self.file, self.error.row, self.error.column, self.error.kind, self.error.message
+        )
+    }
+}
+
+impl Grammar {
+    fn compile(&self) -> Result<Compiled, QueryError> {
+        let lang = (self.ts)();
+        let q = |file: &str, text: &str| {
+            Query::new(&lang, text).map_err(|error| QueryError {
+                file: format!("grammars/{}/{file}", self.dir),
+                error,
+            })
+        };
+        let tags = q("tags.scm", self.tags)?;
+        let scopes = q("scopes.scm", self.scopes)?;
+        let imports = q("imports.scm", self.imports)?;
+        let blocks = q("blocks.scm", self.blocks)?;
+        let identifiers = q("identifiers.scm", self.identifiers)?;
+        Ok(Compiled {
+            tags_name: tags.capture_index_for_name("name"),
+            scopes_body: scopes.capture_index_for_name("body"),
+            import: imports.capture_index_for_name("import"),
+            import_name: imports.capture_index_for_name("import.name"),
+            import_module: imports.capture_index_for_name("import.module"),
+            blocks_block: blocks.capture_index_for_name("block"),
+            blocks_body: blocks.capture_index_for_name("body"),
+            tags,
+            scopes,
+            imports,
+            blocks,
+            identifiers,
+        })
+    }
+
+    /// Compile every query file of this language (what the tests check).
+    pub fn check_queries(&self) -> Result<(), QueryError> {
+        self.compile().map(|_| ())
+    }
+
+    pub fn ts_language(&self) -> tree_sitter::Language {
+        (self.ts)()
+    }
+
+    fn compiled(&self) -> Option<&Compiled> {
+        self.compiled
+            .get_or_init(|| match self.compile() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+/// The grammar of `lang`, if it has one.
+pub fn grammar(lang: Language) -> Option<&'static Grammar> {
+    GRAMMARS.iter().find(|g| g.language == lang)
+}
+
+fn compiled(lang: Language) -> Option<(&'static Grammar, &'static Compiled)> {
+    let g = grammar(lang)?;
+    Some((g, g.compiled()?))
+}
+
+/// A fresh parse of `src` (for one-off checks; documents reparse
+/// incrementally).
+pub fn parse(lang: Language, src: &str) -> Option<Tree> {
+    let g = grammar(lang)?;
+    let mut parser = Parser::new();
+    parser.set_language(&g.ts_language()).ok()?;
+    parser.parse(src, None)
+}
+
+fn text<'a>(src: &'a str, node: Node) -> &'a str {
+    src.get(node.byte_range()).unwrap_or("")
+}
+
+/// The first `max_lines` lines of `s`, without trailing whitespace.
+fn first_lines(s: &str, max_lines: usize) -> &str {
+    let mut end = s.len();
+    let mut seen = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if b == b'\n' {
+            seen += 1;
+            if seen == max_lines {
+                end = i;
+                break;
+            }
+        }
+    }
+    s[..end].trim_end()
+}
+
+/// The body of an item: its `body` field, or that of the definition it wraps
+/// (a Python decorated definition).
+fn body_of(node: Node) -> Option<Node> {
+    node.child_by_field_name("body").or_else(|| {
+        node.child_by_field_name("definition")
+            .and_then(|d| d.child_by_field_name("body"))
+    })
+}
+
+const SIGNATURE_MAX_LINES: usize = 6;
+
+/// The header of an item: from its start up to its body; the first lines of
+/// an item without a body.
+fn header_of(src: &str, node: Node) -> String {
+    let start = node.start_byte();
+    let end = match body_of(node) {
+        Some(body) if body.start_byte() > start => body.start_byte(),
+        _ => node.end_byte(),
+    };
+    first_lines(src.get(start..end).unwrap_or(""), SIGNATURE_MAX_LINES).to_string()
+}
+
+/// A definition found by `tags.scm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    pub name: String,
+    /// The `<kind>` of its `@definition.<kind>` capture: `function`, `method`,
+    /// `class`, `struct`, `enum`, `trait`, `impl`, `constant`, `type`,
+    /// `module`, `macro`, `attribute`.
+    pub kind: String,
+    pub byte_range: Range<usize>,
+    /// 0-based.
+    pub start_line: usize,
+    /// 0-based, inclusive.
+    pub end_line: usize,
+    /// The header: text from the item start up to its body (e.g.
+    /// `def f(a, b) -> int:` or `pub fn f(a: u8) -> u8`), one line or a few;
+    /// the first lines of an item without a body (`const X: u8 = 1;`).
+    pub signature: String,
+}
+
+/// All definitions in `tree`, in source order (outer items before the items
+/// nested in them).
+pub fn definitions(lang: Language, tree: &Tree, src: &str) -> Vec<Definition> {
+    let Some((_, c)) = compiled(lang) else {
+        return Vec::new();
+    };
+    let Some(name_ix) = c.tags_name else {
+        return Vec::new();
+    };
+    let names = c.tags.capture_names();
+    // Per name node: the earliest pattern that captured it.
+    let mut best: HashMap<usize, (usize, Definition)> = HashMap::new();
+    let mut cursor = QueryCursor::new();
+    let mut matches = cursor.matches(&c.tags, tree.root_node(), src.as_bytes());
+    while let Some(m) = matches.next() {
+        let mut name_node = None;
+        let mut item = None;
+        for cap in m.captures {
+            if cap.index == name_ix {
+                name_node = Some(cap.node);
+            } else if let Some(kind) = names[cap.index as usize].strip_prefix("definition.") {
+                item = Some((cap.node, kind));
+            }
+        }
+        let (Some(name_node), Some((node, kind))) = (name_node, item) else {
+            continue;
+        };
+        if let Some((pattern, _)) = best.get(&name_node.id()) {
+            if *pattern <= m.pattern_index {
+                continue;
+            }
+        }
+        let def = Definition {
+            name: text(src, name_node).to_string(),
+            kind: kind.to_string(),
+            byte_range: node.byte_range(),
+            start_line: node.start_position().row,
+            end_line: node.end_position().row,
+            signature: header_of(src, node),
+        };
+        best.insert(name_node.id(), (m.pattern_index, def));
+    }
+    let mut defs: Vec<Definition> = best.into_values().map(|(_, d)| d).collect();
+    defs.sort_by(|a, b| {
+        (a.byte_range.start, std::cmp::Reverse(a.byte_range.end), &a.name)
+            .cmp(&(b.byte_range.start, std::cmp::Reverse(b.byte_range.end), &b.name))
+    });
+    defs
+}
+
+/// An import statement (`use ...;`, `import ...`, `from ... import ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub byte_range: Range<usize>,
+    pub start_line: usize,
+    pub end_line: usize,
+    /// The module imported from: `crate::engine` for `use crate::engine::Engine;`,
+    /// `.models` for `from .models import User`, `os.path` for `import os.path`.
+    pub module: Option<String>,
+    /// The names brought into scope, in source order (aliases when renamed).
+    pub names: Vec<String>,
+}
+
+/// All imports in `tree`, in source order (nested ones too, such as a Python
+/// import inside a function).
+pub fn imports(lang: Language, tree: &Tree, src: &str) -> Vec<Import> {
+    let Some((_, c)) = compiled(lang) else {
+        return Vec::new();
+    };
+    let mut stmts: Vec<Node> = Vec::new();
+    // (node, is_module)
+    let mut parts: Vec<(Node, bool)> = Vec::new();
+    let mut cursor = QueryCursor::new();
+    let mut matches = cursor.matches(&c.imports, tree.root_node(), src.as_bytes());
+    while let Some(m) = matches.next() {
+        for cap in m.captures {
+            let ix = Some(cap.index);
+            if ix == c.import {
+                stmts.push(cap.node);
+            } else if ix == c.import_name {
+                parts.push((cap.node, false));
+            } else if ix == c.import_module {
+                parts.push((cap.node, true));
+            }
+        }
+    }
+    stmts.sort_by_key(|n| (n.start_byte(), std::cmp::Reverse(n.end_byte())));
+    stmts.dedup_by_key(|n| n.id());
+    let mut out: Vec<Import> = stmts
+        .iter()
+        .map(|n| Import {
+            byte_range: n.byte_range(),
+            start_line: n.start_position().row,
+            end_line: n.end_position().row,
+            module: None,
+            names: Vec::new(),
+        })
+        .collect();
+    // Each name/module goes to the innermost import containing it; the
+    // module is the earliest (outermost) path captured.
+    parts.sort_by_key(|(n, _)| (n.start_byte(), std::cmp::Reverse(n.end_byte())));
+    parts.dedup_by_key(|(n, m)| (n.id(), *m));
+    let mut seen_names: Vec<Vec<usize>> = vec![Vec::new(); out.len()];
+    for (node, is_module) in parts {
+        let r = node.byte_range();
+        let Some(i) = (0..out.len())
+            .filter(|&i| out[i].byte_range.start <= r.start && r.end <= out[i].byte_range.end)
+            .min_by_key(|&i| out[i].byte_range.len())
+        else {
+            continue;
+        };
+        let t = text(src, node).to_string();
+        if is_module {
+            if out[i].module.is_none() {
+                out[i].module = Some(t);
+            }
+        } else if !seen_names[i].contains(&node.id()) && !out[i].names.contains(&t) {
+            seen_names[i].push(node.id());
+            out[i].names.push(t);
+        }
+    }
+    out
+}
+
+/// A scope found by `scopes.scm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The `<kind>` of its `@scope.<kind>` capture: `function`, `class`,
+    /// `impl`, `trait`, `module`, `closure`, `struct`, `enum`, `extern`.
+    pub kind: String,
+    pub byte_range: Range<usize>,
+    /// 0-based.
+    pub start_line: usize,
+    /// Byte where the scope's body starts, after the header: the `{` of a
+    /// Rust body, the first statement of a Python block.
+    pub body_start: usize,
+    /// The text before the body, trailing whitespace trimmed:
+    /// `pub fn f(a: u8) -> u8`, `def f(a, b) -> int:`.
+    pub header: String,
+}
+
+/// Last byte of non-whitespace before `byte` (or `byte` itself when there is
+/// none before it on any line).
+fn anchor_before(src: &str, byte: usize) -> usize {
+    let b = src.as_bytes();
+    let mut i = byte.min(b.len());
+    while i > 0 && b[i - 1].is_ascii_whitespace() {
+        i -= 1;
+    }
+    if i == 0 {
+        byte.min(b.len())
+    } else {
+        i - 1
+    }
+}
+
+fn line_start(src: &str, byte: usize) -> usize {
+    src.as_bytes()[..byte].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// Is the cursor at `byte` inside `node`?
+///
+/// Strictly after its start; before its end, or at its end unless the node
+/// ends with a closing bracket. With indentation blocks, also on a blank line
+/// after the node's last line, indented deeper than the node's first line.
+fn contains_cursor(g: &Grammar, src: &str, node: Node, byte: usize) -> bool {
+    let r = node.byte_range();
+    if byte <= r.start {
+        return false;
+    }
+    if byte < r.end {
+        return true;
+    }
+    if byte == r.end {
+        let closed = src[..r.end].ends_with(['}', ')', ']']);
+        let last_missing = node
+            .child(node.child_count().saturating_sub(1))
+            .is_some_and(|c| c.is_missing());
+        return g.indent_blocks || !closed || last_missing;
+    }
+    if !g.indent_blocks {
+        return false;
+    }
+    let gap = &src[r.end..byte];
+    if !gap.contains('\n') || !gap.bytes().all(|b| b.is_ascii_whitespace()) {
+        return false;
+    }
+    let column = byte - line_start(src, byte);
+    column > node.start_position().column
+}
+
+/// The scopes around the cursor at `byte`, innermost first.
+///
+/// Code the parser gave up on (an unclosed `{` followed by more items) is an
+/// ERROR node and yields no scope there.
+pub fn enclosing_scopes(lang: Language, tree: &Tree, src: &str, byte: usize) -> Vec<Scope> {
+    let Some((g, c)) = compiled(lang) else {
+        return Vec::new();
+    };
+    let byte = byte.min(src.len());
+    let names = c.scopes.capture_names();
+    let lo = anchor_before(src, byte);
+    let hi = (byte + 1).min(src.len()).max(lo + 1);
+    let mut cursor = QueryCursor::new();
+    cursor.set_byte_range(lo..hi);
+    let mut found: Vec<(Node, &str, Option<Node>)> = Vec::new();
+    let mut matches = cursor.matches(&c.scopes, tree.root_node(), src.as_bytes());
+    while let Some(m) = matches.next() {
+        let mut scope = None;
+        let mut body = None;
+        for cap in m.captures {
+            if Some(cap.index) == c.scopes_body {
+                body = Some(cap.node);
+            } else if let Some(kind) = names[cap.index as usize].strip_prefix("scope.") {
+                scope = Some((cap.node, kind));
+            }
+        }
+        if let Some((node, kind)) = scope {
+            if contains_cursor(g, src, node, byte) && !found.iter().any(|(n, _, _)| n.id() == node.id())
+            {
+                found.push((node, kind, body));
+            }
+        }
+    }
+    found.sort_by_key(|(n, _, _)| (std::cmp::Reverse(n.start_byte()), n.end_byte()));
+    found
+        .into_iter()
+        .map(|(node, kind, body)| {
+            let body_start = body.map_or(node.end_byte(), |b| b.start_byte());
+            let header = match body {
+                Some(b) if b.start_byte() > node.start_byte() => {
+                    src[node.start_byte()..b.start_byte()].trim_end().to_string()
+                }
+                _ => first_lines(text(src, node), 1).to_string(),
+            };
+            Scope {
+                kind: kind.to_string(),
+                byte_range: node.byte_range(),
+                start_line: node.start_position().row,
+                body_start,
+                header,
+            }
+        })
+        .collect()
+}
+
+/// 0-based start lines of the root's named children (top-level item
+/// boundaries), sorted and deduplicated.
+pub fn top_level_item_lines(_lang: Language, tree: &Tree) -> Vec<usize> {
+    let root = tree.root_node();
+    let mut cursor = root.walk();
+    let mut lines: Vec<usize> = root
+        .named_children(&mut cursor)
+        .map(|n| n.start_position().row)
+        .collect();
+    lines.sort_unstable();
+    lines.dedup();
+    lines
+}
+
+/// The names (identifiers, type names, field names: per `identifiers.scm`)
+/// used in `byte_range`, deduplicated, the one last used nearest the end of
+/// the range first.
+pub fn identifiers_in(
+    lang: Language,
+    tree: &Tree,
+    src: &str,
+    byte_range: Range<usize>,
+) -> Vec<String> {
+    let Some((_, c)) = compiled(lang) else {
+        return Vec::new();
+    };
+    let start = byte_range.start.min(src.len());
+    let end = byte_range.end.min(src.len()).max(start);
+    let mut cursor = QueryCursor::new();
+    cursor.set_byte_range(start..end);
+    let mut last_use: HashMap<&str, usize> = HashMap::new();
+    let mut captures = cursor.captures(&c.identifiers, tree.root_node(), src.as_bytes());
+    while let Some((m, i)) = captures.next() {
+        let node = m.captures[*i].node;
+        let r = node.byte_range();
+        if r.start < start || r.end > end || r.is_empty() {
+            continue;
+        }
+        let t = &src[r.clone()];
+        let e = last_use.entry(t).or_insert(r.start);
+        *e = (*e).max(r.start);
+    }
+    let mut names: Vec<(&str, usize)> = last_use.into_iter().collect();
+    names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    names.into_iter().map(|(n, _)| n.to_string()).collect()
+}
+
+/// Is the cursor at `byte` right after a block opener (`def f():`, `if x:`,
+/// `fn f() {`: only whitespace between the opener and the cursor) or inside
+/// an empty body of a block, per `blocks.scm`?
+pub fn opens_block(lang: Language, tree: &Tree, src: &str, byte: usize) -> bool {
+    let Some((g, c)) = compiled(lang) else {
+        return false;
+    };
+    let (Some(block_ix), Some(body_ix)) = (c.blocks_block, c.blocks_body) else {
+        return false;
+    };
+    let byte = byte.min(src.len());
+    let lo = anchor_before(src, byte);
+    let hi = (byte + 1).min(src.len()).max(lo + 1);
+    let mut cursor = QueryCursor::new();
+    cursor.set_byte_range(lo..hi);
+    let mut matches = cursor.matches(&c.blocks, tree.root_node(), src.as_bytes());
+    while let Some(m) = matches.next() {
+        let mut block = None;
+        let mut body = None;
+        for cap in m.captures {
+            if cap.index == block_ix {
+                block = Some(cap.node);
+            }
+            if cap.index == body_ix {
+                body = Some(cap.node);
+            }
+        }
+        let (Some(block), Some(body)) = (block, body) else {
+            continue;
+        };
+        if let Some(opener_end) = opener_end(block, body) {
+            if opener_end <= byte
+                && src[opener_end..byte].bytes().all(|b| b.is_ascii_whitespace())
+                && (g.indent_blocks || byte < body.end_byte() || body_unclosed(body))
+            {
+                return true;
+            }
+        }
+        if body_is_empty(body) && contains_cursor(g, src, body, byte) {
+            return true;
+        }
+    }
+    // Code the parser could not make sense of (`fn f() {` at the end of the
+    // file): an opener token inside an ERROR node, then only whitespace up to
+    // the cursor and nothing after it on its line.
+    let rest_of_line = src[byte..].split('\n').next().unwrap_or("");
+    if !rest_of_line.trim().is_empty() {
+        return false;
+    }
+    let Some(leaf) = tree.root_node().descendant_for_byte_range(lo, lo + 1) else {
+        return false;
+    };
+    !leaf.is_named()
+        && leaf.end_byte() <= byte
+        && g.block_openers.contains(&leaf.kind())
+        && src[leaf.end_byte()..byte].bytes().all(|b| b.is_ascii_whitespace())
+        && in_error(leaf)
+}
+
+fn in_error(node: Node) -> bool {
+    let mut n = Some(node);
+    while let Some(x) = n {
+        if x.is_error() {
+            return true;
+        }
+        n = x.parent();
+    }
+    false
+}
+
+/// Where the opener of `body` ends: after its leading `{` when the body
+/// starts with a bracket token, else after the token before the body (the
+/// `:` of a Python compound statement).
+fn opener_end(block: Node, body: Node) -> Option<usize> {
+    if let Some(first) = body.child(0) {
+        if !first.is_named() && !first.is_missing() {
+            return Some(first.end_byte());
+        }
+    }
+    let prev = body.prev_sibling()?;
+    if prev.start_byte() < block.start_byte() {
+        return None;
+    }
+    Some(prev.end_byte())
+}
+
+/// Does the body end without its closing bracket?
+fn body_unclosed(body: Node) -> bool {
+    match body.child(body.child_count().saturating_sub(1)) {
+        Some(last) => last.is_missing() || last.is_named() || body.child_count() == 1,
+        None => true,
+    }
+}
+
+/// A body with no named children but comments.
+fn body_is_empty(body: Node) -> bool {
+    let mut cursor = body.walk();
+    let empty = body
+        .named_children(&mut cursor)
+        .all(|n| n.is_extra() || n.kind().contains("comment"));
+    empty
+}
+
+/// Number of ERROR and MISSING nodes in `tree`.
+pub fn problem_count(tree: &Tree) -> usize {
+    let root = tree.root_node();
+    if !root.has_error() {
+        return 0;
+    }
+    let mut count = 0;
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        if node.is_error() || node.is_missing() {
+            count += 1;
+        }
+        // Descend only into subtrees that contain problems.
+        if node.has_error() && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return count;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Split a fixture at its `$0` cursor marker.
+    fn cursor(fixture: &str) -> (String, usize) {
+        let at = fixture.find("$0").expect("fixture has a $0 cursor");
+        (fixture.replacen("$0", "", 1), at)
+    }
+
+    fn tree(lang: Language, src: &str) -> Tree {
+        parse(lang, src).expect("parses")
+    }
+
+    #[test]
+    fn every_query_compiles() {
+        for g in &GRAMMARS {
+            if let Err(e) = g.check_queries() {
+                panic!("{e}");
+            }
+            assert!(compiled(g.language).is_some(), "{}", g.dir);
+        }
+    }
+
+    /// (name, kind, start_line) of every definition.
+    fn defs(lang: Language, src: &str) -> Vec<(String, String, usize)> {
+        definitions(lang, &tree(lang, src), src)
+            .into_iter()
+            .map(|d| (d.name, d.kind, d.start_line))
+            .collect()
+    }
+
+    fn owned(v: &[(&str, &str, usize)]) -> Vec<(String, String, usize)> {
+        v.iter().map(|(a, b, l)| (a.to_string(), b.to_string(), *l)).collect()
+    }
+
+    const RUST_ITEMS: &str = r#"use std::fmt;
+
+pub const LIMIT: usize = 10;
+static mut COUNT: u32 = 0;
+pub type Res<T> = Result<T, Error>;
+
+#[derive(Debug)]
+pub struct Point<T> {
+    x: T,
+    y: T,
+}
+
+enum Shape { Circle(f64), Square(f64) }
+
+pub trait Area {
+    type Unit;
+    fn area(&self) -> f64;
+    fn twice(&self) -> f64 {
+        self.area() * 2.0
+    }
+}
+
+impl<T> Point<T> {
+    pub fn new(x: T, y: T) -> Self {
+        Point { x, y }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "shape")
+    }
+}
+
+mod inner {
+    pub fn helper(a: u8,
+                  b: u8) -> u8 where u8: Copy {
+        fn nested() {}
+        a + b
+    }
+}
+
+macro_rules! square { ($x:expr) => { $x * $x } }
+"#;
+
+    #[test]
+    fn rust_definitions() {
+        assert_eq!(
+            defs(Language::Rust, RUST_ITEMS),
+            owned(&[
+                ("LIMIT", "constant", 2),
+                ("COUNT", "constant", 3),
+                ("Res", "type", 4),
+                ("Point", "struct", 7),
+                ("Shape", "enum", 12),
+                ("Area", "trait", 14),
+                ("Unit", "type", 15),
+                ("area", "method", 16),
+                ("twice", "method", 17),
+                ("Point", "impl", 22),
+                ("new", "method", 23),
+                ("Shape", "impl", 28),
+                ("fmt", "method", 29),
+                ("inner", "module", 34),
+                ("helper", "function", 35),
+                ("nested", "function", 37),
+                ("square", "macro", 42),
+            ])
+        );
+    }
+
+    #[test]
+    fn rust_signatures_stop_at_the_body() {
+        let t = tree(Language::Rust, RUST_ITEMS);
+        let sig = |name: &str, kind: &str| {
+            definitions(Language::Rust, &t, RUST_ITEMS)
+                .into_iter()
+                .find(|d| d.name == name && d.kind == kind)
+                .unwrap_or_else(|| panic!("{name} {kind}"))
+                .signature
+        };
+        assert_eq!(sig("new", "method"), "pub fn new(x: T, y: T) -> Self");
+        assert_eq!(sig("Point", "struct"), "pub struct Point<T>");
+        assert_eq!(sig("Point", "impl"), "impl<T> Point<T>");
+        assert_eq!(sig("Shape", "impl"), "impl fmt::Display for Shape");
+        assert_eq!(sig("area", "method"), "fn area(&self) -> f64;");
+        assert_eq!(sig("LIMIT", "constant"), "pub const LIMIT: usize = 10;");
+        assert_eq!(
+            sig("helper", "function"),
+            "pub fn helper(a: u8,\n                  b: u8) -> u8 where u8: Copy"
+        );
+        let new = definitions(Language::Rust, &t, RUST_ITEMS)
+            .into_iter()
+            .find(|d| d.name == "new")
+            .unwrap();
+        assert_eq!((new.start_line, new.end_line), (23, 25));
+        assert!(RUST_ITEMS[new.byte_range].starts_with("pub fn new"));
+    }
+
+    const PY_ITEMS: &str = r#"import os
+
+MAX_RETRIES = 3
+timeout: float = 2.5
+
+@dataclass
+class Config:
+    name: str = ""
+    retries = 0
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def load(self, path,
+             strict=False):
+        def inner():
+            pass
+        return inner
+
+def main(argv: list[str]) -> int:
+    x = 1
+    return 0
+
+class Empty: pass
+"#;
+
+    #[test]
+    fn python_definitions() {
+        assert_eq!(
+            defs(Language::Python, PY_ITEMS),
+            owned(&[
+                ("MAX_RETRIES", "constant", 2),
+                ("timeout", "constant", 3),
+                ("Config", "class", 5),
+                ("name", "attribute", 7),
+                ("retries", "attribute", 8),
+                ("label", "method", 10),
+                ("load", "method", 14),
+                ("inner", "function", 16),
+                ("main", "function", 20),
+                ("Empty", "class", 24),
+            ])
+        );
+        let t = tree(Language::Python, PY_ITEMS);
+        let all = definitions(Language::Python, &t, PY_ITEMS);
+        let sig = |name: &str| all.iter().find(|d| d.name == name).unwrap().signature.clone();
+        assert_eq!(sig("Config"), "@dataclass\nclass Config:");
+        assert_eq!(sig("label"), "@property\n    def label(self) -> str:");
+        assert_eq!(sig("load"), "def load(self, path,\n             strict=False):");
+        assert_eq!(sig("main"), "def main(argv: list[str]) -> int:");
+        assert_eq!(sig("Empty"), "class Empty:");
+        assert_eq!(sig("MAX_RETRIES"), "MAX_RETRIES = 3");
+        // A function-local assignment is not a definition.
+        assert!(!all.iter().any(|d| d.name == "x"));
+    }
+
+    fn imps(lang: Language, src: &str) -> Vec<(usize, Option<String>, Vec<String>)> {
+        imports(lang, &tree(lang, src), src)
+            .into_iter()
+            .map(|i| {
+                let words: [&str; 2] =
+                    if lang == Language::Rust { ["use", "extern"] } else { ["import", "from"] };
+                let stmt = &src[i.byte_range.clone()];
+                assert!(words.iter().any(|w| stmt.contains(w)), "{stmt}");
+                (i.start_line, i.module, i.names)
+            })
+            .collect()
+    }
+
+    fn imp(line: usize, module: Option<&str>, names: &[&str]) -> (usize, Option<String>, Vec<String>) {
+        (line, module.map(str::to_string), names.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn rust_imports() {
+        let src = r#"use std::collections::{HashMap, BTreeMap as Map};
+use crate::engine::Engine;
+use anyhow;
+use a::b::*;
+use tree_sitter::{self, Node as TsNode, query::{Query, QueryCursor}};
+use foo::Bar as Baz;
+extern crate serde as s;
+pub(crate) use super::x::{
+    y,
+    z,
+};
+fn f() {
+    use inner::Thing;
+}
+"#;
+        assert_eq!(
+            imps(Language::Rust, src),
+            vec![
+                imp(0, Some("std::collections"), &["HashMap", "Map"]),
+                imp(1, Some("crate::engine"), &["Engine"]),
+                imp(2, None, &["anyhow"]),
+                imp(3, Some("a::b"), &[]),
+                imp(4, Some("tree_sitter"), &["tree_sitter", "TsNode", "Query", "QueryCursor"]),
+                imp(5, Some("foo"), &["Baz"]),
+                imp(6, None, &["s"]),
+                imp(7, Some("super::x"), &["y", "z"]),
+                imp(12, Some("inner"), &["Thing"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn python_imports() {
+        let src = r#"import os.path
+import numpy as np, sys
+from .models import User, Group as G
+from ..util.text import (
+    slug,
+    trim,
+)
+from typing import *
+from __future__ import annotations
+
+def f():
+    import json
+"#;
+        assert_eq!(
+            imps(Language::Python, src),
+            vec![
+                imp(0, Some("os.path"), &["os"]),
+                imp(1, Some("numpy"), &["np", "sys"]),
+                imp(2, Some(".models"), &["User", "G"]),
+                imp(3, Some("..util.text"), &["slug", "trim"]),
+                imp(7, Some("typing"), &[]),
+                imp(8, None, &["annotations"]),
+                imp(11, Some("json"), &["json"]),
+            ]
+        );
+    }
+
+    /// (kind, header) of the scopes around the `$0` cursor, innermost first.
+    fn scopes_at(lang: Language, fixture: &str) -> Vec<(String, String)> {
+        let (src, at) = cursor(fixture);
+        let t = tree(lang, &src);
+        enclosing_scopes(lang, &t, &src, at)
+            .into_iter()
+            .map(|s| {
+                assert!(s.byte_range.start < at && s.body_start <= s.byte_range.end);
+                assert_eq!(src[..s.body_start].trim_end().ends_with(&s.header), true);
+                (s.kind, s.header)
+            })
+            .collect()
+    }
+
+    fn sc(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn rust_enclosing_scopes() {
+        let fixture = r#"mod m {
+    impl Foo {
+        pub fn bar(&self, x: u8) -> u8 {
+            let f = |y: u8| {
+                y + $0
+            };
+            f(x)
+        }
+    }
+}
+"#;
+        assert_eq!(
+            scopes_at(Language::Rust, fixture),
+            sc(&[
+                ("closure", "|y: u8|"),
+                ("function", "pub fn bar(&self, x: u8) -> u8"),
+                ("impl", "impl Foo"),
+                ("module", "mod m"),
+            ])
+        );
+        // Right after a closing brace: outside that function.
+        assert_eq!(
+            scopes_at(Language::Rust, "impl A {\n    fn f() {}$0\n}\n"),
+            sc(&[("impl", "impl A")])
+        );
+        assert_eq!(scopes_at(Language::Rust, "fn f() {}\n$0\nfn g() {}\n"), sc(&[]));
+        // Before the item starts: not inside it.
+        assert_eq!(scopes_at(Language::Rust, "$0fn f() {}\n"), sc(&[]));
+        // Unclosed body while typing.
+        assert_eq!(
+            scopes_at(Language::Rust, "fn a() {}\nfn f(x: u8) {\n    let y = x;$0\n}\n"),
+            sc(&[("function", "fn f(x: u8)")])
+        );
+
+    }
+
+    #[test]
+    fn python_enclosing_scopes() {
+        let fixture = "class A(Base):\n    def f(self, x):\n        y = x\n        $0\n\ndef g():\n    pass\n";
+        assert_eq!(
+            scopes_at(Language::Python, fixture),
+            sc(&[("function", "def f(self, x):"), ("class", "class A(Base):")])
+        );
+        // Dedented to the class body: only the class.
+        let fixture = "class A:\n    def f(self):\n        return 1\n\n    $0\n";
+        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("class", "class A:")]));
+        // Column 0 after the class: nothing.
+        let fixture = "class A:\n    def f(self):\n        return 1\n$0\n";
+        assert_eq!(scopes_at(Language::Python, fixture), sc(&[]));
+        // At the end of the last statement, even after a `)`.
+        let fixture = "def f(a,\n      b):\n    return g(a)$0\n";
+        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("function", "def f(a,\n      b):")]));
+        // Decorated: the scope is the function itself.
+        let fixture = "@cache\ndef f():\n    x = 1$0\n";
+        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("function", "def f():")]));
+    }
+
+    #[test]
+    fn top_level_lines() {
+        let t = tree(Language::Rust, RUST_ITEMS);
+        assert_eq!(
+            top_level_item_lines(Language::Rust, &t),
+            vec![0, 2, 3, 4, 6, 7, 12, 14, 22, 28, 34, 42]
+        );
+        let t = tree(Language::Python, PY_ITEMS);
+        assert_eq!(top_level_item_lines(Language::Python, &t), vec![0, 2, 3, 5, 20, 24]);
+    }
+
+    #[test]
+    fn identifiers_nearest_last_use_first() {
+        let src = "fn f(cfg: Config) -> u8 {\n    let a = cfg.limit;\n    let b = helper(a, cfg);\n    b.max$0\n}\n";
+        let (src, at) = cursor(src);
+        let t = tree(Language::Rust, &src);
+        let line1 = src.find("    let a").unwrap();
+        assert_eq!(
+            identifiers_in(Language::Rust, &t, &src, line1..at),
+            ["max", "b", "cfg", "a", "helper", "limit"]
+        );
+        // The whole function: the parameter and type names too.
+        assert_eq!(
+            identifiers_in(Language::Rust, &t, &src, 0..src.len()),
+            ["max", "b", "cfg", "a", "helper", "limit", "Config", "f"]
+        );
+        // A node cut by the range's start is left out.
+        let mid = src.find("helper").unwrap() + 2;
+        assert_eq!(identifiers_in(Language::Rust, &t, &src, mid..at), ["max", "b", "cfg", "a"]);
+
+        let src = "import os\nclass A:\n    def f(self):\n        return os.path.join(self.root, name)\n";
+        let t = tree(Language::Python, src);
+        let from = src.find("return").unwrap();
+        assert_eq!(
+            identifiers_in(Language::Python, &t, src, from..src.len()),
+            ["name", "root", "self", "join", "path", "os"]
+        );
+        assert!(identifiers_in(Language::PlainText, &t, src, 0..src.len()).is_empty());
+    }
+
+    fn opens(lang: Language, fixture: &str) -> bool {
+        let (src, at) = cursor(fixture);
+        let t = tree(lang, &src);
+        opens_block(lang, &t, &src, at)
+    }
+
+    #[test]
+    fn rust_block_openers() {
+        let r = Language::Rust;
+        assert!(opens(r, "fn f() {$0}\n"));
+        assert!(opens(r, "fn f() {\n    $0\n}\n"));
+        assert!(opens(r, "fn f() {\n    if x {\n        $0\n    }\n}\n"));
+        assert!(opens(r, "fn f() {\n    for i in 0..3 {$0\n}\n"));
+        assert!(opens(r, "impl A {\n    $0\n}\n"));
+        assert!(opens(r, "fn f(x: u8) {\n    match x {\n        $0\n    }\n}\n"));
+        // Unclosed at the end of the file: the parser gives up (ERROR).
+        assert!(opens(r, "fn a() {}\nfn f() {\n    $0"));
+        // Not after an opener.
+        assert!(!opens(r, "fn f() {\n    let x = 1;\n    $0\n}\n"));
+        assert!(!opens(r, "fn f() {\n    let x = g($0);\n}\n"));
+        assert!(!opens(r, "fn f() {}\n$0\n"));
+        assert!(!opens(r, "fn f() {\n    let x = 1;$0\n}\n"));
+        assert!(!opens(r, "fn f() {}$0\n"));
+        // A struct literal is not a block.
+        assert!(!opens(r, "fn f() {\n    let p = Point {$0};\n}\n"));
+    }
+
+    #[test]
+    fn python_block_openers() {
+        let p = Language::Python;
+        assert!(opens(p, "def f():$0"));
+        assert!(opens(p, "def f():\n    $0"));
+        assert!(opens(p, "def f(a, b) -> int:\n    $0\n\ndef g():\n    pass\n"));
+        assert!(opens(p, "x = 1\nif x:$0\n"));
+        assert!(opens(p, "for i in range(3):\n    $0\nprint(1)\n"));
+        assert!(opens(p, "class A:\n    def f(self):\n        $0\n"));
+        assert!(opens(p, "try:\n    $0\n"));
+        assert!(opens(p, "while True:  # forever\n    $0\n"));
+        assert!(opens(p, "with open(p) as f:\n    $0\n"));
+        assert!(!opens(p, "def f():\n    return 1$0\n"));
+        assert!(!opens(p, "def f():\n    return 1\n$0"));
+        assert!(!opens(p, "d = {1: $0}\n"));
+        assert!(!opens(p, "x = a[1:$0]\n"));
+        assert!(!opens(p, "x = 1$0\n"));
+        let t = tree(p, "def f():");
+        assert!(!opens_block(Language::PlainText, &t, "def f():", 8));
+        assert!(opens_block(p, &t, "def f():", 8));
+    }
+
+    #[test]
+    fn problems_counted() {
+        assert_eq!(problem_count(&tree(Language::Rust, RUST_ITEMS)), 0);
+        assert_eq!(problem_count(&tree(Language::Python, PY_ITEMS)), 0);
+        assert!(problem_count(&tree(Language::Rust, "fn f( {\n let = ;\n")) >= 1);
+        // A missing `)`.
+        let t = tree(Language::Python, "print(1\n");
+        assert!(problem_count(&t) >= 1);
+        assert!(parse(Language::PlainText, "x").is_none());
+    }
+
+    #[test]
+    fn languages_without_grammar_give_nothing() {
+        let t = tree(Language::Rust, RUST_ITEMS);
+        let p = Language::PlainText;
+        assert!(definitions(p, &t, RUST_ITEMS).is_empty());
+        assert!(imports(p, &t, RUST_ITEMS).is_empty());
+        assert!(enclosing_scopes(p, &t, RUST_ITEMS, 10).is_empty());
+    }
+}
