@@ -329,3 +329,40 @@ fn cli_complete_and_doctor() {
     assert!(s.contains("family:         qwen2.5-coder"), "{s}");
     assert!(s.contains("<|fim_prefix|>="), "{s}");
 }
+
+/// After Enter, the server pre-fills the cache at a pause, so the first
+/// request on the new line evaluates only a few tokens of a long prompt.
+#[test]
+fn enter_warms_the_cache_for_the_new_line() {
+    let mut c = ready_server();
+    let uri = "file:///tmp/locode-e2e/warm.py";
+    let mut text = String::new();
+    for i in 0..30 {
+        text.push_str(&format!("def scale_{i}(values, factor):\n    return [v * factor + {i} for v in values]\n\n\n"));
+    }
+    text.push_str("def total(values):\n    result = 0\n    return result\n");
+    open(&mut c, uri, "python", &text);
+    let line = text.lines().count() as u32 - 2; // `    result = 0`
+    let before = c.request("locode/status", json!(null))["warmups"].as_u64().unwrap();
+    // Enter with auto-indent at the end of `    result = 0`.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": line, "character": 14}, "end": {"line": line, "character": 14}},
+                                   "text": "\n    "}]}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while c.request("locode/status", json!(null))["warmups"].as_u64().unwrap() == before {
+        assert!(Instant::now() < deadline, "no warm-up after Enter");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = Instant::now();
+    let resp = inline(&mut c, uri, line + 1, 4);
+    let stats = c.request("locode/lastStats", json!({"uri": uri}));
+    println!("after Enter, warmed: {:?} in {:?}, {stats}", first_text(&resp), t.elapsed());
+    let prompt = stats["prompt_tokens"].as_u64().or(stats["promptTokens"].as_u64()).unwrap();
+    let evaluated = stats["evaluated_tokens"].as_u64().or(stats["evaluatedTokens"].as_u64()).unwrap();
+    assert!(prompt > 500, "{stats}");
+    assert!(evaluated <= 4, "the warmed prompt was evaluated again: {stats}");
+    c.shutdown();
+}

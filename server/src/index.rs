@@ -280,6 +280,7 @@ fn snippet(src: &str, def: &syntax::Definition, limits: &IndexLimits) -> String 
     if cut {
         out.push_str("\n...");
     }
+    out.shrink_to_fit();
     out
 }
 

@@ -92,6 +92,9 @@ struct Compiled {
     import: Option<u32>,
     import_name: Option<u32>,
     import_module: Option<u32>,
+    /// Node kinds of the `@import` statements (the roots of the patterns that
+    /// capture `@import`); None when a pattern's root is not a plain node.
+    import_kinds: Option<Vec<String>>,
     blocks: Query,
     blocks_block: Option<u32>,
     blocks_body: Option<u32>,
@@ -135,6 +138,7 @@ impl Grammar {
             import: imports.capture_index_for_name("import"),
             import_name: imports.capture_index_for_name("import.name"),
             import_module: imports.capture_index_for_name("import.module"),
+            import_kinds: root_kinds_capturing(&imports, self.imports, "import"),
             blocks_block: blocks.capture_index_for_name("block"),
             blocks_body: blocks.capture_index_for_name("body"),
             tags,
@@ -164,6 +168,73 @@ impl Grammar {
                 }
             })
             .as_ref()
+    }
+}
+
+/// The node kinds at the root of the patterns of `query` (compiled from
+/// `source`) that capture `@<capture>` exactly; None if one of those
+/// patterns does not start with a plain `(kind`.
+fn root_kinds_capturing(query: &Query, source: &str, capture: &str) -> Option<Vec<String>> {
+    let tag = format!("@{capture}");
+    let mut kinds: Vec<String> = Vec::new();
+    for i in 0..query.pattern_count() {
+        let text = source.get(query.start_byte_for_pattern(i)..query.end_byte_for_pattern(i))?;
+        let captures_it = text.match_indices(&tag).any(|(at, _)| {
+            !text[at + tag.len()..]
+                .starts_with(|c: char| c == '.' || c == '_' || c == '-' || c.is_alphanumeric())
+        });
+        if !captures_it {
+            continue;
+        }
+        let kind: String = text
+            .trim_start()
+            .strip_prefix('(')?
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if kind.is_empty() {
+            return None;
+        }
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Some(kinds)
+}
+
+/// Nodes of the given kinds below `root`, in tree order, not looking inside
+/// them: a walk that descends only into nodes spanning several lines (a
+/// statement that can hold one of these is a block or inside one), at most
+/// `max_depth` levels deep. Much cheaper than matching a query over the
+/// whole tree.
+fn find_statements<'t>(root: Node<'t>, kinds: &[String], max_depth: usize, out: &mut Vec<Node<'t>>) {
+    let mut cursor = root.walk();
+    if !cursor.goto_first_child() {
+        return;
+    }
+    let mut depth = 1;
+    loop {
+        let node = cursor.node();
+        if kinds.iter().any(|k| k == node.kind()) {
+            out.push(node);
+        } else if depth < max_depth
+            && node.named_child_count() > 0
+            && node.end_position().row > node.start_position().row
+            && cursor.goto_first_child()
+        {
+            depth += 1;
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if depth == 1 || !cursor.goto_parent() {
+                return;
+            }
+            depth -= 1;
+        }
     }
 }
 
@@ -310,8 +381,14 @@ pub struct Import {
     pub names: Vec<String>,
 }
 
-/// All imports in `tree`, in source order (nested ones too, such as a Python
-/// import inside a function).
+/// How deep in the tree an import statement is looked for: the root's
+/// children are at depth 1, so 6 reaches a Rust `use` inside `mod m { }`
+/// or `fn f() { }`, and a Python import in a (decorated) method.
+const IMPORT_MAX_DEPTH: u32 = 6;
+
+/// All imports in `tree`, in source order: at the top level and nested up
+/// to [`IMPORT_MAX_DEPTH`] (a Python import inside a function, a Rust `use`
+/// in a `mod tests { }`).
 pub fn imports(lang: Language, tree: &Tree, src: &str) -> Vec<Import> {
     let Some((_, c)) = compiled(lang) else {
         return Vec::new();
@@ -320,21 +397,41 @@ pub fn imports(lang: Language, tree: &Tree, src: &str) -> Vec<Import> {
     // (node, is_module)
     let mut parts: Vec<(Node, bool)> = Vec::new();
     let mut cursor = QueryCursor::new();
-    let mut matches = cursor.matches(&c.imports, tree.root_node(), src.as_bytes());
-    while let Some(m) = matches.next() {
-        for cap in m.captures {
-            let ix = Some(cap.index);
-            if ix == c.import {
-                stmts.push(cap.node);
-            } else if ix == c.import_name {
-                parts.push((cap.node, false));
-            } else if ix == c.import_module {
-                parts.push((cap.node, true));
+    // First the statements, near the top of the tree only: matching the
+    // whole tree of a 5,000-line file takes milliseconds.
+    match &c.import_kinds {
+        Some(kinds) => {
+            find_statements(tree.root_node(), kinds, IMPORT_MAX_DEPTH as usize, &mut stmts)
+        }
+        None => {
+            cursor.set_max_start_depth(Some(IMPORT_MAX_DEPTH));
+            let mut matches = cursor.matches(&c.imports, tree.root_node(), src.as_bytes());
+            while let Some(m) = matches.next() {
+                for cap in m.captures {
+                    if Some(cap.index) == c.import {
+                        stmts.push(cap.node);
+                    }
+                }
             }
         }
     }
     stmts.sort_by_key(|n| (n.start_byte(), std::cmp::Reverse(n.end_byte())));
     stmts.dedup_by_key(|n| n.id());
+    // Then the names and modules within each statement.
+    cursor.set_max_start_depth(None);
+    for stmt in &stmts {
+        let mut matches = cursor.matches(&c.imports, *stmt, src.as_bytes());
+        while let Some(m) = matches.next() {
+            for cap in m.captures {
+                let ix = Some(cap.index);
+                if ix == c.import_name {
+                    parts.push((cap.node, false));
+                } else if ix == c.import_module {
+                    parts.push((cap.node, true));
+                }
+            }
+        }
+    }
     let mut out: Vec<Import> = stmts
         .iter()
         .map(|n| Import {
@@ -1126,5 +1223,46 @@ def f():
         assert!(definitions(p, &t, RUST_ITEMS).is_empty());
         assert!(imports(p, &t, RUST_ITEMS).is_empty());
         assert!(enclosing_scopes(p, &t, RUST_ITEMS, 10).is_empty());
+    }
+}
+#[cfg(test)]
+mod scratch {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn import_depth_costs() {
+        for (lang, file, n) in [(Language::Rust, "serde_json_read.rs", 5), (Language::Python, "requests_sessions.py", 7)] {
+            let one = std::fs::read_to_string(format!("/work/shared/bench-data/corpus/{file}")).unwrap();
+            let src = one.repeat(n);
+            let tree = parse(lang, &src).unwrap();
+            let c = compiled(lang).unwrap().1;
+            for depth in [1u32, 2, 3, 4, 5, 100] {
+                let t = std::time::Instant::now();
+                let mut count = 0;
+                for _ in 0..20 {
+                    let mut cursor = QueryCursor::new();
+                    cursor.set_max_start_depth(Some(depth));
+                    let mut m = cursor.matches(&c.imports, tree.root_node(), src.as_bytes());
+                    while let Some(_) = m.next() { count += 1; }
+                }
+                println!("{lang:?} depth {depth}: {:.3} ms ({count} matches)", t.elapsed().as_secs_f64() * 1000.0 / 20.0);
+            }
+            let t = std::time::Instant::now();
+            let mut n = 0;
+            for _ in 0..20 { n += imports(lang, &tree, &src).len(); }
+            println!("imports(): {:.3} ms ({n})", t.elapsed().as_secs_f64() * 1000.0 / 20.0);
+            println!("kinds {:?}", c.import_kinds);
+            let t = std::time::Instant::now();
+            let mut k = 0;
+            for _ in 0..20 {
+                let mut tc = tree.walk();
+                // manual walk to depth 3
+                let root = tree.root_node();
+                for ch in root.children(&mut tc) {
+                    k += ch.child_count();
+                }
+            }
+            println!("manual root children walk: {:.3} ms {k}", t.elapsed().as_secs_f64() * 1000.0 / 20.0);
+        }
     }
 }

@@ -40,6 +40,8 @@ struct State {
     last_stats: Mutex<HashMap<String, crate::engine::Generation>>,
     /// Reports a remote completion engine's failures once per kind.
     remote_errors: crate::commands::remote::ErrorLatch,
+    /// Background cache warm-ups that ran to the end (`locode/status`).
+    warmups: std::sync::atomic::AtomicUsize,
 }
 
 pub struct Backend {
@@ -72,6 +74,7 @@ where
             client_progress: RwLock::new(false),
             last_stats: Mutex::new(HashMap::new()),
             remote_errors: Default::default(),
+            warmups: Default::default(),
         }),
     })
     .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
@@ -285,11 +288,45 @@ impl Backend {
 
     /// Model state: `{state: "loading"|"ready"|"failed", ...}`.
     async fn status(&self) -> Result<serde_json::Value> {
+        let warmups = self.state.warmups.load(std::sync::atomic::Ordering::Relaxed);
         Ok(match &*self.state.model.read().unwrap() {
             ModelState::Loading => serde_json::json!({"state": "loading"}),
-            ModelState::Ready { info, .. } => serde_json::json!({"state": "ready", "model": info}),
+            ModelState::Ready { info, .. } => serde_json::json!({"state": "ready", "model": info, "warmups": warmups}),
             ModelState::Failed(e) => serde_json::json!({"state": "failed", "error": e}),
         })
+    }
+
+    /// After Enter, at a pause with no request in flight, pre-fills the
+    /// cache for the prompt at the new line, so the first suggestion there
+    /// costs only its own tokens. Yields to any real request.
+    fn warm_after_enter(&self, key: String, cursor: usize, version: i32) {
+        let cfg = self.state.config.read().unwrap().completion.clone();
+        if !cfg.enabled || self.state.config.read().unwrap().commands.completion_engine.is_remote() {
+            return;
+        }
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(WARM_PAUSE_MS)).await;
+            let family = match &*state.model.read().unwrap() {
+                ModelState::Ready { family, .. } => family.clone(),
+                _ => return,
+            };
+            if state.inflight.lock().unwrap().contains_key(&key) {
+                return;
+            }
+            let (snap, anchor) = {
+                let mut docs = state.docs.lock().unwrap();
+                let Some(doc) = docs.get_mut(&key).filter(|d| d.version == version) else { return };
+                let anchor = context::plan(doc, cursor, &cfg);
+                (doc.snapshot(), anchor)
+            };
+            let spot = complete::Spot { snap: &snap, cursor, anchor };
+            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg).await;
+            if done {
+                state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            tracing::debug!(done, "warm-up after Enter");
+        });
     }
 
     /// The typed middle is getting long: at a pause, pre-fill the cache for
@@ -309,6 +346,7 @@ impl Backend {
             }
             let spot = complete::Spot { snap: &snap, cursor, anchor: new_anchor };
             if complete::warm(&state.engine, &family, &key, &spot, &cfg).await {
+                state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut docs = state.docs.lock().unwrap();
                 if let Some(doc) = docs.get_mut(&key) {
                     if doc.version == snap.version {
@@ -428,15 +466,32 @@ impl LanguageServer for Backend {
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
         let enc = self.encoding();
         let key = params.text_document.uri.as_str();
-        let changes = params
+        let changes: Vec<Change> = params
             .content_changes
             .into_iter()
             .map(|c| Change { range: c.range.map(|r| (to_pos(r.start), to_pos(r.end))), text: c.text })
             .collect();
-        let mut docs = self.state.docs.lock().unwrap();
-        match docs.get_mut(key) {
-            Some(doc) => doc.apply_versioned(params.text_document.version, changes, enc),
-            None => tracing::warn!("didChange for a document that is not open: {key}"),
+        // After Enter (a last change that inserts a line break), the next
+        // request will be at the end of the inserted text.
+        let after_enter = changes.last().and_then(|c: &Change| match c.range {
+            Some((start, _)) if c.text.contains('\n') && c.text.len() < 256 => Some((start, c.text.chars().count())),
+            _ => None,
+        });
+        let warm = {
+            let mut docs = self.state.docs.lock().unwrap();
+            match docs.get_mut(key) {
+                Some(doc) => {
+                    doc.apply_versioned(params.text_document.version, changes, enc);
+                    after_enter.map(|(start, n)| (documents::pos_to_char_clamped(&doc.rope, start, enc) + n, doc.version))
+                }
+                None => {
+                    tracing::warn!("didChange for a document that is not open: {key}");
+                    None
+                }
+            }
+        };
+        if let Some((cursor, version)) = warm {
+            self.warm_after_enter(key.to_string(), cursor, version);
         }
     }
 
