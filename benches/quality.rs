@@ -299,6 +299,7 @@ fn generate(
     peer_bin: Option<&Path>,
     out_dir: &Path,
     sets: &[(SetKind, Vec<Task>)],
+    pretest: &std::sync::mpsc::Sender<(Lang, String)>,
 ) -> anyhow::Result<(Option<Answers>, Option<Answers>, (String, String))> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let locode = if opts.skip_locode { None } else { Some(rt.block_on(Locode::load(opts, model))?) };
@@ -332,6 +333,13 @@ fn generate(
             let a = rt.block_on(l.ask(task));
             lsum += a.ms;
             la.insert(task.id.clone(), a);
+        }
+        // Test the fills meanwhile, at the lowest priority.
+        let _ = pretest.send((task.lang, task.program(&task.expected)));
+        for v in VARIANTS {
+            if let Some(f) = fill(task, v, la.get(&task.id), pa.get(&task.id)) {
+                let _ = pretest.send((task.lang, task.program(&f)));
+            }
         }
         let done = k + 1;
         if done % 10 == 0 || done == order.len() {
@@ -423,12 +431,23 @@ fn main() -> anyhow::Result<()> {
     } else {
         Some(peer_bin)
     };
-    let (locode, peer, loads) = generate(&opts, &model, peer_bin.as_deref(), &out_dir, &sets)?;
+    // Tests run on a background thread at `nice -n 19` while the engines
+    // generate (pass rates do not depend on timing); what is left is run
+    // after generation.
+    let (pretest, queue) = std::sync::mpsc::channel::<(Lang, String)>();
+    let test_timeout = Duration::from_secs(opts.test_timeout_s);
+    let tester = std::thread::spawn(move || {
+        let mut scorer = Scorer::new(test_timeout);
+        while let Ok((lang, program)) = queue.recv() {
+            scorer.score(lang, &program);
+        }
+        scorer
+    });
+    let (locode, peer, loads) = generate(&opts, &model, peer_bin.as_deref(), &out_dir, &sets, &pretest)?;
+    drop(pretest);
 
-    // Scoring, after all generation so that compiling never competes with
-    // the engines for the CPU.
-    eprintln!("quality: running the tests");
-    let mut scorer = Scorer::new(Duration::from_secs(opts.test_timeout_s));
+    eprintln!("quality: finishing the tests");
+    let mut scorer = tester.join().map_err(|_| anyhow::anyhow!("the test thread panicked"))?;
     let mut records = Vec::new();
     let mut md = String::new();
     let mut table = String::new();

@@ -142,3 +142,41 @@ async fn healing_holds_the_generation_to_the_typed_word() {
     // No forced text: the model's own choice, unconstrained.
     assert!(!free.starts_with("zqx_"));
 }
+
+/// One KV slot per document: switching between two files keeps both caches;
+/// a third file takes the least recently used slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_keep_their_own_cache_with_lru_eviction() {
+    let engine = Engine::spawn();
+    let (_, family) = engine.load(EngineConfig { slots: 2, ..Default::default() }, |_| {}).await.expect("model loads");
+    let file = |name: &str| {
+        let mut text = String::new();
+        for i in 0..12 {
+            text.push_str(&format!("def {name}_{i}(values):\n    return [v + {i} for v in values]\n\n\n"));
+        }
+        text.push_str(&format!("def {name}_total(values):\n    return sum(\n"));
+        let mut doc = Document::new(&text, 1, Language::Python);
+        let cursor = doc.rope.line_to_char(doc.rope.len_lines() - 2) + "    return sum(".len();
+        doc.anchor = None;
+        (doc, cursor)
+    };
+    let (mut a, ca) = file("alpha");
+    let (mut b, cb) = file("beta");
+    let (mut c, cc) = file("gamma");
+    let evaluated = |g: &Generation| (g.evaluated_tokens, g.prompt_tokens);
+    let a1 = run(&engine, &family, "a", &mut a, ca).await.1;
+    let b1 = run(&engine, &family, "b", &mut b, cb).await.1;
+    assert_eq!(a1.evaluated_tokens, a1.prompt_tokens);
+    assert_eq!(b1.evaluated_tokens, b1.prompt_tokens);
+    let a2 = run(&engine, &family, "a", &mut a, ca).await.1;
+    let b2 = run(&engine, &family, "b", &mut b, cb).await.1;
+    assert!(a2.evaluated_tokens <= 1 && b2.evaluated_tokens <= 1, "switching lost a cache: {:?} {:?}", evaluated(&a2), evaluated(&b2));
+    // A third document evicts the least recently used one (a).
+    let a3 = run(&engine, &family, "a", &mut a, ca).await.1; // a is now the most recent
+    let c1 = run(&engine, &family, "c", &mut c, cc).await.1;
+    assert_eq!(c1.evaluated_tokens, c1.prompt_tokens);
+    let a4 = run(&engine, &family, "a", &mut a, ca).await.1;
+    let b3 = run(&engine, &family, "b", &mut b, cb).await.1;
+    assert!(a3.evaluated_tokens <= 1 && a4.evaluated_tokens <= 1, "a was recent and kept: {:?}", evaluated(&a4));
+    assert_eq!(b3.evaluated_tokens, b3.prompt_tokens, "b was the least recently used and evicted");
+}

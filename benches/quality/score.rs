@@ -87,8 +87,8 @@ impl Scorer {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("prog.py");
         std::fs::write(&file, program)?;
-        let mut cmd = Command::new("python3");
-        cmd.arg(&file).current_dir(dir.path()).env("PYTHONDONTWRITEBYTECODE", "1");
+        let mut cmd = Command::new("nice");
+        cmd.args(["-n", "19", "python3"]).arg(&file).current_dir(dir.path()).env("PYTHONDONTWRITEBYTECODE", "1");
         Ok(match run_with_timeout(&mut cmd, self.run_timeout)? {
             None => Outcome::Timeout,
             Some((true, _)) => Outcome::Pass,
@@ -102,8 +102,10 @@ impl Scorer {
         let src = dir.path().join("main.rs");
         let bin = dir.path().join("tests");
         std::fs::write(&src, program)?;
-        let mut rustc = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()));
+        let mut rustc = Command::new("nice");
         rustc
+            .args(["-n", "19"])
+            .arg(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
             .args(["--edition", "2021", "--test", "-C", "opt-level=0", "-C", "debuginfo=0", "-A", "warnings", "--crate-name", "prog"])
             .arg("-o")
             .arg(&bin)
@@ -114,8 +116,8 @@ impl Scorer {
             Some((false, _)) => return Ok(Outcome::Syntax),
             Some((true, _)) => {}
         }
-        let mut run = Command::new(&bin);
-        run.args(["--test-threads", "1"]).current_dir(dir.path());
+        let mut run = Command::new("nice");
+        run.args(["-n", "19"]).arg(&bin).args(["--test-threads", "1"]).current_dir(dir.path());
         Ok(match run_with_timeout(&mut run, self.run_timeout)? {
             None => Outcome::Timeout,
             Some((true, _)) => Outcome::Pass,

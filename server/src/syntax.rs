@@ -37,6 +37,10 @@ pub struct Grammar {
     /// Tokens that open a block (`{`, `:`): used by [`opens_block`] only
     /// where the parser could not make sense of the code (an ERROR node).
     pub block_openers: &'static [&'static str],
+    /// Words that every import statement contains as a token of its own
+    /// (`use`, `import`): [`imports`] finds statements by looking these up
+    /// in the text instead of walking the whole tree. Empty: walk the tree.
+    pub import_keywords: &'static [&'static str],
     ts: fn() -> tree_sitter::Language,
     tags: &'static str,
     scopes: &'static str,
@@ -47,12 +51,14 @@ pub struct Grammar {
 }
 
 macro_rules! grammar {
-    ($lang:expr, $ts:expr, $dir:literal, indent_blocks: $indent:expr, block_openers: $openers:expr) => {
+    ($lang:expr, $ts:expr, $dir:literal, indent_blocks: $indent:expr, block_openers: $openers:expr,
+     import_keywords: $keywords:expr) => {
         Grammar {
             language: $lang,
             dir: $dir,
             indent_blocks: $indent,
             block_openers: $openers,
+            import_keywords: $keywords,
             ts: || $ts.into(),
             tags: include_str!(concat!("../../grammars/", $dir, "/tags.scm")),
             scopes: include_str!(concat!("../../grammars/", $dir, "/scopes.scm")),
@@ -71,14 +77,16 @@ pub static GRAMMARS: [Grammar; 2] = [
         tree_sitter_rust::LANGUAGE,
         "rust",
         indent_blocks: false,
-        block_openers: &["{"]
+        block_openers: &["{"],
+        import_keywords: &["use", "extern"]
     ),
     grammar!(
         Language::Python,
         tree_sitter_python::LANGUAGE,
         "python",
         indent_blocks: true,
-        block_openers: &[":"]
+        block_openers: &[":"],
+        import_keywords: &["import"]
     ),
 ];
 
@@ -201,41 +209,6 @@ fn root_kinds_capturing(query: &Query, source: &str, capture: &str) -> Option<Ve
         }
     }
     Some(kinds)
-}
-
-/// Nodes of the given kinds below `root`, in tree order, not looking inside
-/// them: a walk that descends only into nodes spanning several lines (a
-/// statement that can hold one of these is a block or inside one), at most
-/// `max_depth` levels deep. Much cheaper than matching a query over the
-/// whole tree.
-fn find_statements<'t>(root: Node<'t>, kinds: &[String], max_depth: usize, out: &mut Vec<Node<'t>>) {
-    let mut cursor = root.walk();
-    if !cursor.goto_first_child() {
-        return;
-    }
-    let mut depth = 1;
-    loop {
-        let node = cursor.node();
-        if kinds.iter().any(|k| k == node.kind()) {
-            out.push(node);
-        } else if depth < max_depth
-            && node.named_child_count() > 0
-            && node.end_position().row > node.start_position().row
-            && cursor.goto_first_child()
-        {
-            depth += 1;
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if depth == 1 || !cursor.goto_parent() {
-                return;
-            }
-            depth -= 1;
-        }
-    }
 }
 
 /// The grammar of `lang`, if it has one.
@@ -381,29 +354,65 @@ pub struct Import {
     pub names: Vec<String>,
 }
 
-/// How deep in the tree an import statement is looked for: the root's
-/// children are at depth 1, so 6 reaches a Rust `use` inside `mod m { }`
-/// or `fn f() { }`, and a Python import in a (decorated) method.
+/// For a grammar without import keywords: how deep in the tree an import
+/// statement is looked for (the root's children are at depth 1).
 const IMPORT_MAX_DEPTH: u32 = 6;
 
-/// All imports in `tree`, in source order: at the top level and nested up
-/// to [`IMPORT_MAX_DEPTH`] (a Python import inside a function, a Rust `use`
-/// in a `mod tests { }`).
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
+/// The statements of `kinds` that have one of `keywords` as a token of
+/// their own: each whole-word occurrence of a keyword in `src` is checked
+/// against the tree (one in a comment, a string or an identifier is not).
+fn statements_at_keywords<'t>(
+    tree: &'t Tree,
+    src: &str,
+    kinds: &[String],
+    keywords: &[&str],
+    out: &mut Vec<Node<'t>>,
+) {
+    let root = tree.root_node();
+    let b = src.as_bytes();
+    for kw in keywords {
+        for (at, _) in src.match_indices(kw) {
+            let end = at + kw.len();
+            if (at > 0 && is_word_byte(b[at - 1])) || (end < b.len() && is_word_byte(b[end])) {
+                continue;
+            }
+            let Some(leaf) = root.descendant_for_byte_range(at, end) else {
+                continue;
+            };
+            if leaf.is_named() || leaf.start_byte() != at || leaf.end_byte() != end {
+                continue;
+            }
+            if let Some(stmt) = leaf.parent() {
+                if kinds.iter().any(|k| k == stmt.kind()) {
+                    out.push(stmt);
+                }
+            }
+        }
+    }
+}
+
+/// All imports in `tree`, in source order, wherever they are (a Python
+/// import inside a function, a Rust `use` in a `mod tests { }`).
 pub fn imports(lang: Language, tree: &Tree, src: &str) -> Vec<Import> {
-    let Some((_, c)) = compiled(lang) else {
+    let Some((g, c)) = compiled(lang) else {
         return Vec::new();
     };
     let mut stmts: Vec<Node> = Vec::new();
     // (node, is_module)
     let mut parts: Vec<(Node, bool)> = Vec::new();
     let mut cursor = QueryCursor::new();
-    // First the statements, near the top of the tree only: matching the
-    // whole tree of a 5,000-line file takes milliseconds.
+    // First the statements. Matching the query over the whole tree of a
+    // 5,000-line file takes milliseconds, so look up the keywords in the text
+    // and check the nodes there; without keywords, match near the top only.
     match &c.import_kinds {
-        Some(kinds) => {
-            find_statements(tree.root_node(), kinds, IMPORT_MAX_DEPTH as usize, &mut stmts)
+        Some(kinds) if !g.import_keywords.is_empty() => {
+            statements_at_keywords(tree, src, kinds, g.import_keywords, &mut stmts)
         }
-        None => {
+        _ => {
             cursor.set_max_start_depth(Some(IMPORT_MAX_DEPTH));
             let mut matches = cursor.matches(&c.imports, tree.root_node(), src.as_bytes());
             while let Some(m) = matches.next() {
@@ -1230,39 +1239,15 @@ mod scratch {
     use super::*;
     #[test]
     #[ignore]
-    fn import_depth_costs() {
+    fn import_costs() {
         for (lang, file, n) in [(Language::Rust, "serde_json_read.rs", 5), (Language::Python, "requests_sessions.py", 7)] {
             let one = std::fs::read_to_string(format!("/work/shared/bench-data/corpus/{file}")).unwrap();
             let src = one.repeat(n);
             let tree = parse(lang, &src).unwrap();
-            let c = compiled(lang).unwrap().1;
-            for depth in [1u32, 2, 3, 4, 5, 100] {
-                let t = std::time::Instant::now();
-                let mut count = 0;
-                for _ in 0..20 {
-                    let mut cursor = QueryCursor::new();
-                    cursor.set_max_start_depth(Some(depth));
-                    let mut m = cursor.matches(&c.imports, tree.root_node(), src.as_bytes());
-                    while let Some(_) = m.next() { count += 1; }
-                }
-                println!("{lang:?} depth {depth}: {:.3} ms ({count} matches)", t.elapsed().as_secs_f64() * 1000.0 / 20.0);
-            }
-            let t = std::time::Instant::now();
-            let mut n = 0;
-            for _ in 0..20 { n += imports(lang, &tree, &src).len(); }
-            println!("imports(): {:.3} ms ({n})", t.elapsed().as_secs_f64() * 1000.0 / 20.0);
-            println!("kinds {:?}", c.import_kinds);
             let t = std::time::Instant::now();
             let mut k = 0;
-            for _ in 0..20 {
-                let mut tc = tree.walk();
-                // manual walk to depth 3
-                let root = tree.root_node();
-                for ch in root.children(&mut tc) {
-                    k += ch.child_count();
-                }
-            }
-            println!("manual root children walk: {:.3} ms {k}", t.elapsed().as_secs_f64() * 1000.0 / 20.0);
+            for _ in 0..50 { k += imports(lang, &tree, &src).len(); }
+            println!("{lang:?} imports(): {:.3} ms ({})", t.elapsed().as_secs_f64() * 1000.0 / 50.0, k / 50);
         }
     }
 }

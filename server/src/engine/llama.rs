@@ -157,7 +157,6 @@ fn special_token(model: &LlamaModel, text: &str) -> Option<LlamaToken> {
 struct Slot {
     key: String,
     tokens: Vec<LlamaToken>,
-    last_used: u64,
 }
 
 struct Server<'m> {
@@ -166,7 +165,8 @@ struct Server<'m> {
     batch: LlamaBatch<'static>,
     n_batch: usize,
     slots: Vec<Slot>,
-    clock: u64,
+    /// Slot indices, most recently used first.
+    recency: lru::LruCache<usize, ()>,
     /// Each token's text, for constrained decoding (token healing); built
     /// the first time it is needed. Control tokens have no text.
     pieces: Option<Vec<Vec<u8>>>,
@@ -217,8 +217,8 @@ fn serve(
         ctx,
         batch: LlamaBatch::new(n_batch as usize, 1),
         n_batch: n_batch as usize,
-        slots: (0..n_slots).map(|_| Slot { key: String::new(), tokens: Vec::new(), last_used: 0 }).collect(),
-        clock: 0,
+        slots: (0..n_slots).map(|_| Slot { key: String::new(), tokens: Vec::new() }).collect(),
+        recency: lru::LruCache::new(std::num::NonZeroUsize::new(n_slots as usize).expect("at least one slot")),
         pieces: None,
         stops,
         specials,
@@ -298,35 +298,33 @@ impl Server<'_> {
 
     /// The slot for `key`: its own, else a free one, else the least recently used.
     fn slot_for(&mut self, key: &str) -> usize {
-        self.clock += 1;
         let idx = self
             .slots
             .iter()
             .position(|s| s.key == key)
             .or_else(|| self.slots.iter().position(|s| s.key.is_empty()))
-            .unwrap_or_else(|| {
-                (0..self.slots.len()).min_by_key(|&i| self.slots[i].last_used).expect("at least one slot")
-            });
+            .or_else(|| self.recency.peek_lru().map(|(&i, _)| i))
+            .unwrap_or(0);
         let slot = &mut self.slots[idx];
         if slot.key != key {
             slot.key = key.to_string();
             slot.tokens.clear();
             let _ = self.ctx.clear_kv_cache_seq(Some(idx as u32), None, None);
         }
-        slot.last_used = self.clock;
+        self.recency.put(idx, ());
         idx
     }
 
     /// Frees the KV cells of the least recently used slot other than
     /// `keep`; false when there is none to free.
     fn evict_one(&mut self, keep: usize) -> bool {
-        let victim = (0..self.slots.len())
-            .filter(|&i| i != keep && !self.slots[i].tokens.is_empty())
-            .min_by_key(|&i| self.slots[i].last_used);
+        // `iter` runs from the most to the least recently used.
+        let victim = self.recency.iter().map(|(&i, _)| i).filter(|&i| i != keep && !self.slots[i].tokens.is_empty()).last();
         let Some(i) = victim else { return false };
         tracing::debug!(slot = %self.slots[i].key, "evicting a KV slot to make room");
         self.slots[i].tokens.clear();
         self.slots[i].key.clear();
+        self.recency.pop(&i);
         let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
         true
     }
