@@ -28,10 +28,13 @@ deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 
-## Real editor clients for the tests: Neovim (headless) and Node for the VS Code client libraries.
+## Real editor clients for the tests: Neovim (headless) and Node for the VS Code client libraries;
+## strace, which the privacy test uses to count the server's connect() calls.
+TEST_APT_PACKAGES := neovim strace
 test-deps:
-	@if ! command -v nvim >/dev/null 2>&1; then \
-	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq neovim; \
+	@if ! dpkg -s $(TEST_APT_PACKAGES) >/dev/null 2>&1; then \
+	  echo "installing $(TEST_APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_APT_PACKAGES); \
 	fi
 	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "node and npm are needed for the VS Code client test"; exit 1; }
 

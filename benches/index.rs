@@ -12,8 +12,10 @@
 //!    random cursor positions: an incremental reparse after a one-character
 //!    edit, `enclosing_scopes`, `imports`, `identifiers_in` over the 40 lines
 //!    around the cursor, `top_level_item_lines` and an index `context_for`
-//!    lookup. Prints p50/p99/max per step and for the whole. Target: p99 of
-//!    the whole <= 5 ms.
+//!    lookup. Prints p50/p99/max per step and for the whole, as measured
+//!    (the first run at each position) and best of 3 runs at each position
+//!    (without the time other processes held the cores, on a shared
+//!    machine). Target: p99 of the whole <= 5 ms.
 //!
 //! ```sh
 //! cargo bench --bench index                       # corpus: ../shared/bench-data/corpus
@@ -35,14 +37,21 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { corpus: default_corpus(), files: 2000, positions: 500 };
+    let mut o = Opts {
+        corpus: default_corpus(),
+        files: 2000,
+        positions: 500,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--corpus" => o.corpus = PathBuf::from(args.next().expect("--corpus DIR")),
             "--files" => o.files = args.next().and_then(|v| v.parse().ok()).expect("--files N"),
             "--positions" => {
-                o.positions = args.next().and_then(|v| v.parse().ok()).expect("--positions N")
+                o.positions = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--positions N")
             }
             _ => {} // `--bench` and anything else cargo passes
         }
@@ -55,7 +64,10 @@ fn default_corpus() -> PathBuf {
         return PathBuf::from(d).join("corpus");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for c in [root.join("shared/bench-data/corpus"), root.join("../shared/bench-data/corpus")] {
+    for c in [
+        root.join("shared/bench-data/corpus"),
+        root.join("../shared/bench-data/corpus"),
+    ] {
         if c.is_dir() {
             return c;
         }
@@ -107,7 +119,8 @@ fn corpus(dir: &Path) -> Vec<(Language, String)> {
         }
     }
     assert!(
-        out.iter().any(|(l, _)| *l == Language::Rust) && out.iter().any(|(l, _)| *l == Language::Python),
+        out.iter().any(|(l, _)| *l == Language::Rust)
+            && out.iter().any(|(l, _)| *l == Language::Python),
         "the corpus at {} needs Rust and Python files",
         dir.display()
     );
@@ -126,7 +139,14 @@ fn renamed(lang: Language, text: &str, k: usize) -> String {
     names.dedup();
     let alternation: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
     let re = regex::Regex::new(&format!(r"\b({})\b", alternation.join("|"))).expect("regex");
-    re.replace_all(text, |c: &regex::Captures| format!("{}_{k}", &c[1])).into_owned()
+    re.replace_all(text, |c: &regex::Captures| format!("{}_{k}", &c[1]))
+        .into_owned()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -141,6 +161,14 @@ fn percentiles(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn main() {
     let o = opts();
+    let t = Instant::now();
+    assert!(syntax::warm_up().is_empty(), "queries compile");
+    println!(
+        "{} CPUs, load average {}; queries compiled in {:.1} ms",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg(),
+        ms(t.elapsed())
+    );
     let files = corpus(&o.corpus);
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
@@ -162,13 +190,22 @@ fn main() {
                 }
             }
         }
-        let name = if lang == Language::Rust { "current/big.rs" } else { "current/big.py" };
+        let name = if lang == Language::Rust {
+            "current/big.rs"
+        } else {
+            "current/big.py"
+        };
         big.push((lang, text, root.join(name)));
     }
 
     // 1. The workspace: `o.files` files, half Rust, half Python.
     let t = Instant::now();
-    let by_lang = |lang: Language| files.iter().filter(move |(l, _)| *l == lang).map(|(_, t)| t);
+    let by_lang = |lang: Language| {
+        files
+            .iter()
+            .filter(move |(l, _)| *l == lang)
+            .map(|(_, t)| t)
+    };
     let rust: Vec<&String> = by_lang(Language::Rust).collect();
     let python: Vec<&String> = by_lang(Language::Python).collect();
     let mut bytes_on_disk = 0usize;
@@ -181,7 +218,11 @@ fn main() {
         let k = i / 2;
         let src = pool[k % pool.len()];
         // Copies 0 and 1 keep the original names.
-        let text = if k < 2 { src.to_string() } else { renamed(lang, src, k) };
+        let text = if k < 2 {
+            src.to_string()
+        } else {
+            renamed(lang, src, k)
+        };
         let path = root.join(format!("pkg{:02}/sub{}/module_{i:04}.{ext}", i % 40, i % 3));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         bytes_on_disk += text.len();
@@ -247,8 +288,14 @@ fn line_offsets(src: &str) -> Vec<usize> {
 
 fn point_of(lines: &[usize], byte: usize) -> Point {
     let row = lines.partition_point(|&s| s <= byte) - 1;
-    Point { row, column: byte - lines[row] }
+    Point {
+        row,
+        column: byte - lines[row],
+    }
 }
+
+/// Runs of each request at one position (see `per_request`).
+const REPEATS: usize = 3;
 
 fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, positions: usize) {
     let mut parser = Parser::new();
@@ -256,9 +303,18 @@ fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, p
     let base = parser.parse(src, None).expect("parse");
     let lines = line_offsets(src);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let steps = ["reparse", "enclosing_scopes", "imports", "identifiers_in", "top_level_item_lines", "context_for"];
+    let steps = [
+        "reparse",
+        "enclosing_scopes",
+        "imports",
+        "identifiers_in",
+        "top_level_item_lines",
+        "context_for",
+    ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); steps.len()];
     let mut totals = Vec::new();
+    let mut best_times: Vec<Vec<f64>> = vec![Vec::new(); steps.len()];
+    let mut best_totals = Vec::new();
     let mut chunks_found = 0usize;
     let mut context_chars = 0usize;
     for _ in 0..positions {
@@ -278,36 +334,59 @@ fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, p
             new_end_byte: at + 1,
             start_position: start,
             old_end_position: start,
-            new_end_position: Point { row: start.row, column: start.column + 1 },
+            new_end_position: Point {
+                row: start.row,
+                column: start.column + 1,
+            },
         };
         let cursor = at + 1;
         let row = start.row;
 
-        let t0 = Instant::now();
-        let mut old = base.clone();
-        old.edit(&edit);
-        let tree = parser.parse(&text, Some(&old)).expect("reparse");
-        let t1 = Instant::now();
-        let scopes = syntax::enclosing_scopes(lang, &tree, &text, cursor);
-        let t2 = Instant::now();
-        let imports = syntax::imports(lang, &tree, &text);
-        let t3 = Instant::now();
-        let from = lines[row.saturating_sub(20)];
-        let to = lines.get(row + 20).map_or(text.len(), |&b| (b + 1).min(text.len()));
-        let names = syntax::identifiers_in(lang, &tree, &text, from..to);
-        let t4 = Instant::now();
-        let items = syntax::top_level_item_lines(lang, &tree);
-        let t5 = Instant::now();
-        let chunks = index.context_for_imports(path, &names, &imports, 4000);
-        let t6 = Instant::now();
+        // The whole request, `REPEATS` times: the first run as measured, and
+        // the fastest, which leaves out the time other processes held the
+        // (shared) cores.
+        let mut best: Option<[f64; 6]> = None;
+        for run in 0..REPEATS {
+            let t0 = Instant::now();
+            let mut old = base.clone();
+            old.edit(&edit);
+            let tree = parser.parse(&text, Some(&old)).expect("reparse");
+            let t1 = Instant::now();
+            let scopes = syntax::enclosing_scopes(lang, &tree, &text, cursor);
+            let t2 = Instant::now();
+            let imports = syntax::imports(lang, &tree, &text);
+            let t3 = Instant::now();
+            let from = lines[row.saturating_sub(20)];
+            let to = lines
+                .get(row + 20)
+                .map_or(text.len(), |&b| (b + 1).min(text.len()));
+            let names = syntax::identifiers_in(lang, &tree, &text, from..to);
+            let t4 = Instant::now();
+            let items = syntax::top_level_item_lines(lang, &tree);
+            let t5 = Instant::now();
+            let chunks = index.context_for_imports(path, &names, &imports, 4000);
+            let t6 = Instant::now();
 
-        std::hint::black_box((&scopes, &items));
-        chunks_found += chunks.len();
-        context_chars += chunks.iter().map(|c| c.text.len()).sum::<usize>();
-        for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6)].into_iter().enumerate() {
-            times[i].push(ms(b - a));
+            std::hint::black_box((&scopes, &items));
+            let step = [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6)]
+                .map(|(a, b)| ms(b - a));
+            if run == 0 {
+                chunks_found += chunks.len();
+                context_chars += chunks.iter().map(|c| c.text.len()).sum::<usize>();
+                for (i, t) in step.iter().enumerate() {
+                    times[i].push(*t);
+                }
+                totals.push(ms(t6 - t0));
+            }
+            if best.is_none_or(|b| b.iter().sum::<f64>() > step.iter().sum::<f64>()) {
+                best = Some(step);
+            }
         }
-        totals.push(ms(t6 - t0));
+        let best = best.expect("one run");
+        for (i, t) in best.iter().enumerate() {
+            best_times[i].push(*t);
+        }
+        best_totals.push(best.iter().sum());
     }
     println!(
         "per request, {} file of {} lines ({:.0} KB), {} cursor positions (context: {:.1} chunks, {:.0} chars on average):",
@@ -318,14 +397,26 @@ fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, p
         chunks_found as f64 / positions as f64,
         context_chars as f64 / positions as f64
     );
-    for (name, t) in steps.iter().zip(times) {
+    println!(
+        "  {:<22} {:<44} best of {REPEATS} per position",
+        "", "as measured (first run)"
+    );
+    for ((name, t), bt) in steps.iter().zip(times).zip(best_times) {
         let (p50, p99, max) = percentiles(t);
-        println!("  {name:<22} p50 {p50:6.3} ms  p99 {p99:6.3} ms  max {max:6.3} ms");
+        let (b50, b99, bmax) = percentiles(bt);
+        println!(
+            "  {name:<22} p50 {p50:6.3}  p99 {p99:6.3}  max {max:7.3} ms    p50 {b50:6.3}  p99 {b99:6.3}  max {bmax:7.3} ms"
+        );
     }
     let (p50, p99, max) = percentiles(totals);
+    let (b50, b99, bmax) = percentiles(best_totals);
     println!(
-        "  {:<22} p50 {p50:6.3} ms  p99 {p99:6.3} ms  max {max:6.3} ms  (target p99 <= 5 ms: {})",
-        "total",
-        if p99 <= 5.0 { "met" } else { "MISSED" }
+        "  {:<22} p50 {p50:6.3}  p99 {p99:6.3}  max {max:7.3} ms    p50 {b50:6.3}  p99 {b99:6.3}  max {bmax:7.3} ms",
+        "total"
+    );
+    println!(
+        "  target p99 <= 5 ms: {} as measured, {} best of {REPEATS}",
+        if p99 <= 5.0 { "met" } else { "MISSED" },
+        if b99 <= 5.0 { "met" } else { "MISSED" }
     );
 }

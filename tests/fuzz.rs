@@ -15,8 +15,8 @@
 //! Two servers are fuzzed: `locode::lsp::serve` in-process on memory pipes,
 //! completing through a fake llama-server on loopback (fast: thousands of
 //! messages), and the real `locode serve` binary with the real model when it
-//! is present (fewer cases). Counts: `LOCODE_FUZZ_CASES` (default 250) and
-//! `LOCODE_FUZZ_MODEL_CASES` (default 6).
+//! is present (fewer cases). Counts: `LOCODE_FUZZ_CASES` (default 1000) and
+//! `LOCODE_FUZZ_MODEL_CASES` (default 40).
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestCaseError, TestRunner};
@@ -126,7 +126,7 @@ fn in_process() -> (Conn, Value) {
     let port = rt.block_on(fake_llama_server());
     let (mut client_w, server_r) = tokio::io::duplex(1 << 16);
     let (server_w, client_r) = tokio::io::duplex(1 << 16);
-    rt.spawn(locode::lsp::serve(locode::config::Config::default(), server_r, server_w));
+    let server = Arc::new(rt.spawn(locode::lsp::serve(locode::config::Config::default(), server_r, server_w)));
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     rt.spawn(async move {
         while let Some(b) = out_rx.recv().await {
@@ -163,7 +163,8 @@ fn in_process() -> (Conn, Value) {
         send: Box::new(move |b| drop(out_tx.send(b))),
         rx,
         panics: Box::new(|| PANICS.load(Ordering::SeqCst)),
-        alive: Box::new(|| true),
+        // The serve task ends only when the session does.
+        alive: Box::new(move || !server.is_finished()),
         _keep: Box::new(rt),
     };
     (conn, options)
@@ -265,6 +266,8 @@ struct Client {
     next_id: i64,
     /// Responses per id (more than one is a bug).
     answers: HashMap<i64, Vec<Value>>,
+    /// The method of each request sent, for failure reports.
+    methods: HashMap<i64, String>,
     null_id_errors: usize,
     counts: Counts,
 }
@@ -286,6 +289,7 @@ impl Client {
         let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{params}}}"#);
         self.raw(body.as_bytes());
         self.counts.requests += 1;
+        self.methods.insert(id, method.to_string());
         id
     }
 
@@ -320,7 +324,8 @@ impl Client {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!("no answer within {timeout:?} to requests {missing:?} (server alive: {})", (self.conn.alive)()));
+                let what: Vec<String> = missing.iter().map(|id| format!("{id} {}", self.methods.get(id).map_or("?", |m| m.as_str()))).collect();
+                return Err(format!("no answer within {timeout:?} to requests {what:?} (server alive: {})", (self.conn.alive)()));
             }
             match self.conn.rx.recv_timeout(left.min(Duration::from_millis(200))) {
                 Ok(m) => self.take(m),
@@ -335,6 +340,7 @@ impl Client {
             &json!({"processId": null, "rootUri": null, "capabilities": {}, "initializationOptions": options}).to_string(),
         );
         self.wait_all(&[id], Duration::from_secs(60)).unwrap();
+        self.answers.remove(&id);
         self.notify("initialized", "{}");
     }
 }
@@ -798,6 +804,7 @@ impl Runner {
         prop_assert_eq!((c.conn.panics)(), panics_before, "the server panicked");
         for id in &ids {
             c.answers.remove(id);
+            c.methods.remove(id);
         }
         Ok(())
     }
@@ -805,7 +812,7 @@ impl Runner {
 
 fn fuzz(conn: Conn, options: Value, cases: usize, max_ops: usize, huge_limit_kib: u16, answer_timeout: Duration, label: &str) {
     count_panics();
-    let mut client = Client { conn, next_id: 1, answers: HashMap::new(), null_id_errors: 0, counts: Counts::default() };
+    let mut client = Client { conn, next_id: 1, answers: HashMap::new(), methods: HashMap::new(), null_id_errors: 0, counts: Counts::default() };
     client.initialize(&options);
     // Wait until the model has loaded (or failed to), so completions run for real.
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -823,7 +830,11 @@ fn fuzz(conn: Conn, options: Value, cases: usize, max_ops: usize, huge_limit_kib
     let t0 = Instant::now();
     let mut pt = TestRunner::new(PtConfig { cases: cases as u32, failure_persistence: None, max_shrink_iters: 64, ..PtConfig::default() });
     let result = pt.run(&case_strategy(max_ops), |(initial, ops)| {
-        runner.lock().unwrap_or_else(|e| e.into_inner()).run_case(&initial, &ops)
+        let r = runner.lock().unwrap_or_else(|e| e.into_inner()).run_case(&initial, &ops);
+        if let Err(e) = &r {
+            eprintln!("fuzz[{label}]: failing case ({} ops): {e}", ops.len());
+        }
+        r
     });
     let r = runner.into_inner().unwrap_or_else(|e| e.into_inner());
     let k = &r.client.counts;
@@ -854,7 +865,7 @@ fn fuzz(conn: Conn, options: Value, cases: usize, max_ops: usize, huge_limit_kib
 #[test]
 fn fuzz_lsp_in_process() {
     let (conn, options) = in_process();
-    fuzz(conn, options, env_usize("LOCODE_FUZZ_CASES", 250), 40, 1024, Duration::from_secs(60), "in-process");
+    fuzz(conn, options, env_usize("LOCODE_FUZZ_CASES", 1000), 40, 1024, Duration::from_secs(20), "in-process");
 }
 
 #[test]
@@ -869,5 +880,5 @@ fn fuzz_lsp_binary_with_model() {
     let log = dir.path().join("stderr.txt");
     let (conn, options) = binary(&model, &log);
     // Wait for the model, so completions really run.
-    fuzz(conn, options, env_usize("LOCODE_FUZZ_MODEL_CASES", 6), 25, 64, Duration::from_secs(300), "binary+model");
+    fuzz(conn, options, env_usize("LOCODE_FUZZ_MODEL_CASES", 40), 25, 64, Duration::from_secs(300), "binary+model");
 }

@@ -33,6 +33,8 @@ pub struct Scorer {
     pub run_timeout: Duration,
     pub compile_timeout: Duration,
     pub runs: usize,
+    /// Niceness of the test processes.
+    pub nice: i32,
 }
 
 /// Waits for a command with a timeout; kills it (its own pid) when it runs
@@ -63,7 +65,12 @@ fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> std::io::Result<Opt
 
 impl Scorer {
     pub fn new(run_timeout: Duration) -> Scorer {
-        Scorer { cache: HashMap::new(), run_timeout, compile_timeout: Duration::from_secs(180), runs: 0 }
+        Scorer { cache: HashMap::new(), run_timeout, compile_timeout: Duration::from_secs(180), runs: 0, nice: 0 }
+    }
+
+    /// Forgets timeouts, to run them again (after a run at low priority).
+    pub fn forget_timeouts(&mut self) {
+        self.cache.retain(|_, o| *o != Outcome::Timeout);
     }
 
     pub fn score(&mut self, lang: Lang, program: &str) -> Outcome {
@@ -88,7 +95,7 @@ impl Scorer {
         let file = dir.path().join("prog.py");
         std::fs::write(&file, program)?;
         let mut cmd = Command::new("nice");
-        cmd.args(["-n", "19", "python3"]).arg(&file).current_dir(dir.path()).env("PYTHONDONTWRITEBYTECODE", "1");
+        cmd.args(["-n", &self.nice.to_string(), "python3"]).arg(&file).current_dir(dir.path()).env("PYTHONDONTWRITEBYTECODE", "1");
         Ok(match run_with_timeout(&mut cmd, self.run_timeout)? {
             None => Outcome::Timeout,
             Some((true, _)) => Outcome::Pass,
@@ -104,7 +111,7 @@ impl Scorer {
         std::fs::write(&src, program)?;
         let mut rustc = Command::new("nice");
         rustc
-            .args(["-n", "19"])
+            .args(["-n", &self.nice.to_string()])
             .arg(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
             .args(["--edition", "2021", "--test", "-C", "opt-level=0", "-C", "debuginfo=0", "-A", "warnings", "--crate-name", "prog"])
             .arg("-o")
@@ -117,7 +124,7 @@ impl Scorer {
             Some((true, _)) => {}
         }
         let mut run = Command::new("nice");
-        run.args(["-n", "19"]).arg(&bin).args(["--test-threads", "1"]).current_dir(dir.path());
+        run.args(["-n", &self.nice.to_string()]).arg(&bin).args(["--test-threads", "1"]).current_dir(dir.path());
         Ok(match run_with_timeout(&mut run, self.run_timeout)? {
             None => Outcome::Timeout,
             Some((true, _)) => Outcome::Pass,

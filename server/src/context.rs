@@ -209,7 +209,22 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
         .find(|l| !l.trim().is_empty())
         .map(|l| l.trim().to_string());
 
-    let mode = choose_mode(rope, snap.language, cur_line, &line_prefix, &line_suffix);
+    let mut mode = choose_mode(rope, snap.language, cur_line, &line_prefix, &line_suffix);
+    if mode == Mode::SingleLine && is_only_closers(&line_suffix) && line_prefix.trim().is_empty() {
+        // The syntax tree knows openers the line text does not show (a
+        // Python body after a multi-line signature, an empty Rust body).
+        if let Some(tree) = snap.tree.as_ref() {
+            let src = rope.to_string();
+            if crate::syntax::opens_block(snap.language, tree, &src, rope.char_to_byte(cursor)) {
+                let opener_indent = (0..=cur_line)
+                    .rev()
+                    .map(|l| line_text(rope, l))
+                    .find(|l| !l.trim().is_empty() && (l.len() > line_prefix.len() || cur_line == 0))
+                    .map_or(0, |l| indent_width(&l));
+                mode = Mode::Block { opener_indent };
+            }
+        }
+    }
     CompletionContext { language: snap.language, prefix, suffix, middle, mode, line_prefix, line_suffix, next_line, heal }
 }
 
@@ -287,6 +302,18 @@ mod tests {
         assert_eq!(c.mode, Mode::Block { opener_indent: 0 });
         let c = ctx(Language::Rust, "fn main() {$0}\n");
         assert_eq!(c.mode, Mode::Block { opener_indent: 0 });
+    }
+
+    #[test]
+    fn the_syntax_tree_finds_openers_the_line_text_hides() {
+        // A comment after the colon, a body opened on the line before.
+        let c = ctx(Language::Python, "def f(x):  # double it\n    $0\n");
+        assert_eq!(c.mode, Mode::Block { opener_indent: 0 });
+        let c = ctx(Language::Rust, "fn main() { // entry\n    $0\n}\n");
+        assert_eq!(c.mode, Mode::Block { opener_indent: 0 });
+        // A non-empty body: one line.
+        let c = ctx(Language::Python, "def f(x):  # double it\n    y = x\n    $0\n");
+        assert_eq!(c.mode, Mode::SingleLine);
     }
 
     #[test]

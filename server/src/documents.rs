@@ -342,6 +342,20 @@ mod tests {
     }
 
     #[test]
+    fn only_lf_crlf_and_cr_end_lines() {
+        // LSP counts lines at LF, CRLF and CR only: form feed, vertical tab,
+        // NEL and the Unicode line and paragraph separators are ordinary
+        // characters (ropey would count them with its `unicode_lines` feature).
+        let rope = Rope::from_str("a\u{c}b\u{b}c\u{85}d\u{2028}e\u{2029}f\nx");
+        assert_eq!(rope.len_lines(), 2);
+        assert_eq!(pos_to_char(&rope, Pos::new(0, 11), Encoding::Utf16), Ok(11));
+        assert_eq!(pos_to_char(&rope, Pos::new(1, 1), Encoding::Utf16), Ok(13));
+        let mut doc = Document::new("x = 1\u{2028}\ny = 2\n", 1, Language::Python);
+        doc.apply_versioned(2, vec![ch(1, 0, 1, 1, "z")], Encoding::Utf16);
+        assert_eq!(doc.text(), "x = 1\u{2028}\nz = 2\n");
+    }
+
+    #[test]
     fn out_of_range_positions() {
         let rope = Rope::from_str("abc\n");
         assert!(matches!(

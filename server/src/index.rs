@@ -195,11 +195,15 @@ impl Inner {
             kept.push(Arc::new(def));
         }
         for def in &kept {
-            self.by_name.entry(def.name.clone()).or_default().push(def.clone());
+            self.by_name
+                .entry(def.name.clone())
+                .or_default()
+                .push(def.clone());
         }
         self.definitions += kept.len();
         self.bytes += bytes;
-        self.files.insert(path.clone(), FileEntry { defs: kept, bytes });
+        self.files
+            .insert(path.clone(), FileEntry { defs: kept, bytes });
         complete
     }
 }
@@ -216,16 +220,45 @@ pub fn is_secret_path(path: &Path) -> bool {
     };
     let name = name.to_ascii_lowercase();
     let exact = [
-        ".env", ".netrc", "_netrc", ".npmrc", ".pypirc", ".pgpass", ".htpasswd",
-        ".git-credentials", ".dockercfg", "known_hosts", "authorized_keys",
+        ".env",
+        ".netrc",
+        "_netrc",
+        ".npmrc",
+        ".pypirc",
+        ".pgpass",
+        ".htpasswd",
+        ".git-credentials",
+        ".dockercfg",
+        "known_hosts",
+        "authorized_keys",
     ];
     let prefixes = [
-        ".env.", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "credentials", "secrets.",
-        "secret.", ".secrets",
+        ".env.",
+        "id_rsa",
+        "id_dsa",
+        "id_ecdsa",
+        "id_ed25519",
+        "credentials",
+        "secrets.",
+        "secret.",
+        ".secrets",
     ];
     let suffixes = [
-        ".pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".kdbx", ".ppk", ".asc", ".gpg",
-        ".crt", ".der", ".ovpn", ".tfstate", ".tfvars",
+        ".pem",
+        ".key",
+        ".p12",
+        ".pfx",
+        ".jks",
+        ".keystore",
+        ".kdbx",
+        ".ppk",
+        ".asc",
+        ".gpg",
+        ".crt",
+        ".der",
+        ".ovpn",
+        ".tfstate",
+        ".tfvars",
     ];
     exact.contains(&name.as_str())
         || prefixes.iter().any(|p| name.starts_with(p))
@@ -243,8 +276,16 @@ fn normalize(path: &Path) -> PathBuf {
 fn snippet(src: &str, def: &syntax::Definition, limits: &IndexLimits) -> String {
     let line_start = src[..def.byte_range.start].rfind('\n').map_or(0, |i| i + 1);
     let lead = &src[line_start..def.byte_range.start];
-    let indent = if lead.bytes().all(|b| b == b' ' || b == b'\t') { lead.len() } else { 0 };
-    let start = if indent > 0 { line_start } else { def.byte_range.start };
+    let indent = if lead.bytes().all(|b| b == b' ' || b == b'\t') {
+        lead.len()
+    } else {
+        0
+    };
+    let start = if indent > 0 {
+        line_start
+    } else {
+        def.byte_range.start
+    };
     let item = &src[start..def.byte_range.end.min(src.len())];
     let max_lines = limits.snippet_max_lines.max(2);
     let max_bytes = limits.snippet_max_bytes.max(16);
@@ -258,7 +299,11 @@ fn snippet(src: &str, def: &syntax::Definition, limits: &IndexLimits) -> String 
         let last = lines.peek().is_none();
         // Keep room for the `...` line unless this is the item's last line.
         let room_lines = if last { max_lines } else { max_lines - 1 };
-        let room_bytes = if last { max_bytes } else { max_bytes.saturating_sub(4) };
+        let room_bytes = if last {
+            max_bytes
+        } else {
+            max_bytes.saturating_sub(4)
+        };
         if n >= room_lines || out.len() + line.len() + 1 > room_bytes {
             if n == 0 {
                 // A single line longer than the budget: cut it.
@@ -449,7 +494,9 @@ impl WorkspaceIndex {
                     continue;
                 }
             };
-            let Some(ft) = entry.file_type() else { continue };
+            let Some(ft) = entry.file_type() else {
+                continue;
+            };
             if ft.is_dir() {
                 continue;
             }
@@ -516,7 +563,12 @@ impl WorkspaceIndex {
 
     /// The text of a file the walk found, or why it is skipped (None:
     /// unreadable).
-    fn read_file(&self, path: &Path, lang: Language, len: Option<u64>) -> Result<String, Option<Skip>> {
+    fn read_file(
+        &self,
+        path: &Path,
+        lang: Language,
+        len: Option<u64>,
+    ) -> Result<String, Option<Skip>> {
         if is_secret_path(path) {
             return Err(Some(Skip::Secret));
         }
@@ -684,7 +736,10 @@ impl WorkspaceIndex {
                 c.text.push_str("\n\n");
                 c.text.push_str(&d.snippet);
             } else {
-                chunks.push(Chunk { path: d.rel_path.to_path_buf(), text: d.snippet.clone() });
+                chunks.push(Chunk {
+                    path: d.rel_path.to_path_buf(),
+                    text: d.snippet.clone(),
+                });
             }
             last = Some(&d.path);
         }
@@ -718,7 +773,9 @@ fn module_key(module: &str) -> Option<&str> {
 /// Does the file at `rel` hold the module `key` (as its stem or a folder)?
 fn path_matches_module(rel: &Path, key: &str) -> bool {
     rel.file_stem().is_some_and(|s| s == key)
-        || rel.parent().is_some_and(|p| p.components().any(|c| c.as_os_str() == key))
+        || rel
+            .parent()
+            .is_some_and(|p| p.components().any(|c| c.as_os_str() == key))
 }
 
 #[cfg(test)]
@@ -763,7 +820,10 @@ mod tests {
         assert_eq!(names_in(&index, "alpha"), ["src/lib.rs"]);
         assert_eq!(names_in(&index, "zeta"), ["pkg/keep.py"]);
         for gone in ["beta", "gamma", "delta", "epsilon"] {
-            assert!(index.lookup(gone).is_empty(), "{gone} should not be indexed");
+            assert!(
+                index.lookup(gone).is_empty(),
+                "{gone} should not be indexed"
+            );
         }
         let s = index.stats();
         assert_eq!((s.files, s.definitions, s.building), (2, 2, false));
@@ -796,7 +856,11 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        write(root, "app/secrets.py", "API_KEY = 'x'\ndef leaked(): pass\n");
+        write(
+            root,
+            "app/secrets.py",
+            "API_KEY = 'x'\ndef leaked(): pass\n",
+        );
         write(root, "app/credentials.py", "def leaked2(): pass\n");
         write(root, "src/secret.rs", "fn leaked3() {}\n");
         write(root, "app/main.py", "def main(): pass\n");
@@ -820,10 +884,17 @@ mod tests {
         let root = dir.path();
         write(root, "ok.rs", "fn fine() {}\n");
         fs::write(root.join("bin.rs"), b"fn nul() {}\n\0\0\x01").unwrap();
-        fs::write(root.join("latin1.py"), b"def bad():\n    return '\xe9t\xe9'\n").unwrap();
+        fs::write(
+            root.join("latin1.py"),
+            b"def bad():\n    return '\xe9t\xe9'\n",
+        )
+        .unwrap();
         let big = format!("fn huge() {{}}\n{}", "// padding\n".repeat(200));
         write(root, "big.rs", &big);
-        let limits = IndexLimits { max_file_size: 1000, ..IndexLimits::default() };
+        let limits = IndexLimits {
+            max_file_size: 1000,
+            ..IndexLimits::default()
+        };
         let index = built(root, limits);
         assert_eq!(names_in(&index, "fine"), ["ok.rs"]);
         for gone in ["nul", "bad", "huge"] {
@@ -831,13 +902,21 @@ mod tests {
         }
         let s = index.stats();
         assert_eq!(
-            (s.skipped.binary, s.skipped.invalid_utf8, s.skipped.too_large, s.files),
+            (
+                s.skipped.binary,
+                s.skipped.invalid_utf8,
+                s.skipped.too_large,
+                s.files
+            ),
             (1, 1, 1, 1)
         );
         // The same checks apply to the editor's text.
         assert!(!index.update_file(&root.join("big.rs"), &big));
         assert!(!index.update_file(&root.join("ok.rs"), "fn a() {}\0"));
-        assert!(index.lookup("fine").is_empty(), "a rejected update drops the old entries");
+        assert!(
+            index.lookup("fine").is_empty(),
+            "a rejected update drops the old entries"
+        );
     }
 
     #[cfg(unix)]
@@ -869,41 +948,83 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         for i in 0..5 {
-            write(root, &format!("f{i}.rs"), &format!("fn a{i}() {{}}\nfn b{i}() {{}}\nfn c{i}() {{}}\n"));
+            write(
+                root,
+                &format!("f{i}.rs"),
+                &format!("fn a{i}() {{}}\nfn b{i}() {{}}\nfn c{i}() {{}}\n"),
+            );
         }
-        let index = built(root, IndexLimits { max_files: 3, ..IndexLimits::default() });
+        let index = built(
+            root,
+            IndexLimits {
+                max_files: 3,
+                ..IndexLimits::default()
+            },
+        );
         let s = index.stats();
         assert_eq!((s.files, s.definitions, s.truncated), (3, 9, true));
         // Files are walked in name order: the first three are in.
         assert_eq!(index.lookup("a2").len(), 1);
         assert!(index.lookup("a3").is_empty());
 
-        let index = built(root, IndexLimits { max_definitions: 7, ..IndexLimits::default() });
+        let index = built(
+            root,
+            IndexLimits {
+                max_definitions: 7,
+                ..IndexLimits::default()
+            },
+        );
         let s = index.stats();
         assert_eq!((s.definitions, s.truncated), (7, true));
         assert!(s.skipped.over_limit >= 1);
 
-        let index = built(root, IndexLimits { max_bytes: 1200, ..IndexLimits::default() });
+        let index = built(
+            root,
+            IndexLimits {
+                max_bytes: 1200,
+                ..IndexLimits::default()
+            },
+        );
         let s = index.stats();
-        assert!(s.bytes <= 1200 && s.definitions > 0 && s.definitions < 15, "{s:?}");
+        assert!(
+            s.bytes <= 1200 && s.definitions > 0 && s.definitions < 15,
+            "{s:?}"
+        );
         assert!(s.truncated);
 
         // Snippets: whole when short, cut to the line and byte caps when long.
         let body: String = (0..40).map(|i| format!("    let v{i} = {i};\n")).collect();
-        let long = format!("fn long(a: u8) -> u8 {{\n{body}    a\n}}\n\nfn short() -> u8 {{\n    1\n}}\n");
+        let long =
+            format!("fn long(a: u8) -> u8 {{\n{body}    a\n}}\n\nfn short() -> u8 {{\n    1\n}}\n");
         let src_dir = tempfile::tempdir().unwrap();
         write(src_dir.path(), "long.rs", &long);
-        let limits = IndexLimits { snippet_max_lines: 12, snippet_max_bytes: 600, ..IndexLimits::default() };
+        let limits = IndexLimits {
+            snippet_max_lines: 12,
+            snippet_max_bytes: 600,
+            ..IndexLimits::default()
+        };
         let index = built(src_dir.path(), limits);
         let d = &index.lookup("long")[0];
-        assert!(d.snippet.starts_with("fn long(a: u8) -> u8 {\n    let v0 = 0;"));
+        assert!(d
+            .snippet
+            .starts_with("fn long(a: u8) -> u8 {\n    let v0 = 0;"));
         assert!(d.snippet.ends_with("\n..."));
         assert_eq!(d.snippet.lines().count(), 12);
-        assert_eq!(index.lookup("short")[0].snippet, "fn short() -> u8 {\n    1\n}");
-        let limits = IndexLimits { snippet_max_bytes: 100, ..IndexLimits::default() };
+        assert_eq!(
+            index.lookup("short")[0].snippet,
+            "fn short() -> u8 {\n    1\n}"
+        );
+        let limits = IndexLimits {
+            snippet_max_bytes: 100,
+            ..IndexLimits::default()
+        };
         let index = built(src_dir.path(), limits);
         let d = &index.lookup("long")[0];
-        assert!(d.snippet.len() <= 100 && d.snippet.ends_with("\n..."), "{:?}", d.snippet);
+        assert!(
+            d.snippet.len() <= 100 && d.snippet.ends_with("\n..."),
+            "{:?}",
+            d.snippet
+        );
     }
 
     #[test]
@@ -913,7 +1034,10 @@ mod tests {
         write(dir.path(), "s.py", src);
         let index = built(dir.path(), IndexLimits::default());
         let d = &index.lookup("request")[0];
-        assert_eq!(d.snippet, "def request(self, method, url):\n    return send(method, url)");
+        assert_eq!(
+            d.snippet,
+            "def request(self, method, url):\n    return send(method, url)"
+        );
         assert_eq!((d.kind.as_str(), d.line), ("method", 1));
     }
 
@@ -951,11 +1075,23 @@ mod tests {
     /// A workspace where `Config` and `helper` are defined in a few files.
     fn workspace(root: &Path) {
         write(root, "src/config.rs", "pub struct Config {\n    pub limit: u8,\n}\n\npub fn helper(c: &Config) -> u8 {\n    c.limit\n}\n");
-        write(root, "src/engine/mod.rs", "pub struct Engine;\n\nimpl Engine {\n    pub fn run(&self) {}\n}\n");
+        write(
+            root,
+            "src/engine/mod.rs",
+            "pub struct Engine;\n\nimpl Engine {\n    pub fn run(&self) {}\n}\n",
+        );
         write(root, "src/util.rs", "pub fn helper() -> u8 {\n    0\n}\n");
-        write(root, "src/main.rs", "fn main() {\n    let c = Config { limit: 1 };\n}\n");
+        write(
+            root,
+            "src/main.rs",
+            "fn main() {\n    let c = Config { limit: 1 };\n}\n",
+        );
         for i in 0..6 {
-            write(root, &format!("src/n{i}.rs"), "pub fn new() -> u8 {\n    0\n}\n");
+            write(
+                root,
+                &format!("src/n{i}.rs"),
+                "pub fn new() -> u8 {\n    0\n}\n",
+            );
         }
     }
 
@@ -989,7 +1125,10 @@ mod tests {
         let names = strings(&["helper", "Config", "c", "limit"]);
         let ctx = a.context_for(&main, &names, 10_000);
         assert_eq!(ctx, b.context_for(&main, &names, 10_000));
-        let paths: Vec<String> = ctx.iter().map(|c| c.path.to_string_lossy().into_owned()).collect();
+        let paths: Vec<String> = ctx
+            .iter()
+            .map(|c| c.path.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(paths, ["src/config.rs", "src/util.rs"]);
         assert_eq!(
             ctx[0].text,
@@ -1010,7 +1149,10 @@ mod tests {
 
         // Within the budget, the first names win.
         let ctx = a.context_for(&main, &strings(&["Config", "helper"]), 60);
-        let total: usize = ctx.iter().map(|c| c.text.len() + c.path.as_os_str().len() + 4).sum();
+        let total: usize = ctx
+            .iter()
+            .map(|c| c.text.len() + c.path.as_os_str().len() + 4)
+            .sum();
         assert!(total <= 60, "{ctx:?}");
         assert_eq!(ctx.len(), 1);
         assert!(ctx[0].text.starts_with("pub struct Config"));
@@ -1037,9 +1179,15 @@ mod tests {
     fn lookups_run_while_the_build_does() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let body: String = (0..30).map(|i| format!("def f{i}(x):\n    return x + {i}\n\n")).collect();
+        let body: String = (0..30)
+            .map(|i| format!("def f{i}(x):\n    return x + {i}\n\n"))
+            .collect();
         for i in 0..300 {
-            write(root, &format!("m{i:03}.py"), &format!("class C{i}:\n    pass\n\n{body}"));
+            write(
+                root,
+                &format!("m{i:03}.py"),
+                &format!("class C{i}:\n    pass\n\n{body}"),
+            );
         }
         let index = WorkspaceIndex::new(vec![root.to_path_buf()], IndexLimits::default());
         let handle = index.spawn_build();

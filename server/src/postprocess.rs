@@ -3,6 +3,8 @@
 //! Pure. `Trimmer::is_done` also lets the engine stop generating early.
 
 use crate::context::{indent_width, CompletionContext, Mode};
+use crate::language::Language;
+use crate::syntax;
 
 #[derive(Debug, Clone)]
 pub struct Trimmer {
@@ -11,6 +13,15 @@ pub struct Trimmer {
     line_suffix: String,
     next_line: Option<String>,
     heal: String,
+    language: Language,
+    /// The window's text before and after the insertion point, for the
+    /// syntax check of cut points.
+    before: String,
+    after: String,
+    /// Whitespace before the cursor on its line, when that is all there is.
+    cursor_indent: Option<String>,
+    /// The document indents with tabs.
+    tabs: bool,
 }
 
 impl Trimmer {
@@ -21,6 +32,11 @@ impl Trimmer {
             line_suffix: ctx.line_suffix.trim().to_string(),
             next_line: ctx.next_line.clone(),
             heal: ctx.heal.clone(),
+            language: ctx.language,
+            before: format!("{}{}{}", ctx.prefix, ctx.middle, ctx.heal),
+            after: ctx.suffix.clone(),
+            cursor_indent: ctx.line_prefix.trim().is_empty().then(|| ctx.line_prefix.clone()),
+            tabs: uses_tabs(&ctx.prefix),
         }
     }
 
@@ -94,7 +110,8 @@ impl Trimmer {
                 trim_suffix_overlap(first.trim_end(), &self.line_suffix).to_string()
             }
             Mode::Block { .. } => {
-                let lines: Vec<&str> = generated.split('\n').collect();
+                let fixed = self.fix_indentation(generated);
+                let lines: Vec<&str> = fixed.split('\n').collect();
                 let n = self.block_len(&lines);
                 let mut kept: Vec<&str> = lines[..n].iter().map(|l| l.trim_end()).collect();
                 while kept.len() > 1 && kept.last().is_some_and(|l| l.is_empty()) {
@@ -103,12 +120,111 @@ impl Trimmer {
                 kept.join("\n")
             }
         };
+        let text = self.syntax_cut(text);
         if text.trim().is_empty() {
             String::new()
         } else {
             text
         }
     }
+
+    /// Block bodies indented to the cursor's context: a body the model put
+    /// at the opener's level (or less) moves one level in, and indentation
+    /// follows the document's tabs or spaces.
+    fn fix_indentation(&self, generated: &str) -> String {
+        let Mode::Block { opener_indent } = self.mode else { return generated.to_string() };
+        let cursor_w = self.cursor_indent.as_deref().map_or(0, indent_width);
+        // The first line that has code, and its column in the document.
+        let first = generated.split('\n').enumerate().find(|(_, l)| !l.trim().is_empty());
+        let (shift, first_col) = match first {
+            Some((i, l)) => {
+                let col = indent_width(l) + if i == 0 { cursor_w } else { 0 };
+                (if col <= opener_indent { opener_indent + 4 - col } else { 0 }, col)
+            }
+            None => (0, 0),
+        };
+        if shift == 0 && !self.tabs {
+            return generated.to_string();
+        }
+        let mut out = Vec::new();
+        let mut blank_seen = false;
+        for l in generated.split('\n') {
+            if l.trim().is_empty() {
+                blank_seen = true;
+                out.push(l.to_string());
+                continue;
+            }
+            // A body written at the opener's level: after a blank line, a
+            // line at that level again is the next statement, not the body.
+            if shift > 0 && blank_seen && indent_width(l) <= first_col {
+                break;
+            }
+            // (The first line adds to the whitespace already before the cursor.)
+            let keep = indent_width(l) + shift;
+            let body = l.trim_start_matches([' ', '\t']);
+            let indent = if self.tabs { "\t".repeat(keep / 4) + &" ".repeat(keep % 4) } else { " ".repeat(keep) };
+            out.push(format!("{indent}{body}"));
+        }
+        out.join("\n")
+    }
+
+    /// The longest cut of `text` (at a line end, or in a single line at a
+    /// closing bracket or a word end) whose insertion adds no syntax errors
+    /// to the window compared with the window without it.
+    fn syntax_cut(&self, text: String) -> String {
+        if text.trim().is_empty() || syntax::grammar(self.language).is_none() {
+            return text;
+        }
+        let problems = |insert: &str| {
+            let doc = format!("{}{insert}{}", self.before, self.after);
+            syntax::parse(self.language, &doc).map(|t| syntax::problem_count(&t))
+        };
+        let Some(baseline) = problems("") else { return text };
+        for cut in cut_points(&text, self.mode) {
+            let candidate = text[..cut].trim_end();
+            if candidate.trim().is_empty() {
+                break;
+            }
+            if problems(candidate).is_some_and(|p| p <= baseline) {
+                return candidate.to_string();
+            }
+        }
+        String::new()
+    }
+}
+
+/// Where `text` may be cut, longest first: its end, then line ends (a
+/// block), or after closing brackets and at word ends (one line).
+fn cut_points(text: &str, mode: Mode) -> Vec<usize> {
+    let mut cuts = vec![text.len()];
+    match mode {
+        Mode::Block { .. } => cuts.extend(text.match_indices('\n').map(|(i, _)| i).rev()),
+        Mode::SingleLine => {
+            let b = text.as_bytes();
+            for i in (1..text.len()).rev() {
+                let after_closer = matches!(b[i - 1], b')' | b']' | b'}' | b'"' | b'\'');
+                let word_end = (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_') && !(b[i].is_ascii_alphanumeric() || b[i] == b'_');
+                if (after_closer || word_end) && text.is_char_boundary(i) {
+                    cuts.push(i);
+                }
+            }
+        }
+    }
+    cuts.dedup();
+    cuts
+}
+
+/// Does this text indent with tabs (more lines start with a tab than with spaces)?
+fn uses_tabs(text: &str) -> bool {
+    let (mut tabs, mut spaces) = (0, 0);
+    for l in text.lines().rev().take(200) {
+        if l.starts_with('\t') {
+            tabs += 1;
+        } else if l.starts_with("  ") {
+            spaces += 1;
+        }
+    }
+    tabs > spaces
 }
 
 /// Drops the end of `completion` that repeats the start of the text after
@@ -202,6 +318,31 @@ mod tests {
             "    y = x * 2\n    total += x\n    print(total)\n",
             "y = x * 2",
         );
+    }
+
+    #[test]
+    fn a_body_at_the_opener_level_is_indented() {
+        check(Language::Python, "def f(x):\n$0\n", "return x + 1\n\nprint(f(2))\n", "    return x + 1");
+        check(Language::Python, "class A:\n    def f(self):\n    $0\n", "return 1\n", "    return 1");
+        // Already right: unchanged.
+        check(Language::Python, "def f(x):\n    $0\n", "y = x\n    return y\n", "y = x\n    return y");
+        // Tabs in the document: tabs in the suggestion.
+        check(Language::Python, "def g():\n\tpass\n\ndef f(x):\n\t$0\n", "y = x\n    return y\n", "y = x\n\treturn y");
+    }
+
+    #[test]
+    fn the_cut_adds_no_syntax_errors() {
+        // One closer too many: cut at the word end.
+        check(Language::Python, "print(len($0))\n", "items)))\n", "items");
+        // A block whose last line opens something it never closes.
+        check(
+            Language::Rust,
+            "fn f() -> i32 {$0\n}\n",
+            "\n    let x = 1;\n    let y = (x\n",
+            "\n    let x = 1;",
+        );
+        // Fine as it is: kept whole.
+        check(Language::Rust, "fn f() -> i32 {$0\n}\n", "\n    let x = 1;\n    x + 1\n}\n", "\n    let x = 1;\n    x + 1");
     }
 
     #[test]

@@ -211,6 +211,17 @@ fn root_kinds_capturing(query: &Query, source: &str, capture: &str) -> Option<Ve
     Some(kinds)
 }
 
+/// Compile the queries of every language now (a few milliseconds each)
+/// rather than on the first request that needs them. Returns the languages
+/// whose queries failed to compile (logged; their functions return nothing).
+pub fn warm_up() -> Vec<Language> {
+    GRAMMARS
+        .iter()
+        .filter(|g| g.compiled().is_none())
+        .map(|g| g.language)
+        .collect()
+}
+
 /// The grammar of `lang`, if it has one.
 pub fn grammar(lang: Language) -> Option<&'static Grammar> {
     GRAMMARS.iter().find(|g| g.language == lang)
@@ -335,8 +346,16 @@ pub fn definitions(lang: Language, tree: &Tree, src: &str) -> Vec<Definition> {
     }
     let mut defs: Vec<Definition> = best.into_values().map(|(_, d)| d).collect();
     defs.sort_by(|a, b| {
-        (a.byte_range.start, std::cmp::Reverse(a.byte_range.end), &a.name)
-            .cmp(&(b.byte_range.start, std::cmp::Reverse(b.byte_range.end), &b.name))
+        (
+            a.byte_range.start,
+            std::cmp::Reverse(a.byte_range.end),
+            &a.name,
+        )
+            .cmp(&(
+                b.byte_range.start,
+                std::cmp::Reverse(b.byte_range.end),
+                &b.name,
+            ))
     });
     defs
 }
@@ -365,6 +384,11 @@ fn is_word_byte(b: u8) -> bool {
 /// The statements of `kinds` that have one of `keywords` as a token of
 /// their own: each whole-word occurrence of a keyword in `src` is checked
 /// against the tree (one in a comment, a string or an identifier is not).
+///
+/// Occurrences are visited in order with one cursor moving along the root's
+/// children, then down to the keyword's token: `Node::parent` and
+/// `descendant_for_byte_range` from the root would scan the root's children
+/// again for each one.
 fn statements_at_keywords<'t>(
     tree: &'t Tree,
     src: &str,
@@ -372,25 +396,48 @@ fn statements_at_keywords<'t>(
     keywords: &[&str],
     out: &mut Vec<Node<'t>>,
 ) {
-    let root = tree.root_node();
     let b = src.as_bytes();
+    let mut hits: Vec<(usize, usize)> = Vec::new();
     for kw in keywords {
         for (at, _) in src.match_indices(kw) {
             let end = at + kw.len();
             if (at > 0 && is_word_byte(b[at - 1])) || (end < b.len() && is_word_byte(b[end])) {
                 continue;
             }
-            let Some(leaf) = root.descendant_for_byte_range(at, end) else {
-                continue;
-            };
-            if leaf.is_named() || leaf.start_byte() != at || leaf.end_byte() != end {
-                continue;
+            hits.push((at, end));
+        }
+    }
+    hits.sort_unstable();
+    let root = tree.root_node();
+    let mut top = root.walk();
+    if !top.goto_first_child() {
+        return;
+    }
+    let mut down = root.walk();
+    for (at, end) in hits {
+        while top.node().end_byte() <= at {
+            if !top.goto_next_sibling() {
+                return;
             }
-            if let Some(stmt) = leaf.parent() {
-                if kinds.iter().any(|k| k == stmt.kind()) {
-                    out.push(stmt);
+        }
+        let mut parent = root;
+        let mut node = top.node();
+        down.reset(node);
+        loop {
+            if node.start_byte() > at {
+                break;
+            }
+            if node.start_byte() == at && node.end_byte() == end && !node.is_named() {
+                if kinds.iter().any(|k| k == parent.kind()) {
+                    out.push(parent);
                 }
+                break;
             }
+            if down.goto_first_child_for_byte(at).is_none() {
+                break;
+            }
+            parent = node;
+            node = down.node();
         }
     }
 }
@@ -510,7 +557,10 @@ fn anchor_before(src: &str, byte: usize) -> usize {
 }
 
 fn line_start(src: &str, byte: usize) -> usize {
-    src.as_bytes()[..byte].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+    src.as_bytes()[..byte]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
 }
 
 /// Is the cursor at `byte` inside `node`?
@@ -571,7 +621,8 @@ pub fn enclosing_scopes(lang: Language, tree: &Tree, src: &str, byte: usize) -> 
             }
         }
         if let Some((node, kind)) = scope {
-            if contains_cursor(g, src, node, byte) && !found.iter().any(|(n, _, _)| n.id() == node.id())
+            if contains_cursor(g, src, node, byte)
+                && !found.iter().any(|(n, _, _)| n.id() == node.id())
             {
                 found.push((node, kind, body));
             }
@@ -583,9 +634,10 @@ pub fn enclosing_scopes(lang: Language, tree: &Tree, src: &str, byte: usize) -> 
         .map(|(node, kind, body)| {
             let body_start = body.map_or(node.end_byte(), |b| b.start_byte());
             let header = match body {
-                Some(b) if b.start_byte() > node.start_byte() => {
-                    src[node.start_byte()..b.start_byte()].trim_end().to_string()
-                }
+                Some(b) if b.start_byte() > node.start_byte() => src
+                    [node.start_byte()..b.start_byte()]
+                    .trim_end()
+                    .to_string(),
                 _ => first_lines(text(src, node), 1).to_string(),
             };
             Scope {
@@ -678,7 +730,9 @@ pub fn opens_block(lang: Language, tree: &Tree, src: &str, byte: usize) -> bool 
         };
         if let Some(opener_end) = opener_end(block, body) {
             if opener_end <= byte
-                && src[opener_end..byte].bytes().all(|b| b.is_ascii_whitespace())
+                && src[opener_end..byte]
+                    .bytes()
+                    .all(|b| b.is_ascii_whitespace())
                 && (g.indent_blocks || byte < body.end_byte() || body_unclosed(body))
             {
                 return true;
@@ -701,7 +755,9 @@ pub fn opens_block(lang: Language, tree: &Tree, src: &str, byte: usize) -> bool 
     !leaf.is_named()
         && leaf.end_byte() <= byte
         && g.block_openers.contains(&leaf.kind())
-        && src[leaf.end_byte()..byte].bytes().all(|b| b.is_ascii_whitespace())
+        && src[leaf.end_byte()..byte]
+            .bytes()
+            .all(|b| b.is_ascii_whitespace())
         && in_error(leaf)
 }
 
@@ -798,7 +854,15 @@ mod tests {
                 panic!("{e}");
             }
             assert!(compiled(g.language).is_some(), "{}", g.dir);
+            // The import statements are found from the patterns' roots.
+            assert!(compiled(g.language)
+                .unwrap()
+                .1
+                .import_kinds
+                .as_ref()
+                .is_some_and(|k| !k.is_empty()));
         }
+        assert!(warm_up().is_empty());
     }
 
     /// (name, kind, start_line) of every definition.
@@ -810,7 +874,9 @@ mod tests {
     }
 
     fn owned(v: &[(&str, &str, usize)]) -> Vec<(String, String, usize)> {
-        v.iter().map(|(a, b, l)| (a.to_string(), b.to_string(), *l)).collect()
+        v.iter()
+            .map(|(a, b, l)| (a.to_string(), b.to_string(), *l))
+            .collect()
     }
 
     const RUST_ITEMS: &str = r#"use std::fmt;
@@ -958,10 +1024,19 @@ class Empty: pass
         );
         let t = tree(Language::Python, PY_ITEMS);
         let all = definitions(Language::Python, &t, PY_ITEMS);
-        let sig = |name: &str| all.iter().find(|d| d.name == name).unwrap().signature.clone();
+        let sig = |name: &str| {
+            all.iter()
+                .find(|d| d.name == name)
+                .unwrap()
+                .signature
+                .clone()
+        };
         assert_eq!(sig("Config"), "@dataclass\nclass Config:");
         assert_eq!(sig("label"), "@property\n    def label(self) -> str:");
-        assert_eq!(sig("load"), "def load(self, path,\n             strict=False):");
+        assert_eq!(
+            sig("load"),
+            "def load(self, path,\n             strict=False):"
+        );
         assert_eq!(sig("main"), "def main(argv: list[str]) -> int:");
         assert_eq!(sig("Empty"), "class Empty:");
         assert_eq!(sig("MAX_RETRIES"), "MAX_RETRIES = 3");
@@ -973,8 +1048,11 @@ class Empty: pass
         imports(lang, &tree(lang, src), src)
             .into_iter()
             .map(|i| {
-                let words: [&str; 2] =
-                    if lang == Language::Rust { ["use", "extern"] } else { ["import", "from"] };
+                let words: [&str; 2] = if lang == Language::Rust {
+                    ["use", "extern"]
+                } else {
+                    ["import", "from"]
+                };
                 let stmt = &src[i.byte_range.clone()];
                 assert!(words.iter().any(|w| stmt.contains(w)), "{stmt}");
                 (i.start_line, i.module, i.names)
@@ -982,8 +1060,16 @@ class Empty: pass
             .collect()
     }
 
-    fn imp(line: usize, module: Option<&str>, names: &[&str]) -> (usize, Option<String>, Vec<String>) {
-        (line, module.map(str::to_string), names.iter().map(|s| s.to_string()).collect())
+    fn imp(
+        line: usize,
+        module: Option<&str>,
+        names: &[&str],
+    ) -> (usize, Option<String>, Vec<String>) {
+        (
+            line,
+            module.map(str::to_string),
+            names.iter().map(|s| s.to_string()).collect(),
+        )
     }
 
     #[test]
@@ -1010,7 +1096,11 @@ fn f() {
                 imp(1, Some("crate::engine"), &["Engine"]),
                 imp(2, None, &["anyhow"]),
                 imp(3, Some("a::b"), &[]),
-                imp(4, Some("tree_sitter"), &["tree_sitter", "TsNode", "Query", "QueryCursor"]),
+                imp(
+                    4,
+                    Some("tree_sitter"),
+                    &["tree_sitter", "TsNode", "Query", "QueryCursor"]
+                ),
                 imp(5, Some("foo"), &["Baz"]),
                 imp(6, None, &["s"]),
                 imp(7, Some("super::x"), &["y", "z"]),
@@ -1063,7 +1153,9 @@ def f():
     }
 
     fn sc(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -1093,15 +1185,20 @@ def f():
             scopes_at(Language::Rust, "impl A {\n    fn f() {}$0\n}\n"),
             sc(&[("impl", "impl A")])
         );
-        assert_eq!(scopes_at(Language::Rust, "fn f() {}\n$0\nfn g() {}\n"), sc(&[]));
+        assert_eq!(
+            scopes_at(Language::Rust, "fn f() {}\n$0\nfn g() {}\n"),
+            sc(&[])
+        );
         // Before the item starts: not inside it.
         assert_eq!(scopes_at(Language::Rust, "$0fn f() {}\n"), sc(&[]));
         // Unclosed body while typing.
         assert_eq!(
-            scopes_at(Language::Rust, "fn a() {}\nfn f(x: u8) {\n    let y = x;$0\n}\n"),
+            scopes_at(
+                Language::Rust,
+                "fn a() {}\nfn f(x: u8) {\n    let y = x;$0\n}\n"
+            ),
             sc(&[("function", "fn f(x: u8)")])
         );
-
     }
 
     #[test]
@@ -1113,16 +1210,25 @@ def f():
         );
         // Dedented to the class body: only the class.
         let fixture = "class A:\n    def f(self):\n        return 1\n\n    $0\n";
-        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("class", "class A:")]));
+        assert_eq!(
+            scopes_at(Language::Python, fixture),
+            sc(&[("class", "class A:")])
+        );
         // Column 0 after the class: nothing.
         let fixture = "class A:\n    def f(self):\n        return 1\n$0\n";
         assert_eq!(scopes_at(Language::Python, fixture), sc(&[]));
         // At the end of the last statement, even after a `)`.
         let fixture = "def f(a,\n      b):\n    return g(a)$0\n";
-        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("function", "def f(a,\n      b):")]));
+        assert_eq!(
+            scopes_at(Language::Python, fixture),
+            sc(&[("function", "def f(a,\n      b):")])
+        );
         // Decorated: the scope is the function itself.
         let fixture = "@cache\ndef f():\n    x = 1$0\n";
-        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("function", "def f():")]));
+        assert_eq!(
+            scopes_at(Language::Python, fixture),
+            sc(&[("function", "def f():")])
+        );
     }
 
     #[test]
@@ -1133,7 +1239,10 @@ def f():
             vec![0, 2, 3, 4, 6, 7, 12, 14, 22, 28, 34, 42]
         );
         let t = tree(Language::Python, PY_ITEMS);
-        assert_eq!(top_level_item_lines(Language::Python, &t), vec![0, 2, 3, 5, 20, 24]);
+        assert_eq!(
+            top_level_item_lines(Language::Python, &t),
+            vec![0, 2, 3, 5, 20, 24]
+        );
     }
 
     #[test]
@@ -1153,9 +1262,13 @@ def f():
         );
         // A node cut by the range's start is left out.
         let mid = src.find("helper").unwrap() + 2;
-        assert_eq!(identifiers_in(Language::Rust, &t, &src, mid..at), ["max", "b", "cfg", "a"]);
+        assert_eq!(
+            identifiers_in(Language::Rust, &t, &src, mid..at),
+            ["max", "b", "cfg", "a"]
+        );
 
-        let src = "import os\nclass A:\n    def f(self):\n        return os.path.join(self.root, name)\n";
+        let src =
+            "import os\nclass A:\n    def f(self):\n        return os.path.join(self.root, name)\n";
         let t = tree(Language::Python, src);
         let from = src.find("return").unwrap();
         assert_eq!(
@@ -1179,7 +1292,10 @@ def f():
         assert!(opens(r, "fn f() {\n    if x {\n        $0\n    }\n}\n"));
         assert!(opens(r, "fn f() {\n    for i in 0..3 {$0\n}\n"));
         assert!(opens(r, "impl A {\n    $0\n}\n"));
-        assert!(opens(r, "fn f(x: u8) {\n    match x {\n        $0\n    }\n}\n"));
+        assert!(opens(
+            r,
+            "fn f(x: u8) {\n    match x {\n        $0\n    }\n}\n"
+        ));
         // Unclosed at the end of the file: the parser gives up (ERROR).
         assert!(opens(r, "fn a() {}\nfn f() {\n    $0"));
         // Not after an opener.
@@ -1197,7 +1313,10 @@ def f():
         let p = Language::Python;
         assert!(opens(p, "def f():$0"));
         assert!(opens(p, "def f():\n    $0"));
-        assert!(opens(p, "def f(a, b) -> int:\n    $0\n\ndef g():\n    pass\n"));
+        assert!(opens(
+            p,
+            "def f(a, b) -> int:\n    $0\n\ndef g():\n    pass\n"
+        ));
         assert!(opens(p, "x = 1\nif x:$0\n"));
         assert!(opens(p, "for i in range(3):\n    $0\nprint(1)\n"));
         assert!(opens(p, "class A:\n    def f(self):\n        $0\n"));
@@ -1232,22 +1351,5 @@ def f():
         assert!(definitions(p, &t, RUST_ITEMS).is_empty());
         assert!(imports(p, &t, RUST_ITEMS).is_empty());
         assert!(enclosing_scopes(p, &t, RUST_ITEMS, 10).is_empty());
-    }
-}
-#[cfg(test)]
-mod scratch {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn import_costs() {
-        for (lang, file, n) in [(Language::Rust, "serde_json_read.rs", 5), (Language::Python, "requests_sessions.py", 7)] {
-            let one = std::fs::read_to_string(format!("/work/shared/bench-data/corpus/{file}")).unwrap();
-            let src = one.repeat(n);
-            let tree = parse(lang, &src).unwrap();
-            let t = std::time::Instant::now();
-            let mut k = 0;
-            for _ in 0..50 { k += imports(lang, &tree, &src).len(); }
-            println!("{lang:?} imports(): {:.3} ms ({})", t.elapsed().as_secs_f64() * 1000.0 / 50.0, k / 50);
-        }
     }
 }

@@ -84,6 +84,11 @@ impl LspClient {
         LspClient { child, stdin, rx, next_id: 1, backlog: Vec::new() }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn notify(&mut self, method: &str, params: Value) {
         let msg = json!({"jsonrpc": "2.0", "method": method, "params": params});
         write_msg(&mut *self.stdin.lock().unwrap(), &msg).expect("write to server");

@@ -55,10 +55,26 @@ pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) {
                 Ok((model, family, info)) => {
                     let _ = reply.send(Ok((info.clone(), family.clone())));
                     // Serve until a reload is asked for or the channel closes.
-                    match serve(backend, &model, &family, &config, &rx, &pending) {
-                        Ok(Some(reload)) => next = Some(reload),
-                        Ok(None) => return,
-                        Err(e) => last_error = e.to_string(),
+                    // A panic outside a request (a request's own is caught in
+                    // `serve`) loses the context: serving restarts with a
+                    // fresh one and the same model, unless it keeps panicking.
+                    let mut quick_panics = 0;
+                    loop {
+                        let started = Instant::now();
+                        match catch_unwind(AssertUnwindSafe(|| serve(backend, &model, &family, &config, &rx, &pending))) {
+                            Ok(Ok(Some(reload))) => next = Some(reload),
+                            Ok(Ok(None)) => return,
+                            Ok(Err(e)) => last_error = e.to_string(),
+                            Err(p) => {
+                                quick_panics = if started.elapsed().as_secs() < 10 { quick_panics + 1 } else { 1 };
+                                tracing::error!("the engine thread panicked: {}; restarting it", panic_text(&*p));
+                                if quick_panics < 5 {
+                                    continue;
+                                }
+                                last_error = format!("the engine panicked {quick_panics} times in a row: {}", panic_text(&*p));
+                            }
+                        }
+                        break;
                     }
                 }
                 Err(e) => {
@@ -92,6 +108,10 @@ fn drain_with_error(rx: Receiver<Msg>, err: EngineError) {
     }
 }
 
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
 fn load(
     backend: &LlamaBackend,
     config: &EngineConfig,
@@ -100,6 +120,9 @@ fn load(
     let path = config.model_path();
     let size_bytes = check_model_file(&path)?;
     let gpu_layers = config.gpu_layers.unwrap_or(if backend.supports_gpu_offload() { 999 } else { 0 });
+    if gpu_layers == 0 || !backend.supports_gpu_offload() {
+        super::check_memory(&path, size_bytes)?;
+    }
     let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers).with_progress_callback(move |p| {
         progress(p);
         true
@@ -233,6 +256,9 @@ fn serve(
                 if !job.background {
                     server.pending.fetch_sub(1, Ordering::AcqRel);
                 }
+                if super::test_fault(&job.slot, "locode-test-panic-engine") {
+                    panic!("test fault: engine thread");
+                }
                 let result = catch_unwind(AssertUnwindSafe(|| server.complete(job))).unwrap_or_else(|p| {
                     let what = p
                         .downcast_ref::<&str>()
@@ -359,6 +385,9 @@ impl Server<'_> {
     }
 
     fn complete(&mut self, mut job: CompletionJob) -> Result<Generation, EngineError> {
+        if super::test_fault(&job.slot, "locode-test-panic-request") {
+            panic!("test fault: request");
+        }
         let mut gen = Generation::default();
         if self.should_stop(&job) {
             gen.cancelled = true;

@@ -105,6 +105,8 @@ pub enum EngineError {
     ModelInvalid { path: PathBuf, reason: String },
     #[error("model {path} has no fill-in-the-middle tokens of a known family (qwen2.5-coder, starcoder2, deepseek-coder, codellama, codestral); set `family` if it has FIM tokens under other names")]
     NoFim { path: PathBuf },
+    #[error("model {path} needs about {need_mib} MiB of memory but only {available_mib} MiB is available; choose a smaller or more quantized model, or free memory")]
+    TooLarge { path: PathBuf, need_mib: u64, available_mib: u64 },
     #[error("{0}")]
     Family(String),
     #[error("no model is loaded: {0}")]
@@ -150,6 +152,43 @@ pub fn check_model_file(path: &std::path::Path) -> Result<u64, EngineError> {
         return Err(EngineError::ModelInvalid { path: path.into(), reason: "the file does not start with the GGUF magic".into() });
     }
     Ok(meta.len())
+}
+
+/// Refuses a model whose weights cannot fit in the memory available now
+/// (RAM plus free swap, within the cgroup's limit): llama.cpp would map it
+/// and then page without end, or be killed for memory.
+pub fn check_memory(path: &std::path::Path, size_bytes: u64) -> Result<(), EngineError> {
+    let Some(available) = available_memory() else { return Ok(()) };
+    // Weights plus the KV cache and compute buffers, roughly.
+    let need = size_bytes + size_bytes / 10 + (128 << 20);
+    if need > available {
+        return Err(EngineError::TooLarge { path: path.into(), need_mib: need >> 20, available_mib: available >> 20 });
+    }
+    Ok(())
+}
+
+/// Bytes of memory available to this process, where the system says (Linux).
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+    };
+    let mut available = field("MemAvailable:")? + field("SwapFree:").unwrap_or(0);
+    // A cgroup v2 limit (containers) caps it further.
+    let cg = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).ok()?.trim().parse::<u64>().ok();
+    if let (Some(max), Some(current)) = (cg("memory.max"), cg("memory.current")) {
+        available = available.min(max.saturating_sub(current));
+    }
+    Some(available)
+}
+
+/// Fault injection for tests: true when `LOCODE_TEST_HOOKS=1` is set in the
+/// environment and `slot` (a document URI) contains `marker`. Never set in
+/// normal use; lets tests make the engine thread panic.
+pub(crate) fn test_fault(slot: &str, marker: &str) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("LOCODE_TEST_HOOKS").is_ok_and(|v| v == "1")) && slot.contains(marker)
 }
 
 pub(crate) enum Msg {

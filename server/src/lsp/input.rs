@@ -1,68 +1,125 @@
 //! The client's byte stream before the JSON-RPC codec sees it.
 //!
-//! Editors whose strings are UTF-16 (JavaScript, Java, C#) can send a lone
-//! surrogate as a JSON escape (`"\ud800"`), for instance half of an emoji
-//! deleted in two steps. serde_json rejects such a message outright, so the
-//! whole `didChange` would be lost and the server's copy of the document
-//! would drift from the editor's. This filter rewrites each lone surrogate
-//! escape to `\ufffd` (U+FFFD REPLACEMENT CHARACTER) inside each message body.
-//! Both are one UTF-16 unit and six bytes, so positions and `Content-Length`
-//! stay valid.
+//! The codec (tower-lsp-server on tokio-util's `FramedRead`) ends the whole
+//! session at the first message it cannot decode: invalid JSON, invalid
+//! UTF-8, a JSON value that is not a JSON-RPC message, or a header without
+//! `Content-Length`. One bad message from a client must not take the server
+//! down, so this filter frames messages itself and hands the codec only
+//! messages it can decode:
+//!
+//! - Lone surrogates. Editors whose strings are UTF-16 (JavaScript, Java, C#)
+//!   can send one as a JSON escape (`"\ud800"`), for instance half of an
+//!   emoji deleted in two steps. serde_json rejects such a message outright,
+//!   so a whole `didChange` would be lost and the document would drift from
+//!   the editor's. Each lone surrogate escape becomes `\ufffd` (U+FFFD): both
+//!   are one UTF-16 unit, so positions stay valid.
+//! - A body that still does not decode is replaced by a request to an unknown
+//!   method, with the same id when the body is JSON with an id, else with id
+//!   null: the client gets an error for it, as for a parse error, and a
+//!   warning is logged without the message's content.
+//! - Header blocks without a usable `Content-Length` are skipped up to the
+//!   next `Content-Length`.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
+use tower_lsp_server::jsonrpc::{Request, Response};
 
-/// Longest header block looked at; a longer one is passed through untouched.
+/// Longest header block looked at before it is skipped as garbage.
 const MAX_HEADER: usize = 8 * 1024;
 
+/// What the codec accepts, as it decodes it.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Message {
+    Response(Response),
+    Request(Request),
+}
+
 /// Wraps the client's input stream; see the module docs.
-pub struct LoneSurrogates<R> {
+pub struct CheckedInput<R> {
     inner: R,
-    /// Bytes read and not yet handed on.
+    /// Bytes read and not yet framed.
     buf: Vec<u8>,
-    /// How many bytes at the front of `buf` are final.
-    ready: usize,
+    /// Framed, checked messages ready for the codec.
+    out: Vec<u8>,
     eof: bool,
 }
 
-impl<R> LoneSurrogates<R> {
+impl<R> CheckedInput<R> {
     pub fn new(inner: R) -> Self {
-        LoneSurrogates { inner, buf: Vec::new(), ready: 0, eof: false }
+        CheckedInput { inner, buf: Vec::new(), out: Vec::new(), eof: false }
     }
 
-    /// Marks as final whatever complete messages (headers and body) lie
-    /// after the final bytes, fixing their bodies.
+    /// Moves every complete message from `buf` to `out`, fixed or replaced.
     fn settle(&mut self) {
         loop {
-            let rest = &self.buf[self.ready..];
-            if rest.is_empty() {
+            if self.buf.is_empty() {
                 return;
             }
-            let Some(header_end) = find(rest, b"\r\n\r\n").map(|i| i + 4) else {
-                if self.eof || rest.len() > MAX_HEADER {
-                    self.ready = self.buf.len();
+            let Some(header_end) = find(&self.buf, b"\r\n\r\n").map(|i| i + 4) else {
+                if self.eof || self.buf.len() > MAX_HEADER {
+                    self.skip_garbage();
+                    if self.eof {
+                        self.buf.clear();
+                    }
+                    continue;
                 }
                 return;
             };
-            let Some(len) = content_length(&rest[..header_end]) else {
-                // Not a header we understand: let the codec judge it.
-                self.ready += header_end;
+            let Some(len) = content_length(&self.buf[..header_end]) else {
+                tracing::warn!("skipped a message header without a valid Content-Length");
+                self.skip_garbage();
                 continue;
             };
-            let end = self.ready + header_end + len;
+            let end = header_end.saturating_add(len);
             if end > self.buf.len() {
                 if self.eof {
-                    self.ready = self.buf.len();
+                    tracing::warn!("the input ended inside a message");
+                    self.buf.clear();
                 }
                 return;
             }
-            fix_lone_surrogates(&mut self.buf[self.ready + header_end..end]);
-            self.ready = end;
+            let mut body: Vec<u8> = self.buf.drain(..end).skip(header_end).collect();
+            fix_lone_surrogates(&mut body);
+            let body = checked(body);
+            self.out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            self.out.extend_from_slice(&body);
         }
     }
+
+    /// Drops bytes up to the next `Content-Length` after the first byte.
+    fn skip_garbage(&mut self) {
+        let next = find(&self.buf[1..], b"Content-Length").map(|i| i + 1);
+        let n = next.unwrap_or(self.buf.len().saturating_sub(b"Content-Length".len())).max(1);
+        self.buf.drain(..n.min(self.buf.len()));
+    }
+}
+
+/// The body if the codec can decode it, else a stand-in it can.
+///
+/// An empty body is replaced too: the codec reads it as "no message yet" and
+/// would then wait for more input before decoding the messages already
+/// buffered behind it, so they would go unanswered until the client sent
+/// something else.
+fn checked(body: Vec<u8>) -> Vec<u8> {
+    let err = match serde_json::from_slice::<Message>(&body) {
+        Ok(_) => return body,
+        Err(e) => e,
+    };
+    let id = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .filter(|id| id.is_i64() || id.is_u64() || id.is_string());
+    tracing::warn!(bytes = body.len(), "ignored a malformed message: {err}");
+    // An unknown method: the server answers it with an error, to the
+    // message's id when it has one, else to id null (as JSON-RPC answers a
+    // parse error).
+    let id = id.unwrap_or(serde_json::Value::Null);
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "locode/malformedMessage"}).to_string().into_bytes()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -120,15 +177,14 @@ pub fn fix_lone_surrogates(body: &mut [u8]) {
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for LoneSurrogates<R> {
+impl<R: AsyncRead + Unpin> AsyncRead for CheckedInput<R> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
-            if this.ready > 0 {
-                let n = this.ready.min(out.remaining());
-                out.put_slice(&this.buf[..n]);
-                this.buf.drain(..n);
-                this.ready -= n;
+            if !this.out.is_empty() {
+                let n = this.out.len().min(out.remaining());
+                out.put_slice(&this.out[..n]);
+                this.out.drain(..n);
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
@@ -182,7 +238,11 @@ mod tests {
 
     #[tokio::test]
     async fn framed_stream_is_fixed_per_message_in_any_chunking() {
-        let bodies = [r#"{"a":"\ud800"}"#, r#"{"b":"\ud83d\ude00 \\ud800"}"#, r#"{"c":"\udfff\udfff"}"#];
+        let bodies = [
+            r#"{"jsonrpc":"2.0","method":"a","params":"\ud800"}"#,
+            r#"{"jsonrpc":"2.0","method":"b","params":"\ud83d\ude00 \\ud800"}"#,
+            r#"{"jsonrpc":"2.0","method":"c","params":"\udfff\udfff"}"#,
+        ];
         let mut input = Vec::new();
         for b in bodies {
             input.extend_from_slice(format!("Content-Length: {}\r\n\r\n{b}", b.len()).as_bytes());
@@ -198,9 +258,44 @@ mod tests {
                 }
             });
             let mut out = String::new();
-            LoneSurrogates::new(r).read_to_string(&mut out).await.unwrap();
+            CheckedInput::new(r).read_to_string(&mut out).await.unwrap();
             writer.await.unwrap();
             assert_eq!(out, expect, "chunks of {chunk}");
         }
+    }
+
+    async fn filtered(input: &[u8]) -> String {
+        let mut out = String::new();
+        CheckedInput::new(input).read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    fn framed(body: &str) -> String {
+        format!("Content-Length: {}\r\n\r\n{body}", body.len())
+    }
+
+    #[tokio::test]
+    async fn undecodable_messages_are_replaced_and_garbage_skipped() {
+        let good = r#"{"jsonrpc":"2.0","method":"initialized","params":{}}"#;
+        // Invalid JSON with an id: a request the server answers with an error.
+        let out = filtered(format!("{}{}", framed(r#"{"jsonrpc":"2.0","id":7,"method":"x","params":{"#), framed(good)).as_bytes()).await;
+        let null_id = framed(r#"{"id":null,"jsonrpc":"2.0","method":"locode/malformedMessage"}"#);
+        assert_eq!(out, format!("{null_id}{}", framed(good)));
+        // Valid JSON with an id, but not a request: an error to that id.
+        let out = filtered(framed(r#"{"jsonrpc":"2.0","id":7,"method":5}"#).as_bytes()).await;
+        assert_eq!(out, framed(r#"{"id":7,"jsonrpc":"2.0","method":"locode/malformedMessage"}"#));
+        // Not JSON-RPC, invalid UTF-8, and a header without a length.
+        let mut input = framed("[1,2,3]").into_bytes();
+        input.extend_from_slice(b"Content-Length: 3\r\n\r\n\xff\xfe\x00");
+        input.extend_from_slice(b"X-Garbage: 1\r\n\r\n{}");
+        input.extend_from_slice(framed(good).as_bytes());
+        assert_eq!(filtered(&input).await, format!("{null_id}{null_id}{}", framed(good)));
+        // An empty body: an error to id null, and the message behind it
+        // goes through with it.
+        let out = filtered(format!("Content-Length: 0\r\n\r\n{}", framed(good)).as_bytes()).await;
+        assert_eq!(out, format!("{null_id}{}", framed(good)));
+        // A Content-Type header is dropped, the length kept.
+        let with_type = format!("Content-Length: {}\r\nContent-Type: application/vscode-jsonrpc; charset=latin1\r\n\r\n{good}", good.len());
+        assert_eq!(filtered(with_type.as_bytes()).await, framed(good));
     }
 }

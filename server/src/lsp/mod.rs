@@ -82,8 +82,19 @@ where
     .custom_method("locode/lastStats", Backend::last_stats)
     .custom_method("locode/status", Backend::status)
     .finish();
-    Server::new(input::LoneSurrogates::new(stdin), stdout, socket).serve(service).await;
+    // Messages are handled in order, but at most this many at once: a
+    // request waiting on the engine holds its place, and with the library's
+    // default of 4, a few completions in flight would hold up every
+    // `didChange` and `$/cancelRequest` behind them.
+    Server::new(input::CheckedInput::new(stdin), stdout, socket)
+        .concurrency_level(MAX_CONCURRENT_MESSAGES)
+        .serve(service)
+        .await;
 }
+
+/// Messages handled at once (requests in flight, mostly completions waiting
+/// for the engine; superseded ones finish as soon as the engine sees it).
+const MAX_CONCURRENT_MESSAGES: usize = 256;
 
 /// How long the user must pause before background warm-up starts.
 const WARM_PAUSE_MS: u64 = 250;
