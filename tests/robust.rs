@@ -152,6 +152,13 @@ fn storm_of_changes_with_completions_and_cancels_in_flight() {
     let mut base: String = (0..60).map(|i| format!("def helper_{i}(value):\n    return value * {i}\n\n")).collect();
     base.push_str("def main():\n    ");
     open(&mut c, uri, "python", &base);
+    // The file has been open a while when the storm comes: its cache is
+    // warm (the warm-up after didOpen has run).
+    let warm_deadline = Instant::now() + Duration::from_secs(180);
+    while c.request("locode/status", json!(null))["warmups"].as_u64().unwrap_or(0) == 0 {
+        assert!(Instant::now() < warm_deadline, "no warm-up after didOpen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let source: Vec<char> = "total = helper_3(4) + helper_7(total)\n    print(total)\n    ".chars().collect();
     let mut typist = Typist { lines: base.split('\n').map(str::to_string).collect(), source, next: 0, typed: 0, deleting: false };
     let mut version = 1;
@@ -197,7 +204,7 @@ fn storm_of_changes_with_completions_and_cancels_in_flight() {
     let storm_s = t0.elapsed().as_secs_f64();
     let end = Instant::now();
     // Every request is answered (result, error or cancelled) within 2 s of the storm's end.
-    let limit = Duration::from_secs(2);
+    let limit = Duration::from_millis(std::env::var("LOCODE_STORM_LIMIT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000));
     let mut last = Duration::ZERO;
     let (mut empty, mut with_text, mut cancelled_answers, mut errors) = (0, 0, 0, 0);
     let mut late = Vec::new();

@@ -13,6 +13,8 @@ pub struct Trimmer {
     line_suffix: String,
     next_line: Option<String>,
     heal: String,
+    /// The text before the cursor on its line.
+    line_prefix: String,
     language: Language,
     /// The window's text before and after the insertion point, for the
     /// syntax check of cut points.
@@ -32,6 +34,7 @@ impl Trimmer {
             line_suffix: ctx.line_suffix.trim().to_string(),
             next_line: ctx.next_line.clone(),
             heal: ctx.heal.clone(),
+            line_prefix: ctx.line_prefix.clone(),
             language: ctx.language,
             before: format!("{}{}{}", ctx.prefix, ctx.middle, ctx.heal),
             after: ctx.suffix.clone(),
@@ -63,25 +66,45 @@ impl Trimmer {
             Ok(g) => g,
             Err(still_possible) => return !still_possible,
         };
+        if let Some(mode) = self.opened_block(generated) {
+            return self.block_done(mode, generated);
+        }
         match self.mode {
             Mode::SingleLine => generated.trim_start_matches([' ', '\t']).contains('\n')
                 && !generated.trim().is_empty()
                 || generated.starts_with('\n'),
-            Mode::Block { .. } => {
-                // Every complete line is settled; stop once one ends the block.
-                let complete = match generated.rfind('\n') {
-                    Some(i) => &generated[..i],
-                    None => return false,
-                };
-                let lines: Vec<&str> = complete.split('\n').collect();
-                self.block_len(&lines) < lines.len() || lines.len() > self.max_lines
-            }
+            Mode::Block { .. } => self.block_done(self.mode, generated),
         }
     }
 
+    /// In a block: every complete line is settled; done once one ends the
+    /// block, or there are more lines than wanted.
+    fn block_done(&self, mode: Mode, generated: &str) -> bool {
+        let complete = match generated.rfind('\n') {
+            Some(i) => &generated[..i],
+            None => return false,
+        };
+        let lines: Vec<&str> = complete.split('\n').collect();
+        self.block_len(mode, &lines) < lines.len() || lines.len() > self.max_lines
+    }
+
+    /// A single-line suggestion whose line the model ends with a block
+    /// opener (`for x in xs:`, `if ok {`) at the end of the cursor's line:
+    /// the line is of no use without its body, so the suggestion goes on
+    /// with the block that line opens, as after a typed opener. Known once
+    /// the first generated line is complete.
+    fn opened_block(&self, generated: &str) -> Option<Mode> {
+        if self.mode != Mode::SingleLine || !self.line_suffix.is_empty() || self.language == Language::PlainText {
+            return None;
+        }
+        let first = generated.split_once('\n')?.0;
+        let line = format!("{}{}", self.line_prefix, first);
+        (!first.trim().is_empty() && self.language.opens_block(&line)).then(|| Mode::Block { opener_indent: indent_width(&line) })
+    }
+
     /// How many of `lines` belong to the block.
-    fn block_len(&self, lines: &[&str]) -> usize {
-        let Mode::Block { opener_indent } = self.mode else { return lines.len().min(1) };
+    fn block_len(&self, mode: Mode, lines: &[&str]) -> usize {
+        let Mode::Block { opener_indent } = mode else { return lines.len().min(1) };
         let mut seen_body = !lines.first().is_none_or(|l| l.trim().is_empty());
         for (i, line) in lines.iter().enumerate() {
             if i >= self.max_lines {
@@ -104,7 +127,30 @@ impl Trimmer {
     /// The final suggestion for `generated`; empty when nothing fits.
     pub fn finish(&self, generated: &str) -> String {
         let Ok(generated) = self.healed(generated) else { return String::new() };
+        let opened = self.opened_block(generated);
         let text = match self.mode {
+            Mode::SingleLine if opened.is_some() => {
+                // The generated opener line and the body it opens, as the
+                // model indented it.
+                let lines: Vec<&str> = generated.split('\n').collect();
+                let mut n = self.block_len(opened.unwrap_or(self.mode), &lines);
+                // A brace block ends with its own closing line.
+                if let (Some(Mode::Block { opener_indent }), Some(end)) = (opened, lines.get(n)) {
+                    if indent_width(end) == opener_indent && matches!(end.trim(), "}" | "};" | "})" | "});" | "},") {
+                        n += 1;
+                    }
+                }
+                let mut kept: Vec<&str> = lines[..n].iter().map(|l| l.trim_end()).collect();
+                while kept.len() > 1 && kept.last().is_some_and(|l| l.is_empty()) {
+                    kept.pop();
+                }
+                if kept.len() < 2 {
+                    // An opener without its body does not parse (whatever
+                    // the grammar's error recovery says).
+                    return String::new();
+                }
+                kept.join("\n")
+            }
             Mode::SingleLine => {
                 let first = generated.split('\n').next().unwrap_or("");
                 trim_suffix_overlap(first.trim_end(), &self.line_suffix).to_string()
@@ -112,7 +158,7 @@ impl Trimmer {
             Mode::Block { .. } => {
                 let fixed = self.fix_indentation(generated);
                 let lines: Vec<&str> = fixed.split('\n').collect();
-                let n = self.block_len(&lines);
+                let n = self.block_len(self.mode, &lines);
                 let mut kept: Vec<&str> = lines[..n].iter().map(|l| l.trim_end()).collect();
                 while kept.len() > 1 && kept.last().is_some_and(|l| l.is_empty()) {
                     kept.pop();
@@ -120,7 +166,7 @@ impl Trimmer {
                 kept.join("\n")
             }
         };
-        let text = self.syntax_cut(text);
+        let text = self.syntax_cut(text, opened.unwrap_or(self.mode));
         if text.trim().is_empty() {
             String::new()
         } else {
@@ -171,7 +217,7 @@ impl Trimmer {
     /// The longest cut of `text` (at a line end, or in a single line at a
     /// closing bracket or a word end) whose insertion adds no syntax errors
     /// to the window compared with the window without it.
-    fn syntax_cut(&self, text: String) -> String {
+    fn syntax_cut(&self, text: String, mode: Mode) -> String {
         if text.trim().is_empty() || syntax::grammar(self.language).is_none() {
             return text;
         }
@@ -180,7 +226,7 @@ impl Trimmer {
             syntax::parse(self.language, &doc).map(|t| syntax::problem_count(&t))
         };
         let Some(baseline) = problems("") else { return text };
-        for cut in cut_points(&text, self.mode) {
+        for cut in cut_points(&text, mode) {
             let candidate = text[..cut].trim_end();
             if candidate.trim().is_empty() {
                 break;
@@ -343,6 +389,30 @@ mod tests {
         );
         // Fine as it is: kept whole.
         check(Language::Rust, "fn f() -> i32 {$0\n}\n", "\n    let x = 1;\n    x + 1\n}\n", "\n    let x = 1;\n    x + 1");
+    }
+
+    #[test]
+    fn a_generated_opener_brings_its_body() {
+        // An empty line in a body: the model writes a loop; its body comes with it.
+        check(
+            Language::Python,
+            "def total(xs):\n    s = 0\n    $0\n    return s\n",
+            "for x in xs:\n        s += x\n    return s\n",
+            "for x in xs:\n        s += x",
+        );
+        check(
+            Language::Rust,
+            "fn f(v: &[i32]) -> i32 {\n    let mut s = 0;\n    $0\n    s\n}\n",
+            "for x in v {\n        s += x;\n    }\n    s\n}\n",
+            "for x in v {\n        s += x;\n    }",
+        );
+        // Mid-line, the same: the opener completes the line, the body follows.
+        check(Language::Python, "def f(xs):\n    for x in $0\n", "xs:\n        print(x)\n\nf([])\n", "xs:\n        print(x)");
+        // Text after the cursor keeps it to the line; a plain line stays one line.
+        check(Language::Python, "def f(xs):\n    for x in $0 if x]\n", "xs:\n        pass\n", "xs:");
+        check(Language::Python, "def f(xs):\n    a = 0\n    $0\n", "y = 1\n    z = 2\n", "y = 1");
+        // An opener with no body at all is left out (it would not parse).
+        check(Language::Python, "def f(xs):\n    y = 1\n    $0\n", "if y:\n", "");
     }
 
     #[test]

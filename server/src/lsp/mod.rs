@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use tower_lsp_server::jsonrpc::{Error as RpcError, Result};
 use tower_lsp_server::ls_types::*;
@@ -34,6 +35,8 @@ struct State {
     model: RwLock<ModelState>,
     /// The newest completion request per document; a newer one cancels it.
     inflight: Mutex<HashMap<String, CancelToken>>,
+    /// When the last completion request per document arrived (burst hold).
+    last_request: Mutex<HashMap<String, Instant>>,
     engine: Engine,
     client_progress: RwLock<bool>,
     /// Statistics of the last completion per document (`locode/lastStats`).
@@ -70,6 +73,7 @@ where
             config: RwLock::new(config),
             model: RwLock::new(ModelState::Loading),
             inflight: Mutex::new(HashMap::new()),
+            last_request: Mutex::new(HashMap::new()),
             engine,
             client_progress: RwLock::new(false),
             last_stats: Mutex::new(HashMap::new()),
@@ -95,6 +99,11 @@ where
 /// Messages handled at once (requests in flight, mostly completions waiting
 /// for the engine; superseded ones finish as soon as the engine sees it).
 const MAX_CONCURRENT_MESSAGES: usize = 256;
+
+/// A completion request that supersedes one that arrived less than this long
+/// before it waits this long before it reaches the engine (see `suggest`). Keystrokes come 50 ms or more apart; bursts of requests from a
+/// client without a debounce, or replayed edits, come faster.
+const BURST_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// How long the user must pause before background warm-up starts.
 const WARM_PAUSE_MS: u64 = 250;
@@ -209,7 +218,8 @@ impl Backend {
             (snap, cursor, anchor, typed_through)
         };
         let cancel = CancelToken::new();
-        if let Some(old) = self.state.inflight.lock().unwrap().insert(key.clone(), cancel.clone()) {
+        let superseded = self.state.inflight.lock().unwrap().insert(key.clone(), cancel.clone());
+        if let Some(old) = &superseded {
             old.cancel();
         }
         let _guard = CancelOnDrop(cancel.clone());
@@ -222,6 +232,23 @@ impl Backend {
             let version = self.state.docs.lock().unwrap().get(&key).map(|d| d.version).unwrap_or_default();
             return Ok(Some((Suggestion { text, version, stats }, range)));
         };
+        // Requests that come faster than any can be answered (a client that
+        // asks on every change, with no debounce of its own) wait a moment
+        // first: the next one supersedes them before they cost any
+        // evaluation, and the cores stay free for the messages still coming
+        // in. A request that finds none in flight, or comes at typing pace,
+        // goes to the engine at once.
+        let burst = {
+            let now = Instant::now();
+            let prev = self.state.last_request.lock().unwrap().insert(key.clone(), now);
+            superseded.is_some() && prev.is_some_and(|t| now.duration_since(t) < BURST_HOLD)
+        };
+        if burst {
+            tokio::time::sleep(BURST_HOLD).await;
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+        }
         let spot = complete::Spot { snap: &snap, cursor, anchor };
         let result = match &family {
             _ if remote.is_remote() => {
@@ -307,9 +334,9 @@ impl Backend {
         })
     }
 
-    /// After Enter, at a pause with no request in flight, pre-fills the
-    /// cache for the prompt at the new line, so the first suggestion there
-    /// costs only its own tokens. Yields to any real request.
+    /// After Enter (or on opening a file), at a pause with no request in
+    /// flight, pre-fills the cache for the prompt at `cursor`, so the first
+    /// suggestion there costs only its own tokens. Yields to any real request.
     fn warm_after_enter(&self, key: String, cursor: usize, version: i32) {
         let cfg = self.state.config.read().unwrap().completion.clone();
         if !cfg.enabled || self.state.config.read().unwrap().commands.completion_engine.is_remote() {
@@ -471,7 +498,15 @@ impl LanguageServer for Backend {
         let key = td.uri.as_str().to_string();
         let lang = Language::detect(&td.language_id, &key);
         let doc = Document::new(&td.text, td.version, lang);
-        self.state.docs.lock().unwrap().insert(key, doc);
+        // When the whole file fits in the prefix window, a prompt at its end
+        // shares its prefix with the prompt at any cursor (everything before
+        // the cursor's anchor): pre-fill that one at the first pause.
+        let lines = doc.rope.len_lines();
+        let end = doc.rope.len_chars();
+        self.state.docs.lock().unwrap().insert(key.clone(), doc);
+        if lang != Language::PlainText && lines <= self.state.config.read().unwrap().completion.prefix_lines {
+            self.warm_after_enter(key, end, td.version);
+        }
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
@@ -509,6 +544,7 @@ impl LanguageServer for Backend {
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         let key = params.text_document.uri.as_str();
         self.state.docs.lock().unwrap().remove(key);
+        self.state.last_request.lock().unwrap().remove(key);
         if let Some(t) = self.state.inflight.lock().unwrap().remove(key) {
             t.cancel();
         }
