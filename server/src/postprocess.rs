@@ -15,6 +15,8 @@ pub struct Trimmer {
     heal: String,
     /// The text before the cursor on its line.
     line_prefix: String,
+    /// The indentation of the first non-blank line below the cursor's.
+    next_indent: Option<usize>,
     language: Language,
     /// The window's text before and after the insertion point, for the
     /// syntax check of cut points.
@@ -35,6 +37,7 @@ impl Trimmer {
             next_line: ctx.next_line.clone(),
             heal: ctx.heal.clone(),
             line_prefix: ctx.line_prefix.clone(),
+            next_indent: ctx.suffix.split('\n').skip(1).find(|l| !l.trim().is_empty()).map(indent_width),
             language: ctx.language,
             before: format!("{}{}{}", ctx.prefix, ctx.middle, ctx.heal),
             after: ctx.suffix.clone(),
@@ -99,7 +102,11 @@ impl Trimmer {
         }
         let first = generated.split_once('\n')?.0;
         let line = format!("{}{}", self.line_prefix, first);
-        (!first.trim().is_empty() && self.language.opens_block(&line)).then(|| Mode::Block { opener_indent: indent_width(&line) })
+        let indent = indent_width(&line);
+        // A body already below (the line itself was being rewritten) stays
+        // the body: only the line is suggested.
+        let has_body = self.next_indent.is_some_and(|n| n > indent);
+        (!first.trim().is_empty() && !has_body && self.language.opens_block(&line)).then_some(Mode::Block { opener_indent: indent })
     }
 
     /// How many of `lines` belong to the block.
@@ -411,6 +418,9 @@ mod tests {
         // Text after the cursor keeps it to the line; a plain line stays one line.
         check(Language::Python, "def f(xs):\n    for x in $0 if x]\n", "xs:\n        pass\n", "xs:");
         check(Language::Python, "def f(xs):\n    a = 0\n    $0\n", "y = 1\n    z = 2\n", "y = 1");
+        // The body is already there: the opener line alone.
+        check(Language::Python, "def f(xs):\n    a = 1\n    $0\n        print(x)\n", "for x in xs:\n        print(x)\n", "for x in xs:");
+        check(Language::Rust, "fn f() {\n    let a = 1;\n    $0\n        g(x);\n    }\n}\n", "for x in v {\n        g(x);\n    }\n", "for x in v {");
         // An opener with no body at all is left out (it would not parse).
         check(Language::Python, "def f(xs):\n    y = 1\n    $0\n", "if y:\n", "");
     }
