@@ -108,7 +108,9 @@ async fn complete(at: &str, json: bool, config: Config) -> anyhow::Result<()> {
     let snap = doc.snapshot();
     let key = path.display().to_string();
     let spot = locode::complete::Spot { snap: &snap, cursor, anchor };
-    let s = locode::complete::suggest(&engine, &family, &key, &spot, &config.completion, CancelToken::new()).await?;
+    let s = locode::complete::suggest(&engine, &family, &key, &spot, &config.completion, CancelToken::new()).await;
+    engine.shutdown();
+    let s = s?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -130,7 +132,9 @@ async fn doctor(config: Config) -> bool {
     println!("threads:        {}", config.engine.threads());
     println!("context size:   {}", config.engine.context_size);
     let engine = Engine::spawn();
-    match engine.load(config.engine.clone(), |_| {}).await {
+    let loaded = engine.load(config.engine.clone(), |_| {}).await;
+    engine.shutdown();
+    match loaded {
         Ok((info, _)) => {
             println!("model size:     {} bytes", info.size_bytes);
             println!("model name:     {}", info.description);

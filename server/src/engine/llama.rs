@@ -51,6 +51,7 @@ pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) {
                 }
                 let _ = reply.send(Err(EngineError::NotLoaded(last_error.clone())));
             }
+            Msg::Shutdown => return,
             Msg::Load { config, progress, reply } => match load(backend, &config, progress) {
                 Ok((model, family, info)) => {
                     let _ = reply.send(Ok((info.clone(), family.clone())));
@@ -104,6 +105,7 @@ fn drain_with_error(rx: Receiver<Msg>, err: EngineError) {
         match msg {
             Msg::Load { reply, .. } => drop(reply.send(Err(err.clone()))),
             Msg::Complete { reply, .. } => drop(reply.send(Err(err.clone()))),
+            Msg::Shutdown => return,
         }
     }
 }
@@ -252,6 +254,7 @@ fn serve(
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Load { .. } => return Ok(Some(msg)),
+            Msg::Shutdown => return Ok(None),
             Msg::Complete { job, reply } => {
                 if !job.background {
                     server.pending.fetch_sub(1, Ordering::AcqRel);

@@ -201,6 +201,8 @@ pub(crate) enum Msg {
         job: CompletionJob,
         reply: tokio::sync::oneshot::Sender<Result<Generation, EngineError>>,
     },
+    /// Free the model and context and end the thread.
+    Shutdown,
 }
 
 /// A handle to the engine thread. Cheap to clone.
@@ -209,6 +211,7 @@ pub struct Engine {
     tx: std::sync::mpsc::Sender<Msg>,
     /// Foreground requests sent and not yet picked up by the engine thread.
     pending: Arc<AtomicUsize>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Engine {
@@ -217,11 +220,26 @@ impl Engine {
         let (tx, rx) = std::sync::mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let p = pending.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("locode-engine".into())
             .spawn(move || run(rx, p))
             .expect("spawn engine thread");
-        Engine { tx, pending }
+        Engine { tx, pending, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+    }
+
+    /// Ends the engine thread once the work queued before this call is done,
+    /// and waits until llama.cpp has freed the model: the process must not
+    /// exit (and run llama.cpp's static destructors) while the thread is
+    /// still tearing down. Later requests on any handle get `Gone`.
+    pub fn shutdown(&self) {
+        // Counted as a waiting request, so a background warm-up yields to it
+        // at its next batch instead of running to its end.
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let _ = self.tx.send(Msg::Shutdown);
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     /// Loads (or reloads) a model. `progress` gets 0.0..=1.0 while loading.
@@ -273,6 +291,7 @@ fn run(rx: std::sync::mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>) {
             Msg::Complete { reply, .. } => {
                 let _ = reply.send(Err(EngineError::Unavailable));
             }
+            Msg::Shutdown => return,
         }
     }
 }

@@ -65,6 +65,7 @@ where
     O: tokio::io::AsyncWrite,
 {
     let engine = Engine::spawn();
+    let engine_handle = engine.clone();
     let (service, socket) = LspService::build(|client| Backend {
         client,
         state: Arc::new(State {
@@ -94,6 +95,10 @@ where
         .concurrency_level(MAX_CONCURRENT_MESSAGES)
         .serve(service)
         .await;
+    // The session is over: free the model before the process exits, but do
+    // not hang on a request the engine is still finishing.
+    let shutdown = tokio::task::spawn_blocking(move || engine_handle.shutdown());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), shutdown).await;
 }
 
 /// Messages handled at once (requests in flight, mostly completions waiting
