@@ -147,10 +147,7 @@ impl Trimmer {
                         n += 1;
                     }
                 }
-                let mut kept: Vec<&str> = lines[..n].iter().map(|l| l.trim_end()).collect();
-                while kept.len() > 1 && kept.last().is_some_and(|l| l.is_empty()) {
-                    kept.pop();
-                }
+                let kept = kept_lines(&lines[..n]);
                 if kept.len() < 2 {
                     // An opener without its body does not parse (whatever
                     // the grammar's error recovery says).
@@ -166,11 +163,7 @@ impl Trimmer {
                 let fixed = self.fix_indentation(generated);
                 let lines: Vec<&str> = fixed.split('\n').collect();
                 let n = self.block_len(self.mode, &lines);
-                let mut kept: Vec<&str> = lines[..n].iter().map(|l| l.trim_end()).collect();
-                while kept.len() > 1 && kept.last().is_some_and(|l| l.is_empty()) {
-                    kept.pop();
-                }
-                kept.join("\n")
+                kept_lines(&lines[..n]).join("\n")
             }
         };
         let text = self.syntax_cut(text, opened.unwrap_or(self.mode));
@@ -244,6 +237,15 @@ impl Trimmer {
         }
         String::new()
     }
+}
+
+/// The lines of a block suggestion, without trailing blanks.
+fn kept_lines<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+    let mut kept: Vec<&str> = lines.iter().map(|l| l.trim_end()).collect();
+    while kept.len() > 1 && kept.last().is_some_and(|l| l.is_empty()) {
+        kept.pop();
+    }
+    kept
 }
 
 /// Where `text` may be cut, longest first: its end, then line ends (a
