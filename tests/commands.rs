@@ -23,7 +23,7 @@ use locode::documents::Document;
 use locode::engine::CancelToken;
 use locode::language::Language;
 use locode::prompt::ChatMessage;
-use lsp_client::LspClient;
+use lsp_client::{bin, model_path, LspClient};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- loopback
@@ -549,14 +549,8 @@ fn remote_suggestion_gets_the_same_post_processing() {
 /// LSP tests share the model and the two cores: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_locode"))
-}
-
 fn require_model() {
-    let out = std::process::Command::new(bin()).arg("model-path").output().unwrap();
-    let p = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    assert!(p.exists(), "the default model is missing at {}: run `make model` first", p.display());
+    model_path();
 }
 
 type Seen = Arc<Mutex<Vec<Value>>>;

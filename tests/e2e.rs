@@ -4,21 +4,10 @@
 #[path = "common/lsp_client.rs"]
 mod lsp_client;
 
-use lsp_client::{cursor, LspClient};
+use lsp_client::{bin, cursor, model_path, LspClient};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_locode"))
-}
-
-fn model_path() -> PathBuf {
-    let out = std::process::Command::new(bin()).arg("model-path").output().unwrap();
-    let p = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    assert!(p.exists(), "the default model is missing at {}: run `make model` first", p.display());
-    p
-}
 
 /// A server with the model loaded, speaking UTF-16.
 fn ready_server() -> LspClient {

@@ -13,22 +13,11 @@
 #[path = "common/lsp_client.rs"]
 mod lsp_client;
 
-use lsp_client::LspClient;
+use lsp_client::{bin, model_path, LspClient};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_locode"))
-}
-
-fn model_path() -> PathBuf {
-    let out = std::process::Command::new(bin()).arg("model-path").output().unwrap();
-    let p = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    assert!(p.exists(), "the default model is missing at {}: run `make model` first", p.display());
-    p
-}
 
 /// `locode serve ARGS` with its stderr written to `log` (when given).
 fn spawn(args: &[&str], envs: &[(&str, &str)], log: Option<&Path>) -> LspClient {

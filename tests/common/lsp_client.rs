@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -205,4 +205,19 @@ pub fn cursor(fixture: &str) -> (String, u32, u32) {
     let line = before.matches('\n').count() as u32;
     let col = before.rsplit('\n').next().unwrap().encode_utf16().count() as u32;
     (fixture.replace("$0", ""), line, col)
+}
+
+/// The `locode` binary cargo built for this test.
+#[allow(dead_code)]
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_locode"))
+}
+
+/// The cached default model; fails with how to get it when it is missing.
+#[allow(dead_code)]
+pub fn model_path() -> PathBuf {
+    let out = Command::new(bin()).arg("model-path").output().unwrap();
+    let p = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(p.exists(), "the default model is missing at {}: run `make model` first", p.display());
+    p
 }
