@@ -259,7 +259,7 @@ fn serve(
                 if !job.background {
                     server.pending.fetch_sub(1, Ordering::AcqRel);
                 }
-                if super::test_fault(&job.slot, "locode-test-panic-engine") {
+                if !job.background && super::test_fault(&job.slot, "locode-test-panic-engine") {
                     panic!("test fault: engine thread");
                 }
                 let result = catch_unwind(AssertUnwindSafe(|| server.complete(job))).unwrap_or_else(|p| {
@@ -388,7 +388,7 @@ impl Server<'_> {
     }
 
     fn complete(&mut self, mut job: CompletionJob) -> Result<Generation, EngineError> {
-        if super::test_fault(&job.slot, "locode-test-panic-request") {
+        if !job.background && super::test_fault(&job.slot, "locode-test-panic-request") {
             panic!("test fault: request");
         }
         let mut gen = Generation::default();
