@@ -53,7 +53,7 @@ pub async fn suggest(
         forced_prefix: ctx.heal.clone(),
     };
     let stats = engine.complete(job).await?;
-    let text = if stats.cancelled { String::new() } else { trimmer.finish(&stats.text) };
+    let text = if stats.cancelled { String::new() } else { trimmer.finish_with(&stats.text, stats.stopped) };
     Ok(Suggestion { text, version: spot.snap.version, stats })
 }
 

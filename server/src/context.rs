@@ -6,10 +6,6 @@ use crate::documents::{Document, Snapshot};
 use crate::language::Language;
 use ropey::Rope;
 
-/// The suffix window's last line snaps to a multiple of this many lines, so
-/// it stays put while the user types and the cached prompt stays reusable.
-pub const WINDOW_GRID: usize = 32;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Complete the rest of the current line.
@@ -39,6 +35,11 @@ pub struct CompletionContext {
     /// healing). A prompt that ends in a lone space or half a word makes the
     /// model start a new token (" b" after "a + ", " ** 2" after "rad").
     pub heal: String,
+    /// On an open line (nothing on the cursor's line but blanks): the
+    /// indentation of the line that starts the innermost scope around the
+    /// cursor (function, class, impl). A multi-line answer stays deeper than
+    /// that: a line at or above it has left the scope.
+    pub scope_indent: Option<usize>,
 }
 
 /// Width of a line's leading whitespace (a tab counts as four).
@@ -190,8 +191,11 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
         middle.truncate(middle.len() - heal.len());
     }
 
-    // Suffix: up to a grid line after the cursor, capped in chars.
-    let end_line = ((cur_line + cfg.suffix_lines) / WINDOW_GRID + 1) * WINDOW_GRID;
+    // Suffix: `suffix_lines` lines after the cursor's, capped in chars.
+    // Both counts start at the cursor, so typing (Enter included) leaves the
+    // suffix's text as it is and the cached prompt reusable: a window end on
+    // a fixed line number would lose a line at each Enter above it.
+    let end_line = cur_line + 1 + cfg.suffix_lines;
     let end = if end_line >= rope.len_lines() { rope.len_chars() } else { rope.line_to_char(end_line) };
     let mut suffix_end = end.min(cursor + cfg.suffix_chars);
     if suffix_end < end {
@@ -210,12 +214,17 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
         .map(|l| l.trim().to_string());
 
     let mut mode = choose_mode(rope, snap.language, cur_line, &line_prefix, &line_suffix);
+    let mut scope_indent = None;
     if mode == Mode::SingleLine && is_only_closers(&line_suffix) && line_prefix.trim().is_empty() {
         // The syntax tree knows openers the line text does not show (a
         // Python body after a multi-line signature, an empty Rust body).
         if let Some(tree) = snap.tree.as_ref() {
             let src = rope.to_string();
-            if crate::syntax::opens_block(snap.language, tree, &src, rope.char_to_byte(cursor)) {
+            let byte = rope.char_to_byte(cursor);
+            scope_indent = crate::syntax::enclosing_scopes(snap.language, tree, &src, byte)
+                .first()
+                .map(|s| indent_width(&line_text(rope, s.start_line)));
+            if crate::syntax::opens_block(snap.language, tree, &src, byte) {
                 let opener_indent = (0..=cur_line)
                     .rev()
                     .map(|l| line_text(rope, l))
@@ -225,7 +234,7 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
             }
         }
     }
-    CompletionContext { language: snap.language, prefix, suffix, middle, mode, line_prefix, line_suffix, next_line, heal }
+    CompletionContext { language: snap.language, prefix, suffix, middle, mode, line_prefix, line_suffix, next_line, heal, scope_indent }
 }
 
 fn is_only_closers(s: &str) -> bool {
@@ -365,6 +374,23 @@ mod tests {
         // An edit before the window clears it.
         doc.apply(Change { range: Some((Pos::new(0, 0), Pos::new(0, 0))), text: "# hi\n".into() }, Encoding::Utf16);
         assert_eq!(doc.window, None);
+    }
+
+    #[test]
+    fn the_suffix_stays_while_typing_lines() {
+        // Lines typed at the cursor (Enter included) leave the suffix's text
+        // as it was: the cached prompt up to the middle token stays valid.
+        let text: String = (0..300).map(|i| format!("x{i} = {i}\n")).collect();
+        let mut doc = Document::new(&text, 1, Language::Python);
+        let cfg = CompletionConfig::default();
+        let cursor = doc.rope.line_to_char(100);
+        let first = build(&doc.snapshot(), cursor, cursor, &cfg).suffix;
+        assert_eq!(first.lines().count(), cfg.suffix_lines + 1);
+        for k in 0..40u32 {
+            doc.apply(Change { range: Some((Pos::new(100 + k, 0), Pos::new(100 + k, 0))), text: "y = 1\n".into() }, Encoding::Utf16);
+            let cursor = doc.rope.line_to_char(101 + k as usize);
+            assert_eq!(build(&doc.snapshot(), cursor, cursor, &cfg).suffix, first, "after {k} lines");
+        }
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct Trimmer {
     cursor_indent: Option<String>,
     /// The document indents with tabs.
     tabs: bool,
+    /// An open line (only blanks on the cursor's line, see `open_lines`).
+    open_line: bool,
+    /// See `CompletionContext::scope_indent`.
+    scope_indent: Option<usize>,
 }
 
 impl Trimmer {
@@ -43,7 +47,55 @@ impl Trimmer {
             after: ctx.suffix.clone(),
             cursor_indent: ctx.line_prefix.trim().is_empty().then(|| ctx.line_prefix.clone()),
             tabs: uses_tabs(&ctx.prefix),
+            open_line: ctx.mode == Mode::SingleLine
+                && ctx.line_prefix.trim().is_empty()
+                && ctx.line_suffix.trim().is_empty()
+                && ctx.language != Language::PlainText,
+            scope_indent: ctx.scope_indent,
         }
+    }
+
+    /// Where the lines of an answer on an open line end: at the first
+    /// complete line that repeats the first line below the cursor at its
+    /// indentation (the answer has joined the code that follows), or that is
+    /// no deeper than the enclosing scope's first line (it has left the
+    /// scope). `Some(i)`: lines `..i` are the answer. `None`: not known yet
+    /// (no such line among the complete ones, within `max_lines`).
+    fn open_end(&self, lines: &[&str], ended: bool) -> Option<usize> {
+        let cursor_w = self.cursor_indent.as_deref().map_or(0, indent_width);
+        for (i, line) in lines.iter().enumerate() {
+            if i >= self.max_lines {
+                return None;
+            }
+            let complete = i + 1 < lines.len() || ended;
+            if !complete {
+                return None;
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            let width = indent_width(line) + if i == 0 { cursor_w } else { 0 };
+            let joins = self.next_line.as_deref() == Some(line.trim()) && self.next_indent == Some(width);
+            if joins || self.scope_indent.is_some_and(|s| width <= s) {
+                return Some(i);
+            }
+        }
+        ended.then_some(lines.len())
+    }
+
+    /// A multi-line answer on an open line, kept only when the model closed
+    /// it: it stopped by itself, joined the code below, or left the scope.
+    /// An answer the model did not close is cut to its first line (or the
+    /// block its first line opens) by the caller.
+    fn open_lines(&self, generated: &str, ended: bool) -> Option<String> {
+        if !self.open_line {
+            return None;
+        }
+        let lines: Vec<&str> = generated.split('\n').collect();
+        let end = self.open_end(&lines, ended)?;
+        let kept = kept_lines(&lines[..end]);
+        let code = kept.iter().filter(|l| !l.trim().is_empty()).count();
+        (code >= 2).then(|| kept.join("\n"))
     }
 
     /// The generation without the text the prompt left out (see
@@ -69,6 +121,14 @@ impl Trimmer {
             Ok(g) => g,
             Err(still_possible) => return !still_possible,
         };
+        if self.open_line {
+            let complete = match generated.rfind('\n') {
+                Some(i) => &generated[..i],
+                None => return false,
+            };
+            let lines: Vec<&str> = complete.split('\n').collect();
+            return lines.len() > self.max_lines || self.open_end(&lines, true).is_some_and(|e| e < lines.len());
+        }
         if let Some(mode) = self.opened_block(generated) {
             return self.block_done(mode, generated);
         }
@@ -131,9 +191,22 @@ impl Trimmer {
         lines.len()
     }
 
-    /// The final suggestion for `generated`; empty when nothing fits.
+    /// The final suggestion for `generated`, not known to have ended; empty
+    /// when nothing fits.
     pub fn finish(&self, generated: &str) -> String {
+        self.finish_with(generated, false)
+    }
+
+    /// The final suggestion for `generated`; `ended`: the model stopped by
+    /// itself (an end-of-generation token), not at a limit.
+    pub fn finish_with(&self, generated: &str, ended: bool) -> String {
         let Ok(generated) = self.healed(generated) else { return String::new() };
+        if let Some(text) = self.open_lines(generated, ended) {
+            let text = self.syntax_cut(text, Mode::Block { opener_indent: 0 });
+            if !text.trim().is_empty() {
+                return text;
+            }
+        }
         let opened = self.opened_block(generated);
         let text = match self.mode {
             Mode::SingleLine if opened.is_some() => {
@@ -319,6 +392,43 @@ mod tests {
         let ctx = crate::context::build(&doc.snapshot(), cursor, cursor, &CompletionConfig::default());
         let t = Trimmer::new(&ctx, 12);
         assert_eq!(t.finish(generated), expected, "fixture {fixture:?}");
+    }
+
+    /// As `check`, for a generation the model ended itself (`ended`) or not.
+    fn check_ended(lang: Language, fixture: &str, generated: &str, ended: bool, expected: &str) {
+        let at = fixture.find("$0").unwrap();
+        let text = fixture.replace("$0", "");
+        let mut doc = Document::new(&text, 1, lang);
+        let cursor = doc.rope.byte_to_char(at);
+        let ctx = crate::context::build(&doc.snapshot(), cursor, cursor, &CompletionConfig::default());
+        let t = Trimmer::new(&ctx, 12);
+        assert_eq!(t.finish_with(generated, ended), expected, "fixture {fixture:?}, generated {generated:?}");
+    }
+
+    #[test]
+    fn an_open_line_takes_the_lines_the_model_closes() {
+        let py = "def total(xs):\n    t = 0\n$0\n    return t\n";
+        // Joined the line below: the lines before it.
+        check_ended(Language::Python, py, "    for x in xs:\n        t += x\n    return t\n", false, "    for x in xs:\n        t += x");
+        // Ended by the model.
+        check_ended(Language::Python, py, "    t += sum(xs)\n    t *= 2", true, "    t += sum(xs)\n    t *= 2");
+        // Left the function: the lines inside it.
+        check_ended(Language::Python, py, "    t += sum(xs)\n    t *= 2\n\ndef check():\n    pass\n", false, "    t += sum(xs)\n    t *= 2");
+        // Not closed (a limit cut it short): its first line only.
+        check_ended(Language::Python, py, "    t += sum(xs)\n    t *= 2\n    t -= 1", false, "    t += sum(xs)");
+        // A repeat of the line below at another depth is not a join.
+        check_ended(Language::Python, py, "    for x in xs:\n        return t\n    return t\n", false, "    for x in xs:\n        return t");
+        // Lines that do not parse with the code around them are cut back.
+        check_ended(Language::Python, py, "    t += sum(xs)\n    t = (\n    return t\n", false, "    t += sum(xs)");
+        // Rust: the closing brace below is the join; the model's own braces are kept.
+        let rs = "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n    $0\n}\n";
+        check_ended(
+            Language::Rust,
+            rs,
+            "for x in xs {\n        t += x;\n    }\n    t\n}\n\nfn main() {",
+            false,
+            "for x in xs {\n        t += x;\n    }\n    t",
+        );
     }
 
     #[test]

@@ -414,6 +414,23 @@ impl Server<'_> {
         let cached = &self.slots[seq].tokens;
         let mut n_past = cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
         n_past = n_past.min(prompt.len() - 1);
+        tracing::debug!(slot = seq, prompt = prompt.len(), cached = cached.len(), reused = n_past, "prompt reuse");
+        if tracing::enabled!(tracing::Level::TRACE) && n_past < cached.len().min(prompt.len()) {
+            let show = |t: &[LlamaToken]| {
+                let mut b = Vec::new();
+                for &x in t {
+                    self.model.vocab().token_to_piece_into(x, &mut b, true, None);
+                }
+                String::from_utf8_lossy(&b).into_owned()
+            };
+            let from = n_past.saturating_sub(8);
+            tracing::trace!(
+                before = %show(&prompt[from..n_past]),
+                cached = %show(&cached[n_past..cached.len().min(n_past + 8)]),
+                now = %show(&prompt[n_past..prompt.len().min(n_past + 8)]),
+                "prompt diverges from the cache"
+            );
+        }
         self.ctx
             .clear_kv_cache_seq(Some(seq as u32), Some(n_past as u32), None)
             .map_err(|e| EngineError::Llama(e.to_string()))?;
@@ -454,6 +471,7 @@ impl Server<'_> {
             // follow an earlier occurrence of the recent tokens (prompt lookup).
             let token = next;
             if vocab.is_eog(token) || self.stops.contains(&token) {
+                gen.stopped = true;
                 break;
             }
             vocab.token_to_piece_into(token, &mut bytes, false, None);
@@ -479,6 +497,7 @@ impl Server<'_> {
                 }
                 // The draft token is what greedy decoding picks; its KV is in place.
                 if vocab.is_eog(d) || self.stops.contains(&d) {
+                    gen.stopped = true;
                     done = true;
                     break;
                 }

@@ -79,6 +79,9 @@ pub struct Generation {
     /// Prompt-lookup speculation: tokens drafted and drafts accepted.
     pub drafted_tokens: usize,
     pub accepted_tokens: usize,
+    /// The model ended the text itself (an end-of-generation or stop
+    /// token), rather than a limit or the trimmer stopping it.
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
