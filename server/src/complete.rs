@@ -3,7 +3,8 @@
 
 use crate::config::CompletionConfig;
 use crate::context::{self, CompletionContext};
-use crate::documents::Snapshot;
+use crate::documents::{CrossFile, Snapshot};
+use crate::index::WorkspaceIndex;
 use crate::engine::{CancelToken, CompletionJob, Engine, EngineError, Generation};
 use crate::postprocess::Trimmer;
 use crate::prompt::{Family, FimParts, Piece};
@@ -28,7 +29,12 @@ pub struct Spot<'a> {
 /// The context and prompt for a spot. Pure.
 pub fn prepare(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig) -> (CompletionContext, Vec<Piece>) {
     let ctx = context::build(spot.snap, spot.cursor, spot.anchor, cfg);
-    let pieces = family.render_fim(&FimParts { extra: "", prefix: &ctx.prefix, suffix: &ctx.suffix, middle: &ctx.middle });
+    // Other files' definitions, as picked for this window (kept with it).
+    let extra = match spot.snap.cross_file.as_deref() {
+        Some(cf) if cf.window == ctx.window_start => family.render_repo(&cf.repo, &cf.path, &cf.chunks),
+        _ => Vec::new(),
+    };
+    let pieces = family.render_fim(&FimParts { extra: &extra, prefix: &ctx.prefix, suffix: &ctx.suffix, middle: &ctx.middle });
     (ctx, pieces)
 }
 
@@ -73,4 +79,105 @@ pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>,
         forced_prefix: String::new(),
     };
     matches!(engine.complete(job).await, Ok(g) if !g.cancelled)
+}
+
+/// Lines above the cursor (and below it) whose names are looked up in the
+/// workspace index.
+const NAMES_ABOVE: usize = 40;
+const NAMES_BELOW: usize = 10;
+
+/// Definitions from other workspace files for a prompt whose window starts
+/// at `window`: those of the names used around the cursor, then of the
+/// names the file imports (an imported name is looked for in the module it
+/// comes from), within `budget` chars. `path` is the document's file.
+pub fn cross_file(index: &WorkspaceIndex, path: &std::path::Path, snap: &Snapshot, cursor: usize, window: usize, budget: usize) -> CrossFile {
+    let root = index.roots().iter().filter(|r| path.starts_with(r)).max_by_key(|r| r.as_os_str().len());
+    let rel = root.and_then(|r| path.strip_prefix(r).ok()).unwrap_or(path);
+    let mut cf = CrossFile {
+        window,
+        repo: root.and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        path: rel.to_string_lossy().into_owned(),
+        chunks: Vec::new(),
+    };
+    let Some(tree) = snap.tree.as_ref() else { return cf };
+    if budget == 0 {
+        return cf;
+    }
+    let rope = &snap.rope;
+    let cursor = cursor.min(rope.len_chars());
+    let line = rope.char_to_line(cursor);
+    let from = rope.line_to_byte(line.saturating_sub(NAMES_ABOVE));
+    let to = rope.line_to_byte((line + NAMES_BELOW + 1).min(rope.len_lines()));
+    let src = rope.to_string();
+    let names = crate::syntax::identifiers_in(snap.language, tree, &src, from..to);
+    let imports = crate::syntax::imports(snap.language, tree, &src);
+    cf.chunks = index
+        .context_for_imports(path, &names, &imports, budget)
+        .into_iter()
+        .map(|c| (c.path.to_string_lossy().into_owned(), c.text))
+        .collect();
+    cf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::{Change, Document, Encoding, Pos};
+    use crate::index::IndexLimits;
+    use crate::language::Language;
+
+    #[test]
+    fn definitions_from_other_files_lead_the_prompt_and_stay_while_typing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("shop");
+        std::fs::create_dir_all(root.join("billing")).unwrap();
+        std::fs::write(root.join("billing/tax.py"), "def compute_tax(amount, rate):\n    return round(amount * rate, 2)\n\n\ndef unrelated():\n    pass\n").unwrap();
+        let main = "from billing.tax import compute_tax\n\n\ndef total(amount):\n    tax = compute_tax(amount, 0.2)\n    return amount + \n";
+        std::fs::write(root.join("main.py"), main).unwrap();
+        let index = WorkspaceIndex::new(vec![root.clone()], IndexLimits::default());
+        index.build();
+
+        let mut doc = Document::new(main, 1, Language::Python);
+        let cfg = CompletionConfig::default();
+        let line = 5;
+        let cursor = doc.rope.line_to_char(line) + "    return amount + ".len();
+        let anchor = context::plan(&mut doc, cursor, &cfg);
+        let window = doc.window.unwrap();
+        let cf = cross_file(&index, &root.join("main.py"), &doc.snapshot(), cursor, window, cfg.cross_file_chars);
+        assert_eq!(cf.repo, "shop");
+        assert_eq!(cf.path, "main.py");
+        assert_eq!(cf.chunks.len(), 1, "{:?}", cf.chunks);
+        assert_eq!(cf.chunks[0].0, "billing/tax.py");
+        assert!(cf.chunks[0].1.contains("def compute_tax(amount, rate):"), "{:?}", cf.chunks);
+        assert!(!cf.chunks[0].1.contains("unrelated"), "only the names used: {:?}", cf.chunks);
+        doc.cross_file = Some(std::sync::Arc::new(cf));
+
+        let family = crate::prompt::by_name("qwen2.5-coder").unwrap();
+        let snap = doc.snapshot();
+        let (_, pieces) = prepare(&family, &Spot { snap: &snap, cursor, anchor }, &cfg);
+        let head: Vec<String> = pieces
+            .iter()
+            .take(7)
+            .map(|p| match p {
+                Piece::Special(t) => t.clone(),
+                Piece::Text(t) => t.clone(),
+                Piece::Chat(_) => String::new(),
+            })
+            .collect();
+        assert_eq!(head[0], "<|repo_name|>");
+        assert_eq!(head[1], "shop\n");
+        assert_eq!(head[2], "<|file_sep|>");
+        assert!(head[3].starts_with("billing/tax.py\ndef compute_tax(amount, rate):"), "{head:?}");
+        assert_eq!(head[4], "<|file_sep|>");
+        assert_eq!(head[5], "main.py\n");
+        assert_eq!(head[6], "<|fim_prefix|>");
+
+        // Typing on: same window, so the same text leads the prompt.
+        doc.apply_versioned(2, vec![Change { range: Some((Pos::new(line as u32, 20), Pos::new(line as u32, 20))), text: "ta".into() }], Encoding::Utf16);
+        let anchor2 = context::plan(&mut doc, cursor + 2, &cfg);
+        assert_eq!(doc.window, Some(window));
+        let snap2 = doc.snapshot();
+        let (_, pieces2) = prepare(&family, &Spot { snap: &snap2, cursor: cursor + 2, anchor: anchor2 }, &cfg);
+        assert_eq!(pieces2[..7], pieces[..7]);
+    }
 }

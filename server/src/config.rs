@@ -75,6 +75,9 @@ pub struct CompletionConfig {
     /// Most characters typed since the prompt's anchor before it moves (see
     /// `context::choose_anchor`); 0 anchors every prompt at the cursor.
     pub middle_chars: usize,
+    /// Characters of definitions from other workspace files put ahead of
+    /// the prompt (0: none).
+    pub cross_file_chars: usize,
 }
 
 impl Default for CompletionConfig {
@@ -88,6 +91,7 @@ impl Default for CompletionConfig {
             prefix_chars: 12_000,
             suffix_chars: 3_000,
             middle_chars: 600,
+            cross_file_chars: 1_500,
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct CompletionContext {
     /// cursor (function, class, impl). A multi-line answer stays deeper than
     /// that: a line at or above it has left the scope.
     pub scope_indent: Option<usize>,
+    /// Char index where the prefix window starts.
+    pub window_start: usize,
 }
 
 /// Width of a line's leading whitespace (a tab counts as four).
@@ -190,6 +192,12 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
     } else {
         middle.truncate(middle.len() - heal.len());
     }
+    // A window below the file's start still shows the imports and the
+    // headers of the scopes the cursor is in.
+    let header = far_header(snap, start, cursor);
+    if !header.is_empty() {
+        prefix.insert_str(0, &header);
+    }
 
     // Suffix: `suffix_lines` lines after the cursor's, capped in chars.
     // Both counts start at the cursor, so typing (Enter included) leaves the
@@ -215,16 +223,16 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
 
     let mut mode = choose_mode(rope, snap.language, cur_line, &line_prefix, &line_suffix);
     let mut scope_indent = None;
-    if mode == Mode::SingleLine && is_only_closers(&line_suffix) && line_prefix.trim().is_empty() {
-        // The syntax tree knows openers the line text does not show (a
-        // Python body after a multi-line signature, an empty Rust body).
+    if is_only_closers(&line_suffix) && line_prefix.trim().is_empty() {
         if let Some(tree) = snap.tree.as_ref() {
             let src = rope.to_string();
             let byte = rope.char_to_byte(cursor);
             scope_indent = crate::syntax::enclosing_scopes(snap.language, tree, &src, byte)
                 .first()
                 .map(|s| indent_width(&line_text(rope, s.start_line)));
-            if crate::syntax::opens_block(snap.language, tree, &src, byte) {
+            // The syntax tree knows openers the line text does not show (a
+            // Python body after a multi-line signature, an empty Rust body).
+            if mode == Mode::SingleLine && crate::syntax::opens_block(snap.language, tree, &src, byte) {
                 let opener_indent = (0..=cur_line)
                     .rev()
                     .map(|l| line_text(rope, l))
@@ -234,7 +242,48 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
             }
         }
     }
-    CompletionContext { language: snap.language, prefix, suffix, middle, mode, line_prefix, line_suffix, next_line, heal, scope_indent }
+    CompletionContext { language: snap.language, prefix, suffix, middle, mode, line_prefix, line_suffix, next_line, heal, scope_indent, window_start: start }
+}
+
+/// Most chars of import lines and of scope headers kept above a window.
+const HEADER_IMPORT_CHARS: usize = 1_500;
+const HEADER_SCOPE_CHARS: usize = 400;
+
+/// For a window starting at char `start` > 0: the file's import statements
+/// above it, then the header line(s) of each scope around the cursor that
+/// starts above it (`class A:`, `    def f(self, x):`, `impl A {`), outermost
+/// first, each as it reads in the file. Empty when the window starts at the
+/// top or there is nothing above it to keep. It depends only on text above
+/// the window, so it stays while the user types.
+fn far_header(snap: &Snapshot, start: usize, cursor: usize) -> String {
+    let Some(tree) = snap.tree.as_ref().filter(|_| start > 0) else { return String::new() };
+    let rope = &snap.rope;
+    let src = rope.to_string();
+    let start_byte = rope.char_to_byte(start);
+    let mut out = String::new();
+    for imp in crate::syntax::imports(snap.language, tree, &src) {
+        let r = imp.byte_range;
+        if r.end > start_byte || out.len() + (r.end - r.start) > HEADER_IMPORT_CHARS {
+            break;
+        }
+        out.push_str(&src[r]);
+        out.push('\n');
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    let scopes = crate::syntax::enclosing_scopes(snap.language, tree, &src, rope.char_to_byte(cursor));
+    for scope in scopes.iter().rev().filter(|s| s.byte_range.start < start_byte && s.body_start <= start_byte) {
+        let from = rope.line_to_byte(scope.start_line);
+        // Through the body's `{`, or up to a Python body's first statement.
+        let to = if src[scope.body_start..].starts_with('{') { scope.body_start + 1 } else { scope.body_start };
+        let text = src[from..to].trim_end();
+        if text.len() <= HEADER_SCOPE_CHARS {
+            out.push_str(text);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn is_only_closers(s: &str) -> bool {
@@ -391,6 +440,32 @@ mod tests {
             let cursor = doc.rope.line_to_char(101 + k as usize);
             assert_eq!(build(&doc.snapshot(), cursor, cursor, &cfg).suffix, first, "after {k} lines");
         }
+    }
+
+    #[test]
+    fn a_far_window_keeps_the_imports_and_the_enclosing_headers() {
+        let mut text = String::from("import os\nfrom typing import List\n\n\nclass Store:\n    def load(self, paths: List[str]):\n        total = 0\n");
+        for i in 0..300 {
+            text.push_str(&format!("        total += len(paths[{i}])\n"));
+        }
+        text.push_str("        return total\n");
+        let mut doc = Document::new(&text, 1, Language::Python);
+        let cfg = CompletionConfig::default();
+        let cursor = doc.rope.line_to_char(306) - 1;
+        let anchor = plan(&mut doc, cursor, &cfg);
+        let c = build(&doc.snapshot(), cursor, anchor, &cfg);
+        assert!(c.window_start > 0);
+        assert!(
+            c.prefix.starts_with("import os\nfrom typing import List\n\nclass Store:\n    def load(self, paths: List[str]):\n        total += len("),
+            "{:?}",
+            &c.prefix[..120]
+        );
+        // A window at the top: nothing added.
+        let small = "import os\n\ndef f():\n    return os.sep\n";
+        let mut doc = Document::new(small, 1, Language::Python);
+        let cursor = small.len() - 1;
+        let anchor = plan(&mut doc, cursor, &cfg);
+        assert!(build(&doc.snapshot(), cursor, anchor, &cfg).prefix.starts_with("import os\n\ndef f():"));
     }
 
     #[test]

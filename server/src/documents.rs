@@ -6,6 +6,7 @@
 //! the rope here. Lines end at LF, CR or CRLF, exactly as LSP counts them.
 
 use ropey::Rope;
+use std::sync::Arc;
 use tree_sitter::{InputEdit, Parser, Point, Tree};
 
 use crate::language::Language;
@@ -140,6 +141,10 @@ pub struct Document {
     /// while the user types so the cached prompt stays valid; cleared by any
     /// edit that starts before it.
     pub window: Option<usize>,
+    /// Definitions from other files shown ahead of the prompt, chosen for
+    /// the window they were picked at and kept while it stays (so the
+    /// cached prompt stays valid).
+    pub cross_file: Option<Arc<CrossFile>>,
     /// The last suggestion shown, for answering typed-through requests;
     /// cleared by any edit that starts before its cursor.
     pub last_suggestion: Option<ShownSuggestion>,
@@ -169,6 +174,20 @@ pub struct Snapshot {
     pub tree: Option<Tree>,
     /// The document's prefix window start, see `Document::window`.
     pub window: Option<usize>,
+    pub cross_file: Option<Arc<CrossFile>>,
+}
+
+/// Text from other files for the prompt (see `Document::cross_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CrossFile {
+    /// The window start it was chosen for.
+    pub window: usize,
+    /// The workspace root's folder name.
+    pub repo: String,
+    /// This document's path, relative to its workspace root.
+    pub path: String,
+    /// Other files' paths (relative) and the definitions taken from them.
+    pub chunks: Vec<(String, String)>,
 }
 
 impl Document {
@@ -187,6 +206,7 @@ impl Document {
             tree_stale: true,
             anchor: None,
             window: None,
+            cross_file: None,
             last_suggestion: None,
         }
     }
@@ -292,7 +312,14 @@ impl Document {
 
     pub fn snapshot(&mut self) -> Snapshot {
         let tree = self.tree().cloned();
-        Snapshot { rope: self.rope.clone(), version: self.version, language: self.language, tree, window: self.window }
+        Snapshot {
+            rope: self.rope.clone(),
+            version: self.version,
+            language: self.language,
+            tree,
+            window: self.window,
+            cross_file: self.cross_file.clone(),
+        }
     }
 }
 

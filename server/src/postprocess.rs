@@ -47,8 +47,7 @@ impl Trimmer {
             after: ctx.suffix.clone(),
             cursor_indent: ctx.line_prefix.trim().is_empty().then(|| ctx.line_prefix.clone()),
             tabs: uses_tabs(&ctx.prefix),
-            open_line: ctx.mode == Mode::SingleLine
-                && ctx.line_prefix.trim().is_empty()
+            open_line: ctx.line_prefix.trim().is_empty()
                 && ctx.line_suffix.trim().is_empty()
                 && ctx.language != Language::PlainText,
             scope_indent: ctx.scope_indent,
@@ -93,9 +92,34 @@ impl Trimmer {
         }
         let lines: Vec<&str> = generated.split('\n').collect();
         let end = self.open_end(&lines, ended)?;
-        let kept = kept_lines(&lines[..end]);
+        let mut kept = kept_lines(&lines[..end]);
+        // With indentation blocks, the code below must fit after the last
+        // line: deeper only after an opener, never deeper otherwise.
+        while !self.fits_below(&kept) {
+            kept.pop();
+            while kept.last().is_some_and(|l| l.trim().is_empty()) {
+                kept.pop();
+            }
+        }
         let code = kept.iter().filter(|l| !l.trim().is_empty()).count();
         (code >= 2).then(|| kept.join("\n"))
+    }
+
+    /// Does the first line below the cursor's follow `lines` (inserted at
+    /// the cursor) at a depth that parses? Only indentation blocks care.
+    fn fits_below(&self, lines: &[&str]) -> bool {
+        let (Some(next), Some(g)) = (self.next_indent, syntax::grammar(self.language)) else { return true };
+        if !g.indent_blocks {
+            return true;
+        }
+        let cursor_w = self.cursor_indent.as_deref().map_or(0, indent_width);
+        let Some((i, last)) = lines.iter().enumerate().rev().find(|(_, l)| !l.trim().is_empty()) else { return true };
+        let width = indent_width(last) + if i == 0 { cursor_w } else { 0 };
+        if self.language.opens_block(last) {
+            next > width
+        } else {
+            next <= width
+        }
     }
 
     /// The generation without the text the prompt left out (see
@@ -420,6 +444,10 @@ mod tests {
         check_ended(Language::Python, py, "    for x in xs:\n        return t\n    return t\n", false, "    for x in xs:\n        return t");
         // Lines that do not parse with the code around them are cut back.
         check_ended(Language::Python, py, "    t += sum(xs)\n    t = (\n    return t\n", false, "    t += sum(xs)");
+        // The code below is an indented body: the answer must end with its opener.
+        let body_below = "def f(xs):\n    t = 0\n$0\n        t += x\n    return t\n";
+        check_ended(Language::Python, body_below, "    t = 1\n    for x in xs:\n        t += x\n", false, "    t = 1\n    for x in xs:");
+        check_ended(Language::Python, body_below, "    t = 1\n    for x in xs:\n        t += 2\n    t = 3", true, "    t = 1\n    for x in xs:\n        t += 2");
         // Rust: the closing brace below is the join; the model's own braces are kept.
         let rs = "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n    $0\n}\n";
         check_ended(

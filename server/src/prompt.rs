@@ -52,7 +52,8 @@ pub struct ChatMessage {
 /// The texts that fill a FIM layout.
 #[derive(Debug, Clone, Default)]
 pub struct FimParts<'a> {
-    pub extra: &'a str,
+    /// Ahead of the prefix: other files' text, see `Family::render_repo`.
+    pub extra: &'a [Piece],
     pub prefix: &'a str,
     pub suffix: &'a str,
     pub middle: &'a str,
@@ -96,6 +97,30 @@ impl Family {
             .collect()
     }
 
+    /// Other files' text for the `{extra}` part of the layout, in the
+    /// model's repository format: each file after a file-separator token
+    /// with its path on the first line, then the current file's path; the
+    /// family's `repo_name` token first when it has one. Empty when the
+    /// family has no `file_sep` token or there is nothing to show.
+    pub fn render_repo(&self, repo: &str, current: &str, chunks: &[(String, String)]) -> Vec<Piece> {
+        let Some(sep) = self.token("file_sep") else { return Vec::new() };
+        if chunks.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(2 * chunks.len() + 4);
+        if let Some(r) = self.token("repo_name") {
+            out.push(Piece::Special(r.to_string()));
+            out.push(Piece::Text(format!("{repo}\n")));
+        }
+        for (path, text) in chunks {
+            out.push(Piece::Special(sep.to_string()));
+            out.push(Piece::Text(format!("{path}\n{}\n", text.trim_end())));
+        }
+        out.push(Piece::Special(sep.to_string()));
+        out.push(Piece::Text(format!("{current}\n")));
+        out
+    }
+
     pub fn token(&self, role: &str) -> Option<&str> {
         self.tokens.get(role).map(String::as_str)
     }
@@ -106,9 +131,9 @@ impl Family {
         for entry in &self.fim.layout {
             match layout_entry(entry) {
                 Some(Entry::Token(t)) => out.push(Piece::Special(self.tokens[t].clone())),
+                Some(Entry::Text("extra")) => out.extend(parts.extra.iter().cloned()),
                 Some(Entry::Text(t)) => {
                     let text = match t {
-                        "extra" => parts.extra,
                         "prefix" => parts.prefix,
                         "suffix" => parts.suffix,
                         _ => parts.middle,
@@ -177,7 +202,7 @@ mod tests {
     fn render(family: &str) -> String {
         let f = by_name(family).unwrap();
         to_display_string(&f.render_fim(&FimParts {
-            extra: "",
+            extra: &[],
             prefix: "def add(a, b):\n    return a + ",
             suffix: "\n\nprint(add(1, 2))\n",
             middle: "",
@@ -211,7 +236,7 @@ mod tests {
     #[test]
     fn anchored_middle_follows_the_middle_token() {
         let f = by_name("qwen2.5-coder").unwrap();
-        let pieces = f.render_fim(&FimParts { extra: "", prefix: "x = ", suffix: "\n", middle: "fo" });
+        let pieces = f.render_fim(&FimParts { extra: &[], prefix: "x = ", suffix: "\n", middle: "fo" });
         assert_eq!(
             pieces,
             vec![

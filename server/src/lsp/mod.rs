@@ -16,6 +16,7 @@ use crate::config::CompletionConfig;
 use crate::context;
 use crate::documents::{self, Change, Document, Encoding, Pos, ShownSuggestion, Snapshot};
 use crate::engine::{CancelOnDrop, CancelToken, Engine, Generation, ModelInfo};
+use crate::index::{IndexLimits, WorkspaceIndex};
 use crate::language::Language;
 use crate::prompt::Family;
 
@@ -45,6 +46,11 @@ struct State {
     remote_errors: crate::commands::remote::ErrorLatch,
     /// Background cache warm-ups that ran to the end (`locode/status`).
     warmups: std::sync::atomic::AtomicUsize,
+    /// Definitions of the workspace's files, for cross-file context; built
+    /// in the background after `initialize`.
+    index: RwLock<Option<Arc<WorkspaceIndex>>>,
+    /// Documents with a re-index waiting for a pause in their changes.
+    reindex_pending: Mutex<std::collections::HashSet<String>>,
 }
 
 pub struct Backend {
@@ -80,6 +86,8 @@ where
             last_stats: Mutex::new(HashMap::new()),
             remote_errors: Default::default(),
             warmups: Default::default(),
+            index: RwLock::new(None),
+            reindex_pending: Mutex::new(Default::default()),
         }),
     })
     .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
@@ -109,6 +117,10 @@ const MAX_CONCURRENT_MESSAGES: usize = 256;
 /// before it waits this long before it reaches the engine (see `suggest`). Keystrokes come 50 ms or more apart; bursts of requests from a
 /// client without a debounce, or replayed edits, come faster.
 const BURST_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How long a document must stay unchanged before its definitions are
+/// indexed again.
+const REINDEX_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long the user must pause before background warm-up starts.
 const WARM_PAUSE_MS: u64 = 250;
@@ -219,6 +231,9 @@ impl Backend {
             let cursor = documents::pos_to_char(&doc.rope, to_pos(position), enc).map_err(invalid_params)?;
             let typed_through = doc.typed_through(cursor);
             let anchor = context::plan(doc, cursor, &cfg);
+            if typed_through.is_none() {
+                self.refresh_cross_file(uri, doc, cursor, &cfg);
+            }
             let snap = if typed_through.is_some() { None } else { Some(doc.snapshot()) };
             (snap, cursor, anchor, typed_through)
         };
@@ -313,6 +328,58 @@ impl Backend {
             self.warm_reanchored(key, snap, cursor, anchor, family, cfg);
         }
         Ok(Some((suggestion, range)))
+    }
+
+    /// Picks the definitions from other files for the document's prompt
+    /// when its window has none yet (a new window, or the first request):
+    /// they stay until the window moves, so the cached prompt stays valid.
+    fn refresh_cross_file(&self, uri: &Uri, doc: &mut Document, cursor: usize, cfg: &CompletionConfig) {
+        let Some(window) = doc.window else { return };
+        if cfg.cross_file_chars == 0 || doc.cross_file.as_ref().is_some_and(|c| c.window == window) {
+            return;
+        }
+        let Some(index) = self.state.index.read().unwrap().clone() else { return };
+        let Some(path) = uri.to_file_path() else { return };
+        let snap = doc.snapshot();
+        let cf = complete::cross_file(&index, &path, &snap, cursor, window, cfg.cross_file_chars);
+        tracing::debug!(files = cf.chunks.len(), chars = cf.chunks.iter().map(|c| c.1.len()).sum::<usize>(), "cross-file context");
+        doc.cross_file = Some(Arc::new(cf));
+    }
+
+    /// Re-indexes a document's definitions from its text, off the message loop.
+    fn reindex(&self, uri: &Uri, text: String) {
+        let Some(index) = self.state.index.read().unwrap().clone() else { return };
+        let Some(path) = uri.to_file_path().map(|p| p.into_owned()) else { return };
+        tokio::task::spawn_blocking(move || index.update_file(&path, &text));
+    }
+
+    /// Re-indexes a document once its text has stayed unchanged for
+    /// `REINDEX_IDLE`; one waiting task per document however fast the
+    /// changes come.
+    fn reindex_when_idle(&self, uri: &Uri) {
+        if self.state.index.read().unwrap().is_none() || !self.state.reindex_pending.lock().unwrap().insert(uri.as_str().to_string()) {
+            return;
+        }
+        let state = self.state.clone();
+        let uri = uri.clone();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let version = |state: &State| state.docs.lock().unwrap().get(uri.as_str()).map(|d| d.version);
+            let mut seen = version(&state);
+            loop {
+                tokio::time::sleep(REINDEX_IDLE).await;
+                let now = version(&state);
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
+            state.reindex_pending.lock().unwrap().remove(uri.as_str());
+            let text = state.docs.lock().unwrap().get(uri.as_str()).map(|d| d.text());
+            if let Some(text) = text {
+                Backend { client, state }.reindex(&uri, text);
+            }
+        });
     }
 
     /// The server's copy of a document: `{uri}` -> `{version, text}`.
@@ -465,6 +532,18 @@ impl LanguageServer for Backend {
                 self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await;
             }
         }
+        #[allow(deprecated)]
+        let mut roots: Vec<std::path::PathBuf> = match (&params.workspace_folders, &params.root_uri) {
+            (Some(folders), _) if !folders.is_empty() => folders.iter().filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned())).collect(),
+            (_, Some(root)) => root.to_file_path().map(|p| p.into_owned()).into_iter().collect(),
+            _ => Vec::new(),
+        };
+        roots.retain(|r| r.is_dir());
+        if !roots.is_empty() && self.state.config.read().unwrap().completion.cross_file_chars > 0 {
+            let index = WorkspaceIndex::new(roots, IndexLimits::default());
+            index.spawn_build();
+            *self.state.index.write().unwrap() = Some(index);
+        }
         Ok(InitializeResult {
             server_info: Some(ServerInfo { name: "locode".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
             capabilities: ServerCapabilities {
@@ -472,6 +551,7 @@ impl LanguageServer for Backend {
                 text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
                     open_close: Some(true),
                     change: Some(TextDocumentSyncKind::INCREMENTAL),
+                    save: Some(TextDocumentSyncSaveOptions::SaveOptions(SaveOptions { include_text: Some(false) })),
                     ..Default::default()
                 })),
                 completion_provider: Some(CompletionOptions { resolve_provider: Some(false), ..Default::default() }),
@@ -492,6 +572,9 @@ impl LanguageServer for Backend {
     }
 
     async fn shutdown(&self) -> Result<()> {
+        if let Some(index) = self.state.index.read().unwrap().as_ref() {
+            index.cancel();
+        }
         for t in self.state.inflight.lock().unwrap().values() {
             t.cancel();
         }
@@ -503,6 +586,9 @@ impl LanguageServer for Backend {
         let key = td.uri.as_str().to_string();
         let lang = Language::detect(&td.language_id, &key);
         let doc = Document::new(&td.text, td.version, lang);
+        if lang != Language::PlainText {
+            self.reindex(&td.uri, td.text.clone());
+        }
         // When the whole file fits in the prefix window, a prompt at its end
         // shares its prefix with the prompt at any cursor (everything before
         // the cursor's anchor): pre-fill that one at the first pause.
@@ -528,6 +614,7 @@ impl LanguageServer for Backend {
             Some((start, _)) if c.text.contains('\n') && c.text.len() < 256 => Some((start, c.text.chars().count())),
             _ => None,
         });
+        self.reindex_when_idle(&params.text_document.uri);
         let warm = {
             let mut docs = self.state.docs.lock().unwrap();
             match docs.get_mut(key) {
@@ -543,6 +630,19 @@ impl LanguageServer for Backend {
         };
         if let Some((cursor, version)) = warm {
             self.warm_after_enter(key.to_string(), cursor, version);
+        }
+    }
+
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        // A save is a pause: the next request picks the other files'
+        // definitions afresh (new imports, new names), paying for the whole
+        // prompt once.
+        let text = self.state.docs.lock().unwrap().get_mut(params.text_document.uri.as_str()).map(|d| {
+            d.cross_file = None;
+            d.text()
+        });
+        if let Some(text) = params.text.or(text) {
+            self.reindex(&params.text_document.uri, text);
         }
     }
 
