@@ -355,3 +355,45 @@ fn enter_warms_the_cache_for_the_new_line() {
     assert!(evaluated <= 4, "the warmed prompt was evaluated again: {stats}");
     c.shutdown();
 }
+
+/// With a workspace folder, definitions from the files a document imports
+/// lead its prompt: the index is built in the background, and the first
+/// request picks them for its window.
+#[test]
+fn definitions_from_imported_files_reach_the_prompt() {
+    model_path();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shop");
+    std::fs::create_dir_all(root.join("billing")).unwrap();
+    std::fs::write(
+        root.join("billing/tax.py"),
+        "def compute_tax(amount, rate):\n    \"\"\"The tax on amount, rounded to cents.\"\"\"\n    return round(amount * rate, 2)\n",
+    )
+    .unwrap();
+    let main = "from billing.tax import compute_tax\n\n\ndef total(amount):\n    tax = \n";
+    std::fs::write(root.join("main.py"), main).unwrap();
+    let root_uri = format!("file://{}", root.display());
+    let uri = format!("{root_uri}/main.py");
+
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    c.request(
+        "initialize",
+        json!({"processId": null, "rootUri": root_uri, "capabilities": {},
+               "workspaceFolders": [{"uri": root_uri, "name": "shop"}]}),
+    );
+    c.notify("initialized", json!({}));
+    let st = c.wait_model(Duration::from_secs(300));
+    assert_eq!(st["state"], "ready", "model did not load: {st}");
+    // The background build is quick for two files; give it a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    open(&mut c, &uri, "python", main);
+    let resp = inline(&mut c, &uri, 4, 10);
+    let doc = c.request("locode/documentState", json!({"uri": uri}));
+    assert_eq!(doc["crossFile"], json!(["billing/tax.py"]), "{doc}");
+    let stats = c.request("locode/lastStats", json!({"uri": uri}));
+    println!("with cross-file context: {:?}, {stats}", first_text(&resp));
+    let prompt = stats["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt > 40, "the definitions are in the prompt: {stats}");
+    assert!(first_text(&resp).contains("compute_tax("), "suggestion {:?}", first_text(&resp));
+    c.shutdown();
+}

@@ -30,7 +30,16 @@ pub struct Trimmer {
     open_line: bool,
     /// See `CompletionContext::scope_indent`.
     scope_indent: Option<usize>,
+    /// The non-blank lines below the cursor's (up to `BELOW_LINES`): their
+    /// indentation and trimmed text.
+    below: Vec<(usize, String)>,
 }
+
+/// Lines below the cursor an open-line answer may join.
+const BELOW_LINES: usize = 16;
+/// A line further down than the first counts as a join only when it is at
+/// least this long (`}` or `else:` repeat everywhere).
+const JOIN_MIN_CHARS: usize = 8;
 
 impl Trimmer {
     pub fn new(ctx: &CompletionContext, max_lines: usize) -> Self {
@@ -51,7 +60,26 @@ impl Trimmer {
                 && ctx.line_suffix.trim().is_empty()
                 && ctx.language != Language::PlainText,
             scope_indent: ctx.scope_indent,
+            below: ctx
+                .suffix
+                .split('\n')
+                .skip(1)
+                .filter(|l| !l.trim().is_empty())
+                .take(BELOW_LINES)
+                .map(|l| (indent_width(l), l.trim().to_string()))
+                .collect(),
         }
+    }
+
+    /// Is a generated line at `width` the code already below the cursor:
+    /// the first line below, or a longer one further down (the model has
+    /// skipped ahead), at the same depth?
+    fn joins_below(&self, line: &str, width: usize) -> bool {
+        let line = line.trim();
+        self.below
+            .iter()
+            .enumerate()
+            .any(|(i, (w, l))| *w == width && l == line && (i == 0 || l.len() >= JOIN_MIN_CHARS))
     }
 
     /// Where the lines of an answer on an open line end: at the first
@@ -74,8 +102,7 @@ impl Trimmer {
                 continue;
             }
             let width = indent_width(line) + if i == 0 { cursor_w } else { 0 };
-            let joins = self.next_line.as_deref() == Some(line.trim()) && self.next_indent == Some(width);
-            if joins || self.scope_indent.is_some_and(|s| width <= s) {
+            if self.joins_below(line, width) || self.scope_indent.is_some_and(|s| width <= s) {
                 return Some(i);
             }
         }
@@ -106,15 +133,21 @@ impl Trimmer {
     }
 
     /// Does the first line below the cursor's follow `lines` (inserted at
-    /// the cursor) at a depth that parses? Only indentation blocks care.
+    /// the cursor) as code that parses and runs? Not after a `return` (or
+    /// `break`, `continue`, `raise`) in the same block, where it could never
+    /// run; with indentation blocks, deeper only after an opener and never
+    /// deeper otherwise.
     fn fits_below(&self, lines: &[&str]) -> bool {
-        let (Some(next), Some(g)) = (self.next_indent, syntax::grammar(self.language)) else { return true };
-        if !g.indent_blocks {
-            return true;
-        }
+        let Some(next) = self.next_indent else { return true };
         let cursor_w = self.cursor_indent.as_deref().map_or(0, indent_width);
         let Some((i, last)) = lines.iter().enumerate().rev().find(|(_, l)| !l.trim().is_empty()) else { return true };
         let width = indent_width(last) + if i == 0 { cursor_w } else { 0 };
+        if width == next && ends_flow(last) {
+            return false;
+        }
+        if !syntax::grammar(self.language).is_some_and(|g| g.indent_blocks) {
+            return true;
+        }
         if self.language.opens_block(last) {
             next > width
         } else {
@@ -336,6 +369,14 @@ impl Trimmer {
     }
 }
 
+/// Does this line leave its block (nothing after it in the block runs)?
+fn ends_flow(line: &str) -> bool {
+    let t = line.trim();
+    ["return", "break", "continue", "raise"].iter().any(|k| {
+        t.strip_prefix(k).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ';', '(']))
+    })
+}
+
 /// The lines of a block suggestion, without trailing blanks.
 fn kept_lines<'a>(lines: &[&'a str]) -> Vec<&'a str> {
     let mut kept: Vec<&str> = lines.iter().map(|l| l.trim_end()).collect();
@@ -409,13 +450,7 @@ mod tests {
 
     /// Fixture with a `$0` cursor, the raw generation, the expected suggestion.
     fn check(lang: Language, fixture: &str, generated: &str, expected: &str) {
-        let at = fixture.find("$0").unwrap();
-        let text = fixture.replace("$0", "");
-        let mut doc = Document::new(&text, 1, lang);
-        let cursor = doc.rope.byte_to_char(at);
-        let ctx = crate::context::build(&doc.snapshot(), cursor, cursor, &CompletionConfig::default());
-        let t = Trimmer::new(&ctx, 12);
-        assert_eq!(t.finish(generated), expected, "fixture {fixture:?}");
+        check_ended(lang, fixture, generated, false, expected)
     }
 
     /// As `check`, for a generation the model ended itself (`ended`) or not.
@@ -448,6 +483,12 @@ mod tests {
         let body_below = "def f(xs):\n    t = 0\n$0\n        t += x\n    return t\n";
         check_ended(Language::Python, body_below, "    t = 1\n    for x in xs:\n        t += x\n", false, "    t = 1\n    for x in xs:");
         check_ended(Language::Python, body_below, "    t = 1\n    for x in xs:\n        t += 2\n    t = 3", true, "    t = 1\n    for x in xs:\n        t += 2");
+        // Nothing after a return in the same block would run.
+        let after = "def f(x, y):\n    if x > y:\n$0\n    if x == y:\n        return 0\n    return y\n";
+        check_ended(Language::Python, after, "        return x\n    return y - 1", true, "        return x");
+        // Skipping ahead to a line further down also joins.
+        let longer = "def f(xs):\n    t = 0\n$0\n    for x in xs:\n        t += x\n    return sorted(t)\n";
+        check_ended(Language::Python, longer, "    t = len(xs)\n    t += 1\n    return sorted(t)\n", true, "    t = len(xs)\n    t += 1");
         // Rust: the closing brace below is the join; the model's own braces are kept.
         let rs = "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n    $0\n}\n";
         check_ended(

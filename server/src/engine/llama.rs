@@ -134,10 +134,14 @@ fn load(
         reason: format!("llama.cpp could not load it ({e}); the file may be truncated or corrupt"),
     })?;
 
-    let family = match &config.family {
+    let mut family = match &config.family {
         Some(name) => prompt::by_name(name).map_err(|e| EngineError::Family(e.to_string()))?,
         None => prompt::detect(|t| special_token(&model, t).is_some()).ok_or(EngineError::NoFim { path: path.clone() })?,
     };
+    // Optional tokens the model lacks (repository format) are left out, so
+    // prompts never ask for them.
+    let layout: Vec<String> = family.fim_tokens().into_iter().map(str::to_string).collect();
+    family.tokens.retain(|_, t| layout.contains(t) || special_token(&model, t).is_some());
     let mut fim_tokens = Vec::new();
     for t in family.fim_tokens() {
         match special_token(&model, t) {

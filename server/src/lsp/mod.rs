@@ -53,6 +53,22 @@ struct State {
     reindex_pending: Mutex<std::collections::HashSet<String>>,
 }
 
+impl State {
+    /// See `Backend::refresh_cross_file`.
+    fn refresh_cross_file(&self, uri: &Uri, doc: &mut Document, cursor: usize, cfg: &CompletionConfig) {
+        let Some(window) = doc.window else { return };
+        if cfg.cross_file_chars == 0 || doc.cross_file.as_ref().is_some_and(|c| c.window == window) {
+            return;
+        }
+        let Some(index) = self.index.read().unwrap().clone() else { return };
+        let Some(path) = uri.to_file_path() else { return };
+        let snap = doc.snapshot();
+        let cf = complete::cross_file(&index, &path, &snap, cursor, window, cfg.cross_file_chars);
+        tracing::debug!(files = cf.chunks.len(), chars = cf.chunks.iter().map(|c| c.1.len()).sum::<usize>(), "cross-file context");
+        doc.cross_file = Some(Arc::new(cf));
+    }
+}
+
 pub struct Backend {
     client: Client,
     state: Arc<State>,
@@ -334,16 +350,7 @@ impl Backend {
     /// when its window has none yet (a new window, or the first request):
     /// they stay until the window moves, so the cached prompt stays valid.
     fn refresh_cross_file(&self, uri: &Uri, doc: &mut Document, cursor: usize, cfg: &CompletionConfig) {
-        let Some(window) = doc.window else { return };
-        if cfg.cross_file_chars == 0 || doc.cross_file.as_ref().is_some_and(|c| c.window == window) {
-            return;
-        }
-        let Some(index) = self.state.index.read().unwrap().clone() else { return };
-        let Some(path) = uri.to_file_path() else { return };
-        let snap = doc.snapshot();
-        let cf = complete::cross_file(&index, &path, &snap, cursor, window, cfg.cross_file_chars);
-        tracing::debug!(files = cf.chunks.len(), chars = cf.chunks.iter().map(|c| c.1.len()).sum::<usize>(), "cross-file context");
-        doc.cross_file = Some(Arc::new(cf));
+        self.state.refresh_cross_file(uri, doc, cursor, cfg)
     }
 
     /// Re-indexes a document's definitions from its text, off the message loop.
@@ -386,7 +393,8 @@ impl Backend {
     async fn document_state(&self, params: TextDocumentIdentifier) -> Result<serde_json::Value> {
         let docs = self.state.docs.lock().unwrap();
         let doc = docs.get(params.uri.as_str()).ok_or_else(|| invalid_params("document not open"))?;
-        Ok(serde_json::json!({ "version": doc.version, "text": doc.text() }))
+        let cross_file: Vec<&str> = doc.cross_file.iter().flat_map(|c| c.chunks.iter().map(|(p, _)| p.as_str())).collect();
+        Ok(serde_json::json!({ "version": doc.version, "text": doc.text(), "crossFile": cross_file }))
     }
 
     /// Statistics of the last completion for a document: prompt tokens,
@@ -428,6 +436,9 @@ impl Backend {
                 let mut docs = state.docs.lock().unwrap();
                 let Some(doc) = docs.get_mut(&key).filter(|d| d.version == version) else { return };
                 let anchor = context::plan(doc, cursor, &cfg);
+                if let Ok(uri) = key.parse::<Uri>() {
+                    state.refresh_cross_file(&uri, doc, cursor, &cfg);
+                }
                 (doc.snapshot(), anchor)
             };
             let spot = complete::Spot { snap: &snap, cursor, anchor };
