@@ -124,7 +124,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
     let suffix = ")\n    return response\n";
     let job = |forced: &str| CompletionJob {
         slot: "heal".into(),
-        prompt: family.render_fim(&FimParts { extra: "", prefix, suffix, middle: "" }),
+        prompt: family.render_fim(&FimParts { extra: &[], prefix, suffix, middle: "" }),
         max_tokens: 12,
         trimmer: None,
         cancel: CancelToken::new(),
