@@ -91,12 +91,10 @@ const NAMES_BELOW: usize = 10;
 /// names the file imports (an imported name is looked for in the module it
 /// comes from), within `budget` chars. `path` is the document's file.
 pub fn cross_file(index: &WorkspaceIndex, path: &std::path::Path, snap: &Snapshot, cursor: usize, window: usize, budget: usize) -> CrossFile {
-    let root = index.roots().iter().filter(|r| path.starts_with(r)).max_by_key(|r| r.as_os_str().len());
-    let rel = root.and_then(|r| path.strip_prefix(r).ok()).unwrap_or(path);
     let mut cf = CrossFile {
         window,
-        repo: root.and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        path: rel.to_string_lossy().into_owned(),
+        repo: index.root_of(path).and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        path: index.rel_path(path).to_string_lossy().into_owned(),
         chunks: Vec::new(),
     };
     let Some(tree) = snap.tree.as_ref() else { return cf };

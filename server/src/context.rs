@@ -91,7 +91,13 @@ pub fn plan(doc: &mut Document, cursor: usize, cfg: &CompletionConfig) -> usize 
     let cursor = cursor.min(doc.rope.len_chars());
     let anchor = choose_anchor(doc.anchor, cursor, &doc.rope, cfg.middle_chars);
     doc.anchor = Some(anchor);
-    doc.window = Some(choose_window(doc.window, anchor, &doc.rope, cfg));
+    let window = choose_window(doc.window, anchor, &doc.rope, cfg);
+    doc.window = Some(window);
+    // The window's header, once per window (not per keystroke).
+    if doc.header.as_ref().is_none_or(|(w, _)| *w != window) {
+        let header = far_header(&doc.snapshot(), window, cursor);
+        doc.header = Some((window, header.into()));
+    }
     anchor
 }
 
@@ -194,9 +200,9 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
     }
     // A window below the file's start still shows the imports and the
     // headers of the scopes the cursor is in.
-    let header = far_header(snap, start, cursor);
-    if !header.is_empty() {
-        prefix.insert_str(0, &header);
+    match &snap.header {
+        Some((w, header)) if *w == start => prefix.insert_str(0, header),
+        _ => prefix.insert_str(0, &far_header(snap, start, cursor)),
     }
 
     // Suffix: `suffix_lines` lines after the cursor's, capped in chars.

@@ -145,6 +145,10 @@ pub struct Document {
     /// the window they were picked at and kept while it stays (so the
     /// cached prompt stays valid).
     pub cross_file: Option<Arc<CrossFile>>,
+    /// What leads a window that starts below the top of the file (imports,
+    /// enclosing headers), with the window start it was made for: the text
+    /// above the window cannot change while the window stays.
+    pub header: Option<(usize, Arc<str>)>,
     /// The last suggestion shown, for answering typed-through requests;
     /// cleared by any edit that starts before its cursor.
     pub last_suggestion: Option<ShownSuggestion>,
@@ -175,6 +179,7 @@ pub struct Snapshot {
     /// The document's prefix window start, see `Document::window`.
     pub window: Option<usize>,
     pub cross_file: Option<Arc<CrossFile>>,
+    pub header: Option<(usize, Arc<str>)>,
 }
 
 /// Text from other files for the prompt (see `Document::cross_file`).
@@ -207,6 +212,7 @@ impl Document {
             anchor: None,
             window: None,
             cross_file: None,
+            header: None,
             last_suggestion: None,
         }
     }
@@ -241,7 +247,10 @@ impl Document {
             self.anchor = None;
         }
         if self.window.is_some_and(|w| start < w) {
+            // The text above the window changed: what was picked for it goes too.
             self.window = None;
+            self.header = None;
+            self.cross_file = None;
         }
         if let Some(s) = self.last_suggestion.as_mut() {
             if start < s.cursor || end > s.typed_end {
@@ -319,6 +328,7 @@ impl Document {
             tree,
             window: self.window,
             cross_file: self.cross_file.clone(),
+            header: self.header.clone(),
         }
     }
 }

@@ -442,7 +442,7 @@ impl WorkspaceIndex {
     }
 
     /// The root `path` is under (the deepest one), if any.
-    fn root_of(&self, path: &Path) -> Option<&Path> {
+    pub fn root_of(&self, path: &Path) -> Option<&Path> {
         self.roots
             .iter()
             .filter(|r| path.starts_with(r))
@@ -450,7 +450,7 @@ impl WorkspaceIndex {
             .map(|r| r.as_path())
     }
 
-    fn rel_path(&self, path: &Path) -> PathBuf {
+    pub fn rel_path(&self, path: &Path) -> PathBuf {
         match self.root_of(path) {
             Some(root) => path.strip_prefix(root).unwrap_or(path).to_path_buf(),
             None => path.to_path_buf(),

@@ -54,7 +54,9 @@ struct State {
 }
 
 impl State {
-    /// See `Backend::refresh_cross_file`.
+    /// Picks the definitions from other files for the document's prompt
+    /// when its window has none yet (a new window, or the first request):
+    /// they stay until the window moves, so the cached prompt stays valid.
     fn refresh_cross_file(&self, uri: &Uri, doc: &mut Document, cursor: usize, cfg: &CompletionConfig) {
         let Some(window) = doc.window else { return };
         if cfg.cross_file_chars == 0 || doc.cross_file.as_ref().is_some_and(|c| c.window == window) {
@@ -248,7 +250,7 @@ impl Backend {
             let typed_through = doc.typed_through(cursor);
             let anchor = context::plan(doc, cursor, &cfg);
             if typed_through.is_none() {
-                self.refresh_cross_file(uri, doc, cursor, &cfg);
+                self.state.refresh_cross_file(uri, doc, cursor, &cfg);
             }
             let snap = if typed_through.is_some() { None } else { Some(doc.snapshot()) };
             (snap, cursor, anchor, typed_through)
@@ -344,13 +346,6 @@ impl Backend {
             self.warm_reanchored(key, snap, cursor, anchor, family, cfg);
         }
         Ok(Some((suggestion, range)))
-    }
-
-    /// Picks the definitions from other files for the document's prompt
-    /// when its window has none yet (a new window, or the first request):
-    /// they stay until the window moves, so the cached prompt stays valid.
-    fn refresh_cross_file(&self, uri: &Uri, doc: &mut Document, cursor: usize, cfg: &CompletionConfig) {
-        self.state.refresh_cross_file(uri, doc, cursor, cfg)
     }
 
     /// Re-indexes a document's definitions from its text, off the message loop.
