@@ -397,3 +397,31 @@ fn definitions_from_imported_files_reach_the_prompt() {
     assert!(first_text(&resp).contains("compute_tax("), "suggestion {:?}", first_text(&resp));
     c.shutdown();
 }
+
+/// A multi-line answer still being generated is shown from its first line;
+/// the rest follows with `locode/suggestionReady`, and asking again there
+/// gives all of it at once, without the model.
+#[test]
+fn an_early_answer_is_followed_by_the_rest() {
+    model_path();
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    c.initialize(json!({}), json!({"earlyAnswerMs": 1}));
+    assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
+    let uri = "file:///tmp/locode-e2e/early.py";
+    let text = "import math\n\n\ndef distance(x1, y1, x2, y2):\n    \n\n\nprint(distance(0, 0, 3, 4))\n";
+    open(&mut c, uri, "python", text);
+    let first = first_text(&inline(&mut c, uri, 4, 4));
+    assert!(!first.trim().is_empty() && !first.contains('\n'), "the first line alone: {first:?}");
+    let ready = c
+        .wait_for(Duration::from_secs(120), |m| m["method"] == "locode/suggestionReady")
+        .expect("no locode/suggestionReady for the rest");
+    assert_eq!(ready["params"]["textDocument"], json!({"uri": uri, "version": 1}));
+    assert_eq!(ready["params"]["position"], json!({"line": 4, "character": 4}));
+    let whole = first_text(&inline(&mut c, uri, 4, 4));
+    let stats = c.request("locode/lastStats", json!({"uri": uri}));
+    println!("early {first:?}, then {whole:?}");
+    assert_eq!(stats["typed_through"], true, "asked again, answered from what was generated: {stats}");
+    assert!(whole.starts_with(&first) && whole.lines().count() > 1, "{first:?} / {whole:?}");
+    assert_eq!(c.request("locode/status", json!(null))["continued"], 1);
+    c.shutdown();
+}

@@ -131,6 +131,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
         on_token: None,
         background: false,
         forced_prefix: forced.into(),
+        early: None,
     };
     let free = engine.complete(job("")).await.unwrap().text;
     for word in ["stat", "headers", "zqx_", "elap"] {
@@ -179,4 +180,44 @@ async fn documents_keep_their_own_cache_with_lru_eviction() {
     let b3 = run(&engine, &family, "b", &mut b, cb).await.1;
     assert!(a3.evaluated_tokens <= 1 && a4.evaluated_tokens <= 1, "a was recent and kept: {:?}", evaluated(&a4));
     assert_eq!(b3.evaluated_tokens, b3.prompt_tokens, "b was the least recently used and evicted");
+}
+
+/// An early answer: shown once its first line is complete, the rest
+/// generated in the background. The whole suggestion is the one a request
+/// that waits gives (greedy), and the background part yields to the next
+/// request.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_early_answer_is_the_start_of_the_whole_one() {
+    let engine = Engine::spawn();
+    let (_, family) = engine.load(EngineConfig::default(), |_| {}).await.expect("model loads");
+    let text = source();
+    let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() + 1;
+    let mut doc = Document::new(&text, 1, Language::Python);
+    let cursor = doc.rope.line_to_char(line) + 4;
+    let cfg = CompletionConfig { early_answer_ms: 1, ..Default::default() };
+    let anchor = plan(&mut doc, cursor, &cfg);
+    let snap = doc.snapshot();
+    let spot = Spot { snap: &snap, cursor, anchor };
+
+    let (shown, rest) = complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new()).await.unwrap();
+    let rest = rest.expect("a multi-line answer is answered early");
+    let whole = rest.await.unwrap().unwrap();
+    let waited = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
+    eprintln!("early {:?} after {} tokens; whole {:?} after {}", shown.text, shown.stats.generated_tokens, whole.text, whole.stats.generated_tokens);
+    assert!(!shown.text.trim().is_empty());
+    assert!(!shown.text.contains('\n'), "the first line: {:?}", shown.text);
+    assert!(shown.stats.generated_tokens < whole.stats.generated_tokens);
+    assert!(whole.text.starts_with(&shown.text) && whole.text.len() > shown.text.len(), "{:?} / {:?}", shown.text, whole.text);
+    assert_eq!(whole.text, waited.text, "the early answer's rest must be what waiting gives");
+    assert!(!whole.stats.yielded);
+
+    // A request arriving while the rest is generated goes first.
+    let (shown, rest) = complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new()).await.unwrap();
+    let rest = rest.expect("answered early again");
+    let other = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
+    let partial = rest.await.unwrap().unwrap();
+    assert!(partial.stats.yielded, "the background part yields to a request");
+    assert!(partial.stats.generated_tokens < whole.stats.generated_tokens);
+    assert!(partial.text.starts_with(&shown.text), "{:?} / {:?}", shown.text, partial.text);
+    assert_eq!(other.text, waited.text);
 }

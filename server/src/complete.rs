@@ -5,7 +5,7 @@ use crate::config::CompletionConfig;
 use crate::context::{self, CompletionContext};
 use crate::documents::{CrossFile, Snapshot};
 use crate::index::WorkspaceIndex;
-use crate::engine::{CancelToken, CompletionJob, Engine, EngineError, Generation};
+use crate::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, Generation};
 use crate::postprocess::Trimmer;
 use crate::prompt::{Family, FimParts, Piece};
 
@@ -46,6 +46,54 @@ pub async fn suggest(
     cfg: &CompletionConfig,
     cancel: CancelToken,
 ) -> Result<Suggestion, EngineError> {
+    let (job, trimmer) = job_for(family, slot, spot, cfg, cancel);
+    let stats = engine.complete(job).await?;
+    Ok(finish(&trimmer, stats, spot.snap.version))
+}
+
+/// The rest of an early answer: resolves to the whole suggestion (or as
+/// much of it as was generated before a request needed the engine).
+pub type Rest = tokio::task::JoinHandle<Result<Suggestion, EngineError>>;
+
+/// Like `suggest`, but an answer still being generated after
+/// `cfg.early_answer_ms` is returned as soon as it has a complete line
+/// (`Trimmer::early`), with the rest of the generation going on in the
+/// background: `Rest` resolves to the whole suggestion, which, with greedy
+/// decoding, is the one `suggest` gives. The background part yields to any
+/// foreground request and stops when `rest_cancel` is cancelled.
+pub async fn suggest_early(
+    engine: &Engine,
+    family: &Family,
+    slot: &str,
+    spot: &Spot<'_>,
+    cfg: &CompletionConfig,
+    cancel: CancelToken,
+    rest_cancel: CancelToken,
+) -> Result<(Suggestion, Option<Rest>), EngineError> {
+    if cfg.early_answer_ms == 0 {
+        return Ok((suggest(engine, family, slot, spot, cfg, cancel).await?, None));
+    }
+    let (mut job, trimmer) = job_for(family, slot, spot, cfg, cancel);
+    let (tx, early_rx) = tokio::sync::oneshot::channel();
+    job.early = Some(Early { after: std::time::Duration::from_millis(cfg.early_answer_ms), tx, cancel: rest_cancel });
+    let version = spot.snap.version;
+    let engine = engine.clone();
+    let t = trimmer.clone();
+    let mut whole = tokio::spawn(async move { engine.complete(job).await.map(|stats| finish(&t, stats, version)) });
+    tokio::select! {
+        shown = early_rx => match shown {
+            Ok(stats) => {
+                let text = trimmer.early(&stats.text).unwrap_or_default();
+                Ok((Suggestion { text, version, stats }, Some(whole)))
+            }
+            // The job ended without an early answer.
+            Err(_) => (&mut whole).await.map_err(|_| EngineError::Gone)?.map(|s| (s, None)),
+        },
+        done = &mut whole => done.map_err(|_| EngineError::Gone)?.map(|s| (s, None)),
+    }
+}
+
+fn job_for(family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig, cancel: CancelToken) -> (CompletionJob, Trimmer) {
     let (ctx, prompt) = prepare(family, spot, cfg);
     let trimmer = Trimmer::new(&ctx, cfg.max_lines);
     let job = CompletionJob {
@@ -57,10 +105,14 @@ pub async fn suggest(
         on_token: None,
         background: false,
         forced_prefix: ctx.heal.clone(),
+        early: None,
     };
-    let stats = engine.complete(job).await?;
+    (job, trimmer)
+}
+
+fn finish(trimmer: &Trimmer, stats: Generation, version: i32) -> Suggestion {
     let text = if stats.cancelled { String::new() } else { trimmer.finish_with(&stats.text, stats.stopped) };
-    Ok(Suggestion { text, version: spot.snap.version, stats })
+    Suggestion { text, version, stats }
 }
 
 /// Pre-fills the slot's KV cache with the prompt for a spot, in the
@@ -77,6 +129,7 @@ pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>,
         on_token: None,
         background: true,
         forced_prefix: String::new(),
+        early: None,
     };
     matches!(engine.complete(job).await, Ok(g) if !g.cancelled)
 }

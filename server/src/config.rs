@@ -78,6 +78,12 @@ pub struct CompletionConfig {
     /// Characters of definitions from other workspace files put ahead of
     /// the prompt (0: none).
     pub cross_file_chars: usize,
+    /// An answer still being generated after this many milliseconds is
+    /// shown as soon as it has a complete line; the rest is generated in
+    /// the background (yielding to any request) and offered when done,
+    /// with a `locode/suggestionReady` notification. 0: always wait for
+    /// the whole answer.
+    pub early_answer_ms: u64,
 }
 
 impl Default for CompletionConfig {
@@ -92,6 +98,7 @@ impl Default for CompletionConfig {
             suffix_chars: 3_000,
             middle_chars: 600,
             cross_file_chars: 1_500,
+            early_answer_ms: 800,
         }
     }
 }

@@ -311,7 +311,9 @@ impl Document {
     /// that suggestion, the rest of it (typed-through: no model run needed).
     pub fn typed_through(&self, cursor: usize) -> Option<String> {
         let s = self.last_suggestion.as_ref()?;
-        if cursor <= s.cursor || cursor != s.typed_end {
+        // (At the suggestion's own cursor, with nothing typed: all of it, as
+        // when the client asks again once the rest of an early answer is in.)
+        if cursor < s.cursor || cursor != s.typed_end {
             return None;
         }
         let typed: String = self.rope.slice(s.cursor..cursor).chars().collect();
@@ -436,6 +438,8 @@ mod tests {
         let mut doc = Document::new("x = \ny = 2\n", 1, Language::Python);
         doc.anchor = Some(0);
         doc.last_suggestion = Some(ShownSuggestion::new(4, "compute(1)".into()));
+        assert_eq!(doc.typed_through(4).as_deref(), Some("compute(1)"), "asked again where it was shown");
+        assert_eq!(doc.typed_through(3), None);
         doc.apply_versioned(2, vec![ch(0, 4, 0, 4, "com")], Encoding::Utf16);
         assert_eq!(doc.typed_through(7).as_deref(), Some("pute(1)"));
         assert_eq!(doc.anchor, Some(0), "an edit after the anchor keeps it");

@@ -248,6 +248,17 @@ impl Trimmer {
         lines.len()
     }
 
+    /// What can be shown now of an answer still being generated: the
+    /// suggestion made of its complete lines, as if the model had been cut
+    /// off there (an open line falls back to its first line, a block to its
+    /// complete lines). None when no complete line makes a suggestion yet.
+    /// The rest follows when the generation ends (see `complete::suggest_early`).
+    pub fn early(&self, generated: &str) -> Option<String> {
+        let cut = generated.rfind('\n')?;
+        let text = self.finish(&generated[..=cut]);
+        (!text.trim().is_empty()).then_some(text)
+    }
+
     /// The final suggestion for `generated`, not known to have ended; empty
     /// when nothing fits.
     pub fn finish(&self, generated: &str) -> String {
@@ -616,6 +627,28 @@ mod tests {
         let t = Trimmer::new(&ctx, 5);
         assert_eq!(t.finish(&generated).lines().count(), 5);
         assert!(t.is_done(&generated));
+    }
+
+    #[test]
+    fn an_early_answer_is_made_of_complete_lines() {
+        let t = |fixture: &str| {
+            let at = fixture.find("$0").unwrap();
+            let text = fixture.replace("$0", "");
+            let mut doc = Document::new(&text, 1, Language::Python);
+            let ctx = crate::context::build(&doc.snapshot(), at, at, &CompletionConfig::default());
+            Trimmer::new(&ctx, 12)
+        };
+        // An open line: the first complete line, as for an answer cut off there.
+        let open = t("def f(xs):\n    total = 0\n    $0\n\n\ndef g():\n    pass\n");
+        assert_eq!(open.early("for x in"), None, "no complete line yet");
+        assert_eq!(open.early("\n"), None, "a blank line is no suggestion");
+        assert_eq!(open.early("total += sum(xs)\n    ret").as_deref(), Some("total += sum(xs)"));
+        // After an opener: the block's complete lines.
+        let block = t("def f(xs):\n    for x in xs:\n        $0\n    return 0\n");
+        assert_eq!(block.early("if x:\n            print(x)\n        el").as_deref(), Some("if x:\n            print(x)"));
+        // The whole answer starts with the early one.
+        let whole = block.finish_with("if x:\n            print(x)\n        else:\n            pass\n    return 0\n", true);
+        assert!(whole.starts_with(&block.early("if x:\n            print(x)\n        el").unwrap()), "{whole:?}");
     }
 
     #[test]

@@ -105,9 +105,32 @@ function createClient(): LanguageClient {
         },
     };
     const c = new LanguageClient('locode', 'locode', serverOptions, clientOptions);
+    c.onNotification('locode/suggestionReady', suggestionReady);
     // vscode-languageclient 9 ships LSP 3.18 inline completion as a proposed feature.
     c.registerProposedFeatures();
     return c;
+}
+
+interface SuggestionReady {
+    textDocument: { uri: string; version: number };
+    position: { line: number; character: number };
+}
+
+/**
+ * The rest of an early answer is ready: if the editor and cursor are still
+ * where it was asked for, ask again; the server answers at once with the
+ * whole suggestion.
+ */
+function suggestionReady(p: SuggestionReady): void {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor || editor.document.uri.toString() !== p.textDocument.uri || editor.document.version !== p.textDocument.version) {
+        return;
+    }
+    const at = editor.selection.active;
+    if (!editor.selection.isEmpty || at.line !== p.position.line || at.character !== p.position.character) {
+        return;
+    }
+    void vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
 }
 
 async function start(): Promise<void> {

@@ -19,6 +19,7 @@ export const SERVER_SETTING_KEYS = [
     'maxLines',
     'prefixLines',
     'suffixLines',
+    'earlyAnswerMs',
 ] as const;
 
 export type ServerSettingKey = (typeof SERVER_SETTING_KEYS)[number];

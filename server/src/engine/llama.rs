@@ -463,6 +463,7 @@ impl Server<'_> {
         let mut history = prompt;
         let forced = std::mem::take(&mut job.forced_prefix).into_bytes();
         let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes);
+        let mut early = job.early.take();
         let mut done = false;
         while !done && (gen.generated_tokens as u32) < job.max_tokens {
             if job.cancel.is_cancelled() {
@@ -470,6 +471,29 @@ impl Server<'_> {
                 gen.text.clear();
                 self.truncate_kv(seq);
                 return Ok(gen);
+            }
+            if job.background && self.pending.load(Ordering::Acquire) > 0 {
+                gen.yielded = true;
+                break;
+            }
+            // Answer with what is settled; the rest continues in the background.
+            if early.as_ref().is_some_and(|e| t0.elapsed() >= e.after) {
+                let text = String::from_utf8_lossy(&bytes);
+                if job.trimmer.as_ref().is_some_and(|t| t.early(&text).is_some()) {
+                    let e = early.take().expect("checked above");
+                    let mut shown = gen.clone();
+                    shown.text = text.into_owned();
+                    shown.generate_ms = t1.elapsed().as_secs_f64() * 1e3;
+                    if e.tx.send(shown).is_ok() {
+                        job.cancel = e.cancel;
+                        job.background = true;
+                    } else {
+                        // Nobody waits for the early answer, so neither for the rest.
+                        gen.cancelled = true;
+                        self.truncate_kv(seq);
+                        return Ok(gen);
+                    }
+                }
             }
             // Accept `next`, then decode it together with drafted tokens that
             // follow an earlier occurrence of the recent tokens (prompt lookup).

@@ -59,6 +59,21 @@ pub struct CompletionJob {
     /// out the partial word and blanks before the cursor, and decoding is
     /// constrained to tokens consistent with them until they are covered.
     pub forced_prefix: String,
+    /// Answer early with what is settled, then go on in the background.
+    pub early: Option<Early>,
+}
+
+/// An early answer: once `after` has passed since the request started and
+/// the trimmer has a suggestion from the complete lines so far
+/// (`Trimmer::early`), the generation so far is sent on `tx`. From then on
+/// the job is background work: it yields to any foreground request, and
+/// `cancel` replaces the request's own token (the request has been
+/// answered). The job's reply gets the whole generation, or as much as was
+/// generated before it yielded.
+pub struct Early {
+    pub after: std::time::Duration,
+    pub tx: tokio::sync::oneshot::Sender<Generation>,
+    pub cancel: CancelToken,
 }
 
 /// What one request cost and produced.
@@ -82,6 +97,8 @@ pub struct Generation {
     /// The model ended the text itself (an end-of-generation or stop
     /// token), rather than a limit or the trimmer stopping it.
     pub stopped: bool,
+    /// An early answer's continuation stopped to let a request through.
+    pub yielded: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -327,6 +327,7 @@ async fn generate_local(
         on_token: Some(Box::new(on_token)),
         background: false,
         forced_prefix: String::new(),
+        early: None,
     };
     let gen = backend.state.engine.complete(job).await.map_err(|e| e.to_string())?;
     tracing::debug!(

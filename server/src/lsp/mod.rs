@@ -23,6 +23,16 @@ use crate::prompt::Family;
 mod commands;
 mod input;
 
+/// `locode/suggestionReady` (server to client): the rest of an early answer
+/// is ready at `position` of `textDocument` (uri, version); asking there
+/// again gets the whole suggestion at once.
+enum SuggestionReady {}
+
+impl notification::Notification for SuggestionReady {
+    type Params = serde_json::Value;
+    const METHOD: &'static str = "locode/suggestionReady";
+}
+
 enum ModelState {
     Loading,
     Ready { info: ModelInfo, family: Arc<Family> },
@@ -46,6 +56,8 @@ struct State {
     remote_errors: crate::commands::remote::ErrorLatch,
     /// Background cache warm-ups that ran to the end (`locode/status`).
     warmups: std::sync::atomic::AtomicUsize,
+    /// Early answers whose rest was generated and offered (`locode/status`).
+    continued: std::sync::atomic::AtomicUsize,
     /// Definitions of the workspace's files, for cross-file context; built
     /// in the background after `initialize`.
     index: RwLock<Option<Arc<WorkspaceIndex>>>,
@@ -104,6 +116,7 @@ where
             last_stats: Mutex::new(HashMap::new()),
             remote_errors: Default::default(),
             warmups: Default::default(),
+            continued: Default::default(),
             index: RwLock::new(None),
             reindex_pending: Mutex::new(Default::default()),
         }),
@@ -293,7 +306,7 @@ impl Backend {
                 match crate::commands::remote::suggest_remote(&remote, &spot, &cfg, cancel.clone()).await {
                     Ok(s) => {
                         self.state.remote_errors.succeeded();
-                        Ok(s)
+                        Ok((s, None))
                     }
                     Err(e) => {
                         if let Some(m) = self.state.remote_errors.failed(&e) {
@@ -303,7 +316,7 @@ impl Backend {
                     }
                 }
             }
-            Some(family) => complete::suggest(&self.state.engine, family, &key, &spot, &cfg, cancel.clone()).await,
+            Some(family) => complete::suggest_early(&self.state.engine, family, &key, &spot, &cfg, cancel.clone(), CancelToken::new()).await,
             None => return Ok(None),
         };
         {
@@ -312,7 +325,7 @@ impl Backend {
                 inflight.remove(&key);
             }
         }
-        let suggestion = match result {
+        let (suggestion, rest) = match result {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("completion failed: {e}");
@@ -341,6 +354,9 @@ impl Backend {
                 }
                 _ => return Ok(None),
             }
+        }
+        if let Some(rest) = rest {
+            self.offer_rest(uri.clone(), cursor, position, suggestion.text.clone(), rest);
         }
         if let Some(family) = family.filter(|_| !remote.is_remote() && cursor - anchor > cfg.middle_chars / 2) {
             self.warm_reanchored(key, snap, cursor, anchor, family, cfg);
@@ -402,11 +418,50 @@ impl Backend {
     /// Model state: `{state: "loading"|"ready"|"failed", ...}`.
     async fn status(&self) -> Result<serde_json::Value> {
         let warmups = self.state.warmups.load(std::sync::atomic::Ordering::Relaxed);
+        let continued = self.state.continued.load(std::sync::atomic::Ordering::Relaxed);
         Ok(match &*self.state.model.read().unwrap() {
             ModelState::Loading => serde_json::json!({"state": "loading"}),
-            ModelState::Ready { info, .. } => serde_json::json!({"state": "ready", "model": info, "warmups": warmups}),
+            ModelState::Ready { info, .. } => serde_json::json!({"state": "ready", "model": info, "warmups": warmups, "continued": continued}),
             ModelState::Failed(e) => serde_json::json!({"state": "failed", "error": e}),
         })
+    }
+
+    /// The rest of an early answer: once generated, it replaces the shown
+    /// suggestion (if that is still the last one, typed through or not), and
+    /// the client hears of it with `locode/suggestionReady`, so it can ask
+    /// again and get the whole suggestion at once (typed-through).
+    fn offer_rest(&self, uri: Uri, cursor: usize, position: Position, shown: String, rest: complete::Rest) {
+        let state = self.state.clone();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let whole = match rest.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!("the rest of an early answer failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            tracing::debug!(generated = whole.stats.generated_tokens, yielded = whole.stats.yielded, "rest of an early answer");
+            if whole.text.len() <= shown.len() || !whole.text.starts_with(&shown) {
+                return;
+            }
+            let version = {
+                let mut docs = state.docs.lock().unwrap();
+                let Some(doc) = docs.get_mut(uri.as_str()) else { return };
+                match doc.last_suggestion.as_mut() {
+                    Some(s) if s.cursor == cursor && s.text == shown => s.text = whole.text.clone(),
+                    _ => return,
+                }
+                state.continued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                doc.version
+            };
+            let params = serde_json::json!({
+                "textDocument": { "uri": uri.as_str(), "version": version },
+                "position": position,
+            });
+            client.send_notification::<SuggestionReady>(params).await;
+        });
     }
 
     /// After Enter (or on opening a file), at a pause with no request in

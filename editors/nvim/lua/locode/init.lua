@@ -658,6 +658,33 @@ local function root_dir(bufnr)
   return vim.fn.getcwd()
 end
 
+--- `locode/suggestionReady`: the rest of an early answer is ready. If the
+--- buffer and cursor are still where it was asked for, ask again: the
+--- server answers at once with the whole suggestion.
+local function on_suggestion_ready(_, result)
+  local doc = result and result.textDocument
+  -- (Neovim's own inline completion asks by itself, on its own schedule.)
+  if not doc or not result.position or use_builtin() or M.config.ghost_text == false then
+    return
+  end
+  local bufnr = vim.uri_to_bufnr(doc.uri)
+  if not api.nvim_buf_is_loaded(bufnr) or api.nvim_get_current_buf() ~= bufnr
+    or api.nvim_get_mode().mode:sub(1, 1) ~= "i" then
+    return
+  end
+  local versions = vim.lsp.util.buf_versions or {}
+  if doc.version ~= (versions[bufnr] or api.nvim_buf_get_changedtick(bufnr)) then
+    return
+  end
+  local client = M.client(bufnr)
+  local row, col = cursor_of(bufnr)
+  if not client or row ~= result.position.line
+    or byte_to_char(buf_line(bufnr, row), col, encoding(client)) ~= result.position.character then
+    return
+  end
+  M.request(bufnr)
+end
+
 local function client_config(bufnr)
   local cfg = vim.tbl_extend("force", {}, M.config.client or {}, {
     name = NAME,
@@ -667,6 +694,7 @@ local function client_config(bufnr)
     settings = settings_payload(),
     on_attach = on_attach,
   })
+  cfg.handlers = vim.tbl_extend("keep", cfg.handlers or {}, { ["locode/suggestionReady"] = on_suggestion_ready })
   return cfg
 end
 
