@@ -408,16 +408,25 @@ fn an_early_answer_is_followed_by_the_rest() {
     c.initialize(json!({}), json!({"earlyAnswerMs": 1}));
     assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
     let uri = "file:///tmp/locode-e2e/early.py";
-    let text = "import math\n\n\ndef distance(x1, y1, x2, y2):\n    \n\n\nprint(distance(0, 0, 3, 4))\n";
-    open(&mut c, uri, "python", text);
-    let first = first_text(&inline(&mut c, uri, 4, 4));
+    // (As in tests/engine.rs, where the model writes a docstring, then a
+    // return, then stops.)
+    let mut text = String::from("import math\n\n\n");
+    for i in 0..40 {
+        text.push_str(&format!(
+            "def scale_{i}(values, factor):\n    \"\"\"Multiply every value by factor and add {i}.\"\"\"\n    return [v * factor + {i} for v in values]\n\n\n"
+        ));
+    }
+    text.push_str("def distance(x1, y1, x2, y2):\n    \n\n\nprint(distance(0, 0, 3, 4))\n");
+    let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() as u32 + 1;
+    open(&mut c, uri, "python", &text);
+    let first = first_text(&inline(&mut c, uri, line, 4));
     assert!(!first.trim().is_empty() && !first.contains('\n'), "the first line alone: {first:?}");
     let ready = c
         .wait_for(Duration::from_secs(120), |m| m["method"] == "locode/suggestionReady")
         .expect("no locode/suggestionReady for the rest");
     assert_eq!(ready["params"]["textDocument"], json!({"uri": uri, "version": 1}));
-    assert_eq!(ready["params"]["position"], json!({"line": 4, "character": 4}));
-    let whole = first_text(&inline(&mut c, uri, 4, 4));
+    assert_eq!(ready["params"]["position"], json!({"line": line, "character": 4}));
+    let whole = first_text(&inline(&mut c, uri, line, 4));
     let stats = c.request("locode/lastStats", json!({"uri": uri}));
     println!("early {first:?}, then {whole:?}");
     assert_eq!(stats["typed_through"], true, "asked again, answered from what was generated: {stats}");

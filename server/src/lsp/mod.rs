@@ -58,6 +58,9 @@ struct State {
     warmups: std::sync::atomic::AtomicUsize,
     /// Early answers whose rest was generated and offered (`locode/status`).
     continued: std::sync::atomic::AtomicUsize,
+    /// Per document, the token that stops the background rest of its last
+    /// early answer.
+    continuations: Mutex<HashMap<String, CancelToken>>,
     /// Definitions of the workspace's files, for cross-file context; built
     /// in the background after `initialize`.
     index: RwLock<Option<Arc<WorkspaceIndex>>>,
@@ -117,6 +120,7 @@ where
             remote_errors: Default::default(),
             warmups: Default::default(),
             continued: Default::default(),
+            continuations: Default::default(),
             index: RwLock::new(None),
             reindex_pending: Mutex::new(Default::default()),
         }),
@@ -316,7 +320,13 @@ impl Backend {
                     }
                 }
             }
-            Some(family) => complete::suggest_early(&self.state.engine, family, &key, &spot, &cfg, cancel.clone(), CancelToken::new()).await,
+            Some(family) => {
+                let rest_cancel = CancelToken::new();
+                if let Some(old) = self.state.continuations.lock().unwrap().insert(key.clone(), rest_cancel.clone()) {
+                    old.cancel();
+                }
+                complete::suggest_early(&self.state.engine, family, &key, &spot, &cfg, cancel.clone(), rest_cancel).await
+            }
             None => return Ok(None),
         };
         {
@@ -442,8 +452,16 @@ impl Backend {
                 }
                 Err(_) => return,
             };
-            tracing::debug!(generated = whole.stats.generated_tokens, yielded = whole.stats.yielded, "rest of an early answer");
-            if whole.text.len() <= shown.len() || !whole.text.starts_with(&shown) {
+            let extends = whole.text.len() > shown.len() && whole.text.starts_with(&shown);
+            tracing::debug!(
+                generated = whole.stats.generated_tokens,
+                yielded = whole.stats.yielded,
+                shown_chars = shown.len(),
+                whole_chars = whole.text.len(),
+                extends,
+                "rest of an early answer"
+            );
+            if !extends {
                 return;
             }
             let version = {
@@ -681,6 +699,13 @@ impl LanguageServer for Backend {
             match docs.get_mut(key) {
                 Some(doc) => {
                     doc.apply_versioned(params.text_document.version, changes, enc);
+                    // An edit that is not typing through the suggestion ends
+                    // the generation of its rest.
+                    if doc.last_suggestion.is_none() {
+                        if let Some(t) = self.state.continuations.lock().unwrap().remove(key) {
+                            t.cancel();
+                        }
+                    }
                     after_enter.map(|(start, n)| (documents::pos_to_char_clamped(&doc.rope, start, enc) + n, doc.version))
                 }
                 None => {
@@ -712,6 +737,9 @@ impl LanguageServer for Backend {
         self.state.docs.lock().unwrap().remove(key);
         self.state.last_request.lock().unwrap().remove(key);
         if let Some(t) = self.state.inflight.lock().unwrap().remove(key) {
+            t.cancel();
+        }
+        if let Some(t) = self.state.continuations.lock().unwrap().remove(key) {
             t.cancel();
         }
     }
