@@ -129,6 +129,7 @@ describe('locode with the VS Code extension protocol layer', { timeout: 10 * TIM
             maxLines: 12,
             prefixLines: 256,
             suffixLines: 64,
+            earlyAnswerMs: 800,
         });
         initResult = await connection.sendRequest(InitializeRequest.type, {
             processId: process.pid,
@@ -205,9 +206,10 @@ describe('locode with the VS Code extension protocol layer', { timeout: 10 * TIM
         });
         const lines = (items) => insertTextOf(items[0]).replace(/\n+$/, '').split('\n').length;
         // Fewer tokens keep this quick on a small CPU; still several lines.
+        // earlyAnswerMs 0: the whole block in one answer (no early first line).
         await connection.sendNotification(
             DidChangeConfigurationNotification.type,
-            didChangeConfigurationParams(settings({ maxTokens: 32 })),
+            didChangeConfigurationParams(settings({ maxTokens: 32, earlyAnswerMs: 0 })),
         );
         const full = await inline(uri, 1, 4);
         assert.ok(full.length >= 1, 'no block suggestion with the default maxLines');
@@ -215,7 +217,7 @@ describe('locode with the VS Code extension protocol layer', { timeout: 10 * TIM
         assert.ok(n > 2, `the default block suggestion has only ${n} line(s), cannot show maxLines: ${JSON.stringify(full)}`);
         await connection.sendNotification(
             DidChangeConfigurationNotification.type,
-            didChangeConfigurationParams(settings({ maxTokens: 32, maxLines: 2 })),
+            didChangeConfigurationParams(settings({ maxTokens: 32, maxLines: 2, earlyAnswerMs: 0 })),
         );
         const limited = await inline(uri, 1, 4);
         assert.ok(limited.length >= 1, 'no block suggestion with maxLines 2');

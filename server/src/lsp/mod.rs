@@ -234,10 +234,20 @@ impl Backend {
     }
 
     fn apply_settings(&self, value: &serde_json::Value) -> std::result::Result<bool, String> {
-        let mut cfg = self.state.config.write().unwrap();
-        let new = cfg.merged(value)?;
-        let reload = new.engine != cfg.engine;
-        *cfg = new;
+        let (reload, changed) = {
+            let mut cfg = self.state.config.write().unwrap();
+            let new = cfg.merged(value)?;
+            let reload = new.engine != cfg.engine;
+            let changed = reload || new.completion != cfg.completion;
+            *cfg = new;
+            (reload, changed)
+        };
+        // Suggestions made under the old settings are not offered again.
+        if changed {
+            for doc in self.state.docs.lock().unwrap().values_mut() {
+                doc.last_suggestion = None;
+            }
+        }
         Ok(reload)
     }
 
