@@ -464,6 +464,8 @@ impl Server<'_> {
         let forced = std::mem::take(&mut job.forced_prefix).into_bytes();
         let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes);
         let mut early = job.early.take();
+        // Complete lines already looked at for an early answer (bytes).
+        let mut early_seen = 0;
         let mut done = false;
         while !done && (gen.generated_tokens as u32) < job.max_tokens {
             if job.cancel.is_cancelled() {
@@ -477,7 +479,10 @@ impl Server<'_> {
                 break;
             }
             // Answer with what is settled; the rest continues in the background.
-            if early.as_ref().is_some_and(|e| t0.elapsed() >= e.after) {
+            // (Only when a new line is complete: the trimmer's check parses.)
+            let lines_end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            if lines_end > early_seen && early.as_ref().is_some_and(|e| t0.elapsed() >= e.after) {
+                early_seen = lines_end;
                 let text = String::from_utf8_lossy(&bytes);
                 if job.trimmer.as_ref().is_some_and(|t| t.early(&text).is_some()) {
                     let e = early.take().expect("checked above");
