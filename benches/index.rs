@@ -9,10 +9,12 @@
 //!    original names (what the big file below refers to).
 //! 2. On a file of at least 5,000 lines (corpus files of one language
 //!    concatenated), times the syntax work of one completion request at 500
-//!    random cursor positions: an incremental reparse after a one-character
-//!    edit, `enclosing_scopes`, `imports`, `identifiers_in` over the 40 lines
-//!    around the cursor, `top_level_item_lines` and an index `context_for`
-//!    lookup. Prints p50/p99/max per step and for the whole, as measured
+//!    random cursor positions, through the server's `Document`: a
+//!    one-character edit and the snapshot with its incremental reparse
+//!    (within the parse budget; a longer reparse finishes in the background
+//!    and the bench counts how often), `enclosing_scopes`, `imports`,
+//!    `identifiers_in` over the 40 lines around the cursor,
+//!    `top_level_item_lines` and an index `context_for` lookup. Prints p50/p99/max per step and for the whole, as measured
 //!    (the first run at each position) and best of 3 runs at each position
 //!    (without the time other processes held the cores, on a shared
 //!    machine). Target: p99 of the whole <= 5 ms.
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 use locode::index::{IndexLimits, WorkspaceIndex};
 use locode::language::Language;
 use locode::syntax;
-use tree_sitter::{InputEdit, Parser, Point};
+use locode::documents::{Change, Document, Encoding, Pos, PARSE_BUDGET};
 
 struct Opts {
     corpus: PathBuf,
@@ -279,32 +281,35 @@ fn main() {
     }
 }
 
-/// Byte offset of the start of `line` (0-based), clamped to the text.
+/// Byte offset of the start of each line.
 fn line_offsets(src: &str) -> Vec<usize> {
     let mut v = vec![0];
     v.extend(src.match_indices('\n').map(|(i, _)| i + 1));
     v
 }
 
-fn point_of(lines: &[usize], byte: usize) -> Point {
+/// The LSP position (UTF-8 columns) of a byte offset.
+fn pos_of(lines: &[usize], byte: usize) -> Pos {
     let row = lines.partition_point(|&s| s <= byte) - 1;
-    Point {
-        row,
-        column: byte - lines[row],
-    }
+    Pos::new(row as u32, (byte - lines[row]) as u32)
 }
 
 /// Runs of each request at one position (see `per_request`).
 const REPEATS: usize = 3;
 
+/// What the server does for one keystroke and completion request, as the
+/// server does it: the `didChange` edit applied to the open `Document`, its
+/// snapshot (the tree reparsed within `PARSE_BUDGET`, a longer reparse
+/// going on in the background), the text copied for the queries, then the
+/// queries and the index lookup of `context::build` and `cross_file`.
 fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, positions: usize) {
-    let mut parser = Parser::new();
-    parser.set_language(&lang.ts_language().unwrap()).unwrap();
-    let base = parser.parse(src, None).expect("parse");
+    let mut doc = Document::new(src, 0, lang);
+    assert!(doc.tree().is_some(), "parse");
     let lines = line_offsets(src);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let steps = [
-        "reparse",
+        "edit + reparse",
+        "copy text",
         "enclosing_scopes",
         "imports",
         "identifiers_in",
@@ -317,70 +322,64 @@ fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, p
     let mut best_totals = Vec::new();
     let mut chunks_found = 0usize;
     let mut context_chars = 0usize;
+    let mut past_budget = 0usize;
+    let mut version = 0;
     for _ in 0..positions {
         let mut at = rng.below(src.len());
         while !src.is_char_boundary(at) {
             at -= 1;
         }
-        // Type one character at the cursor.
-        let mut text = String::with_capacity(src.len() + 1);
-        text.push_str(&src[..at]);
-        text.push('x');
-        text.push_str(&src[at..]);
-        let start = point_of(&lines, at);
-        let edit = InputEdit {
-            start_byte: at,
-            old_end_byte: at,
-            new_end_byte: at + 1,
-            start_position: start,
-            old_end_position: start,
-            new_end_position: Point {
-                row: start.row,
-                column: start.column + 1,
-            },
-        };
-        let cursor = at + 1;
-        let row = start.row;
+        let start = pos_of(&lines, at);
+        let after = Pos::new(start.line, start.character + 1);
+        let row = start.line as usize;
 
         // The whole request, `REPEATS` times: the first run as measured, and
         // the fastest, which leaves out the time other processes held the
-        // (shared) cores.
-        let mut best: Option<[f64; 6]> = None;
+        // (shared) cores. Between runs (not timed) the character is taken
+        // back and the tree brought up to date.
+        let mut best: Option<[f64; 7]> = None;
         for run in 0..REPEATS {
+            version += 1;
             let t0 = Instant::now();
-            let mut old = base.clone();
-            old.edit(&edit);
-            let tree = parser.parse(&text, Some(&old)).expect("reparse");
+            // Type one character at the cursor.
+            doc.apply_versioned(version, vec![Change { range: Some((start, start)), text: "x".into() }], Encoding::Utf8);
+            let snap = doc.snapshot();
+            let tree = snap.tree.as_ref().expect("tree");
             let t1 = Instant::now();
-            let scopes = syntax::enclosing_scopes(lang, &tree, &text, cursor);
+            let text = snap.rope.to_string();
             let t2 = Instant::now();
-            let imports = syntax::imports(lang, &tree, &text);
+            let cursor = at + 1;
+            let scopes = syntax::enclosing_scopes(lang, tree, &text, cursor);
             let t3 = Instant::now();
-            let from = lines[row.saturating_sub(20)];
-            let to = lines
-                .get(row + 20)
-                .map_or(text.len(), |&b| (b + 1).min(text.len()));
-            let names = syntax::identifiers_in(lang, &tree, &text, from..to);
+            let imports = syntax::imports(lang, tree, &text);
             let t4 = Instant::now();
-            let items = syntax::top_level_item_lines(lang, &tree);
+            let from = lines[row.saturating_sub(20)];
+            let to = lines.get(row + 20).map_or(text.len(), |&b| (b + 1).min(text.len()));
+            let names = syntax::identifiers_in(lang, tree, &text, from..to);
             let t5 = Instant::now();
-            let chunks = index.context_for_imports(path, &names, &imports, 4000);
+            let items = syntax::top_level_item_lines(lang, tree);
             let t6 = Instant::now();
+            let chunks = index.context_for_imports(path, &names, &imports, 4000);
+            let t7 = Instant::now();
 
             std::hint::black_box((&scopes, &items));
-            let step = [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6)]
-                .map(|(a, b)| ms(b - a));
+            let step = [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6), (t6, t7)].map(|(a, b)| ms(b - a));
             if run == 0 {
                 chunks_found += chunks.len();
                 context_chars += chunks.iter().map(|c| c.text.len()).sum::<usize>();
+                past_budget += usize::from(doc.parsing_in_background());
                 for (i, t) in step.iter().enumerate() {
                     times[i].push(*t);
                 }
-                totals.push(ms(t6 - t0));
+                totals.push(ms(t7 - t0));
             }
             if best.is_none_or(|b| b.iter().sum::<f64>() > step.iter().sum::<f64>()) {
                 best = Some(step);
             }
+            drop(snap);
+            version += 1;
+            doc.apply_versioned(version, vec![Change { range: Some((start, after)), text: String::new() }], Encoding::Utf8);
+            doc.exact_tree();
         }
         let best = best.expect("one run");
         for (i, t) in best.iter().enumerate() {
@@ -388,6 +387,7 @@ fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, p
         }
         best_totals.push(best.iter().sum());
     }
+    assert_eq!(doc.text(), src, "every edit was taken back");
     println!(
         "per request, {} file of {} lines ({:.0} KB), {} cursor positions (context: {:.1} chunks, {:.0} chars on average):",
         lang.name(),
@@ -398,22 +398,18 @@ fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, p
         context_chars as f64 / positions as f64
     );
     println!(
-        "  {:<22} {:<44} best of {REPEATS} per position",
-        "", "as measured (first run)"
+        "  reparses past the budget ({PARSE_BUDGET:?} of CPU time), finished in the background: {past_budget} of {positions} ({:.1}%)",
+        100.0 * past_budget as f64 / positions as f64
     );
+    println!("  {:<22} {:<44} best of {REPEATS} per position", "", "as measured (first run)");
     for ((name, t), bt) in steps.iter().zip(times).zip(best_times) {
         let (p50, p99, max) = percentiles(t);
         let (b50, b99, bmax) = percentiles(bt);
-        println!(
-            "  {name:<22} p50 {p50:6.3}  p99 {p99:6.3}  max {max:7.3} ms    p50 {b50:6.3}  p99 {b99:6.3}  max {bmax:7.3} ms"
-        );
+        println!("  {name:<22} p50 {p50:6.3}  p99 {p99:6.3}  max {max:7.3} ms    p50 {b50:6.3}  p99 {b99:6.3}  max {bmax:7.3} ms");
     }
     let (p50, p99, max) = percentiles(totals);
     let (b50, b99, bmax) = percentiles(best_totals);
-    println!(
-        "  {:<22} p50 {p50:6.3}  p99 {p99:6.3}  max {max:7.3} ms    p50 {b50:6.3}  p99 {b99:6.3}  max {bmax:7.3} ms",
-        "total"
-    );
+    println!("  {:<22} p50 {p50:6.3}  p99 {p99:6.3}  max {max:7.3} ms    p50 {b50:6.3}  p99 {b99:6.3}  max {bmax:7.3} ms", "total");
     println!(
         "  target p99 <= 5 ms: {} as measured, {} best of {REPEATS}",
         if p99 <= 5.0 { "met" } else { "MISSED" },

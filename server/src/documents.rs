@@ -9,6 +9,7 @@ use ropey::Rope;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tree_sitter::{InputEdit, ParseOptions, ParseState, Parser, Point, Tree};
 
 use crate::language::Language;
@@ -123,15 +124,14 @@ pub fn char_to_pos(rope: &Rope, char_idx: usize, enc: Encoding) -> Pos {
     Pos { line: line as u32, character: character as u32 }
 }
 
-/// How much work `Document::tree` may do reparsing after an edit, in
-/// tree-sitter progress checks (one about every 100 parser operations; some
-/// 30 µs each on the 2-core machine the benches run on, so about 3 ms). Most
-/// incremental reparses of a 5,000-line file need under 50; the rare one that
-/// re-reads much of the file (a character typed into indentation or a string
-/// delimiter in Python) goes on in the background, and until it is done the
-/// tree is the previous one with the edits applied. Counted in work, not
-/// time, so what a request sees does not depend on the machine's load.
-pub const PARSE_BUDGET: u32 = 100;
+/// How long `Document::tree` may spend reparsing after an edit, in the
+/// thread's CPU time (time it spent preempted does not count, so what a
+/// request sees does not depend on the machine's load). Most incremental
+/// reparses of a 5,000-line file take well under a millisecond; the rare one
+/// that re-reads much of the file (a character typed into indentation or a
+/// string delimiter in Python) goes on in the background, and until it is
+/// done the tree is the previous one with the edits applied.
+pub const PARSE_BUDGET: Duration = Duration::from_millis(2);
 
 fn point_at(rope: &Rope, byte: usize) -> Point {
     let row = rope.byte_to_line(byte);
@@ -164,9 +164,9 @@ pub struct Document {
     /// The last suggestion shown, for answering typed-through requests;
     /// cleared by any edit that starts before its cursor.
     pub last_suggestion: Option<ShownSuggestion>,
-    /// How much `tree` may reparse before the parse moves to the background
+    /// How long `tree` may reparse before the parse moves to the background
     /// (see `PARSE_BUDGET`).
-    pub parse_budget: u32,
+    pub parse_budget: Duration,
     background: Option<BackgroundParse>,
 }
 
@@ -347,7 +347,7 @@ impl Document {
     /// The syntax tree, reparsed incrementally from the rope if edits came in
     /// since the last parse. None for languages without a grammar.
     ///
-    /// A reparse that needs more than `parse_budget` goes on in the background;
+    /// A reparse that runs past `parse_budget` goes on in the background;
     /// until it is done, this is the last tree with the edits since applied
     /// (positions shifted, structure as it was). Without a tree to fall back
     /// on (the first parse, or after the whole text was replaced) it parses
@@ -377,7 +377,7 @@ impl Document {
         self.background.as_ref().is_some_and(|bg| !bg.handle.is_finished())
     }
 
-    fn reparse(&mut self, budget: Option<u32>) {
+    fn reparse(&mut self, budget: Option<Duration>) {
         let Some(parser) = self.parser.as_mut() else {
             self.tree_stale = false;
             return;
@@ -387,10 +387,12 @@ impl Document {
         let parsed = match budget {
             None => parser.parse_with_options(&mut read, self.tree.as_ref(), None),
             Some(budget) => {
-                let mut checks = 0u32;
+                let wall = Instant::now();
+                let cpu = cpu_time::ThreadTime::try_now().ok();
+                // The wall clock first (cheap); past the budget, the thread's
+                // CPU time (a system call) decides.
                 let mut over = |_: &ParseState| {
-                    checks += 1;
-                    checks > budget
+                    wall.elapsed() > budget && cpu.as_ref().is_none_or(|c| c.try_elapsed().map_or(true, |e| e > budget))
                 };
                 let parsed = parser.parse_with_options(&mut read, self.tree.as_ref(), Some(ParseOptions::new().progress_callback(&mut over)));
                 if parsed.is_none() {
@@ -629,13 +631,11 @@ mod tests {
         Document::new(text, 0, Language::Python).tree().unwrap().root_node().to_sexp()
     }
 
-    use std::time::{Duration, Instant};
-
     #[test]
     fn a_reparse_past_its_budget_finishes_in_the_background() {
         let mut doc = Document::new(&big_python(), 1, Language::Python);
         let before = doc.tree().unwrap().root_node().to_sexp();
-        doc.parse_budget = 0;
+        doc.parse_budget = Duration::ZERO;
         // Opening a string at the top turns the whole file into something else.
         doc.apply_versioned(2, vec![ch(0, 0, 0, 0, "\"\"\"")], Encoding::Utf16);
         let edited = doc.tree().unwrap().clone();
@@ -652,7 +652,7 @@ mod tests {
         assert!(exact != before);
         assert!(doc.background.is_none() && !doc.tree_stale);
         // The parser came back: the next edit reparses here again.
-        doc.parse_budget = u32::MAX;
+        doc.parse_budget = Duration::MAX;
         doc.apply_versioned(5, vec![ch(0, 0, 0, 3, "")], Encoding::Utf16);
         let tree = doc.tree().unwrap().root_node().to_sexp();
         assert!(doc.background.is_none());
@@ -663,7 +663,7 @@ mod tests {
     fn a_background_reparse_is_collected_by_a_later_request() {
         let mut doc = Document::new(&big_python(), 1, Language::Python);
         doc.tree();
-        doc.parse_budget = 0;
+        doc.parse_budget = Duration::ZERO;
         doc.apply_versioned(2, vec![ch(3, 4, 3, 4, "  ")], Encoding::Utf16);
         doc.tree();
         assert!(doc.background.is_some());
@@ -672,7 +672,7 @@ mod tests {
             assert!(t.elapsed() < Duration::from_secs(30), "the background parse ends");
             std::thread::sleep(Duration::from_millis(5));
         }
-        doc.parse_budget = u32::MAX;
+        doc.parse_budget = Duration::MAX;
         let tree = doc.tree().unwrap().root_node().to_sexp();
         assert!(doc.background.is_none() && !doc.tree_stale);
         assert!(tree == fresh_sexp(&doc.text()), "the tree is of the text as it is");
@@ -682,7 +682,7 @@ mod tests {
     fn a_whole_text_change_during_a_background_reparse() {
         let mut doc = Document::new(&big_python(), 1, Language::Python);
         doc.tree();
-        doc.parse_budget = 0;
+        doc.parse_budget = Duration::ZERO;
         doc.apply_versioned(2, vec![ch(0, 0, 0, 0, "'''")], Encoding::Utf16);
         doc.tree();
         assert!(doc.background.is_some());

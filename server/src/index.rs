@@ -689,12 +689,20 @@ impl WorkspaceIndex {
             let Some(all) = inner.by_name.get(name) else {
                 continue;
             };
-            let mut cands: Vec<&Arc<IndexedDef>> =
-                all.iter().filter(|d| *d.path != *current).collect();
+            let module = module_of.get(name);
+            // (Paths are normalized: their bytes compare. A name not imported
+            // from a module is given up on once it has too many definitions.)
+            let mut cands: Vec<&Arc<IndexedDef>> = Vec::new();
+            for d in all.iter().filter(|d| d.path.as_os_str() != current.as_os_str()) {
+                cands.push(d);
+                if module.is_none() && cands.len() > MAX_AMBIGUOUS {
+                    break;
+                }
+            }
             if cands.is_empty() {
                 continue;
             }
-            if let Some(module) = module_of.get(name) {
+            if let Some(module) = module {
                 let key = module_key(module);
                 let from_module: Vec<&Arc<IndexedDef>> = cands
                     .iter()
