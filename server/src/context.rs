@@ -93,8 +93,19 @@ pub fn plan(doc: &mut Document, cursor: usize, cfg: &CompletionConfig) -> usize 
     doc.anchor = Some(anchor);
     let window = choose_window(doc.window, anchor, &doc.rope, cfg);
     doc.window = Some(window);
+    // What is made from the syntax tree for more than this keystroke (the
+    // window's header), or decides the answer's shape (the open-line
+    // checks), waits for a reparse that went to the background; the tree
+    // is only out of date after the rare reparse past the budget.
+    let line = doc.rope.char_to_line(cursor);
+    let line_start = doc.rope.line_to_char(line);
+    let line_prefix = doc.rope.slice(line_start..cursor).to_string();
+    if line_prefix.trim().is_empty() && on_open_line(&line_prefix, &line_text(&doc.rope, line)[line_prefix.len()..]) {
+        doc.exact_tree();
+    }
     // The window's header, once per window (not per keystroke).
     if doc.header.as_ref().is_none_or(|(w, _)| *w != window) {
+        doc.exact_tree();
         let header = far_header(&doc.snapshot(), window, cursor);
         doc.header = Some((window, header.into()));
     }
@@ -229,7 +240,7 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
 
     let mut mode = choose_mode(rope, snap.language, cur_line, &line_prefix, &line_suffix);
     let mut scope_indent = None;
-    if is_only_closers(&line_suffix) && line_prefix.trim().is_empty() {
+    if on_open_line(&line_prefix, &line_suffix) {
         if let Some(tree) = snap.tree.as_ref() {
             let src = rope.to_string();
             let byte = rope.char_to_byte(cursor);
@@ -290,6 +301,13 @@ fn far_header(snap: &Snapshot, start: usize, cursor: usize) -> String {
         }
     }
     out
+}
+
+/// A cursor with only blanks before it and only closers after it on its
+/// line: where `build` asks the syntax tree for the enclosing scope and
+/// whether the line opens a block.
+fn on_open_line(line_prefix: &str, line_suffix: &str) -> bool {
+    is_only_closers(line_suffix) && line_prefix.trim().is_empty()
 }
 
 fn is_only_closers(s: &str) -> bool {
@@ -507,5 +525,38 @@ mod tests {
         assert_eq!(c.middle, "return x");
         assert_eq!(c.heal, " ");
         assert_eq!(c.suffix, "* 2\n");
+    }
+
+    #[test]
+    fn the_open_line_checks_and_a_new_header_wait_for_a_background_reparse() {
+        let body: String = (0..300).map(|i| format!("def f{i}(a, b):\n    if a:\n        return a + b\n    return b\n\n")).collect();
+        let text = format!("import os\n\n{body}class K:\n    def m(self):\n        \n");
+        let mut doc = Document::new(&text, 1, Language::Python);
+        doc.tree();
+        doc.parse_budget = std::time::Duration::ZERO;
+        let cfg = CompletionConfig::default();
+        let edit = |doc: &mut Document, v: i32, line: u32, a: u32, b: u32, t: &str| {
+            doc.apply_versioned(v, vec![Change { range: Some((Pos::new(line, a), Pos::new(line, b))), text: t.into() }], Encoding::Utf16);
+        };
+        // An edit whose reparse goes past the budget, then a request in the
+        // middle of a line: the window's header waits for the tree...
+        edit(&mut doc, 2, 0, 0, 0, "# x\n");
+        let mid = doc.rope.line_to_char(1002) + 8; // `return a| + b`, far below the top
+        plan(&mut doc, mid, &cfg);
+        assert!(doc.tree_is_current(), "a new window's header is made from the current tree");
+        // ...a keystroke that keeps the window does not (here a string
+        // opened below the cursor).
+        edit(&mut doc, 3, 1100, 0, 0, "'''");
+        plan(&mut doc, mid, &cfg);
+        let _ = doc.snapshot();
+        assert!(!doc.tree_is_current(), "a mid-line request goes on with the previous tree");
+        // An open line in a body does: its scope and shape come from the tree.
+        edit(&mut doc, 4, 1100, 0, 3, "");
+        let open = doc.rope.len_chars() - 1;
+        plan(&mut doc, open, &cfg);
+        assert!(doc.tree_is_current(), "the open-line checks use the current tree");
+        let c = build(&doc.snapshot(), open, open, &cfg);
+        assert_eq!(c.scope_indent, Some(4), "inside `def m`");
+        assert!(matches!(c.mode, Mode::Block { .. }), "{:?}", c.mode);
     }
 }

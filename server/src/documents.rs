@@ -371,6 +371,12 @@ impl Document {
         self.tree.as_ref()
     }
 
+    /// Whether the tree is of the text as it is now (not the previous tree
+    /// with edits applied, while a reparse is pending or in the background).
+    pub fn tree_is_current(&self) -> bool {
+        !self.tree_stale
+    }
+
     /// Whether a reparse is going on in the background (`tree` is then the
     /// previous tree, edited).
     pub fn parsing_in_background(&self) -> bool {

@@ -79,6 +79,8 @@ impl State {
         }
         let Some(index) = self.index.read().unwrap().clone() else { return };
         let Some(path) = uri.to_file_path() else { return };
+        // Picked for the whole window: from the tree as the text is now.
+        doc.exact_tree();
         let snap = doc.snapshot();
         let cf = complete::cross_file(&index, &path, &snap, cursor, window, cfg.cross_file_chars);
         tracing::debug!(files = cf.chunks.len(), chars = cf.chunks.iter().map(|c| c.1.len()).sum::<usize>(), "cross-file context");
