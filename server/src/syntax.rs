@@ -5,10 +5,10 @@
 //! Pure: every function takes a parsed [`Tree`] and its source and does no
 //! I/O. Queries are compiled once per language, on first use.
 //!
-//! Adding a language: add its grammar crate, a `Language` variant (with its
-//! file extensions in `language.rs`), a folder `grammars/<name>/` with
-//! `tags.scm`, `scopes.scm`, `imports.scm`, `blocks.scm` and
-//! `identifiers.scm`, and one entry in [`GRAMMARS`]. Nothing else changes.
+//! Adding a language: add its grammar crate, a `Language` variant, a folder
+//! `grammars/<name>/` with `tags.scm`, `scopes.scm`, `imports.scm`,
+//! `blocks.scm` and `identifiers.scm`, and one entry in [`GRAMMARS`] (its
+//! LSP language ids and file extensions too). Nothing else changes.
 //!
 //! Capture names the code relies on:
 //! - `tags.scm`: `@definition.<kind>` (the item) and `@name`.
@@ -28,13 +28,18 @@ use crate::language::Language;
 /// One language's grammar and query folder.
 pub struct Grammar {
     pub language: Language,
-    /// The folder under `grammars/`.
+    /// The folder under `grammars/`, and the language's name.
     pub dir: &'static str,
+    /// LSP `languageId`s of its documents.
+    pub language_ids: &'static [&'static str],
+    /// File extensions of its files (without the dot).
+    pub extensions: &'static [&'static str],
     /// Blocks are delimited by indentation (Python), not by brackets: a
     /// cursor on a blank line indented deeper than a scope's header, right
     /// after the scope's last statement, is still inside the scope.
     pub indent_blocks: bool,
-    /// Tokens that open a block (`{`, `:`): used by [`opens_block`] only
+    /// Tokens that open a block (`{`, `:`) at the end of a line: what
+    /// `Language::opens_block` looks for in the text, and [`opens_block`]
     /// where the parser could not make sense of the code (an ERROR node).
     pub block_openers: &'static [&'static str],
     /// Words that every import statement contains as a token of its own
@@ -51,11 +56,13 @@ pub struct Grammar {
 }
 
 macro_rules! grammar {
-    ($lang:expr, $ts:expr, $dir:literal, indent_blocks: $indent:expr, block_openers: $openers:expr,
-     import_keywords: $keywords:expr) => {
+    ($lang:expr, $ts:expr, $dir:literal, language_ids: $ids:expr, extensions: $exts:expr,
+     indent_blocks: $indent:expr, block_openers: $openers:expr, import_keywords: $keywords:expr) => {
         Grammar {
             language: $lang,
             dir: $dir,
+            language_ids: $ids,
+            extensions: $exts,
             indent_blocks: $indent,
             block_openers: $openers,
             import_keywords: $keywords,
@@ -76,6 +83,8 @@ pub static GRAMMARS: [Grammar; 2] = [
         Language::Rust,
         tree_sitter_rust::LANGUAGE,
         "rust",
+        language_ids: &["rust"],
+        extensions: &["rs"],
         indent_blocks: false,
         block_openers: &["{"],
         import_keywords: &["use", "extern"]
@@ -84,6 +93,8 @@ pub static GRAMMARS: [Grammar; 2] = [
         Language::Python,
         tree_sitter_python::LANGUAGE,
         "python",
+        language_ids: &["python"],
+        extensions: &["py", "pyi"],
         indent_blocks: true,
         block_openers: &[":"],
         import_keywords: &["import"]
