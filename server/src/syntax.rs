@@ -865,13 +865,17 @@ mod tests {
                 panic!("{e}");
             }
             assert!(compiled(g.language).is_some(), "{}", g.dir);
+            let c = compiled(g.language).unwrap().1;
             // The import statements are found from the patterns' roots.
-            assert!(compiled(g.language)
-                .unwrap()
-                .1
-                .import_kinds
-                .as_ref()
-                .is_some_and(|k| !k.is_empty()));
+            assert!(c.import_kinds.as_ref().is_some_and(|k| !k.is_empty()), "{}", g.dir);
+            // The capture names the code relies on (see the module doc).
+            let has = |q: &Query, prefix: &str| q.capture_names().iter().any(|n| n.starts_with(prefix));
+            assert!(c.tags_name.is_some() && has(&c.tags, "definition."), "{}: tags.scm", g.dir);
+            assert!(c.scopes_body.is_some() && has(&c.scopes, "scope."), "{}: scopes.scm", g.dir);
+            assert!(c.import.is_some() && c.import_name.is_some() && c.import_module.is_some(), "{}: imports.scm", g.dir);
+            assert!(c.blocks_block.is_some() && c.blocks_body.is_some(), "{}: blocks.scm", g.dir);
+            assert!(c.identifiers.capture_index_for_name("name").is_some(), "{}: identifiers.scm", g.dir);
+            assert!(!g.language_ids.is_empty() && !g.extensions.is_empty() && !g.block_openers.is_empty(), "{}", g.dir);
         }
         assert!(warm_up().is_empty());
     }
