@@ -637,6 +637,25 @@ mod tests {
         Document::new(text, 0, Language::Python).tree().unwrap().root_node().to_sexp()
     }
 
+    /// A big document whose reparse after `edit` went to the background.
+    fn reparsing_in_background(edit: Change) -> Document {
+        let mut doc = Document::new(&big_python(), 1, Language::Python);
+        doc.tree();
+        doc.parse_budget = Duration::ZERO;
+        doc.apply_versioned(2, vec![edit], Encoding::Utf16);
+        doc.tree();
+        assert!(doc.background.is_some(), "the reparse went to the background");
+        doc
+    }
+
+    /// `tree` with an unlimited budget is of the text as it is, parsed here.
+    fn assert_reparsed_here(doc: &mut Document) {
+        doc.parse_budget = Duration::MAX;
+        let tree = doc.tree().unwrap().root_node().to_sexp();
+        assert!(doc.background.is_none() && !doc.tree_stale);
+        assert!(tree == fresh_sexp(&doc.text()), "the tree is of the text as it is");
+    }
+
     #[test]
     fn a_reparse_past_its_budget_finishes_in_the_background() {
         let mut doc = Document::new(&big_python(), 1, Language::Python);
@@ -658,40 +677,24 @@ mod tests {
         assert!(exact != before);
         assert!(doc.background.is_none() && !doc.tree_stale);
         // The parser came back: the next edit reparses here again.
-        doc.parse_budget = Duration::MAX;
         doc.apply_versioned(5, vec![ch(0, 0, 0, 3, "")], Encoding::Utf16);
-        let tree = doc.tree().unwrap().root_node().to_sexp();
-        assert!(doc.background.is_none());
-        assert!(tree == fresh_sexp(&doc.text()), "the tree is of the text as it is");
+        assert_reparsed_here(&mut doc);
     }
 
     #[test]
     fn a_background_reparse_is_collected_by_a_later_request() {
-        let mut doc = Document::new(&big_python(), 1, Language::Python);
-        doc.tree();
-        doc.parse_budget = Duration::ZERO;
-        doc.apply_versioned(2, vec![ch(3, 4, 3, 4, "  ")], Encoding::Utf16);
-        doc.tree();
-        assert!(doc.background.is_some());
+        let mut doc = reparsing_in_background(ch(3, 4, 3, 4, "  "));
         let t = Instant::now();
         while doc.parsing_in_background() {
             assert!(t.elapsed() < Duration::from_secs(30), "the background parse ends");
             std::thread::sleep(Duration::from_millis(5));
         }
-        doc.parse_budget = Duration::MAX;
-        let tree = doc.tree().unwrap().root_node().to_sexp();
-        assert!(doc.background.is_none() && !doc.tree_stale);
-        assert!(tree == fresh_sexp(&doc.text()), "the tree is of the text as it is");
+        assert_reparsed_here(&mut doc);
     }
 
     #[test]
     fn a_whole_text_change_during_a_background_reparse() {
-        let mut doc = Document::new(&big_python(), 1, Language::Python);
-        doc.tree();
-        doc.parse_budget = Duration::ZERO;
-        doc.apply_versioned(2, vec![ch(0, 0, 0, 0, "'''")], Encoding::Utf16);
-        doc.tree();
-        assert!(doc.background.is_some());
+        let mut doc = reparsing_in_background(ch(0, 0, 0, 0, "'''"));
         doc.apply_versioned(3, vec![Change { range: None, text: "def g():\n    pass\n".into() }], Encoding::Utf16);
         assert!(doc.tree().unwrap().root_node().to_sexp() == fresh_sexp("def g():\n    pass\n"));
         // Closing a document whose reparse is running does not wait for it.
