@@ -669,6 +669,10 @@ impl LanguageServer for Backend {
         for t in self.state.inflight.lock().unwrap().values() {
             t.cancel();
         }
+        // No early answer's rest is offered to a client that is leaving.
+        for (_, t) in self.state.continuations.lock().unwrap().drain() {
+            t.cancel();
+        }
         Ok(())
     }
 
