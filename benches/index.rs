@@ -367,7 +367,7 @@ fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, p
             if run == 0 {
                 chunks_found += chunks.len();
                 context_chars += chunks.iter().map(|c| c.text.len()).sum::<usize>();
-                past_budget += usize::from(doc.parsing_in_background());
+                past_budget += usize::from(!doc.tree_is_current());
                 for (i, t) in step.iter().enumerate() {
                     times[i].push(*t);
                 }

@@ -97,10 +97,7 @@ pub fn plan(doc: &mut Document, cursor: usize, cfg: &CompletionConfig) -> usize 
     // window's header), or decides the answer's shape (the open-line
     // checks), waits for a reparse that went to the background; the tree
     // is only out of date after the rare reparse past the budget.
-    let line = doc.rope.char_to_line(cursor);
-    let line_start = doc.rope.line_to_char(line);
-    let line_prefix = doc.rope.slice(line_start..cursor).to_string();
-    if line_prefix.trim().is_empty() && on_open_line(&line_prefix, &line_text(&doc.rope, line)[line_prefix.len()..]) {
+    if on_open_line(&doc.rope, cursor) {
         doc.exact_tree();
     }
     // The window's header, once per window (not per keystroke).
@@ -240,7 +237,7 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
 
     let mut mode = choose_mode(rope, snap.language, cur_line, &line_prefix, &line_suffix);
     let mut scope_indent = None;
-    if on_open_line(&line_prefix, &line_suffix) {
+    if on_open_line(rope, cursor) {
         if let Some(tree) = snap.tree.as_ref() {
             let src = rope.to_string();
             let byte = rope.char_to_byte(cursor);
@@ -306,8 +303,11 @@ fn far_header(snap: &Snapshot, start: usize, cursor: usize) -> String {
 /// A cursor with only blanks before it and only closers after it on its
 /// line: where `build` asks the syntax tree for the enclosing scope and
 /// whether the line opens a block.
-fn on_open_line(line_prefix: &str, line_suffix: &str) -> bool {
-    is_only_closers(line_suffix) && line_prefix.trim().is_empty()
+fn on_open_line(rope: &Rope, cursor: usize) -> bool {
+    let line = rope.char_to_line(cursor);
+    let col = cursor - rope.line_to_char(line);
+    let text = rope.line(line);
+    text.slice(..col).chars().all(char::is_whitespace) && is_only_closers(&text.slice(col..).to_string())
 }
 
 fn is_only_closers(s: &str) -> bool {

@@ -181,13 +181,6 @@ struct BackgroundParse {
     cancel: Arc<AtomicBool>,
 }
 
-fn new_parser(language: Language) -> Option<Parser> {
-    let l = language.ts_language()?;
-    let mut p = Parser::new();
-    p.set_language(&l).ok()?;
-    Some(p)
-}
-
 /// The rope's text from `byte` to the end of its chunk, for tree-sitter.
 fn read_rope(rope: &Rope, byte: usize) -> &[u8] {
     if byte >= rope.len_bytes() {
@@ -248,7 +241,7 @@ pub struct CrossFile {
 
 impl Document {
     pub fn new(text: &str, version: i32, language: Language) -> Self {
-        let parser = new_parser(language);
+        let parser = crate::syntax::parser(language);
         Document {
             rope: Rope::from_str(text),
             version,
@@ -377,12 +370,6 @@ impl Document {
         !self.tree_stale
     }
 
-    /// Whether a reparse is going on in the background (`tree` is then the
-    /// previous tree, edited).
-    pub fn parsing_in_background(&self) -> bool {
-        self.background.as_ref().is_some_and(|bg| !bg.handle.is_finished())
-    }
-
     fn reparse(&mut self, budget: Option<Duration>) {
         let Some(parser) = self.parser.as_mut() else {
             self.tree_stale = false;
@@ -434,7 +421,7 @@ impl Document {
             Err(e) => {
                 // No thread: parse here after all, with a fresh parser.
                 tracing::warn!("cannot start a parse thread: {e}");
-                self.parser = new_parser(self.language);
+                self.parser = crate::syntax::parser(self.language);
                 self.reparse(None);
             }
         }
@@ -460,7 +447,7 @@ impl Document {
             }
             Err(_) => {
                 tracing::error!("the background parse panicked");
-                self.parser = new_parser(self.language);
+                self.parser = crate::syntax::parser(self.language);
             }
         }
     }
@@ -685,7 +672,7 @@ mod tests {
     fn a_background_reparse_is_collected_by_a_later_request() {
         let mut doc = reparsing_in_background(ch(3, 4, 3, 4, "  "));
         let t = Instant::now();
-        while doc.parsing_in_background() {
+        while doc.background.as_ref().is_some_and(|bg| !bg.handle.is_finished()) {
             assert!(t.elapsed() < Duration::from_secs(30), "the background parse ends");
             std::thread::sleep(Duration::from_millis(5));
         }

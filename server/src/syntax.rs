@@ -246,10 +246,14 @@ fn compiled(lang: Language) -> Option<(&'static Grammar, &'static Compiled)> {
 /// A fresh parse of `src` (for one-off checks; documents reparse
 /// incrementally).
 pub fn parse(lang: Language, src: &str) -> Option<Tree> {
-    let g = grammar(lang)?;
+    parser(lang)?.parse(src, None)
+}
+
+/// A parser set to `lang`'s grammar; None for a language without one.
+pub fn parser(lang: Language) -> Option<Parser> {
     let mut parser = Parser::new();
-    parser.set_language(&g.ts_language()).ok()?;
-    parser.parse(src, None)
+    parser.set_language(&grammar(lang)?.ts_language()).ok()?;
+    Some(parser)
 }
 
 fn text<'a>(src: &'a str, node: Node) -> &'a str {

@@ -1,7 +1,7 @@
 //! Validation of a refactor before it is applied: the edited file must still
 //! parse with tree-sitter, with no ERROR or MISSING node it did not have before.
 
-use tree_sitter::{Node, Parser};
+use tree_sitter::Node;
 
 use crate::language::Language;
 
@@ -28,10 +28,7 @@ impl std::fmt::Display for Problem {
 
 /// The syntax problems of `text`; None for a language without a grammar.
 pub fn problems(language: Language, text: &str) -> Option<Vec<Problem>> {
-    let lang = language.ts_language()?;
-    let mut parser = Parser::new();
-    parser.set_language(&lang).ok()?;
-    let tree = parser.parse(text, None)?;
+    let tree = crate::syntax::parse(language, text)?;
     let mut out = Vec::new();
     collect(tree.root_node(), text, &mut out);
     Some(out)
