@@ -169,6 +169,19 @@ pub fn load(kind: SetKind, data: &Path, limit: Option<usize>, seed: u64) -> anyh
     Ok((tasks, info))
 }
 
+/// The rows of a set's data file, for benches that build tasks of their
+/// own from them (`quality_server`'s cross-file set).
+#[allow(dead_code)]
+pub fn rows(kind: SetKind, data: &Path) -> anyhow::Result<Vec<Value>> {
+    read_jsonl_gz(&data.join(kind.file()))
+}
+
+/// A HumanEval-infilling row as `load` makes it a task (Python sets only).
+#[allow(dead_code)]
+pub fn python_row_task(kind: SetKind, r: &Value) -> anyhow::Result<Task> {
+    python_task(kind, r)
+}
+
 /// HumanEval-infilling: the document is `prompt + suffix`, the cursor
 /// between them. When the hole is whole lines (the prompt ends a line and the
 /// reference fill ends with a newline: every SingleLine and MultiLine

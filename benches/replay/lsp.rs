@@ -17,6 +17,11 @@ pub struct Lsp {
     next_id: i64,
     /// Error or warning messages the server showed or logged.
     pub problems: Vec<String>,
+    /// Notification methods kept for `wait_message` while waiting for a
+    /// response, instead of dropped (none by default).
+    pub keep: Vec<&'static str>,
+    /// The notifications kept so far, stamped when they were read.
+    pub kept: Vec<(Instant, Value)>,
 }
 
 fn write_msg(w: &mut impl Write, v: &Value) -> std::io::Result<()> {
@@ -74,7 +79,7 @@ impl Lsp {
                 }
             }
         });
-        Ok(Lsp { child, stdin, rx, next_id: 1, problems: Vec::new() })
+        Ok(Lsp { child, stdin, rx, next_id: 1, problems: Vec::new(), keep: Vec::new(), kept: Vec::new() })
     }
 
     fn send(&mut self, v: &Value) -> anyhow::Result<()> {
@@ -104,14 +109,48 @@ impl Lsp {
                     if msg.get("id") == Some(&json!(id)) && msg.get("method").is_none() {
                         return Some((at, msg));
                     }
-                    let m = msg["method"].as_str().unwrap_or("");
-                    if (m == "window/showMessage" || m == "window/logMessage") && msg["params"]["type"].as_i64().unwrap_or(4) <= 2 {
-                        self.problems.push(msg["params"]["message"].as_str().unwrap_or("").to_string());
-                    }
+                    self.set_aside(at, msg);
                 }
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
+    }
+
+    /// A message not waited for: kept when its method is in `keep`, noted
+    /// in `problems` when it shows an error or a warning, else dropped.
+    fn set_aside(&mut self, at: Instant, msg: Value) {
+        let m = msg["method"].as_str().unwrap_or("");
+        if (m == "window/showMessage" || m == "window/logMessage") && msg["params"]["type"].as_i64().unwrap_or(4) <= 2 {
+            self.problems.push(msg["params"]["message"].as_str().unwrap_or("").to_string());
+        }
+        if msg.get("id").is_none() && self.keep.contains(&m) {
+            self.kept.push((at, msg));
+        }
+    }
+
+    /// Waits for a message matching `pred`: first among those kept, then
+    /// among those arriving (the others are set aside as `wait_response`
+    /// does).
+    #[allow(dead_code)]
+    pub fn wait_message(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
+        if let Some(i) = self.kept.iter().position(|(_, m)| pred(m)) {
+            return Some(self.kept.remove(i));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((at, msg)) if pred(&msg) => return Some((at, msg)),
+                Ok((at, msg)) => self.set_aside(at, msg),
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// The server's process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A request with a timeout: the result, or an error message.
