@@ -141,8 +141,12 @@ const NAMES_BELOW: usize = 10;
 
 /// Definitions from other workspace files for a prompt whose window starts
 /// at `window`: those of the names used around the cursor, then of the
-/// names the file imports (an imported name is looked for in the module it
-/// comes from), within `budget` chars. `path` is the document's file.
+/// names the file imports, within `budget` chars, picked on evidence only
+/// (`WorkspaceIndex::context_for_file`): never a name the document binds
+/// anywhere or a builtin, an imported name only from the module it comes
+/// from, others only from files whose module the document imports (or
+/// sibling modules where the language has them). `path` is the document's
+/// file. Runs once per window: the whole-file bindings query is paid there.
 pub fn cross_file(index: &WorkspaceIndex, path: &std::path::Path, snap: &Snapshot, cursor: usize, window: usize, budget: usize) -> CrossFile {
     let mut cf = CrossFile {
         window,
@@ -162,8 +166,10 @@ pub fn cross_file(index: &WorkspaceIndex, path: &std::path::Path, snap: &Snapsho
     let src = rope.to_string();
     let names = crate::syntax::identifiers_in(snap.language, tree, &src, from..to);
     let imports = crate::syntax::imports(snap.language, tree, &src);
+    let bound = crate::syntax::bindings(snap.language, tree, &src);
+    let file = crate::index::CurrentFile { path, language: snap.language, names: &names, imports: &imports, bound: &bound };
     cf.chunks = index
-        .context_for_imports(path, &names, &imports, budget)
+        .context_for_file(&file, budget)
         .into_iter()
         .map(|c| (c.path.to_string_lossy().into_owned(), c.text))
         .collect();
@@ -230,5 +236,31 @@ mod tests {
         let snap2 = doc.snapshot();
         let (_, pieces2) = prepare(&family, &Spot { snap: &snap2, cursor: cursor + 2, anchor: anchor2 }, &cfg);
         assert_eq!(pieces2[..7], pieces[..7]);
+    }
+
+    #[test]
+    fn files_opened_earlier_but_unrelated_give_no_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tasks");
+        std::fs::create_dir_all(&root).unwrap();
+        // Other tasks' files, opened earlier in the session.
+        std::fs::write(root.join("t1.py"), "import sys\ninput = sys.stdin.readline\n\n\ndef solve(n):\n    return n\n\n\ndef helper(xs):\n    return sorted(xs)\n").unwrap();
+        std::fs::write(root.join("t2.py"), "def count(s):\n    return len(s)\n\n\ndef main():\n    print(count(input()))\n").unwrap();
+        let index = WorkspaceIndex::new(vec![root.clone()], IndexLimits::default());
+        index.build();
+        for f in ["t1.py", "t2.py"] {
+            index.update_file(&root.join(f), &std::fs::read_to_string(root.join(f)).unwrap());
+        }
+
+        // Defines `input` and `solve` itself, uses `helper` and `count`
+        // without importing them: nothing from the other files.
+        let text = "import sys\ninput = sys.stdin.readline\n\n\ndef solve(xs):\n    count = 0\n    for x in helper(xs):\n        count += x\n    return \n\n\nprint(solve(list(map(int, input().split()))))\n";
+        let mut doc = Document::new(text, 1, Language::Python);
+        let cfg = CompletionConfig::default();
+        let cursor = doc.rope.line_to_char(8) + "    return ".len();
+        context::plan(&mut doc, cursor, &cfg);
+        let window = doc.window.unwrap();
+        let cf = cross_file(&index, &root.join("t3.py"), &doc.snapshot(), cursor, window, cfg.cross_file_chars);
+        assert_eq!(cf.chunks, Vec::<(String, String)>::new());
     }
 }

@@ -11,6 +11,19 @@
 //! Memory is bounded by [`IndexLimits`]: files, definitions and stored bytes,
 //! and each definition keeps only a short snippet (its signature and the
 //! first lines of its body).
+//!
+//! Context from other files only helps when it is what the code around the
+//! cursor refers to; anything else distracts the model (a file-level
+//! `input = sys.stdin.readline` from an unrelated file, shown to a document
+//! that defines `input` itself, made it write only blanks). So a definition
+//! is picked on evidence only ([`WorkspaceIndex::context_for_file`]):
+//! - never a name the current file binds, nor a builtin of its language;
+//! - an imported name only from the files of the module it is imported from;
+//! - any other name from a file whose module the current file imports
+//!   (strong), or, where the language lets a file use its sibling modules
+//!   by path (Rust's `util::helper()` after `mod util;`), from a file in the
+//!   same folder (medium; not methods, which need their file evidenced);
+//! - nothing else, even when the budget has room.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -70,6 +83,36 @@ pub struct IndexedDef {
     pub snippet: String,
 }
 
+/// The current file, as the cross-file context sees it (see
+/// [`WorkspaceIndex::context_for_file`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CurrentFile<'a> {
+    /// Its path: its own definitions are never picked.
+    pub path: &'a Path,
+    pub language: Language,
+    /// Names used around the cursor, most relevant first (from
+    /// [`syntax::identifiers_in`]).
+    pub names: &'a [String],
+    /// Its imports ([`syntax::imports`]).
+    pub imports: &'a [Import],
+    /// The names it binds anywhere ([`syntax::bindings`]): never picked.
+    pub bound: &'a HashSet<String>,
+}
+
+/// How much the current file says a definition elsewhere is the one it
+/// refers to. Only `Strong` and `Medium` are picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Evidence {
+    /// Nothing but the name: not picked.
+    Weak,
+    /// A sibling module (same folder) where the language allows using one
+    /// without an import.
+    Medium,
+    /// Imported from the module the file holds, or the file's module is
+    /// imported.
+    Strong,
+}
+
 /// Text from another file to show the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
@@ -124,9 +167,8 @@ const DEF_OVERHEAD: usize = std::mem::size_of::<IndexedDef>() + 16 + 2 * 8;
 /// Per-file overhead: the map entry and the path (counted once, shared).
 const FILE_OVERHEAD: usize = 64;
 
-/// Names with more definitions than this outside the current file are
-/// ambiguous (`new`, `__init__`, `fmt`) and left out of the context unless
-/// an import says which one is meant.
+/// Names with more definitions than this in the files the evidence points
+/// to are ambiguous (`new`, `__init__`, `fmt`) and left out of the context.
 const MAX_AMBIGUOUS: usize = 4;
 /// At most this many definitions per name go into the context.
 const MAX_PER_NAME: usize = 3;
@@ -638,20 +680,17 @@ impl WorkspaceIndex {
     }
 
     /// Definitions to show the model for the names used near the cursor
-    /// (most relevant first, e.g. from [`syntax::identifiers_in`]), leaving
-    /// out those of `current` itself, within `budget_chars` (paths and
-    /// separators counted). One chunk per file; chunks sorted by path and
-    /// definitions by line, so the same definitions always read the same and
-    /// stay in the reusable start of the prompt.
+    /// (most relevant first, e.g. from [`syntax::identifiers_in`]) in the
+    /// file `current` (its language from its extension), within
+    /// `budget_chars` (paths and separators counted): see
+    /// [`Self::context_for_file`], without imports or bindings.
     pub fn context_for(&self, current: &Path, names: &[String], budget_chars: usize) -> Vec<Chunk> {
         self.context_for_imports(current, names, &[], budget_chars)
     }
 
-    /// [`Self::context_for`], also using the current file's imports: the
-    /// names they bring in count (after `names`), and an imported name is
-    /// looked for first in files matching the module it is imported from
-    /// (`crate::engine::Engine` -> `engine.rs` or `engine/`), which also
-    /// settles names defined in many files.
+    /// [`Self::context_for`], also using the current file's imports (see
+    /// [`Self::context_for_file`]); the file's own bindings are not known
+    /// here, builtins are still left out.
     pub fn context_for_imports(
         &self,
         current: &Path,
@@ -659,80 +698,47 @@ impl WorkspaceIndex {
         imports: &[Import],
         budget_chars: usize,
     ) -> Vec<Chunk> {
-        let current = normalize(current);
-        // The module each imported name comes from.
-        let mut module_of: HashMap<&str, &str> = HashMap::new();
-        for imp in imports {
-            if let Some(m) = imp.module.as_deref() {
-                for n in &imp.names {
-                    module_of.entry(n.as_str()).or_insert(m);
-                }
-            }
-        }
-        let mut order: Vec<&str> = Vec::new();
-        let mut seen: HashSet<&str> = HashSet::new();
-        let imported = imports.iter().flat_map(|i| i.names.iter());
-        for n in names.iter().chain(imported) {
-            if order.len() >= MAX_NAMES {
-                break;
-            }
-            if !n.is_empty() && seen.insert(n.as_str()) {
-                order.push(n.as_str());
-            }
-        }
+        let bound = HashSet::new();
+        let file = CurrentFile {
+            path: current,
+            language: Language::from_path(current),
+            names,
+            imports,
+            bound: &bound,
+        };
+        self.context_for_file(&file, budget_chars)
+    }
 
+    /// Definitions from other files of the current file's language for the
+    /// names `file` uses, picked on evidence (see the module doc), within
+    /// `budget_chars` (paths and separators counted):
+    /// - a name `file` binds, or a builtin of its language, is never picked;
+    /// - a name it imports is looked up only in the files that hold the
+    ///   module it comes from (`crate::engine::Engine` -> `engine.rs`,
+    ///   `engine/mod.rs` or a file under `engine/`; `from billing.tax import
+    ///   f` -> `billing/tax.py`), the ones nearest the current file when
+    ///   several do; none: it is not picked;
+    /// - any other name is looked up in the files whose module `file`
+    ///   imports (`import billing.tax`, `from billing import tax`, `use
+    ///   crate::util;`, a star import) or in which an imported name was
+    ///   found (strong; medium when the folders above the module are not
+    ///   the current file's: another crate's `util.rs`), else, for a
+    ///   language with sibling modules, in the files of the current file's
+    ///   folder and of its own module's folder (medium). Methods and
+    ///   attributes are resolved through a type: only picked from a file
+    ///   with strong evidence. Only the best evidence found for a name
+    ///   counts, from the files nearest the current file, and a name with
+    ///   more than a few definitions there is ambiguous and left out.
+    ///
+    /// Strong picks go first, then by the order of the names (those around
+    /// the cursor, then the imported ones); what does not fit is left out,
+    /// and nothing weaker fills the room. One chunk per file; chunks sorted
+    /// by path and definitions by line, so the same definitions always read
+    /// the same and stay in the reusable start of the prompt.
+    pub fn context_for_file(&self, file: &CurrentFile<'_>, budget_chars: usize) -> Vec<Chunk> {
+        let current = normalize(file.path);
         let inner = self.read();
-        let mut picked: Vec<Arc<IndexedDef>> = Vec::new();
-        let mut files: HashSet<Arc<Path>> = HashSet::new();
-        let mut used = 0usize;
-        for name in order {
-            let Some(all) = inner.by_name.get(name) else {
-                continue;
-            };
-            let module = module_of.get(name);
-            // (Paths are normalized: their bytes compare. A name not imported
-            // from a module is given up on once it has too many definitions.)
-            let mut cands: Vec<&Arc<IndexedDef>> = Vec::new();
-            for d in all.iter().filter(|d| d.path.as_os_str() != current.as_os_str()) {
-                cands.push(d);
-                if module.is_none() && cands.len() > MAX_AMBIGUOUS {
-                    break;
-                }
-            }
-            if cands.is_empty() {
-                continue;
-            }
-            if let Some(module) = module {
-                let key = module_key(module);
-                let from_module: Vec<&Arc<IndexedDef>> = cands
-                    .iter()
-                    .copied()
-                    .filter(|d| key.is_some_and(|k| path_matches_module(&d.rel_path, k)))
-                    .collect();
-                if !from_module.is_empty() {
-                    cands = from_module;
-                }
-            }
-            if cands.len() > MAX_AMBIGUOUS {
-                continue;
-            }
-            cands.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
-            for d in cands.into_iter().take(MAX_PER_NAME) {
-                if picked.iter().any(|p| Arc::ptr_eq(p, d)) {
-                    continue;
-                }
-                let mut cost = d.snippet.len() + 2;
-                if !files.contains(&d.path) {
-                    cost += d.rel_path.as_os_str().len() + 2;
-                }
-                if used + cost > budget_chars {
-                    continue;
-                }
-                used += cost;
-                files.insert(d.path.clone());
-                picked.push(d.clone());
-            }
-        }
+        let mut picked = self.pick(&inner, file, &current, budget_chars);
         drop(inner);
 
         picked.sort_by(|a, b| (&a.rel_path, &a.path, a.line).cmp(&(&b.rel_path, &b.path, b.line)));
@@ -754,6 +760,181 @@ impl WorkspaceIndex {
         chunks
     }
 
+    /// The definitions [`Self::context_for_file`] shows, unsorted.
+    fn pick(&self, inner: &Inner, file: &CurrentFile<'_>, current: &Path, budget_chars: usize) -> Vec<Arc<IndexedDef>> {
+        let lang = file.language;
+        let Some(grammar) = syntax::grammar(lang) else {
+            return Vec::new();
+        };
+        let cur_rel = self.rel_path(current);
+        let usable = |n: &str| !n.is_empty() && !file.bound.contains(n) && !grammar.is_builtin(n);
+
+        // The module each imported name comes from (None: not known), and
+        // the modules the file imports: each import's module, and module +
+        // name (`from billing import tax`, `use crate::util;`).
+        let mut module_of: HashMap<&str, Option<Vec<&str>>> = HashMap::new();
+        let mut modules: Vec<Vec<&str>> = Vec::new();
+        for imp in file.imports {
+            let module = imp.module.as_deref().map(module_segments);
+            if let Some(m) = module.as_ref().filter(|m| !m.is_empty()) {
+                modules.push(m.clone());
+            }
+            for n in &imp.names {
+                module_of.entry(n.as_str()).or_insert_with(|| module.clone());
+                let mut m = module.clone().unwrap_or_default();
+                m.push(n.as_str());
+                modules.push(m);
+            }
+        }
+        let mut order: Vec<&str> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let imported = file.imports.iter().flat_map(|i| i.names.iter());
+        for n in file.names.iter().chain(imported) {
+            if order.len() >= MAX_NAMES {
+                break;
+            }
+            if usable(n) && seen.insert(n.as_str()) {
+                order.push(n.as_str());
+            }
+        }
+        // (Paths are normalized: their bytes compare.)
+        let elsewhere = |d: &&Arc<IndexedDef>| d.path.as_os_str() != current.as_os_str() && Language::from_path(&d.path) == lang;
+        let cur_dir = cur_rel.parent().unwrap_or(Path::new(""));
+
+        // (evidence, rank of the name, definition)
+        let mut cands: Vec<(Evidence, usize, &Arc<IndexedDef>)> = Vec::new();
+        // The ones nearest the current file, of those a name is found in.
+        let near = |d: &Arc<IndexedDef>| shared_prefix(&d.rel_path, &cur_rel);
+        // Files in which an imported name was found.
+        let mut resolved: HashSet<usize> = HashSet::new();
+        for (rank, name) in order.iter().enumerate() {
+            let Some(module) = module_of.get(name) else {
+                continue;
+            };
+            let (Some(module), Some(all)) = (module, inner.by_name.get(*name)) else {
+                continue;
+            };
+            let mut found: Vec<&Arc<IndexedDef>> = all
+                .iter()
+                .filter(elsewhere)
+                .filter(|d| {
+                    if module.is_empty() {
+                        // `use super::x`, `use crate::X`, `from . import x`:
+                        // this folder or one above it.
+                        d.rel_path.parent().is_some_and(|p| cur_dir.starts_with(p))
+                    } else {
+                        file_module(&d.rel_path).windows(module.len()).any(|w| w == module.as_slice())
+                    }
+                })
+                .collect();
+            let nearest = found.iter().map(|d| near(d)).max().unwrap_or(0);
+            found.retain(|d| near(d) == nearest);
+            if found.len() > MAX_AMBIGUOUS {
+                continue;
+            }
+            for d in found {
+                resolved.insert(path_id(&d.path));
+                cands.push((Evidence::Strong, rank, d));
+            }
+        }
+
+        let mut near_dirs: Vec<PathBuf> = Vec::new();
+        if grammar.sibling_modules {
+            near_dirs.push(cur_dir.to_path_buf());
+            if let Some(stem) = cur_rel.file_stem().and_then(|s| s.to_str()) {
+                if !grammar.folder_modules.contains(&stem) {
+                    near_dirs.push(cur_dir.join(stem));
+                }
+            }
+        }
+        let cur_dir_parts: Vec<&str> = cur_dir.components().filter_map(|c| c.as_os_str().to_str()).collect();
+        let mut file_evidence: HashMap<usize, Evidence> = HashMap::new();
+        let mut evidence = |d: &IndexedDef| {
+            *file_evidence.entry(path_id(&d.path)).or_insert_with(|| {
+                if resolved.contains(&path_id(&d.path)) {
+                    return Evidence::Strong;
+                }
+                // The file holds an imported module: strong where the
+                // folders above that module are the current file's too (the
+                // same crate or package), else medium (`src/` layouts,
+                // another crate's file of the same name).
+                let m = file_module(&d.rel_path);
+                let mut best = Evidence::Weak;
+                for i in modules.iter().filter(|i| m.ends_with(i)) {
+                    if cur_dir_parts.starts_with(&m[..m.len() - i.len()]) {
+                        return Evidence::Strong;
+                    }
+                    best = Evidence::Medium;
+                }
+                if d.rel_path.parent().is_some_and(|p| near_dirs.iter().any(|n| n == p)) {
+                    best = Evidence::Medium;
+                }
+                best
+            })
+        };
+        for (rank, name) in order.iter().enumerate() {
+            if module_of.contains_key(name) {
+                continue;
+            }
+            let Some(all) = inner.by_name.get(*name) else {
+                continue;
+            };
+            let mut best = Evidence::Medium;
+            let mut found: Vec<&Arc<IndexedDef>> = Vec::new();
+            for d in all.iter().filter(elsewhere) {
+                let mut e = evidence(d);
+                // Resolved through a type: only from an evidenced file.
+                if e < Evidence::Strong && matches!(d.kind.as_str(), "method" | "attribute") {
+                    e = Evidence::Weak;
+                }
+                if e < best {
+                    continue;
+                }
+                if e > best {
+                    best = e;
+                    found.clear();
+                }
+                found.push(d);
+            }
+            let nearest = found.iter().map(|d| near(d)).max().unwrap_or(0);
+            found.retain(|d| near(d) == nearest);
+            if found.len() > MAX_AMBIGUOUS {
+                continue;
+            }
+            cands.extend(found.into_iter().map(|d| (best, rank, d)));
+        }
+
+        cands.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then(a.1.cmp(&b.1))
+                .then_with(|| (&a.2.rel_path, &a.2.path, a.2.line).cmp(&(&b.2.rel_path, &b.2.path, b.2.line)))
+        });
+        let mut picked: Vec<Arc<IndexedDef>> = Vec::new();
+        let mut files: HashSet<&Path> = HashSet::new();
+        let mut used = 0usize;
+        let mut per_name = (usize::MAX, 0usize);
+        for (_, rank, d) in cands {
+            if per_name.0 != rank {
+                per_name = (rank, 0);
+            }
+            if per_name.1 >= MAX_PER_NAME || picked.iter().any(|p| Arc::ptr_eq(p, d)) {
+                continue;
+            }
+            per_name.1 += 1;
+            let mut cost = d.snippet.len() + 2;
+            if !files.contains(&*d.path) {
+                cost += d.rel_path.as_os_str().len() + 2;
+            }
+            if used + cost > budget_chars {
+                continue;
+            }
+            used += cost;
+            files.insert(&d.path);
+            picked.push(d.clone());
+        }
+        picked
+    }
+
     /// Counts and sizes, and what the last build did.
     pub fn stats(&self) -> IndexStats {
         let inner = self.read();
@@ -770,20 +951,48 @@ impl WorkspaceIndex {
     }
 }
 
-/// The part of an import's module path that names a file or folder:
-/// `crate::engine` -> `engine`, `..util.text` -> `text`.
-fn module_key(module: &str) -> Option<&str> {
+/// The segments of an import's module path that name files or folders:
+/// `crate::engine` -> `[engine]`, `..util.text` -> `[util, text]`.
+fn module_segments(module: &str) -> Vec<&str> {
     module
-        .split(|c| c == ':' || c == '.')
-        .rfind(|s| !s.is_empty() && !matches!(*s, "crate" | "self" | "super"))
+        .split([':', '.'])
+        .filter(|s| !s.is_empty() && !matches!(*s, "crate" | "self" | "super"))
+        .collect()
 }
 
-/// Does the file at `rel` hold the module `key` (as its stem or a folder)?
-fn path_matches_module(rel: &Path, key: &str) -> bool {
-    rel.file_stem().is_some_and(|s| s == key)
-        || rel
-            .parent()
-            .is_some_and(|p| p.components().any(|c| c.as_os_str() == key))
+/// The module a file holds, as path segments: its folders and stem, less a
+/// stem that stands for its folder (`src/engine/mod.rs` -> `[src, engine]`,
+/// `billing/tax.py` -> `[billing, tax]`). Empty for a path that is not UTF-8.
+fn file_module(rel: &Path) -> Vec<&str> {
+    let mut parts: Vec<&str> = Vec::new();
+    if let Some(dir) = rel.parent() {
+        for c in dir.components() {
+            match c.as_os_str().to_str() {
+                Some(s) => parts.push(s),
+                None => return Vec::new(),
+            }
+        }
+    }
+    let Some(stem) = rel.file_stem().and_then(|s| s.to_str()) else {
+        return Vec::new();
+    };
+    let folder = syntax::grammar(Language::from_path(rel)).is_some_and(|g| g.folder_modules.contains(&stem));
+    if !folder {
+        parts.push(stem);
+    }
+    parts
+}
+
+/// How many leading folders two paths share.
+fn shared_prefix(a: &Path, b: &Path) -> usize {
+    let (a, b) = (a.parent().unwrap_or(a), b.parent().unwrap_or(b));
+    a.components().zip(b.components()).take_while(|(x, y)| x == y).count()
+}
+
+/// A file's identity for the length of a lookup: its path's allocation
+/// (shared by all its definitions).
+fn path_id(p: &Arc<Path>) -> usize {
+    Arc::as_ptr(p) as *const u8 as usize
 }
 
 #[cfg(test)]
@@ -1181,6 +1390,130 @@ mod tests {
         let paths: Vec<&Path> = ctx.iter().map(|c| c.path.as_path()).collect();
         assert_eq!(paths, [Path::new("src/n3.rs"), Path::new("src/util.rs")]);
         assert_eq!(ctx[1].text, "pub fn helper() -> u8 {\n    0\n}");
+    }
+
+    /// What the cross-file context picks for the document `src` at `rel`
+    /// (its names, imports and bindings, gathered as `complete::cross_file`
+    /// does, from the whole document): `path: first line` of each pick.
+    fn picks(index: &WorkspaceIndex, root: &Path, rel: &str, src: &str) -> Vec<String> {
+        let lang = Language::from_path(Path::new(rel));
+        let tree = syntax::parse(lang, src).unwrap();
+        let names = syntax::identifiers_in(lang, &tree, src, 0..src.len());
+        let imports = syntax::imports(lang, &tree, src);
+        let bound = syntax::bindings(lang, &tree, src);
+        let path = root.join(rel);
+        let file = CurrentFile { path: &path, language: lang, names: &names, imports: &imports, bound: &bound };
+        let chunks = index.context_for_file(&file, 100_000);
+        // The snippets of a chunk, each starting at column 0 after a blank line.
+        let mut out = Vec::new();
+        for c in &chunks {
+            for part in c.text.split("\n\n").filter(|p| !p.starts_with([' ', '\t'])) {
+                out.push(format!("{}: {}", c.path.to_string_lossy().replace('\\', "/"), part.lines().next().unwrap_or("")));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn unrelated_files_give_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // Other tasks' files in the same folder, each defining common names.
+        write(root, "task_0.py", "import sys\ninput = sys.stdin.readline\n\n\ndef helper(xs):\n    return sorted(xs)\n\n\ndef solve(n):\n    count = 0\n    for i in range(n):\n        count += i\n    return count\n\n\ndef main():\n    print(solve(int(input())))\n");
+        write(root, "task_1.py", "from typing import List\n\n\ndef count(s: str) -> int:\n    return len(s)\n\n\ndef helper(a, b):\n    return a + b\n\n\nclass Solver:\n    def solve(self, xs):\n        return max(xs)\n\n\ndef main():\n    pass\n");
+        write(root, "task_2.py", "import sys\n\ninput = sys.stdin.readline\ntotal = 0\n\n\ndef parse(line):\n    return list(map(int, line.split()))\n\n\nif __name__ == \"__main__\":\n    main()\n");
+        let index = built(root, IndexLimits::default());
+        assert!(index.lookup("input").len() == 2 && index.lookup("helper").len() == 2);
+
+        // Defines `input`, `solve`, `main`, `count` itself; uses `helper`,
+        // `total` and `parse` without importing them.
+        let doc = "import sys\nfrom typing import List\n\ninput = sys.stdin.readline\n\n\ndef solve(nums: List[int]) -> int:\n    count = 0\n    for x in nums:\n        if helper(x) and total:\n            count += parse(x)\n    return count\n\n\ndef main():\n    n = int(input())\n    print(solve(list(map(int, input().split()))))\n";
+        assert_eq!(picks(&index, root, "task_3.py", doc), Vec::<String>::new());
+        // The same through the names alone (no bindings known): still nothing,
+        // an un-imported Python name cannot come from another file.
+        let names = strings(&["input", "helper", "solve", "count", "main", "total", "parse"]);
+        assert!(index.context_for(&root.join("task_3.py"), &names, 10_000).is_empty());
+    }
+
+    #[test]
+    fn python_imported_names_come_from_their_module_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "shop/billing/tax.py", "def compute_tax(amount, rate):\n    return round(amount * rate, 2)\n\n\nclass Calculator:\n    def rate(self, region):\n        return 0.2\n\n\ndef unrelated():\n    pass\n");
+        write(root, "shop/billing/__init__.py", "VERSION = 1\n");
+        write(root, "legacy/tax2.py", "def compute_tax(amount):\n    return amount\n");
+        write(root, "shop/other.py", "def compute_tax(a, b, c):\n    pass\n\n\nclass Other:\n    def rate(self):\n        return 1\n");
+        write(root, "shop/compat.py", "import sys\ninput = sys.stdin.readline\n\n\ndef len(x):\n    return 0\n\n\ndef shout(s):\n    return s.upper()\n");
+        let index = built(root, IndexLimits::default());
+        let tax = "shop/billing/tax.py: def compute_tax(amount, rate):";
+        let calc = "shop/billing/tax.py: class Calculator:";
+        let rate = "shop/billing/tax.py: def rate(self, region):";
+        for (doc, expected) in [
+            // An imported name: from its module's file only.
+            ("from shop.billing.tax import compute_tax\n\ndef total(a):\n    return a + compute_tax(a, 0.2)\n", vec![tax]),
+            // The module imported, the name used through it; a method of a
+            // class of that module is resolved there too, not in other.py.
+            ("from shop.billing import tax\n\ndef total(a, c):\n    return tax.compute_tax(a, c.rate(1))\n", vec![tax, rate]),
+            ("import shop.billing.tax\n\ndef total(a):\n    return shop.billing.tax.compute_tax(a, 0.2)\n", vec![tax]),
+            // A star import counts as importing the module.
+            ("from shop.billing.tax import *\n\ndef total(a):\n    return compute_tax(a, Calculator().rate(1))\n", vec![tax, calc, rate]),
+            // A module with no file here: nothing, not any file's `compute_tax`.
+            ("from vendor.tax import compute_tax\n\ndef total(a):\n    return compute_tax(a, 0.2)\n", vec![]),
+            // Imported but defined here too: the file's own wins.
+            ("from shop.billing.tax import compute_tax\n\ndef compute_tax(a, r):\n    return 0\n", vec![]),
+            // Builtins are never picked, imported or not, though compat.py
+            // defines them; the module's other names still are.
+            ("from shop.compat import input, len, shout\n\nn = len(input())\nprint(shout(n))\n", vec!["shop/compat.py: def shout(s):"]),
+            ("import shop.compat\n\nn = len(input())\n", vec![]),
+        ] {
+            assert_eq!(picks(&index, root, "shop/main.py", doc), strings(&expected), "{doc}");
+        }
+    }
+
+    #[test]
+    fn rust_picks_need_a_use_a_mod_or_a_sibling() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "src/config.rs", "pub struct Config {\n    pub limit: u8,\n}\n\nimpl Config {\n    pub fn new() -> Self {\n        Config { limit: 1 }\n    }\n\n    pub fn limit(&self) -> u8 {\n        self.limit\n    }\n}\n");
+        write(root, "src/util.rs", "pub fn helper() -> u8 {\n    0\n}\n");
+        write(root, "src/engine/mod.rs", "pub struct Engine;\n\nimpl Engine {\n    pub fn run(&self) {}\n}\n");
+        write(root, "src/other.rs", "pub struct Other;\n\nimpl Other {\n    pub fn run(&self) {}\n}\n\npub fn push(v: u8) {}\n");
+        // Another crate with the same file and function names.
+        write(root, "tools/gen/src/util.rs", "pub fn helper() -> u8 {\n    1\n}\n\npub fn limit() -> u8 {\n    2\n}\n");
+        write(root, "tools/gen/src/config.rs", "pub struct Config;\n");
+        let index = built(root, IndexLimits::default());
+        let config = [
+            "src/config.rs: pub struct Config {",
+            "src/config.rs: impl Config {",
+            "src/config.rs: pub fn new() -> Self {",
+            "src/config.rs: pub fn limit(&self) -> u8 {",
+        ];
+        let helper = "src/util.rs: pub fn helper() -> u8 {";
+        let run = "src/engine/mod.rs: pub fn run(&self) {}";
+        for (doc, expected) in [
+            // `use` of a type: the type and its methods from its file.
+            ("use crate::config::Config;\n\nfn main() {\n    let cfg = Config::new();\n    let n = cfg.limit();\n}\n", config.to_vec()),
+            // `mod util;`: a sibling module used by path (medium).
+            ("mod util;\n\nfn main() {\n    let n = util::helper();\n}\n", vec![helper]),
+            // `use crate::util;`: the module imported (strong); not the
+            // other crate's util.rs.
+            ("use crate::util;\n\nfn main() {\n    let n = util::helper();\n}\n", vec![helper]),
+            // A method needs its file evidenced: none for `run` here ...
+            ("fn main(e: &Thing) {\n    e.run();\n}\n", vec![]),
+            // ... the engine's once its type is imported.
+            ("use crate::engine::Engine;\n\nfn main(e: &Engine) {\n    e.run();\n}\n", vec!["src/engine/mod.rs: pub struct Engine;", "src/engine/mod.rs: impl Engine {", run]),
+            // Builtins and the file's own bindings: nothing, though
+            // other.rs defines `push` and util.rs `helper`.
+            ("fn main() {\n    let mut v: Vec<u8> = Vec::new();\n    v.push(helper());\n    println!(\"{}\", v.len());\n}\n\nfn helper() -> u8 {\n    0\n}\n", vec![]),
+        ] {
+            assert_eq!(picks(&index, root, "src/main.rs", doc), strings(&expected), "{doc}");
+        }
+        // From the other crate: its own util.rs and config.rs, not src/'s.
+        let doc = "mod util;\nuse crate::config::Config;\n\nfn main() {\n    let n = util::helper() + limit();\n    let c = Config;\n}\n";
+        assert_eq!(
+            picks(&index, root, "tools/gen/src/main.rs", doc),
+            strings(&["tools/gen/src/config.rs: pub struct Config;", "tools/gen/src/util.rs: pub fn helper() -> u8 {", "tools/gen/src/util.rs: pub fn limit() -> u8 {"])
+        );
     }
 
     #[test]
