@@ -95,6 +95,11 @@ struct Opts {
     /// after it, as an editor's auto-indent would after Enter.
     #[arg(long)]
     cursor_at_indent: bool,
+    /// Ask as a client without locode's plugin (Helix, plain Neovim): no
+    /// `experimental.locode.suggestionReady` capability, so the server
+    /// gives whole answers and no early ones.
+    #[arg(long)]
+    generic_client: bool,
     /// Timeout of each test run, seconds.
     #[arg(long, default_value_t = 10)]
     test_timeout_s: u64,
@@ -761,7 +766,9 @@ impl Server {
                 "inlineCompletion": {"dynamicRegistration": false}
             },
             "workspace": {"workspaceFolders": true, "configuration": false},
-            "window": {"workDoneProgress": false}
+            "window": {"workDoneProgress": false},
+            // As locode's VS Code and Neovim plugins say (unless --generic-client).
+            "experimental": {"locode": {"suggestionReady": !opts.generic_client}}
         });
         let init = json!({
             "processId": std::process::id(),
@@ -1616,7 +1623,7 @@ fn main() -> anyhow::Result<()> {
     let results = json!({
         "model": model, "threads": opts.threads, "seed": opts.seed, "sets": opts.sets, "limit": opts.limit,
         "cross_file_chars": opts.cross_file_chars, "early_answer_ms": opts.early_answer_ms, "max_tokens": opts.max_tokens,
-        "close_after": opts.close_after, "cursor_at_indent": opts.cursor_at_indent, "idle_ms": opts.idle_ms, "workspaces": workspaces,
+        "close_after": opts.close_after, "cursor_at_indent": opts.cursor_at_indent, "generic_client": opts.generic_client, "idle_ms": opts.idle_ms, "workspaces": workspaces,
         "load_average": [load_start, load_end], "summary": summary, "records": records,
     });
     std::fs::write(

@@ -405,19 +405,10 @@ fn definitions_from_imported_files_reach_the_prompt() {
 fn an_early_answer_is_followed_by_the_rest() {
     model_path();
     let mut c = LspClient::spawn(bin(), &["serve"]);
-    c.initialize(json!({}), json!({"earlyAnswerMs": 1}));
+    c.initialize(json!({"experimental": {"locode": {"suggestionReady": true}}}), json!({"earlyAnswerMs": 1}));
     assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
     let uri = "file:///tmp/locode-e2e/early.py";
-    // (As in tests/engine.rs, where the model writes a docstring, then a
-    // return, then stops.)
-    let mut text = String::from("import math\n\n\n");
-    for i in 0..40 {
-        text.push_str(&format!(
-            "def scale_{i}(values, factor):\n    \"\"\"Multiply every value by factor and add {i}.\"\"\"\n    return [v * factor + {i} for v in values]\n\n\n"
-        ));
-    }
-    text.push_str("def distance(x1, y1, x2, y2):\n    \n\n\nprint(distance(0, 0, 3, 4))\n");
-    let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() as u32 + 1;
+    let (text, line) = early_answer_source();
     open(&mut c, uri, "python", &text);
     let first = first_text(&inline(&mut c, uri, line, 4));
     assert!(!first.trim().is_empty() && !first.contains('\n'), "the first line alone: {first:?}");
@@ -432,5 +423,37 @@ fn an_early_answer_is_followed_by_the_rest() {
     assert_eq!(stats["typed_through"], true, "asked again, answered from what was generated: {stats}");
     assert!(whole.starts_with(&first) && whole.lines().count() > 1, "{first:?} / {whole:?}");
     assert_eq!(c.request("locode/status", json!(null))["continued"], 1);
+    c.shutdown();
+}
+
+/// A document where the model writes a docstring, then a return, then
+/// stops (as in tests/engine.rs), and the line of its empty body.
+fn early_answer_source() -> (String, u32) {
+    let mut text = String::from("import math\n\n\n");
+    for i in 0..40 {
+        text.push_str(&format!(
+            "def scale_{i}(values, factor):\n    \"\"\"Multiply every value by factor and add {i}.\"\"\"\n    return [v * factor + {i} for v in values]\n\n\n"
+        ));
+    }
+    text.push_str("def distance(x1, y1, x2, y2):\n    \n\n\nprint(distance(0, 0, 3, 4))\n");
+    let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() as u32 + 1;
+    (text, line)
+}
+
+/// A client that does not say it asks again on `locode/suggestionReady`
+/// (Helix, plain Neovim) would never see the rest of an early answer: it
+/// gets the whole block in its one answer, whatever `earlyAnswerMs` says.
+#[test]
+fn a_client_that_does_not_ask_again_gets_the_whole_answer() {
+    model_path();
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    c.initialize(json!({}), json!({"earlyAnswerMs": 1}));
+    assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
+    let uri = "file:///tmp/locode-e2e/generic.py";
+    let (text, line) = early_answer_source();
+    open(&mut c, uri, "python", &text);
+    let whole = first_text(&inline(&mut c, uri, line, 4));
+    assert!(whole.lines().count() > 1, "a block in one answer: {whole:?}");
+    assert_eq!(c.request("locode/status", json!(null))["continued"], 0);
     c.shutdown();
 }

@@ -126,7 +126,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
         slot: "heal".into(),
         prompt: family.render_fim(&FimParts { extra: &[], prefix, suffix, middle: "" }),
         max_tokens: 12,
-        trimmer: None,
+        stop: None,
         cancel: CancelToken::new(),
         on_token: None,
         background: false,

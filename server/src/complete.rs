@@ -5,7 +5,8 @@ use crate::config::CompletionConfig;
 use crate::context::{self, CompletionContext};
 use crate::documents::{CrossFile, Snapshot};
 use crate::index::WorkspaceIndex;
-use crate::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, Generation};
+use crate::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, Generation, StopRule};
+use std::sync::Arc;
 use crate::postprocess::Trimmer;
 use crate::prompt::{Family, FimParts, Piece};
 
@@ -78,14 +79,10 @@ pub async fn suggest_early(
     job.early = Some(Early { after: std::time::Duration::from_millis(cfg.early_answer_ms), tx, cancel: rest_cancel });
     let version = spot.snap.version;
     let engine = engine.clone();
-    let t = trimmer.clone();
-    let mut whole = tokio::spawn(async move { engine.complete(job).await.map(|stats| finish(&t, stats, version)) });
+    let mut whole = tokio::spawn(async move { engine.complete(job).await.map(|stats| finish(&trimmer, stats, version)) });
     tokio::select! {
         shown = early_rx => match shown {
-            Ok(stats) => {
-                let text = trimmer.early(&stats.text).unwrap_or_default();
-                Ok((Suggestion { text, version, stats }, Some(whole)))
-            }
+            Ok((stats, text)) => Ok((Suggestion { text, version, stats }, Some(whole))),
             // The job ended without an early answer.
             Err(_) => (&mut whole).await.map_err(|_| EngineError::Gone)?.map(|s| (s, None)),
         },
@@ -100,7 +97,7 @@ fn job_for(family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig,
         slot: slot.to_string(),
         prompt,
         max_tokens: cfg.max_tokens,
-        trimmer: Some(trimmer.clone()),
+        stop: Some(Arc::new(TrimStop(trimmer.clone()))),
         cancel,
         on_token: None,
         background: false,
@@ -108,6 +105,18 @@ fn job_for(family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig,
         early: None,
     };
     (job, trimmer)
+}
+
+/// The engine's stop rule for a completion: post-processing's.
+struct TrimStop(Trimmer);
+
+impl StopRule for TrimStop {
+    fn is_done(&self, generated: &str) -> bool {
+        self.0.is_done(generated)
+    }
+    fn early(&self, generated: &str) -> Option<String> {
+        self.0.early(generated)
+    }
 }
 
 fn finish(trimmer: &Trimmer, stats: Generation, version: i32) -> Suggestion {
@@ -124,7 +133,7 @@ pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>,
         slot: slot.to_string(),
         prompt,
         max_tokens: 0,
-        trimmer: None,
+        stop: None,
         cancel: CancelToken::new(),
         on_token: None,
         background: true,

@@ -106,6 +106,16 @@ function createClient(): LanguageClient {
     };
     const c = new LanguageClient('locode', 'locode', serverOptions, clientOptions);
     c.onNotification('locode/suggestionReady', suggestionReady);
+    // Tell the server that this client asks again on suggestionReady, so it
+    // gets early answers (a client that does not gets whole answers).
+    c.registerFeature({
+        fillClientCapabilities: (caps) => {
+            caps.experimental = { ...(caps.experimental as object | undefined), locode: { suggestionReady: true } };
+        },
+        initialize: () => undefined,
+        getState: () => ({ kind: 'static' }),
+        clear: () => undefined,
+    });
     // vscode-languageclient 9 ships LSP 3.18 inline completion as a proposed feature.
     c.registerProposedFeatures();
     return c;

@@ -139,6 +139,7 @@ describe('locode with the VS Code extension protocol layer', { timeout: 10 * TIM
             initializationOptions,
             capabilities: {
                 general: { positionEncodings: ['utf-16'] },
+                experimental: { locode: { suggestionReady: true } },
                 window: { workDoneProgress: true, showMessage: {} },
                 workspace: { configuration: true, didChangeConfiguration: { dynamicRegistration: true } },
                 textDocument: {

@@ -479,17 +479,17 @@ impl Server<'_> {
                 break;
             }
             // Answer with what is settled; the rest continues in the background.
-            // (Only when a new line is complete: the trimmer's check parses.)
+            // (Only when a new line is complete: the stop rule's check may parse.)
             let lines_end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             if lines_end > early_seen && early.as_ref().is_some_and(|e| t0.elapsed() >= e.after) {
                 early_seen = lines_end;
                 let text = String::from_utf8_lossy(&bytes);
-                if job.trimmer.as_ref().is_some_and(|t| t.early(&text).is_some()) {
+                if let Some(answer) = job.stop.as_ref().and_then(|t| t.early(&text)) {
                     let e = early.take().expect("checked above");
                     let mut shown = gen.clone();
                     shown.text = text.into_owned();
                     shown.generate_ms = t1.elapsed().as_secs_f64() * 1e3;
-                    if e.tx.send(shown).is_ok() {
+                    if e.tx.send((shown, answer)).is_ok() {
                         job.cancel = e.cancel;
                         job.background = true;
                     } else {
@@ -580,18 +580,28 @@ impl Server<'_> {
                 })
                 .collect()
         });
-        let mut best = None;
-        let mut best_v = f32::NEG_INFINITY;
+        // The best token that heals in the way the model was trained on,
+        // else the best one that merely agrees with the forced text.
+        let mut best = [None, None];
+        let mut best_v = [f32::NEG_INFINITY; 2];
         for (t, &v) in logits.iter().enumerate() {
-            if v > best_v {
+            if v > best_v[0] {
                 let p = pieces.get(t).map(Vec::as_slice).unwrap_or_default();
-                if !p.is_empty() && (rest.starts_with(p) || p.starts_with(rest)) {
-                    best_v = v;
-                    best = Some(t);
+                let fit = match heal_fit(p, rest) {
+                    HealFit::Natural => 0,
+                    HealFit::Agrees if std::env::var_os("LOCODE_AB_OLD_HEAL").is_some() => 0,
+                    HealFit::Agrees => 1,
+                    HealFit::No => continue,
+                };
+                for k in fit..2 {
+                    if v > best_v[k] {
+                        best_v[k] = v;
+                        best[k] = Some(t);
+                    }
                 }
             }
         }
-        best.map_or_else(|| argmax(logits), |t| LlamaToken(t as i32))
+        best[0].or(best[1]).map_or_else(|| argmax(logits), |t| LlamaToken(t as i32))
     }
 
     /// Reports progress; true once the suggestion is settled.
@@ -600,13 +610,46 @@ impl Server<'_> {
         if let Some(f) = job.on_token.as_mut() {
             f(&text);
         }
-        job.trimmer.as_ref().is_some_and(|t| t.is_done(&text))
+        job.stop.as_ref().is_some_and(|t| t.is_done(&text))
     }
 
     /// Makes the sequence's KV cache hold exactly the slot's tokens.
     fn truncate_kv(&mut self, seq: usize) {
         let n = self.slots[seq].tokens.len() as u32;
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(n), None);
+    }
+}
+
+/// How a token's text fits the forced text still to come (token healing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HealFit {
+    /// It agrees with the forced text the way the tokenizer would have
+    /// split it: a strict prefix of it, or all of it with code after it.
+    Natural,
+    /// It agrees, but ends the forced blanks with nothing or with more
+    /// blanks: a whitespace-only token for the whole indentation. The
+    /// tokenizer never makes one before code (`"        x"` is seven
+    /// spaces and `" x"`), so after it the model writes blank lines.
+    Agrees,
+    No,
+}
+
+fn heal_fit(piece: &[u8], rest: &[u8]) -> HealFit {
+    if piece.is_empty() {
+        return HealFit::No;
+    }
+    if piece.len() < rest.len() {
+        return if rest.starts_with(piece) { HealFit::Natural } else { HealFit::No };
+    }
+    if !piece.starts_with(rest) {
+        return HealFit::No;
+    }
+    let blank = |b: &u8| matches!(b, b' ' | b'\t');
+    let after = piece[rest.len()..].first();
+    if rest.iter().all(blank) && after.is_none_or(|b| b.is_ascii_whitespace()) {
+        HealFit::Agrees
+    } else {
+        HealFit::Natural
     }
 }
 
@@ -652,4 +695,46 @@ fn argmax(logits: &[f32]) -> LlamaToken {
         }
     }
     LlamaToken(best as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healing_prefers_the_split_the_tokenizer_makes() {
+        let indent = b"        ";
+        // Seven spaces, then " self": how the tokenizer splits indented code.
+        assert_eq!(heal_fit(b"       ", indent), HealFit::Natural);
+        assert_eq!(heal_fit(b" self", b" "), HealFit::Natural);
+        assert_eq!(heal_fit(b"        if", indent), HealFit::Natural);
+        // All of the indentation as one blank token, or more blanks, or a
+        // blank line: only when nothing natural is there.
+        assert_eq!(heal_fit(b"        ", indent), HealFit::Agrees);
+        assert_eq!(heal_fit(b"            ", indent), HealFit::Agrees);
+        assert_eq!(heal_fit(b"        \n", indent), HealFit::Agrees);
+        assert_eq!(heal_fit(b" ", b" "), HealFit::Agrees);
+        assert_eq!(heal_fit(b"\t", b"\t"), HealFit::Agrees);
+        // Disagreeing or empty.
+        assert_eq!(heal_fit(b"    }", indent), HealFit::No);
+        assert_eq!(heal_fit(b"x", indent), HealFit::No);
+        assert_eq!(heal_fit(b"", indent), HealFit::No);
+        // A half-typed word: its own token is natural.
+        assert_eq!(heal_fit(b" rad", b" rad"), HealFit::Natural);
+        assert_eq!(heal_fit(b" radius", b" rad"), HealFit::Natural);
+        assert_eq!(heal_fit(b" r", b" rad"), HealFit::Natural);
+        assert_eq!(heal_fit(b" rb", b" rad"), HealFit::No);
+    }
+
+    #[test]
+    fn drafts_follow_the_latest_earlier_occurrence() {
+        let t = |v: &[i32]| v.iter().map(|&i| LlamaToken(i)).collect::<Vec<_>>();
+        // "1 2 3 4 ... 1 2" drafts "3 4".
+        assert_eq!(lookup_draft(&t(&[1, 2, 3, 4, 9, 1, 2]), 2), t(&[3, 4]));
+        // The newest occurrence wins.
+        assert_eq!(lookup_draft(&t(&[1, 2, 5, 1, 2, 6, 1, 2]), 1), t(&[6]));
+        // Nothing repeats, or no room.
+        assert!(lookup_draft(&t(&[1, 2, 3, 4]), 4).is_empty());
+        assert!(lookup_draft(&t(&[1, 2, 3, 1, 2]), 0).is_empty());
+    }
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::EngineConfig;
-use crate::postprocess::Trimmer;
 use crate::prompt::{Family, Piece};
 
 #[cfg(feature = "llama")]
@@ -49,7 +48,7 @@ pub struct CompletionJob {
     pub prompt: Vec<Piece>,
     pub max_tokens: u32,
     /// Lets generation stop as soon as the suggestion is settled.
-    pub trimmer: Option<Trimmer>,
+    pub stop: Option<Arc<dyn StopRule>>,
     pub cancel: CancelToken,
     /// Called with the text generated so far after each token (progress, streaming).
     pub on_token: Option<Box<dyn FnMut(&str) + Send>>,
@@ -63,16 +62,26 @@ pub struct CompletionJob {
     pub early: Option<Early>,
 }
 
+/// The caller's say on a generation in progress (its post-processing): the
+/// engine knows nothing of what makes a suggestion.
+pub trait StopRule: Send + Sync {
+    /// True once `generated` holds everything the suggestion can use.
+    fn is_done(&self, generated: &str) -> bool;
+    /// What can be shown now of `generated`, an answer still being
+    /// generated (see `Early`); None while nothing can.
+    fn early(&self, generated: &str) -> Option<String>;
+}
+
 /// An early answer: once `after` has passed since the request started and
-/// the trimmer has a suggestion from the complete lines so far
-/// (`Trimmer::early`), the generation so far is sent on `tx`. From then on
+/// the stop rule has a suggestion from the complete lines so far
+/// (`StopRule::early`), it is sent on `tx` with the generation so far. From then on
 /// the job is background work: it yields to any foreground request, and
 /// `cancel` replaces the request's own token (the request has been
 /// answered). The job's reply gets the whole generation, or as much as was
 /// generated before it yielded.
 pub struct Early {
     pub after: std::time::Duration,
-    pub tx: tokio::sync::oneshot::Sender<Generation>,
+    pub tx: tokio::sync::oneshot::Sender<(Generation, String)>,
     pub cancel: CancelToken,
 }
 
@@ -95,7 +104,7 @@ pub struct Generation {
     pub drafted_tokens: usize,
     pub accepted_tokens: usize,
     /// The model ended the text itself (an end-of-generation or stop
-    /// token), rather than a limit or the trimmer stopping it.
+    /// token), rather than a limit or the stop rule stopping it.
     pub stopped: bool,
     /// An early answer's continuation stopped to let a request through.
     pub yielded: bool,

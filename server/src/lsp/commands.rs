@@ -322,7 +322,7 @@ async fn generate_local(
         slot: SLOT.into(),
         prompt: vec![Piece::Chat(messages)],
         max_tokens,
-        trimmer: None,
+        stop: None,
         cancel: cancel.clone(),
         on_token: Some(Box::new(on_token)),
         background: false,

@@ -50,6 +50,10 @@ struct State {
     last_request: Mutex<HashMap<String, Instant>>,
     engine: Engine,
     client_progress: RwLock<bool>,
+    /// The client asks again on `locode/suggestionReady` (it says so with
+    /// `capabilities.experimental.locode.suggestionReady`): only such a
+    /// client is given early answers, since no other ever sees their rest.
+    client_asks_again: RwLock<bool>,
     /// Statistics of the last completion per document (`locode/lastStats`).
     last_stats: Mutex<HashMap<String, crate::engine::Generation>>,
     /// Reports a remote completion engine's failures once per kind.
@@ -118,6 +122,7 @@ where
             last_request: Mutex::new(HashMap::new()),
             engine,
             client_progress: RwLock::new(false),
+            client_asks_again: RwLock::new(false),
             last_stats: Mutex::new(HashMap::new()),
             remote_errors: Default::default(),
             warmups: Default::default(),
@@ -258,9 +263,12 @@ impl Backend {
     async fn suggest(&self, uri: &Uri, position: Position) -> Result<Option<(Suggestion, Range)>> {
         let key = uri.as_str().to_string();
         let enc = self.encoding();
-        let cfg = self.state.config.read().unwrap().completion.clone();
+        let mut cfg = self.state.config.read().unwrap().completion.clone();
         if !cfg.enabled {
             return Ok(None);
+        }
+        if !*self.state.client_asks_again.read().unwrap() {
+            cfg.early_answer_ms = 0;
         }
         let remote = self.state.config.read().unwrap().commands.completion_engine.clone();
         let family = match &*self.state.model.read().unwrap() {
@@ -596,6 +604,11 @@ impl Backend {
     }
 }
 
+/// Does the client ask again when told `locode/suggestionReady`?
+fn asks_again(caps: &ClientCapabilities) -> bool {
+    caps.experimental.as_ref().and_then(|e| e.pointer("/locode/suggestionReady")).and_then(serde_json::Value::as_bool).unwrap_or(false)
+}
+
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
         let offered = params
@@ -618,6 +631,7 @@ impl LanguageServer for Backend {
             .as_ref()
             .and_then(|w| w.work_done_progress)
             .unwrap_or(false);
+        *self.state.client_asks_again.write().unwrap() = asks_again(&params.capabilities);
         if let Some(opts) = &params.initialization_options {
             if let Err(e) = self.apply_settings(opts) {
                 self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await;
@@ -752,6 +766,7 @@ impl LanguageServer for Backend {
         let key = params.text_document.uri.as_str();
         self.state.docs.lock().unwrap().remove(key);
         self.state.last_request.lock().unwrap().remove(key);
+        self.state.last_stats.lock().unwrap().remove(key);
         if let Some(t) = self.state.inflight.lock().unwrap().remove(key) {
             t.cancel();
         }

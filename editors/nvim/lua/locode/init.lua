@@ -695,6 +695,12 @@ local function client_config(bufnr)
     on_attach = on_attach,
   })
   cfg.handlers = vim.tbl_extend("keep", cfg.handlers or {}, { ["locode/suggestionReady"] = on_suggestion_ready })
+  -- The plugin's own ghost text asks again on suggestionReady, so the server
+  -- may answer early; Neovim's built-in inline completion does not.
+  if not use_builtin() and M.config.ghost_text ~= false then
+    cfg.capabilities = vim.tbl_deep_extend("force", cfg.capabilities or vim.lsp.protocol.make_client_capabilities(),
+      { experimental = { locode = { suggestionReady = true } } })
+  end
   return cfg
 end
 
