@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use locode::index::{IndexLimits, WorkspaceIndex};
-use locode::language::Language;
+use locode::syntax::Language;
 use locode::syntax;
 use locode::documents::{Change, Document, Encoding, Pos, PARSE_BUDGET};
 

@@ -11,7 +11,7 @@ use locode::config::{CompletionConfig, EngineConfig};
 use locode::context::plan;
 use locode::documents::{Change, Document, Encoding, Pos};
 use locode::engine::{CancelToken, Engine};
-use locode::language::Language;
+use locode::syntax::Language;
 use std::time::Instant;
 
 #[tokio::main]

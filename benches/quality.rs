@@ -19,7 +19,7 @@ use locode::config::Config;
 use locode::context::choose_anchor;
 use locode::documents::Document;
 use locode::engine::{CancelToken, Engine};
-use locode::language::Language;
+use locode::syntax::Language;
 use score::{Outcome, Scorer};
 use serde::Serialize;
 use serde_json::{json, Value};

@@ -21,7 +21,7 @@ use locode::commands::remote::{self, RemoteEngineConfig, RemoteKind};
 use locode::config::CompletionConfig;
 use locode::documents::Document;
 use locode::engine::CancelToken;
-use locode::language::Language;
+use locode::syntax::Language;
 use locode::prompt::ChatMessage;
 use lsp_client::{bin, model_path, LspClient};
 use serde_json::{json, Value};

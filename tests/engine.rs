@@ -6,7 +6,7 @@ use locode::config::{CompletionConfig, EngineConfig};
 use locode::context::plan;
 use locode::documents::{Change, Document, Encoding, Pos};
 use locode::engine::{CancelToken, Engine, Generation};
-use locode::language::Language;
+use locode::syntax::Language;
 
 fn source() -> String {
     let mut text = String::from("import math\n\n\n");

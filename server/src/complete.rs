@@ -190,7 +190,7 @@ mod tests {
     use super::*;
     use crate::documents::{Change, Document, Encoding, Pos};
     use crate::index::IndexLimits;
-    use crate::language::Language;
+    use crate::syntax::Language;
 
     #[test]
     fn definitions_from_other_files_lead_the_prompt_and_stay_while_typing() {

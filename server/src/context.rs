@@ -3,7 +3,7 @@
 
 use crate::config::CompletionConfig;
 use crate::documents::{Document, Snapshot};
-use crate::language::Language;
+use crate::syntax::Language;
 use ropey::Rope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tree_sitter::{InputEdit, ParseOptions, ParseState, Parser, Point, Tree};
 
-use crate::language::Language;
+use crate::syntax::Language;
 
 /// How the client counts characters within a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use tree_sitter::Parser;
 
-use crate::language::Language;
+use crate::syntax::Language;
 use crate::syntax::{self, Import};
 
 /// Bounds on what the index holds.

@@ -11,7 +11,6 @@ pub mod context;
 pub mod documents;
 pub mod engine;
 pub mod index;
-pub mod language;
 pub mod lsp;
 pub mod postprocess;
 pub mod prompt;

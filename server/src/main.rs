@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use locode::config::{self, Config};
 use locode::documents::Document;
 use locode::engine::{self, CancelToken, Engine};
-use locode::language::Language;
+use locode::syntax::Language;
 
 #[derive(Parser)]
 #[command(name = "locode", version, about = "Private, offline AI code completion as a language server")]

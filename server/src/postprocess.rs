@@ -3,7 +3,7 @@
 //! Pure. `Trimmer::is_done` also lets the engine stop generating early.
 
 use crate::context::{indent_width, CompletionContext, Mode};
-use crate::language::Language;
+use crate::syntax::Language;
 use crate::syntax;
 
 /// Most blanks a generated line may start with, beyond the cursor's, before
@@ -467,7 +467,7 @@ mod tests {
     use super::*;
     use crate::config::CompletionConfig;
     use crate::documents::Document;
-    use crate::language::Language;
+    use crate::syntax::Language;
 
     /// Fixture with a `$0` cursor, the raw generation, the expected suggestion.
     fn check(lang: Language, fixture: &str, generated: &str, expected: &str) {

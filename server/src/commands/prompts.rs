@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-use crate::language::Language;
+use crate::syntax::Language;
 use crate::prompt::ChatMessage;
 
 const BUILTIN: &str = include_str!("../../../prompts/commands.toml");

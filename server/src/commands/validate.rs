@@ -3,7 +3,7 @@
 
 use tree_sitter::Node;
 
-use crate::language::Language;
+use crate::syntax::Language;
 
 /// A syntax problem: an ERROR or MISSING node.
 #[derive(Debug, Clone, PartialEq, Eq)]

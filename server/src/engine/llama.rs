@@ -589,7 +589,6 @@ impl Server<'_> {
                 let p = pieces.get(t).map(Vec::as_slice).unwrap_or_default();
                 let fit = match heal_fit(p, rest) {
                     HealFit::Natural => 0,
-                    HealFit::Agrees if std::env::var_os("LOCODE_AB_OLD_HEAL").is_some() => 0,
                     HealFit::Agrees => 1,
                     HealFit::No => continue,
                 };

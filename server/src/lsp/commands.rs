@@ -29,7 +29,7 @@ use crate::commands::redact::{self, Redactor};
 use crate::commands::{self as cmds, audit, cloud, prompts, validate, CommandsConfig, ExplainOutput};
 use crate::documents;
 use crate::engine::{CancelOnDrop, CancelToken, CompletionJob};
-use crate::language::Language;
+use crate::syntax::Language;
 use crate::prompt::{ChatMessage, Piece};
 
 /// Commands the server executes.

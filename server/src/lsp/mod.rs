@@ -17,7 +17,7 @@ use crate::context;
 use crate::documents::{self, Change, Document, Encoding, Pos, ShownSuggestion, Snapshot};
 use crate::engine::{CancelOnDrop, CancelToken, Engine, Generation, ModelInfo};
 use crate::index::{IndexLimits, WorkspaceIndex};
-use crate::language::Language;
+use crate::syntax::Language;
 use crate::prompt::Family;
 
 mod commands;

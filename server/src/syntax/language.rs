@@ -1,10 +1,10 @@
 //! Languages locode knows the syntax of; everything else is plain text.
 //! What tells them apart (language ids, file extensions, block openers) is
-//! in each one's entry in `syntax::GRAMMARS`.
+//! in each one's entry in `GRAMMARS`.
 
 use std::path::Path;
 
-use crate::syntax::{grammar, GRAMMARS};
+use super::{grammar, GRAMMARS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Language {
@@ -27,7 +27,7 @@ impl Language {
         GRAMMARS.iter().find(|g| g.extensions.contains(&ext)).map_or(Language::PlainText, |g| g.language)
     }
 
-    /// The tree-sitter grammar, from the table in `syntax::GRAMMARS`.
+    /// The tree-sitter grammar, from the table in `GRAMMARS`.
     pub fn ts_language(self) -> Option<tree_sitter::Language> {
         grammar(self).map(|g| g.ts_language())
     }

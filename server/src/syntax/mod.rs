@@ -25,7 +25,8 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Node, Parser, Query, QueryCursor, StreamingIterator, Tree};
 
-use crate::language::Language;
+mod language;
+pub use language::Language;
 
 /// One language's grammar and query folder.
 pub struct Grammar {
@@ -85,13 +86,13 @@ macro_rules! grammar {
             sibling_modules: $siblings,
             folder_modules: $folder_modules,
             ts: || $ts.into(),
-            tags: include_str!(concat!("../../grammars/", $dir, "/tags.scm")),
-            scopes: include_str!(concat!("../../grammars/", $dir, "/scopes.scm")),
-            imports: include_str!(concat!("../../grammars/", $dir, "/imports.scm")),
-            blocks: include_str!(concat!("../../grammars/", $dir, "/blocks.scm")),
-            identifiers: include_str!(concat!("../../grammars/", $dir, "/identifiers.scm")),
-            bindings: include_str!(concat!("../../grammars/", $dir, "/bindings.scm")),
-            builtins: include_str!(concat!("../../grammars/", $dir, "/builtins.txt")),
+            tags: include_str!(concat!("../../../grammars/", $dir, "/tags.scm")),
+            scopes: include_str!(concat!("../../../grammars/", $dir, "/scopes.scm")),
+            imports: include_str!(concat!("../../../grammars/", $dir, "/imports.scm")),
+            blocks: include_str!(concat!("../../../grammars/", $dir, "/blocks.scm")),
+            identifiers: include_str!(concat!("../../../grammars/", $dir, "/identifiers.scm")),
+            bindings: include_str!(concat!("../../../grammars/", $dir, "/bindings.scm")),
+            builtins: include_str!(concat!("../../../grammars/", $dir, "/builtins.txt")),
             compiled: OnceLock::new(),
             builtin_names: OnceLock::new(),
         }
