@@ -132,6 +132,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
         background: false,
         forced_prefix: forced.into(),
         early: None,
+        avoid: None,
     };
     let free = engine.complete(job("")).await.unwrap().text;
     for word in ["stat", "headers", "zqx_", "elap"] {

@@ -2,7 +2,7 @@
 //! snapshot -> context -> prompt -> engine -> post-processing.
 
 use crate::config::CompletionConfig;
-use crate::context::{self, CompletionContext};
+use crate::context::{self, CompletionContext, Mode};
 use crate::documents::{CrossFile, Snapshot};
 use crate::index::WorkspaceIndex;
 use crate::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, Generation, StopRule};
@@ -47,9 +47,30 @@ pub async fn suggest(
     cfg: &CompletionConfig,
     cancel: CancelToken,
 ) -> Result<Suggestion, EngineError> {
-    let (job, trimmer) = job_for(family, slot, spot, cfg, cancel);
-    let stats = engine.complete(job).await?;
-    Ok(finish(&trimmer, stats, spot.snap.version))
+    let (job, trimmer, again) = job_for(family, slot, spot, cfg, cancel);
+    answer(engine, job, again, &trimmer, spot.snap.version).await
+}
+
+/// The suggestion from `job`; where code belongs but it came to nothing
+/// (the model wrote a line that does not fit, only blanks, or nothing),
+/// a second try with `again`, which may neither start with the first try's
+/// first word nor end before it has written code. Its prompt is cached, so
+/// it costs only its own tokens.
+async fn answer(engine: &Engine, job: CompletionJob, again: Option<CompletionJob>, trimmer: &Trimmer, version: i32) -> Result<Suggestion, EngineError> {
+    let first = finish(trimmer, engine.complete(job).await?, version);
+    let Some(mut job) = again.filter(|j| first.text.is_empty() && !first.stats.cancelled && !first.stats.yielded && !j.cancel.is_cancelled()) else {
+        return Ok(first);
+    };
+    job.avoid = Some(first.stats.first_word.clone());
+    let mut second = finish(trimmer, engine.complete(job).await?, version);
+    // What the suggestion cost, both tries together.
+    let (a, b) = (&first.stats, &mut second.stats);
+    b.evaluated_tokens += a.evaluated_tokens;
+    b.generated_tokens += a.generated_tokens;
+    b.prompt_ms += a.prompt_ms;
+    b.generate_ms += a.generate_ms;
+    tracing::debug!(avoided = %a.first_word, text = %second.text, "second try");
+    Ok(second)
 }
 
 /// The rest of an early answer: resolves to the whole suggestion (or as
@@ -74,12 +95,12 @@ pub async fn suggest_early(
     if cfg.early_answer_ms == 0 {
         return Ok((suggest(engine, family, slot, spot, cfg, cancel).await?, None));
     }
-    let (mut job, trimmer) = job_for(family, slot, spot, cfg, cancel);
+    let (mut job, trimmer, again) = job_for(family, slot, spot, cfg, cancel);
     let (tx, early_rx) = tokio::sync::oneshot::channel();
     job.early = Some(Early { after: std::time::Duration::from_millis(cfg.early_answer_ms), tx, cancel: rest_cancel });
     let version = spot.snap.version;
     let engine = engine.clone();
-    let mut whole = tokio::spawn(async move { engine.complete(job).await.map(|stats| finish(&trimmer, stats, version)) });
+    let mut whole = tokio::spawn(async move { answer(&engine, job, again, &trimmer, version).await });
     tokio::select! {
         shown = early_rx => match shown {
             Ok((stats, text)) => Ok((Suggestion { text, version, stats }, Some(whole))),
@@ -90,21 +111,29 @@ pub async fn suggest_early(
     }
 }
 
-fn job_for(family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig, cancel: CancelToken) -> (CompletionJob, Trimmer) {
+/// The job for a spot, its trimmer, and the job of a second try where code
+/// belongs: an open line (nothing but blanks on it), or after a block opener.
+fn job_for(family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig, cancel: CancelToken) -> (CompletionJob, Trimmer, Option<CompletionJob>) {
     let (ctx, prompt) = prepare(family, spot, cfg);
     let trimmer = Trimmer::new(&ctx, cfg.max_lines);
-    let job = CompletionJob {
+    let code_belongs = ctx.language != crate::syntax::Language::PlainText
+        && ctx.line_suffix.trim().is_empty()
+        && (ctx.line_prefix.trim().is_empty() || matches!(ctx.mode, Mode::Block { .. }));
+    let stop: Arc<dyn StopRule> = Arc::new(TrimStop(trimmer.clone()));
+    let job = |prompt: Vec<Piece>, cancel: CancelToken| CompletionJob {
         slot: slot.to_string(),
         prompt,
         max_tokens: cfg.max_tokens,
-        stop: Some(Arc::new(TrimStop(trimmer.clone()))),
+        stop: Some(stop.clone()),
         cancel,
         on_token: None,
         background: false,
         forced_prefix: ctx.heal.clone(),
         early: None,
+        avoid: None,
     };
-    (job, trimmer)
+    let again = code_belongs.then(|| job(prompt.clone(), cancel.clone()));
+    (job(prompt, cancel), trimmer, again)
 }
 
 /// The engine's stop rule for a completion: post-processing's.
@@ -139,6 +168,7 @@ pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>,
         background: true,
         forced_prefix: String::new(),
         early: None,
+        avoid: None,
     };
     matches!(engine.complete(job).await, Ok(g) if !g.cancelled)
 }

@@ -199,6 +199,9 @@ struct Server<'m> {
     /// Each token's text, for constrained decoding (token healing); built
     /// the first time it is needed. Control tokens have no text.
     pieces: Option<Vec<Vec<u8>>>,
+    /// Every token that ends a generation (end-of-generation and the
+    /// family's stops); built the first time a second try needs it.
+    enders: Option<Vec<LlamaToken>>,
     stops: HashSet<LlamaToken>,
     specials: std::collections::HashMap<String, LlamaToken>,
     add_bos: bool,
@@ -249,6 +252,7 @@ fn serve(
         slots: (0..n_slots).map(|_| Slot { key: String::new(), tokens: Vec::new() }).collect(),
         recency: lru::LruCache::new(std::num::NonZeroUsize::new(n_slots as usize).expect("at least one slot")),
         pieces: None,
+        enders: None,
         stops,
         specials,
         add_bos: model.vocab().should_add_bos(),
@@ -462,7 +466,8 @@ impl Server<'_> {
         // The prompt is the history drafts are looked up in.
         let mut history = prompt;
         let forced = std::mem::take(&mut job.forced_prefix).into_bytes();
-        let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes);
+        let avoid = job.avoid.take().map(String::into_bytes);
+        let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes, avoid.as_deref());
         let mut early = job.early.take();
         // Complete lines already looked at for an early answer (bytes).
         let mut early_seen = 0;
@@ -507,14 +512,19 @@ impl Server<'_> {
                 gen.stopped = true;
                 break;
             }
+            let had_code = has_code(&bytes, &forced);
+            let len = bytes.len();
             vocab.token_to_piece_into(token, &mut bytes, false, None);
+            if !had_code && has_code(&bytes, &forced) {
+                gen.first_word = String::from_utf8_lossy(&bytes[len..]).into_owned();
+            }
             gen.generated_tokens += 1;
             history.push(token);
             if self.emit(&mut job, &bytes) || n_past + 1 >= n_ctx || gen.generated_tokens as u32 >= job.max_tokens {
                 break;
             }
             let room = (job.max_tokens as usize - gen.generated_tokens).min(n_ctx - n_past - 2);
-            let healing = bytes.len() < forced.len();
+            let healing = bytes.len() < forced.len() || (avoid.is_some() && !has_code(&bytes, &forced));
             let draft = if self.speculative && !healing { lookup_draft(&history, room.min(MAX_DRAFT)) } else { Vec::new() };
             let mut batch_tokens = Vec::with_capacity(1 + draft.len());
             batch_tokens.push(token);
@@ -523,7 +533,7 @@ impl Server<'_> {
             self.slots[seq].tokens.push(token);
             n_past += 1;
             gen.drafted_tokens += draft.len();
-            next = self.pick(0, &forced, &bytes);
+            next = self.pick(0, &forced, &bytes, avoid.as_deref());
             for (i, &d) in draft.iter().enumerate() {
                 if next != d {
                     break;
@@ -559,8 +569,19 @@ impl Server<'_> {
     /// so far (`done`) does not yet cover `forced`, only tokens whose text
     /// agrees with the rest of `forced` are candidates: the model continues
     /// a half-typed word instead of starting a new one.
-    fn pick(&mut self, i: i32, forced: &[u8], done: &[u8]) -> LlamaToken {
-        let logits = self.ctx.get_logits_ith(i);
+    fn pick(&mut self, i: i32, forced: &[u8], done: &[u8], avoid: Option<&[u8]>) -> LlamaToken {
+        // A second try: until there is code, neither the first try's first
+        // word nor the end of the generation.
+        let banned;
+        let logits = match avoid {
+            Some(word) if !has_code(done, forced) => {
+                let mut l = self.ctx.get_logits_ith(i).to_vec();
+                self.ban(&mut l, word);
+                banned = l;
+                &banned[..]
+            }
+            _ => self.ctx.get_logits_ith(i),
+        };
         if done.len() >= forced.len() || !forced.starts_with(done) {
             return argmax(logits);
         }
@@ -603,6 +624,28 @@ impl Server<'_> {
         best[0].or(best[1]).map_or_else(|| argmax(logits), |t| LlamaToken(t as i32))
     }
 
+    /// Sets the logits of `word` and of every token that ends the
+    /// generation to minus infinity.
+    fn ban(&mut self, logits: &mut [f32], word: &[u8]) {
+        let vocab = self.model.vocab();
+        let stops = &self.stops;
+        let enders = self.enders.get_or_insert_with(|| {
+            (0..vocab.n_tokens()).map(LlamaToken).filter(|&t| vocab.is_eog(t) || stops.contains(&t)).collect()
+        });
+        for t in enders.iter() {
+            if let Some(v) = logits.get_mut(t.0 as usize) {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        // The word as one token (how the first try wrote it).
+        let ids = vocab.tokenize(word, false, false);
+        if let [t] = ids[..] {
+            if let Some(v) = logits.get_mut(t.0 as usize) {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+    }
+
     /// Reports progress; true once the suggestion is settled.
     fn emit(&self, job: &mut CompletionJob, bytes: &[u8]) -> bool {
         let text = String::from_utf8_lossy(bytes);
@@ -617,6 +660,11 @@ impl Server<'_> {
         let n = self.slots[seq].tokens.len() as u32;
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(n), None);
     }
+}
+
+/// Has the generation `done` anything but blanks past the forced prefix?
+fn has_code(done: &[u8], forced: &[u8]) -> bool {
+    done.get(forced.len()..).is_some_and(|rest| rest.iter().any(|b| !b.is_ascii_whitespace()))
 }
 
 /// How a token's text fits the forced text still to come (token healing).

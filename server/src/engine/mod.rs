@@ -60,6 +60,10 @@ pub struct CompletionJob {
     pub forced_prefix: String,
     /// Answer early with what is settled, then go on in the background.
     pub early: Option<Early>,
+    /// A second try after an answer that came to nothing: the first token
+    /// with code in it (past `forced_prefix`) must not be this one, and the
+    /// generation must not end before it has code.
+    pub avoid: Option<String>,
 }
 
 /// The caller's say on a generation in progress (its post-processing): the
@@ -108,6 +112,9 @@ pub struct Generation {
     pub stopped: bool,
     /// An early answer's continuation stopped to let a request through.
     pub yielded: bool,
+    /// The text of the first token that brought code (past the forced
+    /// prefix): what a second try avoids (`CompletionJob::avoid`).
+    pub first_word: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

@@ -328,6 +328,7 @@ async fn generate_local(
         background: false,
         forced_prefix: String::new(),
         early: None,
+        avoid: None,
     };
     let gen = backend.state.engine.complete(job).await.map_err(|e| e.to_string())?;
     tracing::debug!(
