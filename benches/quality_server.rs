@@ -7,6 +7,8 @@
 //! early answer's rest follows). See benches/README.md, "Quality through the
 //! server".
 
+#[path = "quality/common.rs"]
+mod common;
 #[allow(dead_code)]
 #[path = "replay/lsp.rs"]
 mod lsp;
@@ -20,8 +22,12 @@ mod sets;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use common::{
+    default_data, from_invocation_dir, llama_cut, loadavg, mean, ms, p50, pct, repo_root,
+    stop_children_on_signal, target_dir, write_report, Pretest, RunOpts, Tally,
+};
 use locode::config::Config;
-use score::{Outcome, Scorer};
+use score::Outcome;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sets::{Lang, SetInfo, SetKind, Task};
@@ -47,15 +53,8 @@ struct Opts {
     /// Do not run llama-server next to locode.
     #[arg(long)]
     skip_peer: bool,
-    /// CPU threads for each engine.
-    #[arg(long, default_value_t = 2)]
-    threads: u32,
-    /// Seed of the sample (Python `random.Random(seed).shuffle`).
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
-    /// GGUF model for both engines (default: locode's cached default model).
-    #[arg(long)]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunOpts,
     /// The locode binary (default: the one cargo built for this bench,
     /// target/release/locode).
     #[arg(long)]
@@ -123,91 +122,7 @@ struct Opts {
     bench: bool,
 }
 
-/// Engine processes to stop if the benchmark is interrupted (used by lsp.rs
-/// and peer.rs).
-pub static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
-
-fn stop_children_on_signal() {
-    std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-                signal(SignalKind::hangup()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-            for pid in CHILDREN.lock().unwrap().iter() {
-                let _ = std::process::Command::new("kill")
-                    .arg(pid.to_string())
-                    .status();
-            }
-            eprintln!("quality_server: interrupted");
-            std::process::exit(130);
-        });
-    });
-}
-
-fn from_invocation_dir(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    match std::env::var_os("PWD") {
-        Some(d) => Path::new(&d).join(p),
-        None => p.to_path_buf(),
-    }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"))
-}
-
-fn default_data() -> PathBuf {
-    if let Some(d) = std::env::var_os("LOCODE_BENCH_DATA") {
-        return PathBuf::from(d);
-    }
-    let root = repo_root();
-    for c in [
-        root.join("shared/bench-data"),
-        root.join("../shared/bench-data"),
-    ] {
-        if c.is_dir() {
-            return c;
-        }
-    }
-    root.join("../shared/bench-data")
-}
-
-fn default_peer() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"));
-    std::env::var_os("LOCODE_PEER_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".cache/locode/peer"))
-        .join("llama-server")
-}
+pub use common::CHILDREN;
 
 /// The locode binary: --server-bin, else the one cargo built for this
 /// bench, else target/release/locode, built with `cargo build --release`
@@ -237,12 +152,6 @@ fn server_bin(opts: &Opts) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(bin)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// A `file://` URI for an absolute path (bytes outside the unreserved set
@@ -730,7 +639,7 @@ impl Server {
         let args: Vec<String> = vec![
             "serve".into(),
             "--threads".into(),
-            opts.threads.to_string(),
+            opts.run.threads.to_string(),
             "--model".into(),
             model.display().to_string(),
         ];
@@ -1016,56 +925,18 @@ struct PeerAnswer {
 /// locode's `maxTokens`, `stop: ["\n"]` for the single-line sets. It sees
 /// the document only (no other files).
 fn ask_peer(port: u16, task: &Task, n_predict: u32, timeout: Duration) -> PeerAnswer {
-    let body =
-        peer::infill_request(&task.doc, task.cursor, n_predict, task.set.single_line()).to_string();
-    let t0 = Instant::now();
-    let r = peer::http(port, "POST", "/infill", Some(&body), timeout);
-    let ms = t0.elapsed().as_secs_f64() * 1000.0;
-    match r {
-        Ok((200, body)) => {
-            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            PeerAnswer {
-                text: v["content"].as_str().unwrap_or("").to_string(),
-                ms,
-                error: None,
-            }
-        }
-        Ok((code, body)) => PeerAnswer {
+    match common::infill(port, task, n_predict, timeout) {
+        (Ok(v), ms) => PeerAnswer {
+            text: v["content"].as_str().unwrap_or("").to_string(),
             ms,
-            error: Some(format!(
-                "HTTP {code}: {}",
-                body.chars().take(200).collect::<String>()
-            )),
-            ..Default::default()
+            error: None,
         },
-        Err(e) => PeerAnswer {
+        (Err(e), ms) => PeerAnswer {
             ms,
-            error: Some(e.to_string()),
+            error: Some(e),
             ..Default::default()
         },
     }
-}
-
-fn first_line(s: &str) -> &str {
-    s.split('\n').next().unwrap_or("")
-}
-
-/// The "plain cut" (as quality.rs): the generation up to the first line that
-/// repeats the first non-blank line after the cursor.
-fn plain_cut<'a>(task: &Task, gen: &'a str) -> &'a str {
-    let Some(target) = task.suffix_first_line() else {
-        return gen;
-    };
-    let line_start = task.doc[..task.cursor].rfind('\n').map_or(0, |i| i + 1);
-    let whole_line = task.doc[line_start..task.cursor].trim().is_empty();
-    let mut start: usize = 0;
-    for (i, line) in gen.split('\n').enumerate() {
-        if (i > 0 || whole_line) && line.trim() == target {
-            return &gen[..start.saturating_sub(1)];
-        }
-        start += line.len() + 1;
-    }
-    gen
 }
 
 /// The fills scored, in table order.
@@ -1082,13 +953,7 @@ fn fill(
         "first" => l.map(|a| a.first.text.clone()),
         "final" => l.map(|a| a.final_.text.clone()),
         "llama_raw" => p.map(|a| a.text.clone()),
-        "llama_cut" => p.map(|a| {
-            if task.set.single_line() {
-                first_line(&a.text).to_string()
-            } else {
-                plain_cut(task, &a.text).to_string()
-            }
-        }),
+        "llama_cut" => p.map(|a| llama_cut(task, &a.text)),
         _ => None,
     }
 }
@@ -1109,8 +974,6 @@ struct SetRun {
     minutes: f64,
     stopped_early: Option<String>,
 }
-
-type Pretest = std::sync::mpsc::Sender<(Lang, String)>;
 
 #[allow(clippy::too_many_arguments)]
 fn run_set(
@@ -1221,43 +1084,10 @@ fn run_set(
 // ---------------------------------------------------------------------------
 // Report
 
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
-}
-
-fn p50(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    s[(s.len() - 1) / 2]
-}
-
-fn pct(k: usize, n: usize) -> String {
-    if n == 0 {
-        "—".into()
-    } else {
-        format!("{:.3}", k as f64 / n as f64)
-    }
-}
-
-fn ms(v: &[f64]) -> String {
-    if v.is_empty() {
-        "—".into()
-    } else {
-        format!("{:.0} / {:.0}", mean(v), p50(v))
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let mut opts = Opts::parse();
     for p in [
-        &mut opts.model,
+        &mut opts.run.model,
         &mut opts.server_bin,
         &mut opts.peer_bin,
         &mut opts.data,
@@ -1265,24 +1095,10 @@ fn main() -> anyhow::Result<()> {
     ] {
         *p = p.take().map(|p| from_invocation_dir(&p));
     }
-    stop_children_on_signal();
+    stop_children_on_signal("quality_server");
     let data = opts.data.clone().unwrap_or_else(default_data);
-    let model = opts
-        .model
-        .clone()
-        .unwrap_or_else(|| Config::default().engine.model_path());
-    if !model.exists() {
-        bail!(
-            "model {} is missing: run `make model` (or pass --model PATH)",
-            model.display()
-        );
-    }
-    let out_dir = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| target_dir().join("quality-server"));
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let model = common::model_path(opts.run.model.as_deref())?;
+    let out_dir = common::out_dir(opts.out.as_deref(), "quality-server")?;
     let out_dir = out_dir.canonicalize().unwrap_or(out_dir);
     let workspaces = opts
         .workspace
@@ -1297,11 +1113,7 @@ fn main() -> anyhow::Result<()> {
             workspaces.display()
         );
     }
-    let limit: Option<Option<usize>> = match opts.limit.as_deref() {
-        None => None,
-        Some("all") => Some(None),
-        Some(n) => Some(Some(n.parse().context("--limit takes a number or `all`")?)),
-    };
+    let limit = common::parse_limit(opts.limit.as_deref())?;
 
     let mut runs: Vec<SetRun> = Vec::new();
     for name in opts.sets.split(',').filter(|s| !s.trim().is_empty()) {
@@ -1309,7 +1121,7 @@ fn main() -> anyhow::Result<()> {
         let lim = limit.unwrap_or(name.default_limit());
         let (mut items, info, note) = match name {
             SetName::Plain(kind) => {
-                let (tasks, info) = sets::load(kind, &data, lim, opts.seed)?;
+                let (tasks, info) = sets::load(kind, &data, lim, opts.run.seed)?;
                 (
                     tasks.into_iter().map(|t| item(t, None)).collect::<Vec<_>>(),
                     info,
@@ -1317,7 +1129,7 @@ fn main() -> anyhow::Result<()> {
                 )
             }
             SetName::XFile | SetName::XInline => {
-                load_xfile(&data, lim, opts.seed, name == SetName::XInline)?
+                load_xfile(&data, lim, opts.run.seed, name == SetName::XInline)?
             }
         };
         if opts.cursor_at_indent {
@@ -1334,7 +1146,7 @@ fn main() -> anyhow::Result<()> {
             } else {
                 "tasks"
             },
-            opts.seed,
+            opts.run.seed,
             if note.is_empty() {
                 String::new()
             } else {
@@ -1364,39 +1176,15 @@ fn main() -> anyhow::Result<()> {
             stopped_early: None,
         });
     }
-    println!("model: {}  threads: {}", model.display(), opts.threads);
+    println!("model: {}  threads: {}", model.display(), opts.run.threads);
     let bin = server_bin(&opts)?;
 
-    let peer_bin = opts.peer_bin.clone().unwrap_or_else(default_peer);
-    let peer_server = if opts.skip_peer {
-        None
-    } else if !peer_bin.exists() {
-        eprintln!("quality_server: {} is missing; build it with benches/peer/build-llama-server.sh. Running locode alone.", peer_bin.display());
-        None
-    } else {
-        let s = peer::LlamaServer::start(
-            &peer_bin,
-            &model,
-            opts.threads,
-            &out_dir.join("llama-server.log"),
-            Duration::from_secs(300),
-        )?;
-        eprintln!("llama-server: {} {}", peer_bin.display(), s.args.join(" "));
-        Some(s)
-    };
+    let peer_bin = common::peer_bin("quality_server", opts.skip_peer, opts.peer_bin.as_deref());
+    let peer_server = peer_bin
+        .map(|bin| common::start_peer(&bin, &model, opts.run.threads, &out_dir))
+        .transpose()?;
 
-    // Tests run on a background thread at `nice -n 19` while the engines
-    // generate; what is left is run after generation.
-    let (pretest, queue) = std::sync::mpsc::channel::<(Lang, String)>();
-    let test_timeout = Duration::from_secs(opts.test_timeout_s);
-    let tester = std::thread::spawn(move || {
-        let mut scorer = Scorer::new(test_timeout);
-        scorer.nice = 19;
-        while let Ok((lang, program)) = queue.recv() {
-            scorer.score(lang, &program);
-        }
-        scorer
-    });
+    let (pretest, tester) = common::start_tests(Duration::from_secs(opts.test_timeout_s));
 
     let load_start = loadavg();
     let end = Instant::now() + Duration::from_secs_f64(opts.max_minutes * 60.0);
@@ -1421,13 +1209,7 @@ fn main() -> anyhow::Result<()> {
     drop(pretest);
     let load_end = loadavg();
 
-    eprintln!("quality_server: finishing the tests");
-    let mut scorer = tester
-        .join()
-        .map_err(|_| anyhow::anyhow!("the test thread panicked"))?;
-    // A timeout at nice 19 may be starvation: run those again at normal priority.
-    scorer.nice = 0;
-    scorer.forget_timeouts();
+    let mut scorer = common::finish_tests("quality_server", tester)?;
 
     let mut records = Vec::new();
     let mut summary = Vec::new();
@@ -1436,10 +1218,8 @@ fn main() -> anyhow::Result<()> {
     table.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut breakdown = String::new();
     for run in &runs {
-        let mut passed: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut outcomes: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
-        let (mut n, mut ran) = (0, 0);
-        let mut broken = Vec::new();
+        let mut t = Tally::default();
+        let mut ran = 0;
         let (mut fms, mut lms, mut pms) = (Vec::new(), Vec::new(), Vec::new());
         let (mut empty_first, mut empty_final, mut blocks, mut lines, mut rests, mut rest_timeouts) =
             (0, 0, 0, 0, 0, 0);
@@ -1456,18 +1236,15 @@ fn main() -> anyhow::Result<()> {
             let reference = scorer.score(task.lang, &it.program(&task.expected));
             let mut rec = json!({
                 "set": run.name.key(), "id": task.id, "file": it.file, "problem": it.problem, "expected": task.expected,
-                "before": task.doc[..task.cursor].chars().rev().take(400).collect::<String>().chars().rev().collect::<String>(),
-                "after": task.doc[task.cursor..].chars().take(200).collect::<String>(),
+                "before": common::before(task), "after": common::after(task),
                 "indent_moved": it.indent_moved,
                 "helpers_module": it.helpers.as_ref().map(|h| h.module.clone()),
                 "locode": la, "llama_server": pa, "reference": reference.name(),
             });
-            if reference != Outcome::Pass {
-                broken.push(task.id.clone());
+            if !t.admit(&task.id, &reference) {
                 records.push(rec);
                 continue;
             }
-            n += 1;
             if let Some(a) = la {
                 fms.push(a.first.ms);
                 lms.push(a.final_.ms);
@@ -1492,8 +1269,7 @@ fn main() -> anyhow::Result<()> {
             for v in VARIANTS {
                 if let Some(f) = fill(task, v, la, pa) {
                     let o = scorer.score(task.lang, &it.program(&f));
-                    *passed.entry(v).or_default() += (o == Outcome::Pass) as usize;
-                    *outcomes.entry(v).or_default().entry(o.name()).or_default() += 1;
+                    t.count(v, &o);
                     rec[format!("{v}_outcome")] = json!(o.name());
                     if v.starts_with("llama") {
                         rec[format!("{v}_fill")] = json!(f);
@@ -1509,13 +1285,7 @@ fn main() -> anyhow::Result<()> {
             }
             records.push(rec);
         }
-        let cell = |v: &str| {
-            if outcomes.contains_key(v) {
-                pct(passed.get(v).copied().unwrap_or(0), n)
-            } else {
-                "—".into()
-            }
-        };
+        let n = t.n;
         let ran_cell = if ran < run.items.len() {
             format!("{ran} of {}", run.items.len())
         } else {
@@ -1524,14 +1294,14 @@ fn main() -> anyhow::Result<()> {
         table.push_str(&format!(
             "| {} | {ran_cell} | {n} | {} | {} | {} / {} | {blocks} / {lines} | {rests} | {} | {} | {} | {} |\n",
             run.name.title(),
-            cell("first"),
-            cell("final"),
+            t.cell("first"),
+            t.cell("final"),
             pct(empty_first, n),
             pct(empty_final, n),
             ms(&fms),
             ms(&lms),
-            cell("llama_raw"),
-            cell("llama_cut"),
+            t.cell("llama_raw"),
+            t.cell("llama_cut"),
         ));
         breakdown.push_str(&format!(
             "\n{} ({}; {ran} of {} tasks asked, n = {n}, {:.1} min",
@@ -1543,32 +1313,12 @@ fn main() -> anyhow::Result<()> {
         if !run.note.is_empty() {
             breakdown.push_str(&format!("; {}", run.note));
         }
-        if !broken.is_empty() {
-            breakdown.push_str(&format!(
-                "; {} left out because the reference fill fails: {}",
-                broken.len(),
-                broken.join(", ")
-            ));
-        }
-        if !run.info.skipped.is_empty() {
-            breakdown.push_str(&format!(
-                "; {} problems skipped for external crates",
-                run.info.skipped.len()
-            ));
-        }
+        breakdown.push_str(&t.left_out_notes(run.info.skipped.len()));
         breakdown.push_str(")\n");
         if let Some(s) = &run.stopped_early {
             breakdown.push_str(&format!("  stopped: {s}\n"));
         }
-        for (v, o) in &outcomes {
-            breakdown.push_str(&format!(
-                "  {v:<10} {}\n",
-                o.iter()
-                    .map(|(k, c)| format!("{k} {c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+        breakdown.push_str(&t.outcome_lines(10));
         breakdown.push_str(&format!(
             "  rests (suggestionReady, asked again): {rests} (first passed {}, final passed {}); waits past --rest-timeout-s: {rest_timeouts}; server's `continued`: {}\n",
             rest_passes[0], rest_passes[1], run.server["final_status"]["continued"]
@@ -1583,8 +1333,8 @@ fn main() -> anyhow::Result<()> {
             breakdown.push_str(&format!("  error: {e}\n"));
         }
         summary.push(json!({
-            "set": run.name.key(), "sampled": run.items.len(), "asked": ran, "n": n, "left_out": broken,
-            "passed": passed, "outcomes": outcomes,
+            "set": run.name.key(), "sampled": run.items.len(), "asked": ran, "n": n, "left_out": t.broken,
+            "passed": t.passed, "outcomes": t.outcomes,
             "empty_first": empty_first, "empty_final": empty_final, "final_blocks": blocks, "final_lines": lines,
             "rests": rests, "rest_timeouts": rest_timeouts, "with_cross_file": with_cf, "sibling_context": sibling,
             "first_ms_mean": mean(&fms), "first_ms_p50": p50(&fms), "final_ms_mean": mean(&lms), "final_ms_p50": p50(&lms),
@@ -1598,8 +1348,8 @@ fn main() -> anyhow::Result<()> {
     let settings = format!(
         "model `{}`, {} threads, seed {}, initializationOptions: crossFileChars {}, earlyAnswerMs {}, maxTokens {}; documents {}; cursor {}; {} test runs",
         model.display(),
-        opts.threads,
-        opts.seed,
+        opts.run.threads,
+        opts.run.seed,
         opts.cross_file_chars.map_or("default".into(), |n| n.to_string()),
         opts.early_answer_ms.map_or("default".into(), |n| n.to_string()),
         opts.max_tokens.map_or("default".into(), |n| n.to_string()),
@@ -1619,21 +1369,12 @@ fn main() -> anyhow::Result<()> {
     println!("{table}");
     println!("{load_line}");
     println!("{breakdown}");
-    std::fs::write(out_dir.join("report.md"), &md)?;
     let results = json!({
-        "model": model, "threads": opts.threads, "seed": opts.seed, "sets": opts.sets, "limit": opts.limit,
+        "model": model, "threads": opts.run.threads, "seed": opts.run.seed, "sets": opts.sets, "limit": opts.limit,
         "cross_file_chars": opts.cross_file_chars, "early_answer_ms": opts.early_answer_ms, "max_tokens": opts.max_tokens,
         "close_after": opts.close_after, "cursor_at_indent": opts.cursor_at_indent, "generic_client": opts.generic_client, "idle_ms": opts.idle_ms, "workspaces": workspaces,
         "load_average": [load_start, load_end], "summary": summary, "records": records,
     });
-    std::fs::write(
-        out_dir.join("results.json"),
-        serde_json::to_string_pretty(&results)?,
-    )?;
-    println!(
-        "wrote {} and {}",
-        out_dir.join("report.md").display(),
-        out_dir.join("results.json").display()
-    );
+    write_report(&out_dir, &md, &results)?;
     Ok(())
 }
