@@ -112,7 +112,7 @@ pub struct Config {
     pub completion: CompletionConfig,
     /// Explain/refactor, cloud escalation and remote engines (`commands`).
     #[serde(flatten)]
-    pub commands: crate::commands::CommandsConfig,
+    pub commands: CommandsConfig,
 }
 
 impl Config {
@@ -174,4 +174,140 @@ mod tests {
         assert!(err.contains("invalid"), "{err}");
         assert!(Config::default().merged(&json!(3)).is_err());
     }
+}
+
+// Settings of explain/refactor, cloud escalation and remote completion
+// engines: plain data here (what the settings say), their behaviour in
+// `commands`, so that the settings import nothing from what they configure.
+
+/// Where an explanation goes besides the command's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ExplainOutput {
+    /// The result, plus a markdown document the client is asked to open
+    /// (`window/showDocument`), or a message when it cannot open one.
+    #[default]
+    Auto,
+    /// Only the command's result (for clients that display it).
+    Result,
+    /// The result and a markdown document opened with `window/showDocument`.
+    Document,
+    /// The result and a `window/showMessage`.
+    Message,
+}
+
+/// Settings of explain/refactor, cloud escalation and remote completion
+/// engines. Embedded flat in `config::Config` (`#[serde(flatten)]`), so the
+/// keys are `explainMaxTokens`, `refactorMaxTokens`, `explainOutput`, `cloud`
+/// and `completionEngine`; `cloud` and `completionEngine` are objects, each
+/// replaced as a whole by a settings change (missing fields take defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CommandsConfig {
+    /// Most tokens the local model generates for an explanation.
+    pub explain_max_tokens: u32,
+    /// Most tokens generated for a refactor (also capped by the selection's size).
+    pub refactor_max_tokens: u32,
+    pub explain_output: ExplainOutput,
+    pub cloud: CloudConfig,
+    pub completion_engine: RemoteEngineConfig,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig {
+            explain_max_tokens: 200,
+            refactor_max_tokens: 1024,
+            explain_output: ExplainOutput::Auto,
+            cloud: CloudConfig::default(),
+            completion_engine: RemoteEngineConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// OpenAI-compatible `/v1/chat/completions` (OpenAI, Azure-style gateways, vLLM, LM Studio...).
+    #[default]
+    Openai,
+    /// Anthropic `/v1/messages`.
+    Anthropic,
+}
+
+/// `cloud` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CloudConfig {
+    /// never | ask | longerThan | onValidationFailure.
+    pub route: Route,
+    /// With `longerThan`: refactors of more lines than this go to the cloud.
+    pub max_local_lines: usize,
+    pub provider: Provider,
+    /// Full URL, or a base that gets `/chat/completions` (openai) or
+    /// `/v1/messages` (anthropic) appended. Empty: the provider's public API.
+    pub endpoint: String,
+    /// Model name (required for any escalation).
+    pub model: String,
+    /// Name of the environment variable holding the API key. Empty:
+    /// `OPENAI_API_KEY` or `ANTHROPIC_API_KEY`.
+    pub api_key_env: String,
+    /// Stream the answer (SSE), which shows progress.
+    pub stream: bool,
+    /// Whole-request timeout.
+    pub timeout_ms: u64,
+    pub max_tokens: u32,
+    /// Audit log file. Default: `$XDG_STATE_HOME/locode/audit.jsonl`.
+    pub audit_log: Option<PathBuf>,
+    /// More file-name globs never sent (besides .env, *.pem, id_rsa, ...).
+    pub refuse_files: Vec<String>,
+}
+
+/// `cloud.route`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Route {
+    /// Escalation off: nothing is ever sent, no connection is ever opened.
+    #[default]
+    Never,
+    /// Local first; before anything is sent (a failed local refactor, or
+    /// "Refactor with cloud") the user is asked with `window/showMessageRequest`.
+    Ask,
+    /// Refactors of more than `cloud.maxLocalLines` lines go to the cloud.
+    LongerThan,
+    /// Local first; the cloud when the local result fails validation.
+    OnValidationFailure,
+}
+
+/// `completionEngine.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum RemoteKind {
+    /// The in-process llama.cpp engine.
+    #[default]
+    Embedded,
+    /// llama.cpp's llama-server, `POST /infill`.
+    LlamaServer,
+    /// Ollama, `POST /api/generate` with `suffix`.
+    Ollama,
+    /// OpenAI-compatible `POST /v1/completions` with `suffix`.
+    Openai,
+}
+
+/// `completionEngine` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RemoteEngineConfig {
+    pub kind: RemoteKind,
+    /// Base URL (the path is appended unless already there). Empty: the
+    /// usual local address (llama-server :8080, Ollama :11434, OpenAI-compatible :8000).
+    pub endpoint: String,
+    /// Model name (Ollama, OpenAI-compatible).
+    pub model: String,
+    /// Environment variable with a bearer token, if the server wants one.
+    pub api_key_env: String,
+    /// Per-request timeout; a slower answer is dropped (empty completion).
+    pub timeout_ms: u64,
+    /// Stream the answer (SSE, or NDJSON for Ollama).
+    pub stream: bool,
 }

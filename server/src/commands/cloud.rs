@@ -6,23 +6,14 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::net::{self, NetError};
-use super::policy::Route;
+pub use crate::config::{CloudConfig, Provider};
+use crate::config::Route;
 use crate::engine::CancelToken;
 use crate::prompt::ChatMessage;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// OpenAI-compatible `/v1/chat/completions` (OpenAI, Azure-style gateways, vLLM, LM Studio...).
-    #[default]
-    Openai,
-    /// Anthropic `/v1/messages`.
-    Anthropic,
-}
 
 impl Provider {
     pub fn name(self) -> &'static str {
@@ -35,33 +26,6 @@ impl Provider {
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// `cloud` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct CloudConfig {
-    /// never | ask | longerThan | onValidationFailure.
-    pub route: Route,
-    /// With `longerThan`: refactors of more lines than this go to the cloud.
-    pub max_local_lines: usize,
-    pub provider: Provider,
-    /// Full URL, or a base that gets `/chat/completions` (openai) or
-    /// `/v1/messages` (anthropic) appended. Empty: the provider's public API.
-    pub endpoint: String,
-    /// Model name (required for any escalation).
-    pub model: String,
-    /// Name of the environment variable holding the API key. Empty:
-    /// `OPENAI_API_KEY` or `ANTHROPIC_API_KEY`.
-    pub api_key_env: String,
-    /// Stream the answer (SSE), which shows progress.
-    pub stream: bool,
-    /// Whole-request timeout.
-    pub timeout_ms: u64,
-    pub max_tokens: u32,
-    /// Audit log file. Default: `$XDG_STATE_HOME/locode/audit.jsonl`.
-    pub audit_log: Option<PathBuf>,
-    /// More file-name globs never sent (besides .env, *.pem, id_rsa, ...).
-    pub refuse_files: Vec<String>,
-}
 
 impl Default for CloudConfig {
     fn default() -> Self {

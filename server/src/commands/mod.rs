@@ -16,56 +16,8 @@ pub mod redact;
 pub mod remote;
 pub mod validate;
 
-use serde::{Deserialize, Serialize};
 
-pub use cloud::{CloudConfig, Provider};
-pub use policy::Route;
-pub use remote::{RemoteEngineConfig, RemoteKind};
-
-/// Where an explanation goes besides the command's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum ExplainOutput {
-    /// The result, plus a markdown document the client is asked to open
-    /// (`window/showDocument`), or a message when it cannot open one.
-    #[default]
-    Auto,
-    /// Only the command's result (for clients that display it).
-    Result,
-    /// The result and a markdown document opened with `window/showDocument`.
-    Document,
-    /// The result and a `window/showMessage`.
-    Message,
-}
-
-/// Settings of explain/refactor, cloud escalation and remote completion
-/// engines. Embedded flat in `config::Config` (`#[serde(flatten)]`), so the
-/// keys are `explainMaxTokens`, `refactorMaxTokens`, `explainOutput`, `cloud`
-/// and `completionEngine`; `cloud` and `completionEngine` are objects, each
-/// replaced as a whole by a settings change (missing fields take defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct CommandsConfig {
-    /// Most tokens the local model generates for an explanation.
-    pub explain_max_tokens: u32,
-    /// Most tokens generated for a refactor (also capped by the selection's size).
-    pub refactor_max_tokens: u32,
-    pub explain_output: ExplainOutput,
-    pub cloud: CloudConfig,
-    pub completion_engine: RemoteEngineConfig,
-}
-
-impl Default for CommandsConfig {
-    fn default() -> Self {
-        CommandsConfig {
-            explain_max_tokens: 200,
-            refactor_max_tokens: 1024,
-            explain_output: ExplainOutput::Auto,
-            cloud: CloudConfig::default(),
-            completion_engine: RemoteEngineConfig::default(),
-        }
-    }
-}
+pub use crate::config::{CloudConfig, CommandsConfig, ExplainOutput, Provider, RemoteEngineConfig, RemoteKind, Route};
 
 /// Removes the common leading whitespace of the non-blank lines; returns the
 /// dedented text and the removed indent.

@@ -1,23 +1,8 @@
 //! The routing rule for refactors: where the text goes. Explanations and
 //! completions always stay local.
 
-use serde::{Deserialize, Serialize};
+pub use crate::config::Route;
 
-/// `cloud.route`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum Route {
-    /// Escalation off: nothing is ever sent, no connection is ever opened.
-    #[default]
-    Never,
-    /// Local first; before anything is sent (a failed local refactor, or
-    /// "Refactor with cloud") the user is asked with `window/showMessageRequest`.
-    Ask,
-    /// Refactors of more than `cloud.maxLocalLines` lines go to the cloud.
-    LongerThan,
-    /// Local first; the cloud when the local result fails validation.
-    OnValidationFailure,
-}
 
 /// What to do with a refactor of `lines` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,50 +7,18 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::net::{self, NetError};
 use crate::complete::{Spot, Suggestion};
 use crate::config::CompletionConfig;
+pub use crate::config::{RemoteEngineConfig, RemoteKind};
 use crate::context;
 use crate::engine::{CancelToken, Generation};
 use crate::postprocess::Trimmer;
 
 pub type RemoteError = NetError;
 
-/// `completionEngine.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum RemoteKind {
-    /// The in-process llama.cpp engine.
-    #[default]
-    Embedded,
-    /// llama.cpp's llama-server, `POST /infill`.
-    LlamaServer,
-    /// Ollama, `POST /api/generate` with `suffix`.
-    Ollama,
-    /// OpenAI-compatible `POST /v1/completions` with `suffix`.
-    Openai,
-}
-
-/// `completionEngine` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RemoteEngineConfig {
-    pub kind: RemoteKind,
-    /// Base URL (the path is appended unless already there). Empty: the
-    /// usual local address (llama-server :8080, Ollama :11434, OpenAI-compatible :8000).
-    pub endpoint: String,
-    /// Model name (Ollama, OpenAI-compatible).
-    pub model: String,
-    /// Environment variable with a bearer token, if the server wants one.
-    pub api_key_env: String,
-    /// Per-request timeout; a slower answer is dropped (empty completion).
-    pub timeout_ms: u64,
-    /// Stream the answer (SSE, or NDJSON for Ollama).
-    pub stream: bool,
-}
 
 impl Default for RemoteEngineConfig {
     fn default() -> Self {
