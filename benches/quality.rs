@@ -9,6 +9,10 @@ mod common;
 #[allow(dead_code)]
 #[path = "replay/peer.rs"]
 mod peer;
+// (`server_bin` is for the benches that start the server.)
+#[allow(dead_code)]
+#[path = "replay/process.rs"]
+mod process;
 #[path = "quality/score.rs"]
 mod score;
 #[path = "quality/sets.rs"]
@@ -72,7 +76,7 @@ struct Opts {
     bench: bool,
 }
 
-pub use common::CHILDREN;
+pub use process::CHILDREN;
 
 /// One engine's answer to one task.
 #[derive(Debug, Clone, Default, Serialize)]

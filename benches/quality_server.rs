@@ -15,6 +15,8 @@ mod lsp;
 #[allow(dead_code)]
 #[path = "replay/peer.rs"]
 mod peer;
+#[path = "replay/process.rs"]
+mod process;
 #[path = "quality/score.rs"]
 mod score;
 #[path = "quality/sets.rs"]
@@ -23,9 +25,10 @@ mod sets;
 use anyhow::{bail, Context};
 use clap::Parser;
 use common::{
-    default_data, from_invocation_dir, llama_cut, loadavg, mean, ms, p50, pct, repo_root,
-    stop_children_on_signal, target_dir, write_report, Pretest, RunOpts, Tally,
+    default_data, from_invocation_dir, llama_cut, loadavg, mean, ms, p50, pct,
+    stop_children_on_signal, write_report, Pretest, RunOpts, Tally,
 };
+use process::server_bin;
 use locode::config::Config;
 use score::Outcome;
 use serde::Serialize;
@@ -122,37 +125,8 @@ struct Opts {
     bench: bool,
 }
 
-pub use common::CHILDREN;
+pub use process::CHILDREN;
 
-/// The locode binary: --server-bin, else the one cargo built for this
-/// bench, else target/release/locode, built with `cargo build --release`
-/// when missing.
-fn server_bin(opts: &Opts) -> anyhow::Result<PathBuf> {
-    if let Some(b) = &opts.server_bin {
-        return Ok(b.clone());
-    }
-    if let Some(b) = option_env!("CARGO_BIN_EXE_locode") {
-        if Path::new(b).exists() {
-            return Ok(PathBuf::from(b));
-        }
-    }
-    let bin = target_dir().join("release/locode");
-    if !bin.exists() {
-        eprintln!(
-            "quality_server: {} is missing; running cargo build --release",
-            bin.display()
-        );
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = std::process::Command::new(cargo)
-            .args(["build", "--release", "--bin", "locode"])
-            .current_dir(repo_root())
-            .status()?;
-        if !st.success() || !bin.exists() {
-            bail!("cargo build --release failed");
-        }
-    }
-    Ok(bin)
-}
 
 /// A `file://` URI for an absolute path (bytes outside the unreserved set
 /// percent-encoded).
@@ -1177,7 +1151,7 @@ fn main() -> anyhow::Result<()> {
         });
     }
     println!("model: {}  threads: {}", model.display(), opts.run.threads);
-    let bin = server_bin(&opts)?;
+    let bin = server_bin(opts.server_bin.as_deref(), "quality_server")?;
 
     let peer_bin = common::peer_bin("quality_server", opts.skip_peer, opts.peer_bin.as_deref());
     let peer_server = peer_bin

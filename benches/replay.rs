@@ -16,6 +16,8 @@ mod engines;
 mod lsp;
 #[path = "replay/peer.rs"]
 mod peer;
+#[path = "replay/process.rs"]
+mod process;
 #[path = "replay/report.rs"]
 mod report;
 #[path = "replay/trace.rs"]
@@ -29,6 +31,8 @@ use clap::Parser;
 use serde_json::json;
 
 use engines::{Driver, Settings};
+use process::{repo_root, server_bin, stop_children_on_signal, target_dir};
+pub use process::CHILDREN;
 use report::{Sample, LOCODE, PEER};
 use trace::{Action, Session};
 
@@ -106,13 +110,7 @@ fn from_invocation_dir(p: &Path) -> PathBuf {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
-}
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
@@ -147,28 +145,6 @@ fn default_corpus() -> PathBuf {
     root.join("../shared/bench-data/corpus")
 }
 
-/// The locode binary: the one cargo built for this bench, else
-/// target/release/locode, built with `cargo build --release` when missing.
-fn server_bin(opts: &Opts) -> anyhow::Result<PathBuf> {
-    if let Some(b) = &opts.server_bin {
-        return Ok(b.clone());
-    }
-    if let Some(b) = option_env!("CARGO_BIN_EXE_locode") {
-        if Path::new(b).exists() {
-            return Ok(PathBuf::from(b));
-        }
-    }
-    let bin = target_dir().join("release/locode");
-    if !bin.exists() {
-        eprintln!("replay: {} is missing; running cargo build --release", bin.display());
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = std::process::Command::new(cargo).args(["build", "--release", "--bin", "locode"]).current_dir(repo_root()).status()?;
-        if !st.success() || !bin.exists() {
-            bail!("cargo build --release failed");
-        }
-    }
-    Ok(bin)
-}
 
 /// Replays the sessions on the drivers together: at each request, each
 /// driver in turn answers it. A driver that fails three requests in a row or
@@ -242,33 +218,7 @@ fn replay(sessions: &[Session], drivers: &mut Vec<Box<dyn Driver>>, opts: &Opts,
     }
 }
 
-/// Engine processes to stop if the benchmark itself is interrupted or
-/// killed (llama-server would otherwise outlive it).
-pub static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-fn stop_children_on_signal() {
-    std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-            for pid in CHILDREN.lock().unwrap().iter() {
-                let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
-            }
-            eprintln!("replay: interrupted");
-            std::process::exit(130);
-        });
-    });
-}
 
 /// `--report`: the table and the plot again from a replay.json.
 fn report_again(path: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
@@ -311,7 +261,7 @@ fn main() -> anyhow::Result<()> {
     for p in [&mut opts.server_bin, &mut opts.peer_bin, &mut opts.model, &mut opts.corpus, &mut opts.out, &mut opts.report] {
         *p = p.take().map(|p| from_invocation_dir(&p));
     }
-    stop_children_on_signal();
+    stop_children_on_signal("replay");
     if let Some(path) = &opts.report {
         return report_again(path, opts.out.clone());
     }
@@ -394,7 +344,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if want(LOCODE) {
-        let bin = server_bin(&opts)?;
+        let bin = server_bin(opts.server_bin.as_deref(), "replay")?;
         let set = settings.clone();
         // locode is asked last at each step in --interleave mode, so its next
         // edits follow its answer at once, as in a sequential run.

@@ -4,6 +4,7 @@
 //! cut, the report's numbers and files.
 
 use crate::peer;
+pub use crate::process::{repo_root, stop_children_on_signal, target_dir};
 use crate::score::{Outcome, Scorer};
 use crate::sets::{Lang, Task};
 use anyhow::{bail, Context};
@@ -16,9 +17,6 @@ use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Engine processes to stop if the benchmark is interrupted (used by
-/// replay/lsp.rs and replay/peer.rs as `crate::CHILDREN`).
-pub static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
 /// Options both benches take, in the same place in their --help (flattened
 /// into each one's options).
@@ -35,31 +33,6 @@ pub struct RunOpts {
     pub model: Option<PathBuf>,
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: kills the `CHILDREN`, says `<bench>:
-/// interrupted` and exits with 130.
-pub fn stop_children_on_signal(bench: &'static str) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-            for pid in CHILDREN.lock().unwrap().iter() {
-                let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
-            }
-            eprintln!("{bench}: interrupted");
-            std::process::exit(130);
-        });
-    });
-}
 
 /// `cargo bench` runs the benchmark in the package folder (server/); a
 /// relative path on the command line is meant from where cargo was started
@@ -74,13 +47,7 @@ pub fn from_invocation_dir(p: &Path) -> PathBuf {
     }
 }
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
-}
 
 /// The folder with human-eval-infilling/ and humaneval-x-rust/:
 /// $LOCODE_BENCH_DATA, else shared/bench-data or ../shared/bench-data.
