@@ -512,10 +512,11 @@ impl Server<'_> {
                 gen.stopped = true;
                 break;
             }
-            let had_code = has_code(&bytes, &forced);
+            // (Looked for only until found: no scan per token after that.)
+            let looking = gen.first_word.is_empty();
             let len = bytes.len();
             vocab.token_to_piece_into(token, &mut bytes, false, None);
-            if !had_code && has_code(&bytes, &forced) {
+            if looking && has_code(&bytes, &forced) {
                 gen.first_word = String::from_utf8_lossy(&bytes[len..]).into_owned();
             }
             gen.generated_tokens += 1;
