@@ -16,6 +16,8 @@ demo: deps model build
 
 ## Fetch everything, build, and run the whole test suite (real model, real clients).
 test: deps test-deps model
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	$(CARGO) test --release --workspace -- --test-threads=1
 	$(CARGO) build --release
 	editors/nvim/test/run.sh

@@ -27,10 +27,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use locode::index::{IndexLimits, WorkspaceIndex};
-use locode::syntax::Language;
-use locode::syntax;
 use locode::documents::{Change, Document, Encoding, Pos, PARSE_BUDGET};
+use locode::index::{IndexLimits, WorkspaceIndex};
+use locode::syntax;
+use locode::syntax::Language;
 
 struct Opts {
     corpus: PathBuf,
@@ -39,22 +39,13 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let mut o = Opts {
-        corpus: default_corpus(),
-        files: 2000,
-        positions: 500,
-    };
+    let mut o = Opts { corpus: default_corpus(), files: 2000, positions: 500 };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--corpus" => o.corpus = PathBuf::from(args.next().expect("--corpus DIR")),
             "--files" => o.files = args.next().and_then(|v| v.parse().ok()).expect("--files N"),
-            "--positions" => {
-                o.positions = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--positions N")
-            }
+            "--positions" => o.positions = args.next().and_then(|v| v.parse().ok()).expect("--positions N"),
             _ => {} // `--bench` and anything else cargo passes
         }
     }
@@ -66,10 +57,7 @@ fn default_corpus() -> PathBuf {
         return PathBuf::from(d).join("corpus");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for c in [
-        root.join("shared/bench-data/corpus"),
-        root.join("../shared/bench-data/corpus"),
-    ] {
+    for c in [root.join("shared/bench-data/corpus"), root.join("../shared/bench-data/corpus")] {
         if c.is_dir() {
             return c;
         }
@@ -80,12 +68,7 @@ fn default_corpus() -> PathBuf {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
 
@@ -121,8 +104,7 @@ fn corpus(dir: &Path) -> Vec<(Language, String)> {
         }
     }
     assert!(
-        out.iter().any(|(l, _)| *l == Language::Rust)
-            && out.iter().any(|(l, _)| *l == Language::Python),
+        out.iter().any(|(l, _)| *l == Language::Rust) && out.iter().any(|(l, _)| *l == Language::Python),
         "the corpus at {} needs Rust and Python files",
         dir.display()
     );
@@ -132,17 +114,13 @@ fn corpus(dir: &Path) -> Vec<(Language, String)> {
 /// `text` with every definition name (but dunder names) suffixed `_<k>`.
 fn renamed(lang: Language, text: &str, k: usize) -> String {
     let tree = syntax::parse(lang, text).expect("parse");
-    let mut names: Vec<String> = syntax::definitions(lang, &tree, text)
-        .into_iter()
-        .map(|d| d.name)
-        .filter(|n| n.len() >= 3 && !n.starts_with("__"))
-        .collect();
+    let mut names: Vec<String> =
+        syntax::definitions(lang, &tree, text).into_iter().map(|d| d.name).filter(|n| n.len() >= 3 && !n.starts_with("__")).collect();
     names.sort();
     names.dedup();
     let alternation: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
     let re = regex::Regex::new(&format!(r"\b({})\b", alternation.join("|"))).expect("regex");
-    re.replace_all(text, |c: &regex::Captures| format!("{}_{k}", &c[1]))
-        .into_owned()
+    re.replace_all(text, |c: &regex::Captures| format!("{}_{k}", &c[1])).into_owned()
 }
 
 fn loadavg() -> String {
@@ -192,39 +170,22 @@ fn main() {
                 }
             }
         }
-        let name = if lang == Language::Rust {
-            "current/big.rs"
-        } else {
-            "current/big.py"
-        };
+        let name = if lang == Language::Rust { "current/big.rs" } else { "current/big.py" };
         big.push((lang, text, root.join(name)));
     }
 
     // 1. The workspace: `o.files` files, half Rust, half Python.
     let t = Instant::now();
-    let by_lang = |lang: Language| {
-        files
-            .iter()
-            .filter(move |(l, _)| *l == lang)
-            .map(|(_, t)| t)
-    };
+    let by_lang = |lang: Language| files.iter().filter(move |(l, _)| *l == lang).map(|(_, t)| t);
     let rust: Vec<&String> = by_lang(Language::Rust).collect();
     let python: Vec<&String> = by_lang(Language::Python).collect();
     let mut bytes_on_disk = 0usize;
     for i in 0..o.files {
-        let (lang, pool, ext) = if i % 2 == 0 {
-            (Language::Rust, &rust, "rs")
-        } else {
-            (Language::Python, &python, "py")
-        };
+        let (lang, pool, ext) = if i % 2 == 0 { (Language::Rust, &rust, "rs") } else { (Language::Python, &python, "py") };
         let k = i / 2;
         let src = pool[k % pool.len()];
         // Copies 0 and 1 keep the original names.
-        let text = if k < 2 {
-            src.to_string()
-        } else {
-            renamed(lang, src, k)
-        };
+        let text = if k < 2 { src.to_string() } else { renamed(lang, src, k) };
         let path = root.join(format!("pkg{:02}/sub{}/module_{i:04}.{ext}", i % 40, i % 3));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         bytes_on_disk += text.len();
@@ -269,10 +230,7 @@ fn main() {
     println!("  skipped: {:?}", s.skipped);
     if !during.is_empty() {
         let (p50, p99, max) = percentiles(during.clone());
-        println!(
-            "  lookups during the build: {} lookups, p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms",
-            during.len()
-        );
+        println!("  lookups during the build: {} lookups, p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms", during.len());
     }
 
     // 2. Per-request syntax work on the big files.
@@ -307,15 +265,7 @@ fn per_request(index: &WorkspaceIndex, lang: Language, src: &str, path: &Path, p
     assert!(doc.tree().is_some(), "parse");
     let lines = line_offsets(src);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let steps = [
-        "edit + reparse",
-        "copy text",
-        "enclosing_scopes",
-        "imports",
-        "identifiers_in",
-        "top_level_item_lines",
-        "context_for",
-    ];
+    let steps = ["edit + reparse", "copy text", "enclosing_scopes", "imports", "identifiers_in", "top_level_item_lines", "context_for"];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); steps.len()];
     let mut totals = Vec::new();
     let mut best_times: Vec<Vec<f64>> = vec![Vec::new(); steps.len()];

@@ -16,9 +16,10 @@ use std::time::Instant;
 
 #[tokio::main]
 async fn main() {
-    let path = std::env::args().nth(1).filter(|a| !a.starts_with('-')).unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bench-data/corpus/requests_sessions.py").to_string()
-    });
+    let path = std::env::args()
+        .nth(1)
+        .filter(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bench-data/corpus/requests_sessions.py").to_string());
     let full = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let text: String = full.lines().take(360).map(|l| format!("{l}\n")).collect();
     let engine = Engine::spawn();
@@ -33,13 +34,18 @@ async fn main() {
     for step in 0..2 {
         if step == 1 {
             let ch = text.lines().nth(line).unwrap()[col..].chars().next().unwrap_or('x');
-            doc.apply_versioned(2, vec![Change { range: Some((Pos::new(line as u32, col as u32), Pos::new(line as u32, col as u32))), text: ch.to_string() }], Encoding::Utf16);
+            doc.apply_versioned(
+                2,
+                vec![Change { range: Some((Pos::new(line as u32, col as u32), Pos::new(line as u32, col as u32))), text: ch.to_string() }],
+                Encoding::Utf16,
+            );
         }
         let cursor = doc.rope.line_to_char(line) + col + step;
         let anchor = plan(&mut doc, cursor, &cfg);
         let snap = doc.snapshot();
         let t = Instant::now();
-        let s = complete::suggest(&engine, &family, "bench", &Spot { snap: &snap, cursor, anchor }, &cfg, CancelToken::new()).await.unwrap();
+        let s =
+            complete::suggest(&engine, &family, "bench", &Spot { snap: &snap, cursor, anchor }, &cfg, CancelToken::new()).await.unwrap();
         println!(
             "{}: {:.0} ms total; prompt {} tokens, {} evaluated ({:.0} ms); {} generated ({:.0} ms); suggestion {:?}",
             if step == 0 { "first completion" } else { "after one more character" },

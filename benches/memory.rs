@@ -57,10 +57,7 @@ fn main() {
     assert_eq!(st["state"], "ready", "the model did not load: {st}");
     let pid = c.pid();
     let defaults = locode::config::EngineConfig::default();
-    println!(
-        "memory: locode serve, default model, {} slots, {}-token context",
-        defaults.slots, defaults.context_size
-    );
+    println!("memory: locode serve, default model, {} slots, {}-token context", defaults.slots, defaults.context_size);
     println!("  model loaded:          VmRSS {:>7.1} MB", mb(status_kib(pid, "VmRSS:")));
 
     let files = [("requests_sessions.py", "python"), ("serde_json_read.rs", "rust")];

@@ -19,8 +19,11 @@ mod score;
 mod sets;
 
 use anyhow::Context;
-use common::{counts, default_data, first_line, from_invocation_dir, llama_cut, loadavg, mean, ms, p50, stop_children_on_signal, write_report, Pretest, RunOpts, Tally};
 use clap::Parser;
+use common::{
+    counts, default_data, first_line, from_invocation_dir, llama_cut, loadavg, mean, ms, p50, stop_children_on_signal, write_report,
+    Pretest, RunOpts, Tally,
+};
 use locode::complete::{self, Spot};
 use locode::config::Config;
 use locode::context::choose_anchor;
@@ -29,7 +32,7 @@ use locode::engine::{CancelToken, Engine};
 use locode::syntax::Language;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sets::{Lang, SetKind, SetInfo, Task};
+use sets::{Lang, SetInfo, SetKind, Task};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -197,6 +200,9 @@ type Answers = BTreeMap<String, Answer>;
 /// Both engines up at once, asked in turn for every task (llama-server
 /// first, then locode), so that load from other processes hits both alike
 /// and a stopped run has answers from both for the same tasks.
+/// locode's answers, llama-server's, and the two engines' names.
+type Generated = (Option<Answers>, Option<Answers>, (String, String));
+
 fn generate(
     opts: &Opts,
     model: &Path,
@@ -204,7 +210,7 @@ fn generate(
     out_dir: &Path,
     sets: &[(SetKind, Vec<Task>)],
     pretest: &Pretest,
-) -> anyhow::Result<(Option<Answers>, Option<Answers>, (String, String))> {
+) -> anyhow::Result<Generated> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let locode = if opts.skip_locode { None } else { Some(rt.block_on(Locode::load(opts, model))?) };
     let server = match peer_bin {
@@ -282,7 +288,11 @@ fn main() -> anyhow::Result<()> {
             info.population,
             if kind == SetKind::Rust { "maskable lines" } else { "problems" },
             opts.run.seed,
-            if info.skipped.is_empty() { String::new() } else { format!("; {} problems skipped: {}", info.skipped.len(), info.skipped.join(", ")) }
+            if info.skipped.is_empty() {
+                String::new()
+            } else {
+                format!("; {} problems skipped: {}", info.skipped.len(), info.skipped.join(", "))
+            }
         );
         infos.insert(kind.key(), info);
         sets.push((kind, tasks));
@@ -367,7 +377,13 @@ fn main() -> anyhow::Result<()> {
     }
     let load_line = format!("load average (1/5/15 min) {} at the start of generation, {} at its end", loads.0, loads.1);
     md.push_str("# Quality: pass@1, locode vs llama-server /infill\n\n");
-    md.push_str(&format!("model `{}`, {} threads per engine, greedy, seed {}, {} test runs\n\n", model.display(), opts.run.threads, opts.run.seed, scorer.runs));
+    md.push_str(&format!(
+        "model `{}`, {} threads per engine, greedy, seed {}, {} test runs\n\n",
+        model.display(),
+        opts.run.threads,
+        opts.run.seed,
+        scorer.runs
+    ));
     md.push_str(&table);
     md.push_str(&format!("\n{load_line}\n\n```\n{}```\n", breakdown.trim_start()));
     println!("\n{table}");

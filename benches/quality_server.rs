@@ -25,11 +25,11 @@ mod sets;
 use anyhow::{bail, Context};
 use clap::Parser;
 use common::{
-    default_data, from_invocation_dir, llama_cut, loadavg, mean, ms, p50, pct,
-    stop_children_on_signal, write_report, Pretest, RunOpts, Tally,
+    default_data, from_invocation_dir, llama_cut, loadavg, mean, ms, p50, pct, stop_children_on_signal, write_report, Pretest, RunOpts,
+    Tally,
 };
-use process::server_bin;
 use locode::config::Config;
+use process::server_bin;
 use score::Outcome;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -40,9 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(
-    about = "pass@1 of locode's suggestions through `locode serve` over LSP, first and final answers"
-)]
+#[command(about = "pass@1 of locode's suggestions through `locode serve` over LSP, first and final answers")]
 struct Opts {
     /// Sets to run, comma-separated: single, multi, span, rust, xfile
     /// (helpers moved to another file), xfile-inline (the same tasks with the
@@ -127,7 +125,6 @@ struct Opts {
 
 pub use process::CHILDREN;
 
-
 /// A `file://` URI for an absolute path (bytes outside the unreserved set
 /// percent-encoded).
 fn file_uri(path: &Path) -> String {
@@ -159,11 +156,10 @@ impl SetName {
         Ok(match s.trim() {
             "xfile" => SetName::XFile,
             "xfile-inline" => SetName::XInline,
-            other => SetName::Plain(SetKind::parse(other).map_err(|_| {
-                anyhow::anyhow!(
-                    "unknown set {other:?} (single, multi, span, rust, xfile, xfile-inline)"
-                )
-            })?),
+            other => SetName::Plain(
+                SetKind::parse(other)
+                    .map_err(|_| anyhow::anyhow!("unknown set {other:?} (single, multi, span, rust, xfile, xfile-inline)"))?,
+            ),
         })
     }
 
@@ -237,9 +233,7 @@ impl Item {
 }
 
 fn sanitise(id: &str) -> String {
-    id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+    id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
 /// The problem of a task id: `HumanEval/32` for every HumanEval-infilling
@@ -251,13 +245,7 @@ fn problem_of(id: &str) -> String {
 
 fn item(task: Task, helpers: Option<Arc<Helpers>>) -> Item {
     let ext = if task.lang == Lang::Rust { "rs" } else { "py" };
-    Item {
-        file: format!("{}.{ext}", sanitise(&task.id)),
-        problem: problem_of(&task.id),
-        task,
-        helpers,
-        indent_moved: 0,
-    }
+    Item { file: format!("{}.{ext}", sanitise(&task.id)), problem: problem_of(&task.id), task, helpers, indent_moved: 0 }
 }
 
 /// `--cursor-at-indent`: a hole that is an empty line opened at column 0
@@ -265,10 +253,7 @@ fn item(task: Task, helpers: Option<Arc<Helpers>>) -> Item {
 /// cursor; the expected fill loses it (the fill goes in at the cursor).
 fn cursor_at_indent(it: &mut Item) {
     let t = &mut it.task;
-    if t.lang != Lang::Python
-        || !(t.cursor == 0 || t.doc[..t.cursor].ends_with('\n'))
-        || !t.doc[t.cursor..].starts_with('\n')
-    {
+    if t.lang != Lang::Python || !(t.cursor == 0 || t.doc[..t.cursor].ends_with('\n')) || !t.doc[t.cursor..].starts_with('\n') {
         return;
     }
     let first = t.expected.split('\n').next().unwrap_or("");
@@ -295,9 +280,7 @@ fn top_level_blocks(lines: &[&str]) -> Vec<(usize, usize, Option<String>)> {
             continue;
         }
         let start = i;
-        let name = l
-            .strip_prefix("def ")
-            .map(|r| r.split(['(', ' ', ':']).next().unwrap_or("").to_string());
+        let name = l.strip_prefix("def ").map(|r| r.split(['(', ' ', ':']).next().unwrap_or("").to_string());
         let mut end = i + 1;
         let mut j = i + 1;
         while j < lines.len() && (lines[j].trim().is_empty() || lines[j].starts_with([' ', '\t'])) {
@@ -328,13 +311,10 @@ fn cross_file_task(task: &Task, entry: &str) -> Option<(Task, Helpers)> {
     // A helper must end before the prompt's last top-level block (the entry
     // point, which holds the hole).
     let last = blocks.len().checked_sub(1)?;
-    let helpers: Vec<&(usize, usize, Option<String>)> = blocks[..last]
-        .iter()
-        .filter(|(_, _, n)| n.as_deref().is_some_and(|n| !n.is_empty() && n != entry))
-        .collect();
+    let helpers: Vec<&(usize, usize, Option<String>)> =
+        blocks[..last].iter().filter(|(_, _, n)| n.as_deref().is_some_and(|n| !n.is_empty() && n != entry)).collect();
     let names: Vec<String> = helpers.iter().filter_map(|(_, _, n)| n.clone()).collect();
-    if !names.iter().any(|n| calls(&task.expected, n)) || !prompt.contains(&format!("def {entry}"))
-    {
+    if !names.iter().any(|n| calls(&task.expected, n)) || !prompt.contains(&format!("def {entry}")) {
         return None;
     }
     let number = task.id.split('/').nth(2).unwrap_or("0");
@@ -342,9 +322,7 @@ fn cross_file_task(task: &Task, entry: &str) -> Option<(Task, Helpers)> {
     let import_line = format!("from {module} import {}\n", names.join(", "));
     let imports: String = blocks
         .iter()
-        .filter(|(s, _, n)| {
-            n.is_none() && (lines[*s].starts_with("import ") || lines[*s].starts_with("from "))
-        })
+        .filter(|(s, _, n)| n.is_none() && (lines[*s].starts_with("import ") || lines[*s].starts_with("from ")))
         .map(|(s, e, _)| lines[*s..*e].concat())
         .collect();
     let mut code = imports;
@@ -362,30 +340,14 @@ fn cross_file_task(task: &Task, entry: &str) -> Option<(Task, Helpers)> {
     doc.push_str(&lines[next..].concat());
     let cursor = doc.len();
     doc.push_str(&task.doc[task.cursor..]);
-    let t = Task {
-        doc,
-        cursor,
-        ..task.clone()
-    };
-    Some((
-        t,
-        Helpers {
-            module,
-            code,
-            import_line,
-        },
-    ))
+    let t = Task { doc, cursor, ..task.clone() };
+    Some((t, Helpers { module, code, import_line }))
 }
 
 /// The cross-file set (or its control): SingleLine tasks that qualify, and
 /// when fewer than 15 do, MultiLine and RandomSpanLight ones too; a seeded
 /// sample of them.
-fn load_xfile(
-    data: &Path,
-    limit: Option<usize>,
-    seed: u64,
-    inline: bool,
-) -> anyhow::Result<(Vec<Item>, SetInfo, String)> {
+fn load_xfile(data: &Path, limit: Option<usize>, seed: u64, inline: bool) -> anyhow::Result<(Vec<Item>, SetInfo, String)> {
     let mut all: Vec<Item> = Vec::new();
     let mut found = Vec::new();
     let mut found_single = 0;
@@ -399,11 +361,7 @@ fn load_xfile(
             let entry = r["entry_point"].as_str().unwrap_or("");
             if let Some((xt, h)) = cross_file_task(&task, entry) {
                 n += 1;
-                all.push(if inline {
-                    item(task, None)
-                } else {
-                    item(xt, Some(Arc::new(h)))
-                });
+                all.push(if inline { item(task, None) } else { item(xt, Some(Arc::new(h))) });
             }
         }
         if kind == SetKind::Single {
@@ -419,17 +377,10 @@ fn load_xfile(
         problems.len(),
         problems.into_iter().collect::<Vec<_>>().join(", ")
     );
-    let info = SetInfo {
-        population: all.len(),
-        skipped: Vec::new(),
-    };
+    let info = SetInfo { population: all.len(), skipped: Vec::new() };
     let order = sets::python_shuffle(all.len(), seed)?;
     let n = limit.unwrap_or(all.len()).min(all.len());
-    Ok((
-        order[..n].iter().map(|&i| all[i].clone()).collect(),
-        info,
-        note,
-    ))
+    Ok((order[..n].iter().map(|&i| all[i].clone()).collect(), info, note))
 }
 
 /// Whether git ignores `dir` (false outside a repository or without git).
@@ -475,12 +426,7 @@ struct Shown {
 
 impl Shown {
     fn new(text: String, ms: f64) -> Shown {
-        Shown {
-            empty: text.trim().is_empty(),
-            block: text.contains('\n'),
-            text,
-            ms,
-        }
+        Shown { empty: text.trim().is_empty(), block: text.contains('\n'), text, ms }
     }
 }
 
@@ -539,11 +485,7 @@ fn position(text: &str, off: usize, utf8: bool) -> Value {
     let before = &text[..off];
     let line = before.matches('\n').count();
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col: usize = if utf8 {
-        off - line_start
-    } else {
-        before[line_start..].chars().map(char::len_utf16).sum()
-    };
+    let col: usize = if utf8 { off - line_start } else { before[line_start..].chars().map(char::len_utf16).sum() };
     json!({"line": line, "character": col})
 }
 
@@ -567,10 +509,7 @@ fn inline_text(result: &Value, doc: &str, cursor: usize, utf8: bool) -> String {
     if !start.is_object() || start["line"] != here["line"] {
         return text;
     }
-    let covered = here["character"]
-        .as_u64()
-        .unwrap_or(0)
-        .saturating_sub(start["character"].as_u64().unwrap_or(0)) as usize;
+    let covered = here["character"].as_u64().unwrap_or(0).saturating_sub(start["character"].as_u64().unwrap_or(0)) as usize;
     if covered == 0 {
         return text;
     }
@@ -585,9 +524,7 @@ fn inline_text(result: &Value, doc: &str, cursor: usize, utf8: bool) -> String {
         units += if utf8 { c.len_utf8() } else { c.len_utf16() };
         from = i;
     }
-    text.strip_prefix(&line[from..])
-        .map(str::to_string)
-        .unwrap_or(text)
+    text.strip_prefix(&line[from..]).map(str::to_string).unwrap_or(text)
 }
 
 const SUGGESTION_READY: &str = "locode/suggestionReady";
@@ -603,33 +540,15 @@ struct Server {
 }
 
 impl Server {
-    fn start(
-        bin: &Path,
-        opts: &Opts,
-        model: &Path,
-        root: &Path,
-        log: &Path,
-    ) -> anyhow::Result<Server> {
-        let args: Vec<String> = vec![
-            "serve".into(),
-            "--threads".into(),
-            opts.run.threads.to_string(),
-            "--model".into(),
-            model.display().to_string(),
-        ];
-        eprintln!(
-            "quality_server: starting {} {}",
-            bin.display(),
-            args.join(" ")
-        );
+    fn start(bin: &Path, opts: &Opts, model: &Path, root: &Path, log: &Path) -> anyhow::Result<Server> {
+        let args: Vec<String> =
+            vec!["serve".into(), "--threads".into(), opts.run.threads.to_string(), "--model".into(), model.display().to_string()];
+        eprintln!("quality_server: starting {} {}", bin.display(), args.join(" "));
         let mut lsp = lsp::Lsp::spawn(bin, &args, log)?;
         lsp.keep = vec![SUGGESTION_READY];
         let pid = lsp.pid();
         let root_uri = file_uri(root);
-        let name = root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut init_opts = serde_json::Map::new();
         if let Some(n) = opts.cross_file_chars {
             init_opts.insert("crossFileChars".into(), json!(n));
@@ -662,9 +581,7 @@ impl Server {
             "capabilities": caps,
             "initializationOptions": Value::Object(init_opts.clone()),
         });
-        let info = lsp
-            .request("initialize", init, Duration::from_secs(30))
-            .map_err(|e| anyhow::anyhow!("{e} (see {})", log.display()))?;
+        let info = lsp.request("initialize", init, Duration::from_secs(30)).map_err(|e| anyhow::anyhow!("{e} (see {})", log.display()))?;
         let utf8 = info["capabilities"]["positionEncoding"] == "utf-8";
         lsp.notify("initialized", json!({}))?;
         let t = Instant::now();
@@ -676,10 +593,7 @@ impl Server {
                 break st;
             }
             if t.elapsed() > Duration::from_secs(300) {
-                bail!(
-                    "locode: model still loading after 5 minutes (see {})",
-                    log.display()
-                );
+                bail!("locode: model still loading after 5 minutes (see {})", log.display());
             }
             std::thread::sleep(Duration::from_millis(100));
         };
@@ -698,32 +612,16 @@ impl Server {
             "binary": bin, "args": args, "server_info": info["serverInfo"], "position_encoding": if utf8 { "utf-8" } else { "utf-16" },
             "initialization_options": init_opts, "root": root, "model_status": status,
         });
-        Ok(Server {
-            lsp,
-            utf8,
-            pid,
-            ticks_per_s: clock_ticks_per_s(),
-            meta,
-            log: log.to_path_buf(),
-        })
+        Ok(Server { lsp, utf8, pid, ticks_per_s: clock_ticks_per_s(), meta, log: log.to_path_buf() })
     }
 
     /// Waits for `locode/suggestionReady` for `uri` at `pos`, until it
     /// arrives (Some(when)), or the server has used almost no CPU for
     /// `idle` (nothing is being generated: no rest is coming), or `timeout`
     /// (Err).
-    fn wait_rest(
-        &mut self,
-        uri: &str,
-        pos: &Value,
-        idle: Duration,
-        timeout: Duration,
-    ) -> Result<Option<Instant>, ()> {
-        let matches = |m: &Value| {
-            m["method"] == SUGGESTION_READY
-                && m["params"]["textDocument"]["uri"] == uri
-                && m["params"]["position"] == *pos
-        };
+    fn wait_rest(&mut self, uri: &str, pos: &Value, idle: Duration, timeout: Duration) -> Result<Option<Instant>, ()> {
+        let matches =
+            |m: &Value| m["method"] == SUGGESTION_READY && m["params"]["textDocument"]["uri"] == uri && m["params"]["position"] == *pos;
         let deadline = Instant::now() + timeout;
         // Idle: under 10% of one core over the window.
         let budget = (self.ticks_per_s as f64 * idle.as_secs_f64() * 0.1).ceil() as u64;
@@ -743,10 +641,7 @@ impl Server {
                 let (t0, c0) = samples[0];
                 if now.duration_since(t0) >= idle && t.saturating_sub(c0) <= budget {
                     // A notification written as the generation ended.
-                    return Ok(self
-                        .lsp
-                        .wait_message(Duration::from_millis(200), matches)
-                        .map(|(at, _)| at));
+                    return Ok(self.lsp.wait_message(Duration::from_millis(200), matches).map(|(at, _)| at));
                 }
             }
             if now > deadline {
@@ -760,13 +655,7 @@ impl Server {
 
     /// Opens the task's document, asks for an inline completion at the
     /// cursor, and for the final answer when a rest follows.
-    fn ask(
-        &mut self,
-        it: &Item,
-        ws: &Path,
-        opts: &Opts,
-        siblings: &BTreeMap<String, String>,
-    ) -> LocodeAnswer {
+    fn ask(&mut self, it: &Item, ws: &Path, opts: &Opts, siblings: &BTreeMap<String, String>) -> LocodeAnswer {
         let mut a = LocodeAnswer::default();
         let uri = file_uri(&ws.join(&it.file));
         let doc = &it.task.doc;
@@ -783,16 +672,10 @@ impl Server {
         }
         let pos = position(doc, it.task.cursor, self.utf8);
         let t0 = Instant::now();
-        let first = self.lsp.request(
-            "textDocument/inlineCompletion",
-            inline_params(&uri, &pos),
-            timeout,
-        );
+        let first = self.lsp.request("textDocument/inlineCompletion", inline_params(&uri, &pos), timeout);
         let first_ms = t0.elapsed().as_secs_f64() * 1000.0;
         match first {
-            Ok(r) => {
-                a.first = Shown::new(inline_text(&r, doc, it.task.cursor, self.utf8), first_ms)
-            }
+            Ok(r) => a.first = Shown::new(inline_text(&r, doc, it.task.cursor, self.utf8), first_ms),
             Err(e) => {
                 a.error = Some(e);
                 a.first.ms = first_ms;
@@ -801,56 +684,27 @@ impl Server {
             }
         }
         let short = Duration::from_secs(10);
-        a.first_stats = self
-            .lsp
-            .request("locode/lastStats", json!({"uri": uri}), short)
-            .unwrap_or(Value::Null);
-        if let Ok(st) = self
-            .lsp
-            .request("locode/documentState", json!({"uri": uri}), short)
-        {
-            a.cross_file = st["crossFile"]
-                .as_array()
-                .map(|v| {
-                    v.iter()
-                        .filter_map(|p| p.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+        a.first_stats = self.lsp.request("locode/lastStats", json!({"uri": uri}), short).unwrap_or(Value::Null);
+        if let Ok(st) = self.lsp.request("locode/documentState", json!({"uri": uri}), short) {
+            a.cross_file =
+                st["crossFile"].as_array().map(|v| v.iter().filter_map(|p| p.as_str().map(str::to_string)).collect()).unwrap_or_default();
         }
         a.sibling_context = a.cross_file.iter().any(|p| {
-            let f = Path::new(p)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let f = Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             f != it.file && siblings.get(&f) == Some(&it.problem)
         });
         a.final_ = a.first.clone();
         // The server answers an empty suggestion without offering a rest.
         if !a.first.empty {
-            match self.wait_rest(
-                &uri,
-                &pos,
-                Duration::from_millis(opts.idle_ms),
-                Duration::from_secs(opts.rest_timeout_s),
-            ) {
+            match self.wait_rest(&uri, &pos, Duration::from_millis(opts.idle_ms), Duration::from_secs(opts.rest_timeout_s)) {
                 Ok(Some(at)) => {
                     a.rest = true;
                     a.rest_ms = Some(at.duration_since(t0).as_secs_f64() * 1000.0);
-                    match self.lsp.request(
-                        "textDocument/inlineCompletion",
-                        inline_params(&uri, &pos),
-                        timeout,
-                    ) {
+                    match self.lsp.request("textDocument/inlineCompletion", inline_params(&uri, &pos), timeout) {
                         Ok(r) => {
-                            a.final_ = Shown::new(
-                                inline_text(&r, doc, it.task.cursor, self.utf8),
-                                t0.elapsed().as_secs_f64() * 1000.0,
-                            )
+                            a.final_ = Shown::new(inline_text(&r, doc, it.task.cursor, self.utf8), t0.elapsed().as_secs_f64() * 1000.0)
                         }
-                        Err(e) => {
-                            a.error = Some(format!("asking again after {SUGGESTION_READY}: {e}"))
-                        }
+                        Err(e) => a.error = Some(format!("asking again after {SUGGESTION_READY}: {e}")),
                     }
                 }
                 Ok(None) => {}
@@ -858,22 +712,15 @@ impl Server {
             }
         }
         if opts.close_after {
-            let _ = self.lsp.notify(
-                "textDocument/didClose",
-                json!({"textDocument": {"uri": uri}}),
-            );
+            let _ = self.lsp.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
         }
         a
     }
 
     fn finish(mut self) -> Value {
-        let status = self
-            .lsp
-            .request("locode/status", json!(null), Duration::from_secs(10))
-            .unwrap_or(Value::Null);
+        let status = self.lsp.request("locode/status", json!(null), Duration::from_secs(10)).unwrap_or(Value::Null);
         let problems = self.lsp.problems.clone();
-        self.meta["final_status"] =
-            json!({"continued": status["continued"], "warmups": status["warmups"]});
+        self.meta["final_status"] = json!({"continued": status["continued"], "warmups": status["warmups"]});
         self.meta["problems"] = json!(problems);
         self.meta["stderr_log"] = json!(self.log);
         let meta = self.meta.clone();
@@ -900,28 +747,15 @@ struct PeerAnswer {
 /// the document only (no other files).
 fn ask_peer(port: u16, task: &Task, n_predict: u32, timeout: Duration) -> PeerAnswer {
     match common::infill(port, task, n_predict, timeout) {
-        (Ok(v), ms) => PeerAnswer {
-            text: v["content"].as_str().unwrap_or("").to_string(),
-            ms,
-            error: None,
-        },
-        (Err(e), ms) => PeerAnswer {
-            ms,
-            error: Some(e),
-            ..Default::default()
-        },
+        (Ok(v), ms) => PeerAnswer { text: v["content"].as_str().unwrap_or("").to_string(), ms, error: None },
+        (Err(e), ms) => PeerAnswer { ms, error: Some(e), ..Default::default() },
     }
 }
 
 /// The fills scored, in table order.
 const VARIANTS: [&str; 4] = ["first", "final", "llama_raw", "llama_cut"];
 
-fn fill(
-    task: &Task,
-    variant: &str,
-    l: Option<&LocodeAnswer>,
-    p: Option<&PeerAnswer>,
-) -> Option<String> {
+fn fill(task: &Task, variant: &str, l: Option<&LocodeAnswer>, p: Option<&PeerAnswer>) -> Option<String> {
     match variant {
         // A failed request counts as an empty answer.
         "first" => l.map(|a| a.first.text.clone()),
@@ -969,18 +803,8 @@ fn run_set(
         return;
     }
     let ws = ws.canonicalize().unwrap_or(ws);
-    let siblings: BTreeMap<String, String> = run
-        .items
-        .iter()
-        .map(|i| (i.file.clone(), i.problem.clone()))
-        .collect();
-    let mut server = match Server::start(
-        bin,
-        opts,
-        model,
-        &ws,
-        &out_dir.join(format!("locode-{key}.stderr.log")),
-    ) {
+    let siblings: BTreeMap<String, String> = run.items.iter().map(|i| (i.file.clone(), i.problem.clone())).collect();
+    let mut server = match Server::start(bin, opts, model, &ws, &out_dir.join(format!("locode-{key}.stderr.log"))) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("quality_server: {key}: {e:#}");
@@ -988,18 +812,14 @@ fn run_set(
             return;
         }
     };
-    let n_predict = opts
-        .max_tokens
-        .unwrap_or(Config::default().completion.max_tokens);
+    let n_predict = opts.max_tokens.unwrap_or(Config::default().completion.max_tokens);
     let timeout = Duration::from_secs(opts.request_timeout_s);
     let mut fails = 0;
     let (mut fsum, mut lsum) = (0.0, 0.0);
     let total = run.items.len();
     for (k, it) in run.items.iter().enumerate() {
         if Instant::now() > deadline {
-            run.stopped_early = Some(format!(
-                "its share of --max-minutes ran out after {k} of {total} tasks"
-            ));
+            run.stopped_early = Some(format!("its share of --max-minutes ran out after {k} of {total} tasks"));
             break;
         }
         if let Some(p) = peer {
@@ -1035,16 +855,11 @@ fn run_set(
             );
         }
         if fails >= 3 {
-            run.stopped_early = Some(format!(
-                "3 failed requests in a row after {done} of {total} tasks"
-            ));
+            run.stopped_early = Some(format!("3 failed requests in a row after {done} of {total} tasks"));
             break;
         }
         if !server.lsp.alive() {
-            run.stopped_early = Some(format!(
-                "the server exited after {done} of {total} tasks (see {})",
-                server.log.display()
-            ));
+            run.stopped_early = Some(format!("the server exited after {done} of {total} tasks (see {})", server.log.display()));
             break;
         }
     }
@@ -1060,13 +875,7 @@ fn run_set(
 
 fn main() -> anyhow::Result<()> {
     let mut opts = Opts::parse();
-    for p in [
-        &mut opts.run.model,
-        &mut opts.server_bin,
-        &mut opts.peer_bin,
-        &mut opts.data,
-        &mut opts.out,
-    ] {
+    for p in [&mut opts.run.model, &mut opts.server_bin, &mut opts.peer_bin, &mut opts.data, &mut opts.out] {
         *p = p.take().map(|p| from_invocation_dir(&p));
     }
     stop_children_on_signal("quality_server");
@@ -1074,12 +883,8 @@ fn main() -> anyhow::Result<()> {
     let model = common::model_path(opts.run.model.as_deref())?;
     let out_dir = common::out_dir(opts.out.as_deref(), "quality-server")?;
     let out_dir = out_dir.canonicalize().unwrap_or(out_dir);
-    let workspaces = opts
-        .workspace
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("locode-quality-server"));
-    std::fs::create_dir_all(&workspaces)
-        .with_context(|| format!("cannot create {}", workspaces.display()))?;
+    let workspaces = opts.workspace.clone().unwrap_or_else(|| std::env::temp_dir().join("locode-quality-server"));
+    std::fs::create_dir_all(&workspaces).with_context(|| format!("cannot create {}", workspaces.display()))?;
     let workspaces = workspaces.canonicalize().unwrap_or(workspaces);
     if git_ignored(&workspaces) {
         eprintln!(
@@ -1096,15 +901,9 @@ fn main() -> anyhow::Result<()> {
         let (mut items, info, note) = match name {
             SetName::Plain(kind) => {
                 let (tasks, info) = sets::load(kind, &data, lim, opts.run.seed)?;
-                (
-                    tasks.into_iter().map(|t| item(t, None)).collect::<Vec<_>>(),
-                    info,
-                    String::new(),
-                )
+                (tasks.into_iter().map(|t| item(t, None)).collect::<Vec<_>>(), info, String::new())
             }
-            SetName::XFile | SetName::XInline => {
-                load_xfile(&data, lim, opts.run.seed, name == SetName::XInline)?
-            }
+            SetName::XFile | SetName::XInline => load_xfile(&data, lim, opts.run.seed, name == SetName::XInline)?,
         };
         if opts.cursor_at_indent {
             items.iter_mut().for_each(cursor_at_indent);
@@ -1115,27 +914,11 @@ fn main() -> anyhow::Result<()> {
             name.title(),
             items.len(),
             info.population,
-            if name == SetName::Plain(SetKind::Rust) {
-                "maskable lines"
-            } else {
-                "tasks"
-            },
+            if name == SetName::Plain(SetKind::Rust) { "maskable lines" } else { "tasks" },
             opts.run.seed,
-            if note.is_empty() {
-                String::new()
-            } else {
-                format!("; {note}")
-            },
-            if info.skipped.is_empty() {
-                String::new()
-            } else {
-                format!("; {} problems skipped", info.skipped.len())
-            },
-            if opts.cursor_at_indent {
-                format!("; cursor moved to the indentation in {moved}")
-            } else {
-                String::new()
-            },
+            if note.is_empty() { String::new() } else { format!("; {note}") },
+            if info.skipped.is_empty() { String::new() } else { format!("; {} problems skipped", info.skipped.len()) },
+            if opts.cursor_at_indent { format!("; cursor moved to the indentation in {moved}") } else { String::new() },
         );
         runs.push(SetRun {
             name,
@@ -1154,9 +937,7 @@ fn main() -> anyhow::Result<()> {
     let bin = server_bin(opts.server_bin.as_deref(), "quality_server")?;
 
     let peer_bin = common::peer_bin("quality_server", opts.skip_peer, opts.peer_bin.as_deref());
-    let peer_server = peer_bin
-        .map(|bin| common::start_peer(&bin, &model, opts.run.threads, &out_dir))
-        .transpose()?;
+    let peer_server = peer_bin.map(|bin| common::start_peer(&bin, &model, opts.run.threads, &out_dir)).transpose()?;
 
     let (pretest, tester) = common::start_tests(Duration::from_secs(opts.test_timeout_s));
 
@@ -1167,17 +948,7 @@ fn main() -> anyhow::Result<()> {
         // An equal share of the time left.
         let left = end.saturating_duration_since(Instant::now());
         let deadline = Instant::now() + left / (nsets - i) as u32;
-        run_set(
-            run,
-            &opts,
-            &bin,
-            &model,
-            &out_dir,
-            &workspaces,
-            peer_server.as_ref(),
-            deadline,
-            &pretest,
-        );
+        run_set(run, &opts, &bin, &model, &out_dir, &workspaces, peer_server.as_ref(), deadline, &pretest);
     }
     drop(peer_server);
     drop(pretest);
@@ -1195,8 +966,7 @@ fn main() -> anyhow::Result<()> {
         let mut t = Tally::default();
         let mut ran = 0;
         let (mut fms, mut lms, mut pms) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut empty_first, mut empty_final, mut blocks, mut lines, mut rests, mut rest_timeouts) =
-            (0, 0, 0, 0, 0, 0);
+        let (mut empty_first, mut empty_final, mut blocks, mut lines, mut rests, mut rest_timeouts) = (0, 0, 0, 0, 0, 0);
         let (mut with_cf, mut sibling, mut errors) = (0, 0, 0);
         let mut rest_passes = [0usize; 2];
         for it in &run.items {
@@ -1260,11 +1030,7 @@ fn main() -> anyhow::Result<()> {
             records.push(rec);
         }
         let n = t.n;
-        let ran_cell = if ran < run.items.len() {
-            format!("{ran} of {}", run.items.len())
-        } else {
-            ran.to_string()
-        };
+        let ran_cell = if ran < run.items.len() { format!("{ran} of {}", run.items.len()) } else { ran.to_string() };
         table.push_str(&format!(
             "| {} | {ran_cell} | {n} | {} | {} | {} / {} | {blocks} / {lines} | {rests} | {} | {} | {} | {} |\n",
             run.name.title(),
@@ -1316,9 +1082,7 @@ fn main() -> anyhow::Result<()> {
             "minutes": run.minutes, "stopped_early": run.stopped_early, "errors": run.errors, "server": run.server, "note": run.note,
         }));
     }
-    let load_line = format!(
-        "load average (1/5/15 min) {load_start} at the start, {load_end} at the end of generation"
-    );
+    let load_line = format!("load average (1/5/15 min) {load_start} at the start, {load_end} at the end of generation");
     let settings = format!(
         "model `{}`, {} threads, seed {}, initializationOptions: crossFileChars {}, earlyAnswerMs {}, maxTokens {}; documents {}; cursor {}; {} test runs",
         model.display(),
@@ -1335,10 +1099,7 @@ fn main() -> anyhow::Result<()> {
     md.push_str("# Quality through the server: pass@1 of `locode serve` over LSP\n\n");
     md.push_str(&format!("{settings}\n\n"));
     md.push_str(&table);
-    md.push_str(&format!(
-        "\n{load_line}\n\n```\n{}```\n",
-        breakdown.trim_start()
-    ));
+    md.push_str(&format!("\n{load_line}\n\n```\n{}```\n", breakdown.trim_start()));
     println!("\n{settings}\n");
     println!("{table}");
     println!("{load_line}");

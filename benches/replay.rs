@@ -31,8 +31,8 @@ use clap::Parser;
 use serde_json::json;
 
 use engines::{Driver, Settings};
-use process::{repo_root, server_bin, stop_children_on_signal, target_dir};
 pub use process::CHILDREN;
+use process::{repo_root, server_bin, stop_children_on_signal, target_dir};
 use report::{Sample, LOCODE, PEER};
 use trace::{Action, Session};
 
@@ -110,8 +110,6 @@ fn from_invocation_dir(p: &Path) -> PathBuf {
     }
 }
 
-
-
 fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
 }
@@ -145,11 +143,17 @@ fn default_corpus() -> PathBuf {
     root.join("../shared/bench-data/corpus")
 }
 
-
 /// Replays the sessions on the drivers together: at each request, each
 /// driver in turn answers it. A driver that fails three requests in a row or
 /// dies is dropped; the run stops at the deadline.
-fn replay(sessions: &[Session], drivers: &mut Vec<Box<dyn Driver>>, opts: &Opts, deadline: Instant, samples: &mut Vec<Sample>, errors: &mut Vec<String>) {
+fn replay(
+    sessions: &[Session],
+    drivers: &mut Vec<Box<dyn Driver>>,
+    opts: &Opts,
+    deadline: Instant,
+    samples: &mut Vec<Sample>,
+    errors: &mut Vec<String>,
+) {
     let per_engine: usize = sessions.iter().map(Session::requests).sum();
     let mut fails = vec![0usize; drivers.len()];
     let mut done = vec![0usize; drivers.len()];
@@ -193,7 +197,7 @@ fn replay(sessions: &[Session], drivers: &mut Vec<Box<dyn Driver>>, opts: &Opts,
                             fails[i] = 0;
                         }
                         done[i] += 1;
-                        if done[i] % 20 == 0 || done[i] == per_engine {
+                        if done[i].is_multiple_of(20) || done[i] == per_engine {
                             eprintln!("replay: {:<12} {:>4}/{per_engine} requests (last {:.0} ms)", d.name(), done[i], smp.latency_ms);
                         }
                         samples.push(smp);
@@ -218,13 +222,12 @@ fn replay(sessions: &[Session], drivers: &mut Vec<Box<dyn Driver>>, opts: &Opts,
     }
 }
 
-
-
 /// `--report`: the table and the plot again from a replay.json.
 fn report_again(path: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let doc: serde_json::Value = serde_json::from_str(&text)?;
-    let samples: Vec<Sample> = doc["samples"].as_array().map(|a| a.iter().filter_map(report::sample_from_json).collect()).unwrap_or_default();
+    let samples: Vec<Sample> =
+        doc["samples"].as_array().map(|a| a.iter().filter_map(report::sample_from_json).collect()).unwrap_or_default();
     let engines: Vec<&'static str> = [LOCODE, PEER].into_iter().filter(|e| samples.iter().any(|s| s.engine == *e)).collect();
     print_legend(&doc["load_average"]["start"], &doc["load_average"]["end"]);
     print!("{}", report::table(&samples, &engines));
@@ -281,7 +284,10 @@ fn main() -> anyhow::Result<()> {
 
     let sessions: Vec<Session> = files.iter().map(|f| trace::session(f, opts.functions, opts.requests)).collect::<anyhow::Result<_>>()?;
     let total_requests: usize = sessions.iter().map(Session::requests).sum();
-    println!("typing replay: {} functions per file, up to {} requests per function, {} threads, {} max tokens", opts.functions, opts.requests, opts.threads, opts.max_tokens);
+    println!(
+        "typing replay: {} functions per file, up to {} requests per function, {} threads, {} max tokens",
+        opts.functions, opts.requests, opts.threads, opts.max_tokens
+    );
     println!("model: {}", model.display());
     for s in &sessions {
         for (f, ev) in s.functions.iter().zip(&s.events) {
@@ -297,7 +303,13 @@ fn main() -> anyhow::Result<()> {
                     Action::Edit { start, end, text } => trace::apply(&mut doc, *start, *end, text),
                     Action::Request { cursor, function, step, expected } => {
                         let line_start = doc[..*cursor].rfind('\n').map(|i| i + 1).unwrap_or(0);
-                        println!("{} {}#{step:<2} {:?} | {:?}", s.lang.name(), s.functions[*function].name, &doc[line_start..*cursor], expected);
+                        println!(
+                            "{} {}#{step:<2} {:?} | {:?}",
+                            s.lang.name(),
+                            s.functions[*function].name,
+                            &doc[line_start..*cursor],
+                            expected
+                        );
                     }
                 }
             }

@@ -21,8 +21,8 @@ use locode::commands::remote::{self, RemoteEngineConfig, RemoteKind};
 use locode::config::CompletionConfig;
 use locode::documents::Document;
 use locode::engine::CancelToken;
-use locode::syntax::Language;
 use locode::prompt::ChatMessage;
+use locode::syntax::Language;
 use lsp_client::{bin, model_path, LspClient};
 use serde_json::{json, Value};
 
@@ -154,14 +154,7 @@ fn msgs() -> Vec<ChatMessage> {
 const KEY: &str = "test-key-0123456789abcdef";
 
 fn cloud_cfg(provider: Provider, url: &str, stream: bool) -> CloudConfig {
-    CloudConfig {
-        provider,
-        endpoint: url.into(),
-        model: "test-model".into(),
-        stream,
-        timeout_ms: 3_000,
-        ..Default::default()
-    }
+    CloudConfig { provider, endpoint: url.into(), model: "test-model".into(), stream, timeout_ms: 3_000, ..Default::default() }
 }
 
 fn send(cfg: &CloudConfig) -> Result<(String, Vec<String>), NetError> {
@@ -202,8 +195,7 @@ fn redaction_corpus_has_zero_leaks() {
             // A leak: the secret, or any 12-character piece of a long one.
             let chars: Vec<char> = secret.chars().collect();
             let leaked = out.contains(secret.as_str())
-                || (chars.len() >= 16
-                    && chars.windows(12).map(|w| w.iter().collect::<String>()).any(|w| out.contains(&w)));
+                || (chars.len() >= 16 && chars.windows(12).map(|w| w.iter().collect::<String>()).any(|w| out.contains(&w)));
             if leaked {
                 leaks.push(format!("{file}: {kind} {secret}"));
             }
@@ -227,7 +219,15 @@ fn ordinary_code_is_not_redacted() {
 
 #[test]
 fn secret_files_are_refused() {
-    for p in ["/p/.env", "/p/.env.local", "/home/u/.ssh/id_ed25519", "/etc/tls/site.pem", "/home/u/.netrc", "/p/secrets.py", "/home/u/.aws/credentials"] {
+    for p in [
+        "/p/.env",
+        "/p/.env.local",
+        "/home/u/.ssh/id_ed25519",
+        "/etc/tls/site.pem",
+        "/home/u/.netrc",
+        "/p/secrets.py",
+        "/home/u/.aws/credentials",
+    ] {
         assert!(redact::secret_file_pattern(p, &[]).is_some(), "{p} should be refused");
     }
     for p in ["/p/main.py", "/p/.env.example", "/home/u/.ssh/id_ed25519.pub", "/p/src/lib.rs"] {
@@ -240,7 +240,10 @@ fn secret_files_are_refused() {
 #[test]
 fn openai_chat_completions_non_streaming() {
     let srv = loopback(|_, _| {
-        json_reply(200, json!({"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "```python\nx = 1\n```"}, "finish_reason": "stop"}]}))
+        json_reply(
+            200,
+            json!({"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "```python\nx = 1\n```"}, "finish_reason": "stop"}]}),
+        )
     });
     let cfg = cloud_cfg(Provider::Openai, &format!("{}/v1", srv.url), false);
     let (text, _) = send(&cfg).unwrap();
@@ -254,13 +257,18 @@ fn openai_chat_completions_non_streaming() {
     assert_eq!(r.body["model"], "test-model");
     assert_eq!(r.body["stream"], false);
     assert_eq!(r.body["max_tokens"], 256);
-    assert_eq!(r.body["messages"], json!([{"role": "system", "content": "You refactor code."}, {"role": "user", "content": "Simplify: x = 1 + 0"}]));
+    assert_eq!(
+        r.body["messages"],
+        json!([{"role": "system", "content": "You refactor code."}, {"role": "user", "content": "Simplify: x = 1 + 0"}])
+    );
 }
 
 #[test]
 fn openai_chat_completions_streaming() {
     let srv = loopback(|_, _| {
-        let chunk = |t: &str| format!("data: {}\n\n", json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]}));
+        let chunk = |t: &str| {
+            format!("data: {}\n\n", json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]}))
+        };
         sse_reply(&[
             format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})),
             chunk("x = "),
@@ -282,7 +290,10 @@ fn openai_chat_completions_streaming() {
 #[test]
 fn anthropic_messages_non_streaming() {
     let srv = loopback(|_, _| {
-        json_reply(200, json!({"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "x = 1"}, {"type": "text", "text": "\n"}], "stop_reason": "end_turn"}))
+        json_reply(
+            200,
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "text", "text": "x = 1"}, {"type": "text", "text": "\n"}], "stop_reason": "end_turn"}),
+        )
     });
     let cfg = cloud_cfg(Provider::Anthropic, &srv.url, false);
     let (text, _) = send(&cfg).unwrap();
@@ -306,8 +317,14 @@ fn anthropic_messages_streaming() {
             ev("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "content": []}})),
             ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
             ev("ping", json!({"type": "ping"})),
-            ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "def f():"}})),
-            ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "\n    return 1\n"}})),
+            ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "def f():"}}),
+            ),
+            ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "\n    return 1\n"}}),
+            ),
             ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
             ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}})),
             ev("message_stop", json!({"type": "message_stop"})),
@@ -333,13 +350,20 @@ fn cloud_errors_are_clear() {
     assert!(e.to_string().contains("rate limited; retry after 7 s") && e.to_string().contains("Rate limit reached"), "{e}");
 
     // 500 with Anthropic's error body.
-    let srv = loopback(|_, _| json_reply(500, json!({"type": "error", "error": {"type": "api_error", "message": "Internal server error"}})));
+    let srv =
+        loopback(|_, _| json_reply(500, json!({"type": "error", "error": {"type": "api_error", "message": "Internal server error"}})));
     let e = send(&cloud_cfg(Provider::Anthropic, &srv.url, true)).unwrap_err();
     assert!(matches!(e, NetError::Http { status: 500, .. }), "{e:?}");
     assert!(e.to_string().contains("Internal server error"), "{e}");
 
     // Malformed JSON, non-streaming and streaming.
-    let srv = loopback(|_, _| Reply { status: 200, content_type: "application/json", body: "{\"choices\": [".into(), delay_ms: 0, headers: vec![] });
+    let srv = loopback(|_, _| Reply {
+        status: 200,
+        content_type: "application/json",
+        body: "{\"choices\": [".into(),
+        delay_ms: 0,
+        headers: vec![],
+    });
     let e = send(&cloud_cfg(Provider::Openai, &srv.url, false)).unwrap_err();
     assert!(matches!(e, NetError::Malformed { .. }), "{e:?}");
     let srv = loopback(|_, _| sse_reply(&["data: {\"choices\": [{\"delta\": \n\n".into()]));
@@ -468,7 +492,12 @@ fn ollama_generate_with_suffix() {
 #[test]
 fn openai_completions_with_suffix() {
     std::env::set_var("LOCODE_TEST_REMOTE_KEY", "remote-secret-1");
-    let srv = loopback(|_, _| json_reply(200, json!({"id": "cmpl-1", "object": "text_completion", "choices": [{"index": 0, "text": "a + b", "finish_reason": "stop"}]})));
+    let srv = loopback(|_, _| {
+        json_reply(
+            200,
+            json!({"id": "cmpl-1", "object": "text_completion", "choices": [{"index": 0, "text": "a + b", "finish_reason": "stop"}]}),
+        )
+    });
     let mut cfg = remote_cfg(RemoteKind::Openai, &format!("{}/v1", srv.url), false);
     cfg.api_key_env = "LOCODE_TEST_REMOTE_KEY".into();
     assert_eq!(fim(&cfg).unwrap(), "a + b");
@@ -650,10 +679,8 @@ fn explain_a_30_line_function_with_progress() {
     open(&mut c, uri, THIRTY_LINES);
     // Lines 4..33 (0-based 3..32): the function, 30 lines.
     let range = json!({"start": {"line": 3, "character": 0}, "end": {"line": 33, "character": 0}});
-    let actions = c.request(
-        "textDocument/codeAction",
-        json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}),
-    );
+    let actions =
+        c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}));
     let titles: Vec<&str> = actions.as_array().unwrap().iter().map(|a| a["title"].as_str().unwrap()).collect();
     for t in ["locode: Explain", "locode: Add a docstring", "locode: Simplify", "locode: Extract a function", "locode: Add type hints"] {
         assert!(titles.contains(&t), "{titles:?}");
@@ -742,7 +769,12 @@ fn explain_opens_a_markdown_document_when_the_client_can() {
     let uri = "file:///tmp/locode-commands/area.py";
     open(&mut c, uri, "def area(w, h):\n    return w * h\n");
     // No selection, cursor inside the function: the whole function.
-    let r = exec(&mut c, "locode.explain", json!({"uri": uri, "range": {"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 4}}}), None);
+    let r = exec(
+        &mut c,
+        "locode.explain",
+        json!({"uri": uri, "range": {"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 4}}}),
+        None,
+    );
     let result = &r["result"];
     assert_eq!(result["shown"], "document", "{r}");
     let md = result["value"].as_str().unwrap();
@@ -762,13 +794,8 @@ fn explain_opens_a_markdown_document_when_the_client_can() {
 #[test]
 fn local_refactor_is_validated_and_applied_with_apply_edit() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut c, seen) = server(json!({}), &[], None, |m| {
-        if m["method"] == "workspace/applyEdit" {
-            json!({"applied": true})
-        } else {
-            Value::Null
-        }
-    });
+    let (mut c, seen) =
+        server(json!({}), &[], None, |m| if m["method"] == "workspace/applyEdit" { json!({"applied": true}) } else { Value::Null });
     let uri = "file:///tmp/locode-commands/shapes.py";
     let text = "import math\n\n\ndef circle_area(radius):\n    return math.pi * radius ** 2\n\n\nprint(circle_area(2.0))\n";
     open(&mut c, uri, text);
@@ -864,7 +891,11 @@ fn escalation_off_opens_no_network_connection() {
     assert!(!audit.exists(), "nothing was sent, so nothing was audited");
     if use_strace {
         let connects = inet_connects(&log_off);
-        println!("escalation off: {} inet connect() calls, {} accepted connections", connects.len(), counter.accepts.load(Ordering::SeqCst));
+        println!(
+            "escalation off: {} inet connect() calls, {} accepted connections",
+            connects.len(),
+            counter.accepts.load(Ordering::SeqCst)
+        );
         assert!(connects.is_empty(), "network connections with escalation off:\n{}", connects.join("\n"));
     } else {
         println!("strace is not available: counted accepted connections only");
@@ -895,8 +926,11 @@ fn broken_cloud_refactor_is_never_applied_and_everything_is_audited() {
     let audit = tmp.path().join("state").join("audit.jsonl");
     // An OpenAI-compatible cloud that always answers with code that does not parse.
     let srv = loopback(|_, _| {
-        json_reply(200, json!({"choices": [{"index": 0, "message": {"role": "assistant",
-            "content": "```python\ndef load(url:\n    return requests.get(url, headers={\"Authorization\": API_TOKEN}\n```"}}]}))
+        json_reply(
+            200,
+            json!({"choices": [{"index": 0, "message": {"role": "assistant",
+            "content": "```python\ndef load(url:\n    return requests.get(url, headers={\"Authorization\": API_TOKEN}\n```"}}]}),
+        )
     });
     let key = "sk-test-9c1f0d2e7b6a5948372615aa";
     let options = json!({"cloud": {"route": "onValidationFailure", "provider": "openai", "endpoint": format!("{}/v1", srv.url),
@@ -915,7 +949,8 @@ fn broken_cloud_refactor_is_never_applied_and_everything_is_audited() {
     let range = whole(&text);
 
     // Cloud actions are offered now, next to the local ones.
-    let actions = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}));
+    let actions =
+        c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}));
     let titles: Vec<String> = actions.as_array().unwrap().iter().map(|a| a["title"].as_str().unwrap().to_string()).collect();
     assert!(titles.iter().any(|t| t == "locode: Simplify with cloud (openai)"), "{titles:?}");
     assert!(titles.iter().any(|t| t.starts_with("locode: Preview what would be sent")), "{titles:?}");

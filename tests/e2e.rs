@@ -20,10 +20,7 @@ fn ready_server() -> LspClient {
 }
 
 fn open(c: &mut LspClient, uri: &str, lang: &str, text: &str) {
-    c.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": uri, "languageId": lang, "version": 1, "text": text}}),
-    );
+    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": lang, "version": 1, "text": text}}));
 }
 
 /// Types `s` one character at a time at (line, col) with incremental changes.
@@ -110,10 +107,7 @@ fn completion_item_for_clients_without_inline_completion() {
     let uri = "file:///tmp/locode-e2e/circle.py";
     let (text, line, col) = cursor("import math\n\n\ndef circle_area(radius):\n    return math.pi * rad$0\n");
     open(&mut c, uri, "python", &text);
-    let resp = c.request(
-        "textDocument/completion",
-        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col}}),
-    );
+    let resp = c.request("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col}}));
     let item = &resp["items"][0];
     let edit = &item["textEdit"];
     // The edit replaces the word being typed with itself plus the suggestion,
@@ -171,9 +165,8 @@ fn superseded_and_cancelled_requests_return_quickly() {
     let mut c = ready_server();
     let uri = "file:///tmp/locode-e2e/big.py";
     // A long file, so a cold prompt takes seconds to evaluate.
-    let mut text: String = (0..120)
-        .map(|i| format!("def function_{i}(value):\n    total = value * {i} + {}\n    return total\n\n", i * 7))
-        .collect();
+    let mut text: String =
+        (0..120).map(|i| format!("def function_{i}(value):\n    total = value * {i} + {}\n    return total\n\n", i * 7)).collect();
     text.push_str("def final(value):\n    return \n");
     let line = text.lines().count() as u32 - 1;
     open(&mut c, uri, "python", &text);
@@ -234,9 +227,8 @@ fn rapid_changes_keep_the_text_exact() {
             _ => ((last, last_len, last, last_len), format!("v{i}")),
         };
         // Apply to the client's copy (ASCII, so columns are bytes).
-        let offset = |l: u32, col: u32| -> usize {
-            client_text.split('\n').take(l as usize).map(|s| s.len() + 1).sum::<usize>() + col as usize
-        };
+        let offset =
+            |l: u32, col: u32| -> usize { client_text.split('\n').take(l as usize).map(|s| s.len() + 1).sum::<usize>() + col as usize };
         let (a, b) = (offset(range.0, range.1), offset(range.2, range.3));
         client_text.replace_range(a..b, &new);
         c.notify(
@@ -259,9 +251,7 @@ fn rapid_changes_keep_the_text_exact() {
 fn expect_model_error(model: &Path, needle: &str) {
     let mut c = LspClient::spawn(bin(), &["serve", "--model", model.to_str().unwrap()]);
     c.initialize(json!({}), json!({}));
-    let msg = c
-        .wait_for(Duration::from_secs(300), |m| m["method"] == "window/showMessage")
-        .expect("a showMessage about the model");
+    let msg = c.wait_for(Duration::from_secs(300), |m| m["method"] == "window/showMessage").expect("a showMessage about the model");
     assert_eq!(msg["params"]["type"], 1, "an error: {msg}");
     let text = msg["params"]["message"].as_str().unwrap();
     assert!(text.contains(needle), "{text:?} should mention {needle:?}");
@@ -299,10 +289,7 @@ fn cli_complete_and_doctor() {
     model_path();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let demo = root.join("examples/demo.py");
-    let out = std::process::Command::new(bin())
-        .args(["complete", &format!("{}:10:22", demo.display()), "--json"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(bin()).args(["complete", &format!("{}:10:22", demo.display()), "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["text"].as_str().unwrap().contains("radius"), "{v}");
@@ -412,9 +399,8 @@ fn an_early_answer_is_followed_by_the_rest() {
     open(&mut c, uri, "python", &text);
     let first = first_text(&inline(&mut c, uri, line, 4));
     assert!(!first.trim().is_empty() && !first.contains('\n'), "the first line alone: {first:?}");
-    let ready = c
-        .wait_for(Duration::from_secs(120), |m| m["method"] == "locode/suggestionReady")
-        .expect("no locode/suggestionReady for the rest");
+    let ready =
+        c.wait_for(Duration::from_secs(120), |m| m["method"] == "locode/suggestionReady").expect("no locode/suggestionReady for the rest");
     assert_eq!(ready["params"]["textDocument"], json!({"uri": uri, "version": 1}));
     assert_eq!(ready["params"]["position"], json!({"line": line, "character": 4}));
     let whole = first_text(&inline(&mut c, uri, line, 4));

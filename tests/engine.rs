@@ -200,11 +200,15 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
     let snap = doc.snapshot();
     let spot = Spot { snap: &snap, cursor, anchor };
 
-    let (shown, rest) = complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new()).await.unwrap();
+    let (shown, rest) =
+        complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new()).await.unwrap();
     let rest = rest.expect("a multi-line answer is answered early");
     let whole = rest.await.unwrap().unwrap();
     let waited = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
-    eprintln!("early {:?} after {} tokens; whole {:?} after {}", shown.text, shown.stats.generated_tokens, whole.text, whole.stats.generated_tokens);
+    eprintln!(
+        "early {:?} after {} tokens; whole {:?} after {}",
+        shown.text, shown.stats.generated_tokens, whole.text, whole.stats.generated_tokens
+    );
     assert!(!shown.text.trim().is_empty());
     assert!(!shown.text.contains('\n'), "the first line: {:?}", shown.text);
     assert!(shown.stats.generated_tokens < whole.stats.generated_tokens);
@@ -213,7 +217,8 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
     assert!(!whole.stats.yielded);
 
     // A request arriving while the rest is generated goes first.
-    let (shown, rest) = complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new()).await.unwrap();
+    let (shown, rest) =
+        complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new()).await.unwrap();
     let rest = rest.expect("answered early again");
     let other = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
     let partial = rest.await.unwrap().unwrap();

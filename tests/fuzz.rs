@@ -324,12 +324,12 @@ impl Client {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let what: Vec<String> = missing.iter().map(|id| format!("{id} {}", self.methods.get(id).map_or("?", |m| m.as_str()))).collect();
+                let what: Vec<String> =
+                    missing.iter().map(|id| format!("{id} {}", self.methods.get(id).map_or("?", |m| m.as_str()))).collect();
                 return Err(format!("no answer within {timeout:?} to requests {what:?} (server alive: {})", (self.conn.alive)()));
             }
-            match self.conn.rx.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(m) => self.take(m),
-                Err(_) => {}
+            if let Ok(m) = self.conn.rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                self.take(m)
             }
         }
     }
@@ -420,11 +420,41 @@ impl RefDoc {
 
 /// Pieces of inserted text. `None` entries are lone surrogates.
 const ATOMS: &[Option<&str>] = &[
-    Some("a"), Some("b"), Some("x"), Some("_"), Some("("), Some(")"), Some("{"), Some("}"), Some(":"),
-    Some(" "), Some("    "), Some("\n"), Some("\n"), Some("\r"), Some("\r\n"), Some("\t"), Some("\""),
-    Some("\\"), Some("def f"), Some("fn f"), Some("return "), Some("😀"), Some("漢"), Some("é"),
-    Some("e\u{301}"), Some("\u{0}"), Some("\u{b}"), Some("\u{c}"), Some("\u{85}"), Some("\u{2028}"),
-    Some("\u{2029}"), Some("\u{feff}"), Some("\\ud800"), None, None,
+    Some("a"),
+    Some("b"),
+    Some("x"),
+    Some("_"),
+    Some("("),
+    Some(")"),
+    Some("{"),
+    Some("}"),
+    Some(":"),
+    Some(" "),
+    Some("    "),
+    Some("\n"),
+    Some("\n"),
+    Some("\r"),
+    Some("\r\n"),
+    Some("\t"),
+    Some("\""),
+    Some("\\"),
+    Some("def f"),
+    Some("fn f"),
+    Some("return "),
+    Some("😀"),
+    Some("漢"),
+    Some("é"),
+    Some("e\u{301}"),
+    Some("\u{0}"),
+    Some("\u{b}"),
+    Some("\u{c}"),
+    Some("\u{85}"),
+    Some("\u{2028}"),
+    Some("\u{2029}"),
+    Some("\u{feff}"),
+    Some("\\ud800"),
+    None,
+    None,
 ];
 
 #[derive(Clone, Debug)]
@@ -576,10 +606,7 @@ struct Runner {
 }
 
 fn range_json(a: (u64, u64), b: (u64, u64)) -> String {
-    format!(
-        r#"{{"start":{{"line":{},"character":{}}},"end":{{"line":{},"character":{}}}}}"#,
-        a.0, a.1, b.0, b.1
-    )
+    format!(r#"{{"start":{{"line":{},"character":{}}},"end":{{"line":{},"character":{}}}}}"#, a.0, a.1, b.0, b.1)
 }
 
 impl Runner {
@@ -650,7 +677,10 @@ impl Runner {
                         doc.text.clear();
                         c.notify(
                             "textDocument/didChange",
-                            &format!(r#"{{"textDocument":{{"uri":{uri_json},"version":{}}},"contentChanges":[{{"text":""}}]}}"#, doc.version),
+                            &format!(
+                                r#"{{"textDocument":{{"uri":{uri_json},"version":{}}},"contentChanges":[{{"text":""}}]}}"#,
+                                doc.version
+                            ),
                         );
                         c.counts.changes += 1;
                     }
@@ -725,7 +755,11 @@ impl Runner {
                             b.extend_from_slice(br#""}]}}"#);
                             b
                         }
-                        _ => format!(r#"{{"jsonrpc":"2.0","method":"textDocument/didChange","params":{}}}"#, json!(String::from_utf8_lossy(bytes))).into_bytes(),
+                        _ => format!(
+                            r#"{{"jsonrpc":"2.0","method":"textDocument/didChange","params":{}}}"#,
+                            json!(String::from_utf8_lossy(bytes))
+                        )
+                        .into_bytes(),
                     };
                     c.raw(&body);
                     c.counts.malformed += 1;
@@ -734,11 +768,17 @@ impl Runner {
                 Op::BadChange(k) => {
                     let v = doc.version + 1;
                     let params = match k % 6 {
-                        0 => format!(r#"{{"textDocument":{{"uri":{uri_json},"version":{v}}},"contentChanges":[{{"range":{{"start":{{"line":-1,"character":0}},"end":{{"line":0,"character":0}}}},"text":"x"}}]}}"#),
-                        1 => format!(r#"{{"textDocument":{{"uri":{uri_json},"version":{v}}},"contentChanges":[{{"range":{{"start":{{"line":0,"character":1e12}},"end":{{"line":0,"character":0}}}},"text":"x"}}]}}"#),
+                        0 => format!(
+                            r#"{{"textDocument":{{"uri":{uri_json},"version":{v}}},"contentChanges":[{{"range":{{"start":{{"line":-1,"character":0}},"end":{{"line":0,"character":0}}}},"text":"x"}}]}}"#
+                        ),
+                        1 => format!(
+                            r#"{{"textDocument":{{"uri":{uri_json},"version":{v}}},"contentChanges":[{{"range":{{"start":{{"line":0,"character":1e12}},"end":{{"line":0,"character":0}}}},"text":"x"}}]}}"#
+                        ),
                         2 => format!(r#"{{"textDocument":{{"uri":{uri_json},"version":{v}}},"contentChanges":[{{"text":5}}]}}"#),
                         3 => format!(r#"{{"textDocument":{{"uri":{uri_json},"version":{v}}}}}"#),
-                        4 => format!(r#"{{"textDocument":{{"uri":{uri_json},"version":{v}}},"contentChanges":[{{"range":{{"start":{{"line":0,"character":0}}}},"text":"x"}}]}}"#),
+                        4 => format!(
+                            r#"{{"textDocument":{{"uri":{uri_json},"version":{v}}},"contentChanges":[{{"range":{{"start":{{"line":0,"character":0}}}},"text":"x"}}]}}"#
+                        ),
                         _ => format!(r#"{{"textDocument":{{"uri":{uri_json},"version":"{v}"}},"contentChanges":[{{"text":"x"}}]}}"#),
                     };
                     c.notify("textDocument/didChange", &params);
@@ -812,7 +852,8 @@ impl Runner {
 
 fn fuzz(conn: Conn, options: Value, cases: usize, max_ops: usize, huge_limit_kib: u16, answer_timeout: Duration, label: &str) {
     count_panics();
-    let mut client = Client { conn, next_id: 1, answers: HashMap::new(), methods: HashMap::new(), null_id_errors: 0, counts: Counts::default() };
+    let mut client =
+        Client { conn, next_id: 1, answers: HashMap::new(), methods: HashMap::new(), null_id_errors: 0, counts: Counts::default() };
     client.initialize(&options);
     // Wait until the model has loaded (or failed to), so completions run for real.
     let deadline = Instant::now() + Duration::from_secs(300);

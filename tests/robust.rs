@@ -66,11 +66,7 @@ fn first_text(resp: &Value) -> String {
 
 fn proc_status(pid: u32, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// The process's threads but tokio's own (its blocking pool grows and
@@ -181,7 +177,7 @@ fn storm_of_changes_with_completions_and_cancels_in_flight() {
                 let col = typist.lines.last().unwrap().len() as u32;
                 let id = c.send_request("textDocument/inlineCompletion", inline_params(uri, line, col));
                 // Every third request is cancelled by the client 5 ms later.
-                if requests.len() % 3 == 0 {
+                if requests.len().is_multiple_of(3) {
                     to_cancel = Some(id);
                 }
                 requests.push(id);
@@ -337,7 +333,16 @@ fn big_and_odd_documents_keep_requests_and_memory_bounded() {
     let mut worst = (0f64, 0f64);
     let mut baseline: Option<(f64, u64)> = None;
     for (i, case) in big_cases().into_iter().enumerate() {
-        let uri = format!("file:///tmp/locode-robust/big{i}.{}", if case.lang == "rust" { "rs" } else if case.lang == "python" { "py" } else { "js" });
+        let uri = format!(
+            "file:///tmp/locode-robust/big{i}.{}",
+            if case.lang == "rust" {
+                "rs"
+            } else if case.lang == "python" {
+                "py"
+            } else {
+                "js"
+            }
+        );
         let t = Instant::now();
         open(&mut c, &uri, case.lang, &case.text);
         let (_, text) = server_text(&mut c, &uri);
@@ -385,7 +390,10 @@ fn big_and_odd_documents_keep_requests_and_memory_bounded() {
     }
     let peak = hwm_mib(pid);
     let end_rss = rss_mib(pid);
-    println!("big inputs: slowest request {:.0} ms; RSS peak {peak:.0} MiB, after closing all {end_rss:.0} MiB (base {base_rss:.0})", worst.0);
+    println!(
+        "big inputs: slowest request {:.0} ms; RSS peak {peak:.0} MiB, after closing all {end_rss:.0} MiB (base {base_rss:.0})",
+        worst.0
+    );
     assert!(peak < base_rss + 1024.0, "peak RSS {peak:.0} MiB grew more than 1 GiB over {base_rss:.0} MiB");
     c.shutdown();
 }
@@ -414,7 +422,11 @@ fn workspace_with_invalid_utf8_and_binary_files_on_disk() {
     open(&mut c, &uri, "python", text);
     let t = Instant::now();
     let r = c.request("textDocument/inlineCompletion", inline_params(&uri, 4, 17));
-    println!("workspace with invalid UTF-8 and binary files: completion in {:.0} ms: {:?}", t.elapsed().as_secs_f64() * 1e3, first_text(&r));
+    println!(
+        "workspace with invalid UTF-8 and binary files: completion in {:.0} ms: {:?}",
+        t.elapsed().as_secs_f64() * 1e3,
+        first_text(&r)
+    );
     assert!(r.is_array(), "{r}");
     // A file that is not UTF-8, opened by the editor after its own decoding.
     let uri2 = format!("{root}/latin1.py");
@@ -432,9 +444,7 @@ fn workspace_with_invalid_utf8_and_binary_files_on_disk() {
 fn expect_model_error(model: &Path, needle: &str) -> String {
     let mut c = spawn(&["--model", model.to_str().unwrap()], &[], None);
     c.initialize(json!({}), json!({}));
-    let msg = c
-        .wait_for(Duration::from_secs(300), |m| m["method"] == "window/showMessage")
-        .expect("a showMessage about the model");
+    let msg = c.wait_for(Duration::from_secs(300), |m| m["method"] == "window/showMessage").expect("a showMessage about the model");
     assert_eq!(msg["params"]["type"], 1, "an error: {msg}");
     let text = msg["params"]["message"].as_str().unwrap().to_string();
     assert!(text.contains(needle), "{text:?} should mention {needle:?}");
@@ -644,7 +654,10 @@ fn default_logs_hold_no_document_text() {
             "textDocument/didChange",
             json!({"textDocument": {"uri": "file:///tmp/locode-robust/closed.py", "version": 5}, "contentChanges": [{"text": format!("{marker}_d")}]}),
         );
-        c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": "x"}, "contentChanges": [{"text": format!("{marker}_e")}]}));
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": "x"}, "contentChanges": [{"text": format!("{marker}_e")}]}),
+        );
         let id = c.send_request(
             "workspace/executeCommand",
             json!({"command": "locode.refactorCloud", "arguments": [{"uri": uri, "range": {"start": {"line": 0, "character": 0}, "end": {"line": 2, "character": 0}}, "action": "simplify"}]}),

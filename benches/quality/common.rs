@@ -17,7 +17,6 @@ use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-
 /// Options both benches take, in the same place in their --help (flattened
 /// into each one's options).
 #[derive(clap::Args, Debug)]
@@ -33,7 +32,6 @@ pub struct RunOpts {
     pub model: Option<PathBuf>,
 }
 
-
 /// `cargo bench` runs the benchmark in the package folder (server/); a
 /// relative path on the command line is meant from where cargo was started
 /// (the shell's $PWD).
@@ -46,8 +44,6 @@ pub fn from_invocation_dir(p: &Path) -> PathBuf {
         None => p.to_path_buf(),
     }
 }
-
-
 
 /// The folder with human-eval-infilling/ and humaneval-x-rust/:
 /// $LOCODE_BENCH_DATA, else shared/bench-data or ../shared/bench-data.

@@ -111,11 +111,7 @@ impl Task {
 }
 
 fn read_jsonl_gz(path: &Path) -> anyhow::Result<Vec<Value>> {
-    let out = Command::new("gzip")
-        .arg("-dc")
-        .arg(path)
-        .output()
-        .with_context(|| format!("cannot run gzip -dc {}", path.display()))?;
+    let out = Command::new("gzip").arg("-dc").arg(path).output().with_context(|| format!("cannot run gzip -dc {}", path.display()))?;
     if !out.status.success() {
         bail!("gzip -dc {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     }
@@ -264,4 +260,3 @@ fn rust_tasks(rows: &[Value]) -> anyhow::Result<(Vec<Task>, SetInfo)> {
     }
     Ok((tasks, info))
 }
-

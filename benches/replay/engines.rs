@@ -128,9 +128,7 @@ impl Locode {
             "capabilities": caps,
             "initializationOptions": {"maxTokens": set.max_tokens},
         });
-        let info = lsp
-            .request("initialize", init, Duration::from_secs(30))
-            .map_err(|e| anyhow::anyhow!("{e} (see {})", log.display()))?;
+        let info = lsp.request("initialize", init, Duration::from_secs(30)).map_err(|e| anyhow::anyhow!("{e} (see {})", log.display()))?;
         lsp.notify("initialized", json!({}))?;
         let t = Instant::now();
         let status = loop {
@@ -148,16 +146,7 @@ impl Locode {
         }
         eprintln!("replay: locode ready in {:.1} s", t.elapsed().as_secs_f64());
         let meta = json!({"binary": bin, "args": args, "server_info": info["serverInfo"], "status": status});
-        Ok(Locode {
-            lsp,
-            log,
-            meta,
-            dir: tempfile::tempdir()?,
-            uri: String::new(),
-            doc: String::new(),
-            version: 0,
-            timeout: set.timeout,
-        })
+        Ok(Locode { lsp, log, meta, dir: tempfile::tempdir()?, uri: String::new(), doc: String::new(), version: 0, timeout: set.timeout })
     }
 }
 
@@ -277,7 +266,15 @@ impl LlamaServer {
             "n_ctx": props["default_generation_settings"]["n_ctx"],
             "single_line_stop": set.peer_single_line,
         });
-        Ok(LlamaServer { server, log, meta, doc: String::new(), max_tokens: set.max_tokens, single_line: set.peer_single_line, timeout: set.timeout })
+        Ok(LlamaServer {
+            server,
+            log,
+            meta,
+            doc: String::new(),
+            max_tokens: set.max_tokens,
+            single_line: set.peer_single_line,
+            timeout: set.timeout,
+        })
     }
 }
 

@@ -89,7 +89,13 @@ pub fn summarize(samples: &[&Sample]) -> Summary {
     let prompt: Vec<f64> = samples.iter().filter_map(|s| s.prompt_tokens.map(|p| p as f64)).collect();
     let generated: Vec<f64> = samples.iter().map(|s| s.generated as f64).collect();
     let n = samples.len();
-    let share = |f: &dyn Fn(&Sample) -> bool| if n == 0 { f64::NAN } else { samples.iter().filter(|s| f(s)).count() as f64 / n as f64 };
+    let share = |f: &dyn Fn(&Sample) -> bool| {
+        if n == 0 {
+            f64::NAN
+        } else {
+            samples.iter().filter(|s| f(s)).count() as f64 / n as f64
+        }
+    };
     Summary {
         n,
         failed: samples.iter().filter(|s| s.error.is_some()).count(),
@@ -142,7 +148,20 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
     let _ = writeln!(
         out,
         "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6}",
-        "lang", "engine", "reqs", "p50 ms", "p95 ms", "mean ms", "eval avg", "eval p50", "prompt avg", "gen avg", "shown", "useful", "t-thru", "failed"
+        "lang",
+        "engine",
+        "reqs",
+        "p50 ms",
+        "p95 ms",
+        "mean ms",
+        "eval avg",
+        "eval p50",
+        "prompt avg",
+        "gen avg",
+        "shown",
+        "useful",
+        "t-thru",
+        "failed"
     );
     let pct = |x: f64| if x.is_finite() { format!("{:.0}%", x * 100.0) } else { "-".into() };
     let num = |x: f64, d: usize| if x.is_finite() { format!("{x:.d$}") } else { "-".into() };
@@ -305,7 +324,10 @@ pub fn latency_svg(samples: &[Sample], engines: &[&'static str], title: &str) ->
     let sy = |q: f64| mt + (1.0 - q) * ph;
     let colors = ["#1f77b4", "#d62728", "#2ca02c"];
     let mut o = String::new();
-    let _ = writeln!(o, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#);
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
     let _ = writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(o, r#"<text x="{}" y="22" font-size="14" font-weight="bold">{}</text>"#, ml, escape(title));
     // Grid and ticks: 1, 2, 5 per decade.
@@ -335,11 +357,17 @@ pub fn latency_svg(samples: &[Sample], engines: &[&'static str], title: &str) ->
     }
     for q in [0.0, 0.25, 0.5, 0.75, 0.95, 1.0] {
         let y = sy(q);
-        let _ = writeln!(o, r##"<line x1="{ml}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#dddddd" stroke-dasharray="{}"/>"##, ml + pw, if q == 0.95 { "4 3" } else { "none" });
+        let _ = writeln!(
+            o,
+            r##"<line x1="{ml}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#dddddd" stroke-dasharray="{}"/>"##,
+            ml + pw,
+            if q == 0.95 { "4 3" } else { "none" }
+        );
         let _ = writeln!(o, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{:.0}%</text>"#, ml - 6.0, y + 4.0, q * 100.0);
     }
     let _ = writeln!(o, r#"<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#);
-    let _ = writeln!(o, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">latency per request (log scale)</text>"#, ml + pw / 2.0, h - 10.0);
+    let _ =
+        writeln!(o, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">latency per request (log scale)</text>"#, ml + pw / 2.0, h - 10.0);
     let _ = writeln!(
         o,
         r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">share of requests answered</text>"#,

@@ -4,11 +4,11 @@
 use crate::config::CompletionConfig;
 use crate::context::{self, CompletionContext, Mode};
 use crate::documents::{CrossFile, Snapshot};
-use crate::index::WorkspaceIndex;
 use crate::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, Generation, StopRule};
-use std::sync::Arc;
+use crate::index::WorkspaceIndex;
 use crate::postprocess::Trimmer;
 use crate::prompt::{Family, FimParts, Piece};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Suggestion {
@@ -56,9 +56,17 @@ pub async fn suggest(
 /// a second try with `again`, which may neither start with the first try's
 /// first word nor end before it has written code. Its prompt is cached, so
 /// it costs only its own tokens.
-async fn answer(engine: &Engine, job: CompletionJob, again: Option<CompletionJob>, trimmer: &Trimmer, version: i32) -> Result<Suggestion, EngineError> {
+async fn answer(
+    engine: &Engine,
+    job: CompletionJob,
+    again: Option<CompletionJob>,
+    trimmer: &Trimmer,
+    version: i32,
+) -> Result<Suggestion, EngineError> {
     let first = finish(trimmer, engine.complete(job).await?, version);
-    let Some(mut job) = again.filter(|j| first.text.is_empty() && !first.stats.cancelled && !first.stats.yielded && !j.cancel.is_cancelled()) else {
+    let Some(mut job) =
+        again.filter(|j| first.text.is_empty() && !first.stats.cancelled && !first.stats.yielded && !j.cancel.is_cancelled())
+    else {
         return Ok(first);
     };
     job.avoid = Some(first.stats.first_word.clone());
@@ -113,7 +121,13 @@ pub async fn suggest_early(
 
 /// The job for a spot, its trimmer, and the job of a second try where code
 /// belongs: an open line (nothing but blanks on it), or after a block opener.
-fn job_for(family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig, cancel: CancelToken) -> (CompletionJob, Trimmer, Option<CompletionJob>) {
+fn job_for(
+    family: &Family,
+    slot: &str,
+    spot: &Spot<'_>,
+    cfg: &CompletionConfig,
+    cancel: CancelToken,
+) -> (CompletionJob, Trimmer, Option<CompletionJob>) {
     let (ctx, prompt) = prepare(family, spot, cfg);
     let trimmer = Trimmer::new(&ctx, cfg.max_lines);
     let code_belongs = ctx.language != crate::syntax::Language::PlainText
@@ -186,7 +200,14 @@ const NAMES_BELOW: usize = 10;
 /// from, others only from files whose module the document imports (or
 /// sibling modules where the language has them). `path` is the document's
 /// file. Runs once per window: the whole-file bindings query is paid there.
-pub fn cross_file(index: &WorkspaceIndex, path: &std::path::Path, snap: &Snapshot, cursor: usize, window: usize, budget: usize) -> CrossFile {
+pub fn cross_file(
+    index: &WorkspaceIndex,
+    path: &std::path::Path,
+    snap: &Snapshot,
+    cursor: usize,
+    window: usize,
+    budget: usize,
+) -> CrossFile {
     let mut cf = CrossFile {
         window,
         repo: index.root_of(path).and_then(|r| r.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -207,11 +228,7 @@ pub fn cross_file(index: &WorkspaceIndex, path: &std::path::Path, snap: &Snapsho
     let imports = crate::syntax::imports(snap.language, tree, &src);
     let bound = crate::syntax::bindings(snap.language, tree, &src);
     let file = crate::index::CurrentFile { path, language: snap.language, names: &names, imports: &imports, bound: &bound };
-    cf.chunks = index
-        .context_for_file(&file, budget)
-        .into_iter()
-        .map(|c| (c.path.to_string_lossy().into_owned(), c.text))
-        .collect();
+    cf.chunks = index.context_for_file(&file, budget).into_iter().map(|c| (c.path.to_string_lossy().into_owned(), c.text)).collect();
     cf
 }
 
@@ -227,8 +244,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("shop");
         std::fs::create_dir_all(root.join("billing")).unwrap();
-        std::fs::write(root.join("billing/tax.py"), "def compute_tax(amount, rate):\n    return round(amount * rate, 2)\n\n\ndef unrelated():\n    pass\n").unwrap();
-        let main = "from billing.tax import compute_tax\n\n\ndef total(amount):\n    tax = compute_tax(amount, 0.2)\n    return amount + \n";
+        std::fs::write(
+            root.join("billing/tax.py"),
+            "def compute_tax(amount, rate):\n    return round(amount * rate, 2)\n\n\ndef unrelated():\n    pass\n",
+        )
+        .unwrap();
+        let main =
+            "from billing.tax import compute_tax\n\n\ndef total(amount):\n    tax = compute_tax(amount, 0.2)\n    return amount + \n";
         std::fs::write(root.join("main.py"), main).unwrap();
         let index = WorkspaceIndex::new(vec![root.clone()], IndexLimits::default());
         index.build();
@@ -269,7 +291,11 @@ mod tests {
         assert_eq!(head[6], "<|fim_prefix|>");
 
         // Typing on: same window, so the same text leads the prompt.
-        doc.apply_versioned(2, vec![Change { range: Some((Pos::new(line as u32, 20), Pos::new(line as u32, 20))), text: "ta".into() }], Encoding::Utf16);
+        doc.apply_versioned(
+            2,
+            vec![Change { range: Some((Pos::new(line as u32, 20), Pos::new(line as u32, 20))), text: "ta".into() }],
+            Encoding::Utf16,
+        );
         let anchor2 = context::plan(&mut doc, cursor + 2, &cfg);
         assert_eq!(doc.window, Some(window));
         let snap2 = doc.snapshot();
@@ -283,7 +309,11 @@ mod tests {
         let root = dir.path().join("tasks");
         std::fs::create_dir_all(&root).unwrap();
         // Other tasks' files, opened earlier in the session.
-        std::fs::write(root.join("t1.py"), "import sys\ninput = sys.stdin.readline\n\n\ndef solve(n):\n    return n\n\n\ndef helper(xs):\n    return sorted(xs)\n").unwrap();
+        std::fs::write(
+            root.join("t1.py"),
+            "import sys\ninput = sys.stdin.readline\n\n\ndef solve(n):\n    return n\n\n\ndef helper(xs):\n    return sorted(xs)\n",
+        )
+        .unwrap();
         std::fs::write(root.join("t2.py"), "def count(s):\n    return len(s)\n\n\ndef main():\n    print(count(input()))\n").unwrap();
         let index = WorkspaceIndex::new(vec![root.clone()], IndexLimits::default());
         index.build();

@@ -44,9 +44,7 @@ impl Default for EngineConfig {
 
 impl EngineConfig {
     pub fn threads(&self) -> u32 {
-        self.threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(4))
-            .max(1)
+        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(4)).max(1)
     }
 
     pub fn model_path(&self) -> PathBuf {

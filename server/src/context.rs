@@ -46,10 +46,7 @@ pub struct CompletionContext {
 
 /// Width of a line's leading whitespace (a tab counts as four).
 pub fn indent_width(line: &str) -> usize {
-    line.chars()
-        .take_while(|c| *c == ' ' || *c == '\t')
-        .map(|c| if c == '\t' { 4 } else { 1 })
-        .sum()
+    line.chars().take_while(|c| *c == ' ' || *c == '\t').map(|c| if c == '\t' { 4 } else { 1 }).sum()
 }
 
 fn line_text(rope: &Rope, line: usize) -> String {
@@ -256,7 +253,19 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
             }
         }
     }
-    CompletionContext { language: snap.language, prefix, suffix, middle, mode, line_prefix, line_suffix, next_line, heal, scope_indent, window_start: start }
+    CompletionContext {
+        language: snap.language,
+        prefix,
+        suffix,
+        middle,
+        mode,
+        line_prefix,
+        line_suffix,
+        next_line,
+        heal,
+        scope_indent,
+        window_start: start,
+    }
 }
 
 /// Most chars of import lines and of scope headers kept above a window.
@@ -320,10 +329,7 @@ fn choose_mode(rope: &Rope, lang: Language, cur_line: usize, line_prefix: &str, 
     }
     if line_prefix.trim().is_empty() {
         // An empty line: a block when the line above opens one.
-        let prev = (cur_line.saturating_sub(50)..cur_line)
-            .rev()
-            .map(|l| line_text(rope, l))
-            .find(|l| !l.trim().is_empty());
+        let prev = (cur_line.saturating_sub(50)..cur_line).rev().map(|l| line_text(rope, l)).find(|l| !l.trim().is_empty());
         if let Some(prev) = prev {
             if lang.opens_block(&prev) {
                 return Mode::Block { opener_indent: indent_width(&prev) };
@@ -468,7 +474,9 @@ mod tests {
 
     #[test]
     fn a_far_window_keeps_the_imports_and_the_enclosing_headers() {
-        let mut text = String::from("import os\nfrom typing import List\n\n\nclass Store:\n    def load(self, paths: List[str]):\n        total = 0\n");
+        let mut text = String::from(
+            "import os\nfrom typing import List\n\n\nclass Store:\n    def load(self, paths: List[str]):\n        total = 0\n",
+        );
         for i in 0..300 {
             text.push_str(&format!("        total += len(paths[{i}])\n"));
         }
@@ -480,7 +488,9 @@ mod tests {
         let c = build(&doc.snapshot(), cursor, anchor, &cfg);
         assert!(c.window_start > 0);
         assert!(
-            c.prefix.starts_with("import os\nfrom typing import List\n\nclass Store:\n    def load(self, paths: List[str]):\n        total += len("),
+            c.prefix.starts_with(
+                "import os\nfrom typing import List\n\nclass Store:\n    def load(self, paths: List[str]):\n        total += len("
+            ),
             "{:?}",
             &c.prefix[..120]
         );

@@ -384,10 +384,10 @@ impl Document {
                 let cpu = cpu_time::ThreadTime::try_now().ok();
                 // The wall clock first (cheap); past the budget, the thread's
                 // CPU time (a system call) decides.
-                let mut over = |_: &ParseState| {
-                    wall.elapsed() > budget && cpu.as_ref().is_none_or(|c| c.try_elapsed().map_or(true, |e| e > budget))
-                };
-                let parsed = parser.parse_with_options(&mut read, self.tree.as_ref(), Some(ParseOptions::new().progress_callback(&mut over)));
+                let mut over =
+                    |_: &ParseState| wall.elapsed() > budget && cpu.as_ref().is_none_or(|c| c.try_elapsed().map_or(true, |e| e > budget));
+                let parsed =
+                    parser.parse_with_options(&mut read, self.tree.as_ref(), Some(ParseOptions::new().progress_callback(&mut over)));
                 if parsed.is_none() {
                     // Past the budget: the same parser resumes where it
                     // stopped, on its own thread.
@@ -542,10 +542,7 @@ mod tests {
     #[test]
     fn out_of_range_positions() {
         let rope = Rope::from_str("abc\n");
-        assert!(matches!(
-            pos_to_char(&rope, Pos::new(7, 0), Encoding::Utf16),
-            Err(PositionError::LineOutOfRange { .. })
-        ));
+        assert!(matches!(pos_to_char(&rope, Pos::new(7, 0), Encoding::Utf16), Err(PositionError::LineOutOfRange { .. })));
         assert_eq!(pos_to_char_clamped(&rope, Pos::new(7, 0), Encoding::Utf16), 4);
         assert_eq!(pos_to_char_clamped(&rope, Pos::new(0, 99), Encoding::Utf16), 3);
     }

@@ -227,9 +227,7 @@ impl Inner {
         let mut complete = true;
         for def in defs {
             let cost = def_bytes(&def);
-            if self.definitions + kept.len() >= limits.max_definitions
-                || self.bytes + bytes + cost > limits.max_bytes
-            {
+            if self.definitions + kept.len() >= limits.max_definitions || self.bytes + bytes + cost > limits.max_bytes {
                 complete = false;
                 break;
             }
@@ -237,15 +235,11 @@ impl Inner {
             kept.push(Arc::new(def));
         }
         for def in &kept {
-            self.by_name
-                .entry(def.name.clone())
-                .or_default()
-                .push(def.clone());
+            self.by_name.entry(def.name.clone()).or_default().push(def.clone());
         }
         self.definitions += kept.len();
         self.bytes += bytes;
-        self.files
-            .insert(path.clone(), FileEntry { defs: kept, bytes });
+        self.files.insert(path.clone(), FileEntry { defs: kept, bytes });
         complete
     }
 }
@@ -274,17 +268,7 @@ pub fn is_secret_path(path: &Path) -> bool {
         "known_hosts",
         "authorized_keys",
     ];
-    let prefixes = [
-        ".env.",
-        "id_rsa",
-        "id_dsa",
-        "id_ecdsa",
-        "id_ed25519",
-        "credentials",
-        "secrets.",
-        "secret.",
-        ".secrets",
-    ];
+    let prefixes = [".env.", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "credentials", "secrets.", "secret.", ".secrets"];
     let suffixes = [
         ".pem",
         ".key",
@@ -302,9 +286,7 @@ pub fn is_secret_path(path: &Path) -> bool {
         ".tfstate",
         ".tfvars",
     ];
-    exact.contains(&name.as_str())
-        || prefixes.iter().any(|p| name.starts_with(p))
-        || suffixes.iter().any(|s| name.ends_with(s))
+    exact.contains(&name.as_str()) || prefixes.iter().any(|p| name.starts_with(p)) || suffixes.iter().any(|s| name.ends_with(s))
 }
 
 /// `path` made absolute and free of symlinks when it exists; as given when
@@ -318,16 +300,8 @@ fn normalize(path: &Path) -> PathBuf {
 fn snippet(src: &str, def: &syntax::Definition, limits: &IndexLimits) -> String {
     let line_start = src[..def.byte_range.start].rfind('\n').map_or(0, |i| i + 1);
     let lead = &src[line_start..def.byte_range.start];
-    let indent = if lead.bytes().all(|b| b == b' ' || b == b'\t') {
-        lead.len()
-    } else {
-        0
-    };
-    let start = if indent > 0 {
-        line_start
-    } else {
-        def.byte_range.start
-    };
+    let indent = if lead.bytes().all(|b| b == b' ' || b == b'\t') { lead.len() } else { 0 };
+    let start = if indent > 0 { line_start } else { def.byte_range.start };
     let item = &src[start..def.byte_range.end.min(src.len())];
     let max_lines = limits.snippet_max_lines.max(2);
     let max_bytes = limits.snippet_max_bytes.max(16);
@@ -341,11 +315,7 @@ fn snippet(src: &str, def: &syntax::Definition, limits: &IndexLimits) -> String 
         let last = lines.peek().is_none();
         // Keep room for the `...` line unless this is the item's last line.
         let room_lines = if last { max_lines } else { max_lines - 1 };
-        let room_bytes = if last {
-            max_bytes
-        } else {
-            max_bytes.saturating_sub(4)
-        };
+        let room_bytes = if last { max_bytes } else { max_bytes.saturating_sub(4) };
         if n >= room_lines || out.len() + line.len() + 1 > room_bytes {
             if n == 0 {
                 // A single line longer than the budget: cut it.
@@ -377,14 +347,7 @@ fn strip_indent(line: &str, indent: usize) -> &str {
 }
 
 /// The definitions of one file, ready for the index.
-fn file_defs(
-    parser: &mut Parser,
-    lang: Language,
-    path: &Arc<Path>,
-    rel: &Arc<Path>,
-    src: &str,
-    limits: &IndexLimits,
-) -> Vec<IndexedDef> {
+fn file_defs(parser: &mut Parser, lang: Language, path: &Arc<Path>, rel: &Arc<Path>, src: &str, limits: &IndexLimits) -> Vec<IndexedDef> {
     let Some(ts) = lang.ts_language() else {
         return Vec::new();
     };
@@ -468,10 +431,7 @@ impl WorkspaceIndex {
     pub fn spawn_build(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
         let me = self.clone();
         self.building.store(true, Ordering::SeqCst);
-        std::thread::Builder::new()
-            .name("locode-index".into())
-            .spawn(move || me.build())
-            .expect("spawn the index thread")
+        std::thread::Builder::new().name("locode-index".into()).spawn(move || me.build()).expect("spawn the index thread")
     }
 
     /// Stop a build in progress (what is indexed so far stays).
@@ -485,11 +445,7 @@ impl WorkspaceIndex {
 
     /// The root `path` is under (the deepest one), if any.
     pub fn root_of(&self, path: &Path) -> Option<&Path> {
-        self.roots
-            .iter()
-            .filter(|r| path.starts_with(r))
-            .max_by_key(|r| r.as_os_str().len())
-            .map(|r| r.as_path())
+        self.roots.iter().filter(|r| path.starts_with(r)).max_by_key(|r| r.as_os_str().len()).map(|r| r.as_path())
     }
 
     pub fn rel_path(&self, path: &Path) -> PathBuf {
@@ -519,11 +475,7 @@ impl WorkspaceIndex {
         for r in rest {
             walk.add(r);
         }
-        walk.follow_links(false)
-            .require_git(false)
-            .hidden(true)
-            .parents(true)
-            .sort_by_file_name(|a, b| a.cmp(b));
+        walk.follow_links(false).require_git(false).hidden(true).parents(true).sort_by_file_name(|a, b| a.cmp(b));
         let mut parsers: HashMap<Language, Parser> = HashMap::new();
         for entry in walk.build() {
             if self.cancelled.load(Ordering::SeqCst) {
@@ -605,12 +557,7 @@ impl WorkspaceIndex {
 
     /// The text of a file the walk found, or why it is skipped (None:
     /// unreadable).
-    fn read_file(
-        &self,
-        path: &Path,
-        lang: Language,
-        len: Option<u64>,
-    ) -> Result<String, Option<Skip>> {
+    fn read_file(&self, path: &Path, lang: Language, len: Option<u64>) -> Result<String, Option<Skip>> {
         if is_secret_path(path) {
             return Err(Some(Skip::Secret));
         }
@@ -670,11 +617,7 @@ impl WorkspaceIndex {
     /// Every definition named `name`, sorted by path, then line.
     pub fn lookup(&self, name: &str) -> Vec<IndexedDef> {
         let inner = self.read();
-        let mut defs: Vec<IndexedDef> = inner
-            .by_name
-            .get(name)
-            .map(|v| v.iter().map(|d| (**d).clone()).collect())
-            .unwrap_or_default();
+        let mut defs: Vec<IndexedDef> = inner.by_name.get(name).map(|v| v.iter().map(|d| (**d).clone()).collect()).unwrap_or_default();
         defs.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
         defs
     }
@@ -691,21 +634,9 @@ impl WorkspaceIndex {
     /// [`Self::context_for`], also using the current file's imports (see
     /// [`Self::context_for_file`]); the file's own bindings are not known
     /// here, builtins are still left out.
-    pub fn context_for_imports(
-        &self,
-        current: &Path,
-        names: &[String],
-        imports: &[Import],
-        budget_chars: usize,
-    ) -> Vec<Chunk> {
+    pub fn context_for_imports(&self, current: &Path, names: &[String], imports: &[Import], budget_chars: usize) -> Vec<Chunk> {
         let bound = HashSet::new();
-        let file = CurrentFile {
-            path: current,
-            language: Language::from_path(current),
-            names,
-            imports,
-            bound: &bound,
-        };
+        let file = CurrentFile { path: current, language: Language::from_path(current), names, imports, bound: &bound };
         self.context_for_file(&file, budget_chars)
     }
 
@@ -750,10 +681,7 @@ impl WorkspaceIndex {
                 c.text.push_str("\n\n");
                 c.text.push_str(&d.snippet);
             } else {
-                chunks.push(Chunk {
-                    path: d.rel_path.to_path_buf(),
-                    text: d.snippet.clone(),
-                });
+                chunks.push(Chunk { path: d.rel_path.to_path_buf(), text: d.snippet.clone() });
             }
             last = Some(&d.path);
         }
@@ -905,9 +833,7 @@ impl WorkspaceIndex {
         }
 
         cands.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then(a.1.cmp(&b.1))
-                .then_with(|| (&a.2.rel_path, &a.2.path, a.2.line).cmp(&(&b.2.rel_path, &b.2.path, b.2.line)))
+            b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then_with(|| (&a.2.rel_path, &a.2.path, a.2.line).cmp(&(&b.2.rel_path, &b.2.path, b.2.line)))
         });
         let mut picked: Vec<Arc<IndexedDef>> = Vec::new();
         let mut files: HashSet<&Path> = HashSet::new();
@@ -954,10 +880,7 @@ impl WorkspaceIndex {
 /// The segments of an import's module path that name files or folders:
 /// `crate::engine` -> `[engine]`, `..util.text` -> `[util, text]`.
 fn module_segments(module: &str) -> Vec<&str> {
-    module
-        .split([':', '.'])
-        .filter(|s| !s.is_empty() && !matches!(*s, "crate" | "self" | "super"))
-        .collect()
+    module.split([':', '.']).filter(|s| !s.is_empty() && !matches!(*s, "crate" | "self" | "super")).collect()
 }
 
 /// The module a file holds, as path segments: its folders and stem, less a
@@ -1014,11 +937,7 @@ mod tests {
     }
 
     fn names_in(index: &WorkspaceIndex, name: &str) -> Vec<String> {
-        index
-            .lookup(name)
-            .into_iter()
-            .map(|d| d.rel_path.to_string_lossy().replace('\\', "/"))
-            .collect()
+        index.lookup(name).into_iter().map(|d| d.rel_path.to_string_lossy().replace('\\', "/")).collect()
     }
 
     #[test]
@@ -1037,10 +956,7 @@ mod tests {
         assert_eq!(names_in(&index, "alpha"), ["src/lib.rs"]);
         assert_eq!(names_in(&index, "zeta"), ["pkg/keep.py"]);
         for gone in ["beta", "gamma", "delta", "epsilon"] {
-            assert!(
-                index.lookup(gone).is_empty(),
-                "{gone} should not be indexed"
-            );
+            assert!(index.lookup(gone).is_empty(), "{gone} should not be indexed");
         }
         let s = index.stats();
         assert_eq!((s.files, s.definitions, s.building), (2, 2, false));
@@ -1073,11 +989,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        write(
-            root,
-            "app/secrets.py",
-            "API_KEY = 'x'\ndef leaked(): pass\n",
-        );
+        write(root, "app/secrets.py", "API_KEY = 'x'\ndef leaked(): pass\n");
         write(root, "app/credentials.py", "def leaked2(): pass\n");
         write(root, "src/secret.rs", "fn leaked3() {}\n");
         write(root, "app/main.py", "def main(): pass\n");
@@ -1101,39 +1013,21 @@ mod tests {
         let root = dir.path();
         write(root, "ok.rs", "fn fine() {}\n");
         fs::write(root.join("bin.rs"), b"fn nul() {}\n\0\0\x01").unwrap();
-        fs::write(
-            root.join("latin1.py"),
-            b"def bad():\n    return '\xe9t\xe9'\n",
-        )
-        .unwrap();
+        fs::write(root.join("latin1.py"), b"def bad():\n    return '\xe9t\xe9'\n").unwrap();
         let big = format!("fn huge() {{}}\n{}", "// padding\n".repeat(200));
         write(root, "big.rs", &big);
-        let limits = IndexLimits {
-            max_file_size: 1000,
-            ..IndexLimits::default()
-        };
+        let limits = IndexLimits { max_file_size: 1000, ..IndexLimits::default() };
         let index = built(root, limits);
         assert_eq!(names_in(&index, "fine"), ["ok.rs"]);
         for gone in ["nul", "bad", "huge"] {
             assert!(index.lookup(gone).is_empty(), "{gone}");
         }
         let s = index.stats();
-        assert_eq!(
-            (
-                s.skipped.binary,
-                s.skipped.invalid_utf8,
-                s.skipped.too_large,
-                s.files
-            ),
-            (1, 1, 1, 1)
-        );
+        assert_eq!((s.skipped.binary, s.skipped.invalid_utf8, s.skipped.too_large, s.files), (1, 1, 1, 1));
         // The same checks apply to the editor's text.
         assert!(!index.update_file(&root.join("big.rs"), &big));
         assert!(!index.update_file(&root.join("ok.rs"), "fn a() {}\0"));
-        assert!(
-            index.lookup("fine").is_empty(),
-            "a rejected update drops the old entries"
-        );
+        assert!(index.lookup("fine").is_empty(), "a rejected update drops the old entries");
     }
 
     #[cfg(unix)]
@@ -1165,83 +1059,41 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         for i in 0..5 {
-            write(
-                root,
-                &format!("f{i}.rs"),
-                &format!("fn a{i}() {{}}\nfn b{i}() {{}}\nfn c{i}() {{}}\n"),
-            );
+            write(root, &format!("f{i}.rs"), &format!("fn a{i}() {{}}\nfn b{i}() {{}}\nfn c{i}() {{}}\n"));
         }
-        let index = built(
-            root,
-            IndexLimits {
-                max_files: 3,
-                ..IndexLimits::default()
-            },
-        );
+        let index = built(root, IndexLimits { max_files: 3, ..IndexLimits::default() });
         let s = index.stats();
         assert_eq!((s.files, s.definitions, s.truncated), (3, 9, true));
         // Files are walked in name order: the first three are in.
         assert_eq!(index.lookup("a2").len(), 1);
         assert!(index.lookup("a3").is_empty());
 
-        let index = built(
-            root,
-            IndexLimits {
-                max_definitions: 7,
-                ..IndexLimits::default()
-            },
-        );
+        let index = built(root, IndexLimits { max_definitions: 7, ..IndexLimits::default() });
         let s = index.stats();
         assert_eq!((s.definitions, s.truncated), (7, true));
         assert!(s.skipped.over_limit >= 1);
 
-        let index = built(
-            root,
-            IndexLimits {
-                max_bytes: 1200,
-                ..IndexLimits::default()
-            },
-        );
+        let index = built(root, IndexLimits { max_bytes: 1200, ..IndexLimits::default() });
         let s = index.stats();
-        assert!(
-            s.bytes <= 1200 && s.definitions > 0 && s.definitions < 15,
-            "{s:?}"
-        );
+        assert!(s.bytes <= 1200 && s.definitions > 0 && s.definitions < 15, "{s:?}");
         assert!(s.truncated);
 
         // Snippets: whole when short, cut to the line and byte caps when long.
         let body: String = (0..40).map(|i| format!("    let v{i} = {i};\n")).collect();
-        let long =
-            format!("fn long(a: u8) -> u8 {{\n{body}    a\n}}\n\nfn short() -> u8 {{\n    1\n}}\n");
+        let long = format!("fn long(a: u8) -> u8 {{\n{body}    a\n}}\n\nfn short() -> u8 {{\n    1\n}}\n");
         let src_dir = tempfile::tempdir().unwrap();
         write(src_dir.path(), "long.rs", &long);
-        let limits = IndexLimits {
-            snippet_max_lines: 12,
-            snippet_max_bytes: 600,
-            ..IndexLimits::default()
-        };
+        let limits = IndexLimits { snippet_max_lines: 12, snippet_max_bytes: 600, ..IndexLimits::default() };
         let index = built(src_dir.path(), limits);
         let d = &index.lookup("long")[0];
-        assert!(d
-            .snippet
-            .starts_with("fn long(a: u8) -> u8 {\n    let v0 = 0;"));
+        assert!(d.snippet.starts_with("fn long(a: u8) -> u8 {\n    let v0 = 0;"));
         assert!(d.snippet.ends_with("\n..."));
         assert_eq!(d.snippet.lines().count(), 12);
-        assert_eq!(
-            index.lookup("short")[0].snippet,
-            "fn short() -> u8 {\n    1\n}"
-        );
-        let limits = IndexLimits {
-            snippet_max_bytes: 100,
-            ..IndexLimits::default()
-        };
+        assert_eq!(index.lookup("short")[0].snippet, "fn short() -> u8 {\n    1\n}");
+        let limits = IndexLimits { snippet_max_bytes: 100, ..IndexLimits::default() };
         let index = built(src_dir.path(), limits);
         let d = &index.lookup("long")[0];
-        assert!(
-            d.snippet.len() <= 100 && d.snippet.ends_with("\n..."),
-            "{:?}",
-            d.snippet
-        );
+        assert!(d.snippet.len() <= 100 && d.snippet.ends_with("\n..."), "{:?}", d.snippet);
     }
 
     #[test]
@@ -1251,10 +1103,7 @@ mod tests {
         write(dir.path(), "s.py", src);
         let index = built(dir.path(), IndexLimits::default());
         let d = &index.lookup("request")[0];
-        assert_eq!(
-            d.snippet,
-            "def request(self, method, url):\n    return send(method, url)"
-        );
+        assert_eq!(d.snippet, "def request(self, method, url):\n    return send(method, url)");
         assert_eq!((d.kind.as_str(), d.line), ("method", 1));
     }
 
@@ -1292,23 +1141,11 @@ mod tests {
     /// A workspace where `Config` and `helper` are defined in a few files.
     fn workspace(root: &Path) {
         write(root, "src/config.rs", "pub struct Config {\n    pub limit: u8,\n}\n\npub fn helper(c: &Config) -> u8 {\n    c.limit\n}\n");
-        write(
-            root,
-            "src/engine/mod.rs",
-            "pub struct Engine;\n\nimpl Engine {\n    pub fn run(&self) {}\n}\n",
-        );
+        write(root, "src/engine/mod.rs", "pub struct Engine;\n\nimpl Engine {\n    pub fn run(&self) {}\n}\n");
         write(root, "src/util.rs", "pub fn helper() -> u8 {\n    0\n}\n");
-        write(
-            root,
-            "src/main.rs",
-            "fn main() {\n    let c = Config { limit: 1 };\n}\n",
-        );
+        write(root, "src/main.rs", "fn main() {\n    let c = Config { limit: 1 };\n}\n");
         for i in 0..6 {
-            write(
-                root,
-                &format!("src/n{i}.rs"),
-                "pub fn new() -> u8 {\n    0\n}\n",
-            );
+            write(root, &format!("src/n{i}.rs"), "pub fn new() -> u8 {\n    0\n}\n");
         }
     }
 
@@ -1342,15 +1179,9 @@ mod tests {
         let names = strings(&["helper", "Config", "c", "limit"]);
         let ctx = a.context_for(&main, &names, 10_000);
         assert_eq!(ctx, b.context_for(&main, &names, 10_000));
-        let paths: Vec<String> = ctx
-            .iter()
-            .map(|c| c.path.to_string_lossy().into_owned())
-            .collect();
+        let paths: Vec<String> = ctx.iter().map(|c| c.path.to_string_lossy().into_owned()).collect();
         assert_eq!(paths, ["src/config.rs", "src/util.rs"]);
-        assert_eq!(
-            ctx[0].text,
-            "pub struct Config {\n    pub limit: u8,\n}\n\npub fn helper(c: &Config) -> u8 {\n    c.limit\n}"
-        );
+        assert_eq!(ctx[0].text, "pub struct Config {\n    pub limit: u8,\n}\n\npub fn helper(c: &Config) -> u8 {\n    c.limit\n}");
         // The order of the names changes nothing when all fit.
         let reversed: Vec<String> = names.iter().rev().cloned().collect();
         assert_eq!(a.context_for(&main, &reversed, 10_000), ctx);
@@ -1366,10 +1197,7 @@ mod tests {
 
         // Within the budget, the first names win.
         let ctx = a.context_for(&main, &strings(&["Config", "helper"]), 60);
-        let total: usize = ctx
-            .iter()
-            .map(|c| c.text.len() + c.path.as_os_str().len() + 4)
-            .sum();
+        let total: usize = ctx.iter().map(|c| c.text.len() + c.path.as_os_str().len() + 4).sum();
         assert!(total <= 60, "{ctx:?}");
         assert_eq!(ctx.len(), 1);
         assert!(ctx[0].text.starts_with("pub struct Config"));
@@ -1443,7 +1271,11 @@ mod tests {
         write(root, "shop/billing/__init__.py", "VERSION = 1\n");
         write(root, "legacy/tax2.py", "def compute_tax(amount):\n    return amount\n");
         write(root, "shop/other.py", "def compute_tax(a, b, c):\n    pass\n\n\nclass Other:\n    def rate(self):\n        return 1\n");
-        write(root, "shop/compat.py", "import sys\ninput = sys.stdin.readline\n\n\ndef len(x):\n    return 0\n\n\ndef shout(s):\n    return s.upper()\n");
+        write(
+            root,
+            "shop/compat.py",
+            "import sys\ninput = sys.stdin.readline\n\n\ndef len(x):\n    return 0\n\n\ndef shout(s):\n    return s.upper()\n",
+        );
         let index = built(root, IndexLimits::default());
         let tax = "shop/billing/tax.py: def compute_tax(amount, rate):";
         let calc = "shop/billing/tax.py: class Calculator:";
@@ -1512,7 +1344,11 @@ mod tests {
         let doc = "mod util;\nuse crate::config::Config;\n\nfn main() {\n    let n = util::helper() + limit();\n    let c = Config;\n}\n";
         assert_eq!(
             picks(&index, root, "tools/gen/src/main.rs", doc),
-            strings(&["tools/gen/src/config.rs: pub struct Config;", "tools/gen/src/util.rs: pub fn helper() -> u8 {", "tools/gen/src/util.rs: pub fn limit() -> u8 {"])
+            strings(&[
+                "tools/gen/src/config.rs: pub struct Config;",
+                "tools/gen/src/util.rs: pub fn helper() -> u8 {",
+                "tools/gen/src/util.rs: pub fn limit() -> u8 {"
+            ])
         );
     }
 
@@ -1520,15 +1356,9 @@ mod tests {
     fn lookups_run_while_the_build_does() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let body: String = (0..30)
-            .map(|i| format!("def f{i}(x):\n    return x + {i}\n\n"))
-            .collect();
+        let body: String = (0..30).map(|i| format!("def f{i}(x):\n    return x + {i}\n\n")).collect();
         for i in 0..300 {
-            write(
-                root,
-                &format!("m{i:03}.py"),
-                &format!("class C{i}:\n    pass\n\n{body}"),
-            );
+            write(root, &format!("m{i:03}.py"), &format!("class C{i}:\n    pass\n\n{body}"));
         }
         let index = WorkspaceIndex::new(vec![root.to_path_buf()], IndexLimits::default());
         let handle = index.spawn_build();

@@ -164,10 +164,7 @@ fn ensure_passive_openmp() {
     use std::os::unix::process::CommandExt;
     if std::env::var_os("OMP_WAIT_POLICY").is_none() {
         if let Ok(exe) = std::env::current_exe() {
-            let err = std::process::Command::new(exe)
-                .args(std::env::args_os().skip(1))
-                .env("OMP_WAIT_POLICY", "passive")
-                .exec();
+            let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OMP_WAIT_POLICY", "passive").exec();
             eprintln!("locode: could not restart with OMP_WAIT_POLICY=passive: {err}");
         }
     }

@@ -3,8 +3,8 @@
 //! Pure. `Trimmer::is_done` also lets the engine stop generating early.
 
 use crate::context::{indent_width, CompletionContext, Mode};
-use crate::syntax::Language;
 use crate::syntax;
+use crate::syntax::Language;
 
 /// Most blanks a generated line may start with, beyond the cursor's, before
 /// anything but blanks: past it the generation is given up on.
@@ -60,9 +60,7 @@ impl Trimmer {
             after: ctx.suffix.clone(),
             cursor_indent: ctx.line_prefix.trim().is_empty().then(|| ctx.line_prefix.clone()),
             tabs: uses_tabs(&ctx.prefix),
-            open_line: ctx.line_prefix.trim().is_empty()
-                && ctx.line_suffix.trim().is_empty()
-                && ctx.language != Language::PlainText,
+            open_line: ctx.line_prefix.trim().is_empty() && ctx.line_suffix.trim().is_empty() && ctx.language != Language::PlainText,
             scope_indent: ctx.scope_indent,
             below: ctx
                 .suffix
@@ -80,10 +78,7 @@ impl Trimmer {
     /// skipped ahead), at the same depth?
     fn joins_below(&self, line: &str, width: usize) -> bool {
         let line = line.trim();
-        self.below
-            .iter()
-            .enumerate()
-            .any(|(i, (w, l))| *w == width && l == line && (i == 0 || l.len() >= JOIN_MIN_CHARS))
+        self.below.iter().enumerate().any(|(i, (w, l))| *w == width && l == line && (i == 0 || l.len() >= JOIN_MIN_CHARS))
     }
 
     /// Where the lines of an answer on an open line end: at the first
@@ -200,9 +195,9 @@ impl Trimmer {
             return self.block_done(mode, generated);
         }
         match self.mode {
-            Mode::SingleLine => generated.trim_start_matches([' ', '\t']).contains('\n')
-                && !generated.trim().is_empty()
-                || generated.starts_with('\n'),
+            Mode::SingleLine => {
+                generated.trim_start_matches([' ', '\t']).contains('\n') && !generated.trim().is_empty() || generated.starts_with('\n')
+            }
             Mode::Block { .. } => self.block_done(self.mode, generated),
         }
     }
@@ -393,9 +388,9 @@ impl Trimmer {
 /// Does this line leave its block (nothing after it in the block runs)?
 fn ends_flow(line: &str) -> bool {
     let t = line.trim();
-    ["return", "break", "continue", "raise"].iter().any(|k| {
-        t.strip_prefix(k).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ';', '(']))
-    })
+    ["return", "break", "continue", "raise"]
+        .iter()
+        .any(|k| t.strip_prefix(k).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ';', '('])))
 }
 
 /// The lines of a block suggestion, without trailing blanks.
@@ -493,17 +488,35 @@ mod tests {
         // Ended by the model.
         check_ended(Language::Python, py, "    t += sum(xs)\n    t *= 2", true, "    t += sum(xs)\n    t *= 2");
         // Left the function: the lines inside it.
-        check_ended(Language::Python, py, "    t += sum(xs)\n    t *= 2\n\ndef check():\n    pass\n", false, "    t += sum(xs)\n    t *= 2");
+        check_ended(
+            Language::Python,
+            py,
+            "    t += sum(xs)\n    t *= 2\n\ndef check():\n    pass\n",
+            false,
+            "    t += sum(xs)\n    t *= 2",
+        );
         // Not closed (a limit cut it short): its first line only.
         check_ended(Language::Python, py, "    t += sum(xs)\n    t *= 2\n    t -= 1", false, "    t += sum(xs)");
         // A repeat of the line below at another depth is not a join.
-        check_ended(Language::Python, py, "    for x in xs:\n        return t\n    return t\n", false, "    for x in xs:\n        return t");
+        check_ended(
+            Language::Python,
+            py,
+            "    for x in xs:\n        return t\n    return t\n",
+            false,
+            "    for x in xs:\n        return t",
+        );
         // Lines that do not parse with the code around them are cut back.
         check_ended(Language::Python, py, "    t += sum(xs)\n    t = (\n    return t\n", false, "    t += sum(xs)");
         // The code below is an indented body: the answer must end with its opener.
         let body_below = "def f(xs):\n    t = 0\n$0\n        t += x\n    return t\n";
         check_ended(Language::Python, body_below, "    t = 1\n    for x in xs:\n        t += x\n", false, "    t = 1\n    for x in xs:");
-        check_ended(Language::Python, body_below, "    t = 1\n    for x in xs:\n        t += 2\n    t = 3", true, "    t = 1\n    for x in xs:\n        t += 2");
+        check_ended(
+            Language::Python,
+            body_below,
+            "    t = 1\n    for x in xs:\n        t += 2\n    t = 3",
+            true,
+            "    t = 1\n    for x in xs:\n        t += 2",
+        );
         // Nothing after a return in the same block would run.
         let after = "def f(x, y):\n    if x > y:\n$0\n    if x == y:\n        return 0\n    return y\n";
         check_ended(Language::Python, after, "        return x\n    return y - 1", true, "        return x");
@@ -567,12 +580,7 @@ mod tests {
 
     #[test]
     fn block_stops_where_it_repeats_the_suffix() {
-        check(
-            Language::Python,
-            "for x in xs:\n    $0\n    total += x\n",
-            "    y = x * 2\n    total += x\n    print(total)\n",
-            "y = x * 2",
-        );
+        check(Language::Python, "for x in xs:\n    $0\n    total += x\n", "    y = x * 2\n    total += x\n    print(total)\n", "y = x * 2");
     }
 
     #[test]
@@ -590,12 +598,7 @@ mod tests {
         // One closer too many: cut at the word end.
         check(Language::Python, "print(len($0))\n", "items)))\n", "items");
         // A block whose last line opens something it never closes.
-        check(
-            Language::Rust,
-            "fn f() -> i32 {$0\n}\n",
-            "\n    let x = 1;\n    let y = (x\n",
-            "\n    let x = 1;",
-        );
+        check(Language::Rust, "fn f() -> i32 {$0\n}\n", "\n    let x = 1;\n    let y = (x\n", "\n    let x = 1;");
         // Fine as it is: kept whole.
         check(Language::Rust, "fn f() -> i32 {$0\n}\n", "\n    let x = 1;\n    x + 1\n}\n", "\n    let x = 1;\n    x + 1");
     }
@@ -622,7 +625,12 @@ mod tests {
         check(Language::Python, "def f(xs):\n    a = 0\n    $0\n", "y = 1\n    z = 2\n", "y = 1");
         // The body is already there: the opener line alone.
         check(Language::Python, "def f(xs):\n    a = 1\n    $0\n        print(x)\n", "for x in xs:\n        print(x)\n", "for x in xs:");
-        check(Language::Rust, "fn f() {\n    let a = 1;\n    $0\n        g(x);\n    }\n}\n", "for x in v {\n        g(x);\n    }\n", "for x in v {");
+        check(
+            Language::Rust,
+            "fn f() {\n    let a = 1;\n    $0\n        g(x);\n    }\n}\n",
+            "for x in v {\n        g(x);\n    }\n",
+            "for x in v {",
+        );
         // An opener with no body at all is left out (it would not parse).
         check(Language::Python, "def f(xs):\n    y = 1\n    $0\n", "if y:\n", "");
     }

@@ -164,18 +164,13 @@ fn layout_entry(e: &str) -> Option<Entry<'_>> {
 
 /// All built-in families, in detection order.
 pub fn builtin() -> Vec<Family> {
-    BUILTIN
-        .iter()
-        .map(|(name, text)| Family::parse(name, text).expect("built-in prompt family parses"))
-        .collect()
+    BUILTIN.iter().map(|(name, text)| Family::parse(name, text).expect("built-in prompt family parses")).collect()
 }
 
 pub fn by_name(name: &str) -> Result<Family, PromptError> {
     let all = builtin();
     let known = all.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ");
-    all.into_iter()
-        .find(|f| f.name.eq_ignore_ascii_case(name))
-        .ok_or_else(|| PromptError::UnknownFamily(name.into(), known))
+    all.into_iter().find(|f| f.name.eq_ignore_ascii_case(name)).ok_or_else(|| PromptError::UnknownFamily(name.into(), known))
 }
 
 /// Picks the first family whose FIM tokens are all single special tokens of
@@ -215,22 +210,13 @@ mod tests {
             render("qwen2.5-coder"),
             "<|fim_prefix|>def add(a, b):\n    return a + <|fim_suffix|>\n\nprint(add(1, 2))\n<|fim_middle|>"
         );
-        assert_eq!(
-            render("starcoder2"),
-            "<fim_prefix>def add(a, b):\n    return a + <fim_suffix>\n\nprint(add(1, 2))\n<fim_middle>"
-        );
+        assert_eq!(render("starcoder2"), "<fim_prefix>def add(a, b):\n    return a + <fim_suffix>\n\nprint(add(1, 2))\n<fim_middle>");
         assert_eq!(
             render("deepseek-coder"),
             "<｜fim▁begin｜>def add(a, b):\n    return a + <｜fim▁hole｜>\n\nprint(add(1, 2))\n<｜fim▁end｜>"
         );
-        assert_eq!(
-            render("codellama"),
-            "▁<PRE>def add(a, b):\n    return a + ▁<SUF>\n\nprint(add(1, 2))\n▁<MID>"
-        );
-        assert_eq!(
-            render("codestral"),
-            "[SUFFIX]\n\nprint(add(1, 2))\n[PREFIX]def add(a, b):\n    return a + "
-        );
+        assert_eq!(render("codellama"), "▁<PRE>def add(a, b):\n    return a + ▁<SUF>\n\nprint(add(1, 2))\n▁<MID>");
+        assert_eq!(render("codestral"), "[SUFFIX]\n\nprint(add(1, 2))\n[PREFIX]def add(a, b):\n    return a + ");
     }
 
     #[test]

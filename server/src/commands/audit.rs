@@ -31,11 +31,7 @@ pub struct AuditRecord {
 /// `$XDG_STATE_HOME/locode/audit.jsonl` (`~/.local/state/locode/audit.jsonl`),
 /// else the data directory.
 pub fn default_path() -> PathBuf {
-    dirs::state_dir()
-        .or_else(dirs::data_local_dir)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("locode")
-        .join("audit.jsonl")
+    dirs::state_dir().or_else(dirs::data_local_dir).unwrap_or_else(|| PathBuf::from(".")).join("locode").join("audit.jsonl")
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -76,10 +72,7 @@ pub fn append(path: &Path, record: &AuditRecord) -> std::io::Result<()> {
 
 /// The current time as RFC 3339 UTC (`2025-01-31T12:34:56Z`).
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     rfc3339(secs)
 }
 

@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use super::net::{self, NetError};
-pub use crate::config::{CloudConfig, Provider};
 use crate::config::Route;
+pub use crate::config::{CloudConfig, Provider};
 use crate::engine::CancelToken;
 use crate::prompt::ChatMessage;
-
 
 impl Provider {
     pub fn name(self) -> &'static str {
@@ -25,7 +24,6 @@ impl Provider {
 }
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
 
 impl Default for CloudConfig {
     fn default() -> Self {
@@ -107,8 +105,12 @@ impl CloudRequest {
     /// The headers sent, the key masked (for the preview).
     pub fn headers_preview(&self, key_env: &str) -> Value {
         match self.provider {
-            Provider::Openai => json!({"content-type": "application/json", "authorization": format!("Bearer <${key_env}>")}),
-            Provider::Anthropic => json!({"content-type": "application/json", "x-api-key": format!("<${key_env}>"), "anthropic-version": ANTHROPIC_VERSION}),
+            Provider::Openai => {
+                json!({"content-type": "application/json", "authorization": format!("Bearer <${key_env}>")})
+            }
+            Provider::Anthropic => {
+                json!({"content-type": "application/json", "x-api-key": format!("<${key_env}>"), "anthropic-version": ANTHROPIC_VERSION})
+            }
         }
     }
 }
@@ -257,9 +259,9 @@ pub fn reply_text(provider: Provider, url: &str, v: &Value) -> Result<String, Ne
     }
     let text = match provider {
         Provider::Openai => v["choices"][0]["message"]["content"].as_str().map(str::to_string),
-        Provider::Anthropic => v["content"].as_array().map(|blocks| {
-            blocks.iter().filter(|b| b["type"] == "text").filter_map(|b| b["text"].as_str()).collect::<String>()
-        }),
+        Provider::Anthropic => v["content"]
+            .as_array()
+            .map(|blocks| blocks.iter().filter(|b| b["type"] == "text").filter_map(|b| b["text"].as_str()).collect::<String>()),
     };
     text.ok_or_else(|| NetError::Malformed {
         url: url.into(),
@@ -290,10 +292,8 @@ mod tests {
 
     #[test]
     fn bodies() {
-        let msgs = vec![
-            ChatMessage { role: "system".into(), content: "S".into() },
-            ChatMessage { role: "user".into(), content: "U".into() },
-        ];
+        let msgs =
+            vec![ChatMessage { role: "system".into(), content: "S".into() }, ChatMessage { role: "user".into(), content: "U".into() }];
         let r = build_request(&cfg(Provider::Anthropic, ""), &msgs, 100).unwrap();
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["system"], "S");

@@ -16,7 +16,6 @@ pub mod redact;
 pub mod remote;
 pub mod validate;
 
-
 pub use crate::config::{CloudConfig, CommandsConfig, ExplainOutput, Provider, RemoteEngineConfig, RemoteKind, Route};
 
 /// Removes the common leading whitespace of the non-blank lines; returns the
@@ -44,9 +43,7 @@ pub fn indent(text: &str, indent: &str) -> String {
     if indent.is_empty() {
         return text.to_string();
     }
-    text.split_inclusive('\n')
-        .map(|l| if l.trim().is_empty() { l.to_string() } else { format!("{indent}{l}") })
-        .collect()
+    text.split_inclusive('\n').map(|l| if l.trim().is_empty() { l.to_string() } else { format!("{indent}{l}") }).collect()
 }
 
 /// The code of a model's reply: the first fenced block when there is one
@@ -86,8 +83,7 @@ pub fn extract_code(reply: &str) -> String {
 
 /// True once a reply has opened and closed a fenced code block.
 pub fn fence_closed(reply: &str) -> bool {
-    reply.lines().filter(|l| l.trim_start().starts_with("```")).count() >= 2
-        && reply.ends_with('\n')
+    reply.lines().filter(|l| l.trim_start().starts_with("```")).count() >= 2 && reply.ends_with('\n')
 }
 
 #[cfg(test)]

@@ -47,9 +47,7 @@ pub fn is_loopback(url: &str) -> bool {
     reqwest::Url::parse(url)
         .ok()
         .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string()))
-        .is_some_and(|h| {
-            h == "localhost" || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
-        })
+        .is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false))
 }
 
 /// A client for one request. Proxies from the environment are honoured except
@@ -109,11 +107,8 @@ pub async fn check_status(url: &str, timeout_ms: u64, resp: reqwest::Response) -
     if status.is_success() {
         return Ok(resp);
     }
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after =
+        resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let body = resp.text().await.map_err(|e| map_reqwest(url, timeout_ms, e))?;
     Err(NetError::Http { url: url.into(), status: status.as_u16(), message: error_message(&body), retry_after })
 }

@@ -3,7 +3,6 @@
 
 pub use crate::config::Route;
 
-
 /// What to do with a refactor of `lines` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {

@@ -5,8 +5,8 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
-use crate::syntax::Language;
 use crate::prompt::ChatMessage;
+use crate::syntax::Language;
 
 const BUILTIN: &str = include_str!("../../../prompts/commands.toml");
 
@@ -88,12 +88,8 @@ impl Prompts {
     }
 
     pub fn refactor(&self, language: Language, file: &str, code: &str, instruction: &str) -> Vec<ChatMessage> {
-        let vars = HashMap::from([
-            ("language", language.name()),
-            ("file", file),
-            ("code", code.trim_end()),
-            ("instruction", instruction.trim()),
-        ]);
+        let vars =
+            HashMap::from([("language", language.name()), ("file", file), ("code", code.trim_end()), ("instruction", instruction.trim())]);
         vec![msg("system", render(&self.refactor.system, &vars)), msg("user", render(&self.refactor.user, &vars))]
     }
 

@@ -114,11 +114,7 @@ impl Redactor {
         let overlaps = |spans: &[(usize, usize, &str)], s: usize, e: usize| spans.iter().any(|&(a, b, _)| s < b && a < e);
         for r in RULES.iter() {
             for caps in r.re.captures_iter(text) {
-                let m = if r.group == 0 {
-                    caps.get(0)
-                } else {
-                    (r.group..caps.len()).find_map(|g| caps.get(g))
-                };
+                let m = if r.group == 0 { caps.get(0) } else { (r.group..caps.len()).find_map(|g| caps.get(g)) };
                 let Some(m) = m else { continue };
                 let (s, e) = (m.start(), m.end());
                 if e <= s || overlaps(&spans, s, e) || is_benign(r.kind, m.as_str(), &text[e..]) {
@@ -171,11 +167,7 @@ impl Redactor {
     /// Placeholder-like words in `text` that `original` did not contain and
     /// that are not (any longer) ours: a reply that mangled a placeholder.
     pub fn stray_placeholders(&self, original: &str, text: &str) -> Vec<String> {
-        PLACEHOLDER
-            .find_iter(text)
-            .map(|m| m.as_str().to_string())
-            .filter(|p| !original.contains(p.as_str()))
-            .collect()
+        PLACEHOLDER.find_iter(text).map(|m| m.as_str().to_string()).filter(|p| !original.contains(p.as_str())).collect()
     }
 
     /// Redactions per kind, for the audit log and the preview.
@@ -204,7 +196,10 @@ fn is_benign(kind: &str, value: &str, after: &str) -> bool {
     let number = v.bytes().all(|b| b.is_ascii_digit() || b == b'.');
     // `cfg.max_tokens`, `self.password`, `settings.API_KEY`: an attribute path.
     let path = v.contains('.')
-        && v.split('.').all(|p| p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        && v.split('.').all(|p| {
+            p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
     let number = number || path;
     keyword || expr || placeholder || number
 }
@@ -216,10 +211,14 @@ pub fn entropy(s: &str) -> f64 {
         counts[b as usize] += 1;
     }
     let n = s.len() as f64;
-    counts.iter().filter(|&&c| c > 0).map(|&c| {
-        let p = c as f64 / n;
-        -p * p.log2()
-    }).sum()
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 /// Random-looking tokens: hex of 32+ chars with letters and digits, or
@@ -240,7 +239,17 @@ pub fn high_entropy(tok: &str) -> bool {
     if digits < 2 || lower == 0 || upper == 0 {
         return false;
     }
-    let class = |b: u8| if b.is_ascii_digit() { 0 } else if b.is_ascii_lowercase() { 1 } else if b.is_ascii_uppercase() { 2 } else { 3 };
+    let class = |b: u8| {
+        if b.is_ascii_digit() {
+            0
+        } else if b.is_ascii_lowercase() {
+            1
+        } else if b.is_ascii_uppercase() {
+            2
+        } else {
+            3
+        }
+    };
     let bytes = tok.as_bytes();
     let switches = bytes.windows(2).filter(|w| class(w[0]) != class(w[1])).count();
     let ideal = (len as f64).log2().min(5.0);
@@ -291,25 +300,21 @@ pub const SECRET_FILES: &[&str] = &[
 const TEMPLATES: &[&str] = &[".env.example", ".env.sample", ".env.template", ".env.dist"];
 
 /// The pattern a path matches, if it is a secret file.
-pub fn secret_file_pattern<'a>(path: &str, extra: &'a [String]) -> Option<String> {
+pub fn secret_file_pattern(path: &str, extra: &[String]) -> Option<String> {
     let path = path.replace('\\', "/");
     let name = path.rsplit('/').next().unwrap_or(&path);
     if TEMPLATES.contains(&name) || name.ends_with(".pub") {
         return None;
     }
-    SECRET_FILES
-        .iter()
-        .map(|p| p.to_string())
-        .chain(extra.iter().cloned())
-        .find(|p| {
-            if p.contains('/') {
-                let parts = p.split('/').count();
-                let tail: Vec<&str> = path.rsplit('/').take(parts).collect::<Vec<_>>().into_iter().rev().collect();
-                glob(p, &tail.join("/"))
-            } else {
-                glob(p, name)
-            }
-        })
+    SECRET_FILES.iter().map(|p| p.to_string()).chain(extra.iter().cloned()).find(|p| {
+        if p.contains('/') {
+            let parts = p.split('/').count();
+            let tail: Vec<&str> = path.rsplit('/').take(parts).collect::<Vec<_>>().into_iter().rev().collect();
+            glob(p, &tail.join("/"))
+        } else {
+            glob(p, name)
+        }
+    })
 }
 
 /// `*` and `?` glob over a whole string.

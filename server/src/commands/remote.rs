@@ -19,7 +19,6 @@ use crate::postprocess::Trimmer;
 
 pub type RemoteError = NetError;
 
-
 impl Default for RemoteEngineConfig {
     fn default() -> Self {
         RemoteEngineConfig {

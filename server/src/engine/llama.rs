@@ -229,9 +229,8 @@ fn serve(
         .with_kv_unified(true)
         .with_n_threads(config.threads() as i32)
         .with_n_threads_batch(config.threads() as i32);
-    let ctx = model
-        .new_context(backend, params)
-        .map_err(|e| EngineError::Llama(format!("could not create a context of {n_ctx} tokens: {e}")))?;
+    let ctx =
+        model.new_context(backend, params).map_err(|e| EngineError::Llama(format!("could not create a context of {n_ctx} tokens: {e}")))?;
     let mut stops = HashSet::new();
     for s in &family.fim.stop {
         if let Some(t) = special_token(model, s) {
@@ -271,11 +270,8 @@ fn serve(
                     panic!("test fault: engine thread");
                 }
                 let result = catch_unwind(AssertUnwindSafe(|| server.complete(job))).unwrap_or_else(|p| {
-                    let what = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                    let what =
+                        p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
                     tracing::error!("engine panicked: {what}; clearing the KV cache");
                     server.reset();
                     Err(EngineError::Llama(format!("internal error: {what}")))
@@ -304,15 +300,13 @@ impl Server<'_> {
         }
         for p in pieces {
             match p {
-                Piece::Special(t) => out.push(
-                    *self.specials.get(t).ok_or_else(|| EngineError::Family(format!("the model has no token {t}")))?,
-                ),
+                Piece::Special(t) => {
+                    out.push(*self.specials.get(t).ok_or_else(|| EngineError::Family(format!("the model has no token {t}")))?)
+                }
                 Piece::Text(s) => out.extend(vocab.tokenize(s.as_bytes(), false, false)),
                 Piece::Chat(messages) => {
-                    let template = self
-                        .model
-                        .chat_template(None)
-                        .map_err(|e| EngineError::Llama(format!("the model has no chat template: {e}")))?;
+                    let template =
+                        self.model.chat_template(None).map_err(|e| EngineError::Llama(format!("the model has no chat template: {e}")))?;
                     let chat = messages
                         .iter()
                         .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.replace('\0', "")))
@@ -356,7 +350,7 @@ impl Server<'_> {
     /// `keep`; false when there is none to free.
     fn evict_one(&mut self, keep: usize) -> bool {
         // `iter` runs from the most to the least recently used.
-        let victim = self.recency.iter().map(|(&i, _)| i).filter(|&i| i != keep && !self.slots[i].tokens.is_empty()).last();
+        let victim = self.recency.iter().map(|(&i, _)| i).rfind(|&i| i != keep && !self.slots[i].tokens.is_empty());
         let Some(i) = victim else { return false };
         tracing::debug!(slot = %self.slots[i].key, "evicting a KV slot to make room");
         self.slots[i].tokens.clear();
@@ -408,11 +402,7 @@ impl Server<'_> {
         let prompt = self.tokenize(&job.prompt)?;
         let n_ctx = self.ctx.n_ctx() as usize;
         if prompt.is_empty() || prompt.len() + job.max_tokens as usize >= n_ctx {
-            return Err(EngineError::PromptTooLong {
-                prompt: prompt.len(),
-                max_new: job.max_tokens,
-                n_ctx: n_ctx as u32,
-            });
+            return Err(EngineError::PromptTooLong { prompt: prompt.len(), max_new: job.max_tokens, n_ctx: n_ctx as u32 });
         }
         gen.prompt_tokens = prompt.len();
         let seq = self.slot_for(&job.slot);
@@ -439,9 +429,7 @@ impl Server<'_> {
                 "prompt diverges from the cache"
             );
         }
-        self.ctx
-            .clear_kv_cache_seq(Some(seq as u32), Some(n_past as u32), None)
-            .map_err(|e| EngineError::Llama(e.to_string()))?;
+        self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(n_past as u32), None).map_err(|e| EngineError::Llama(e.to_string()))?;
         self.slots[seq].tokens.truncate(n_past);
 
         while n_past < prompt.len() {
@@ -630,9 +618,9 @@ impl Server<'_> {
     fn ban(&mut self, logits: &mut [f32], word: &[u8]) {
         let vocab = self.model.vocab();
         let stops = &self.stops;
-        let enders = self.enders.get_or_insert_with(|| {
-            (0..vocab.n_tokens()).map(LlamaToken).filter(|&t| vocab.is_eog(t) || stops.contains(&t)).collect()
-        });
+        let enders = self
+            .enders
+            .get_or_insert_with(|| (0..vocab.n_tokens()).map(LlamaToken).filter(|&t| vocab.is_eog(t) || stops.contains(&t)).collect());
         for t in enders.iter() {
             if let Some(v) = logits.get_mut(t.0 as usize) {
                 *v = f32::NEG_INFINITY;

@@ -42,6 +42,9 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// A callback with the text generated so far.
+pub type OnToken = Box<dyn FnMut(&str) + Send>;
+
 pub struct CompletionJob {
     /// Which KV slot (one per document) the request belongs to.
     pub slot: String,
@@ -51,7 +54,7 @@ pub struct CompletionJob {
     pub stop: Option<Arc<dyn StopRule>>,
     pub cancel: CancelToken,
     /// Called with the text generated so far after each token (progress, streaming).
-    pub on_token: Option<Box<dyn FnMut(&str) + Send>>,
+    pub on_token: Option<OnToken>,
     /// Background work (cache warm-up): stops as soon as a foreground request waits.
     pub background: bool,
     /// Text the generation must start with (token healing): the prompt left
@@ -256,10 +259,7 @@ impl Engine {
         let (tx, rx) = std::sync::mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let p = pending.clone();
-        let thread = std::thread::Builder::new()
-            .name("locode-engine".into())
-            .spawn(move || run(rx, p))
-            .expect("spawn engine thread");
+        let thread = std::thread::Builder::new().name("locode-engine".into()).spawn(move || run(rx, p)).expect("spawn engine thread");
         Engine { tx, pending, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
     }
 
@@ -279,15 +279,9 @@ impl Engine {
     }
 
     /// Loads (or reloads) a model. `progress` gets 0.0..=1.0 while loading.
-    pub async fn load(
-        &self,
-        config: EngineConfig,
-        progress: impl FnMut(f32) + Send + 'static,
-    ) -> Result<(ModelInfo, Family), EngineError> {
+    pub async fn load(&self, config: EngineConfig, progress: impl FnMut(f32) + Send + 'static) -> Result<(ModelInfo, Family), EngineError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Msg::Load { config, progress: Box::new(progress), reply })
-            .map_err(|_| EngineError::Gone)?;
+        self.tx.send(Msg::Load { config, progress: Box::new(progress), reply }).map_err(|_| EngineError::Gone)?;
         rx.await.map_err(|_| EngineError::Gone)?
     }
 

@@ -29,8 +29,8 @@ use crate::commands::redact::{self, Redactor};
 use crate::commands::{self as cmds, audit, cloud, prompts, validate, CommandsConfig, ExplainOutput};
 use crate::documents;
 use crate::engine::{CancelOnDrop, CancelToken, CompletionJob};
-use crate::syntax::Language;
 use crate::prompt::{ChatMessage, Piece};
+use crate::syntax::Language;
 
 /// Commands the server executes.
 pub const COMMANDS: &[&str] = &["locode.explain", "locode.refactor", "locode.refactorCloud", "locode.previewCloud"];
@@ -265,10 +265,7 @@ impl Drop for Progress {
 
 async fn send_progress(client: &Client, token: &ProgressToken, value: WorkDoneProgress) {
     client
-        .send_notification::<notification::Progress>(ProgressParams {
-            token: token.clone(),
-            value: ProgressParamsValue::WorkDone(value),
-        })
+        .send_notification::<notification::Progress>(ProgressParams { token: token.clone(), value: ProgressParamsValue::WorkDone(value) })
         .await;
 }
 
@@ -368,11 +365,12 @@ pub async fn code_action(backend: &Backend, params: CodeActionParams) -> Result<
     if !has_target {
         return Ok(None);
     }
-    let wants = |kind: &CodeActionKind| {
-        params.context.only.as_ref().is_none_or(|only| {
-            only.iter().any(|o| kind.as_str() == o.as_str() || kind.as_str().starts_with(&format!("{}.", o.as_str())))
-        })
-    };
+    let wants =
+        |kind: &CodeActionKind| {
+            params.context.only.as_ref().is_none_or(|only| {
+                only.iter().any(|o| kind.as_str() == o.as_str() || kind.as_str().starts_with(&format!("{}.", o.as_str())))
+            })
+        };
     let cfg = settings(backend);
     let base = json!({"uri": params.text_document.uri, "range": params.range});
     let with = |extra: (&str, &str)| {
@@ -580,9 +578,8 @@ struct CloudPlan {
 }
 
 fn refused(cfg: &cloud::CloudConfig, sel: &Selection) -> Option<String> {
-    redact::secret_file_pattern(&sel.path(), &cfg.refuse_files).map(|pat| {
-        format!("locode: {} matches the secret-file pattern {pat:?}: it is never sent to a cloud model", sel.file)
-    })
+    redact::secret_file_pattern(&sel.path(), &cfg.refuse_files)
+        .map(|pat| format!("locode: {} matches the secret-file pattern {pat:?}: it is never sent to a cloud model", sel.file))
 }
 
 fn plan_cloud(cfg: &CommandsConfig, sel: &Selection, instruction: &str) -> std::result::Result<CloudPlan, String> {
@@ -634,10 +631,10 @@ async fn cloud_refactor(
             .show_message_request(
                 MessageType::WARNING,
                 question,
-                Some(vec![MessageActionItem { title: "Send".into(), properties: HashMap::new() }, MessageActionItem {
-                    title: "Cancel".into(),
-                    properties: HashMap::new(),
-                }]),
+                Some(vec![
+                    MessageActionItem { title: "Send".into(), properties: HashMap::new() },
+                    MessageActionItem { title: "Cancel".into(), properties: HashMap::new() },
+                ]),
             )
             .await;
         if !matches!(answer, Ok(Some(ref a)) if a.title == "Send") {
@@ -661,9 +658,8 @@ async fn cloud_refactor(
             redactions: plan.redactor.summary(),
         };
         let path = cfg.cloud.audit_path();
-        audit::append(&path, &record).map_err(|e| {
-            Failure::Other(format!("locode: cannot write the audit log {}: {e}; nothing was sent", path.display()))
-        })?;
+        audit::append(&path, &record)
+            .map_err(|e| Failure::Other(format!("locode: cannot write the audit log {}: {e}; nothing was sent", path.display())))?;
         let r = report.clone();
         let mut chars = 0usize;
         let reply = cloud::send(&plan.request, &key, cfg.cloud.timeout_ms, &cancel, move |t| {
@@ -704,10 +700,7 @@ async fn cloud_refactor(
 
 impl CloudPlan {
     fn request_max_tokens(&self) -> u32 {
-        serde_json::from_slice::<Value>(&self.request.body)
-            .ok()
-            .and_then(|v| v["max_tokens"].as_u64())
-            .unwrap_or(1024) as u32
+        serde_json::from_slice::<Value>(&self.request.body).ok().and_then(|v| v["max_tokens"].as_u64()).unwrap_or(1024) as u32
     }
 }
 
@@ -718,7 +711,8 @@ async fn refactor(backend: &Backend, args: &Args, token: Option<ProgressToken>, 
         return Err(invalid(validate::Invalid::NoGrammar(sel.language.name())));
     }
     let cfg = settings(backend);
-    let plan = policy::plan(cfg.cloud.route, cfg.cloud.max_local_lines, sel.lines, explicit_cloud).map_err(|e| failed(format!("locode: {e}")))?;
+    let plan =
+        policy::plan(cfg.cloud.route, cfg.cloud.max_local_lines, sel.lines, explicit_cloud).map_err(|e| failed(format!("locode: {e}")))?;
     let title = if explicit_cloud { "locode: refactor with cloud" } else { "locode: refactor" };
     let progress = Progress::begin(backend, token, title, format!("{} lines of {}", sel.lines, sel.file)).await;
     let report = progress.reporter();

@@ -11,14 +11,14 @@ use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 use crate::complete::{self, Suggestion};
-use crate::config::Config;
 use crate::config::CompletionConfig;
+use crate::config::Config;
 use crate::context;
 use crate::documents::{self, Change, Document, Encoding, Pos, ShownSuggestion, Snapshot};
 use crate::engine::{CancelOnDrop, CancelToken, Engine, Generation, ModelInfo};
 use crate::index::{IndexLimits, WorkspaceIndex};
-use crate::syntax::Language;
 use crate::prompt::Family;
+use crate::syntax::Language;
 
 mod commands;
 mod input;
@@ -141,10 +141,7 @@ where
     // request waiting on the engine holds its place, and with the library's
     // default of 4, a few completions in flight would hold up every
     // `didChange` and `$/cancelRequest` behind them.
-    Server::new(input::CheckedInput::new(stdin), stdout, socket)
-        .concurrency_level(MAX_CONCURRENT_MESSAGES)
-        .serve(service)
-        .await;
+    Server::new(input::CheckedInput::new(stdin), stdout, socket).concurrency_level(MAX_CONCURRENT_MESSAGES).serve(service).await;
     // The session is over: free the model before the process exits, but do
     // not hang on a request the engine is still finishing.
     let shutdown = tokio::task::spawn_blocking(move || engine_handle.shutdown());
@@ -209,12 +206,7 @@ impl Backend {
                     return;
                 }
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let p = client
-                    .progress(token, "locode: loading model")
-                    .with_message(name)
-                    .with_percentage(0)
-                    .begin()
-                    .await;
+                let p = client.progress(token, "locode: loading model").with_message(name).with_percentage(0).begin().await;
                 while let Some(pct) = prx.recv().await {
                     p.report(pct).await;
                 }
@@ -224,9 +216,7 @@ impl Backend {
             match result {
                 Ok((info, family)) => {
                     tracing::info!(model = %info.path.display(), family = %info.family, "model loaded");
-                    client
-                        .log_message(MessageType::INFO, format!("locode: loaded {} ({})", info.path.display(), info.family))
-                        .await;
+                    client.log_message(MessageType::INFO, format!("locode: loaded {} ({})", info.path.display(), info.family)).await;
                     *state.model.write().unwrap() = ModelState::Ready { info, family: Arc::new(family) };
                 }
                 Err(e) => {
@@ -326,20 +316,18 @@ impl Backend {
         }
         let spot = complete::Spot { snap: &snap, cursor, anchor };
         let result = match &family {
-            _ if remote.is_remote() => {
-                match crate::commands::remote::suggest_remote(&remote, &spot, &cfg, cancel.clone()).await {
-                    Ok(s) => {
-                        self.state.remote_errors.succeeded();
-                        Ok((s, None))
-                    }
-                    Err(e) => {
-                        if let Some(m) = self.state.remote_errors.failed(&e) {
-                            self.client.show_message(MessageType::WARNING, m).await;
-                        }
-                        return Ok(None);
-                    }
+            _ if remote.is_remote() => match crate::commands::remote::suggest_remote(&remote, &spot, &cfg, cancel.clone()).await {
+                Ok(s) => {
+                    self.state.remote_errors.succeeded();
+                    Ok((s, None))
                 }
-            }
+                Err(e) => {
+                    if let Some(m) = self.state.remote_errors.failed(&e) {
+                        self.client.show_message(MessageType::WARNING, m).await;
+                    }
+                    return Ok(None);
+                }
+            },
             Some(family) => {
                 let rest_cancel = CancelToken::new();
                 if let Some(old) = self.state.continuations.lock().unwrap().insert(key.clone(), rest_cancel.clone()) {
@@ -359,7 +347,11 @@ impl Backend {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("completion failed: {e}");
-                return Err(RpcError { code: tower_lsp_server::jsonrpc::ErrorCode::InternalError, message: e.to_string().into(), data: None });
+                return Err(RpcError {
+                    code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
+                    message: e.to_string().into(),
+                    data: None,
+                });
             }
         };
         tracing::debug!(
@@ -451,7 +443,9 @@ impl Backend {
         let continued = self.state.continued.load(std::sync::atomic::Ordering::Relaxed);
         Ok(match &*self.state.model.read().unwrap() {
             ModelState::Loading => serde_json::json!({"state": "loading"}),
-            ModelState::Ready { info, .. } => serde_json::json!({"state": "ready", "model": info, "warmups": warmups, "continued": continued}),
+            ModelState::Ready { info, .. } => {
+                serde_json::json!({"state": "ready", "model": info, "warmups": warmups, "continued": continued})
+            }
             ModelState::Failed(e) => serde_json::json!({"state": "failed", "error": e}),
         })
     }
@@ -611,12 +605,7 @@ fn asks_again(caps: &ClientCapabilities) -> bool {
 
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
-        let offered = params
-            .capabilities
-            .general
-            .as_ref()
-            .and_then(|g| g.position_encodings.clone())
-            .unwrap_or_default();
+        let offered = params.capabilities.general.as_ref().and_then(|g| g.position_encodings.clone()).unwrap_or_default();
         let (enc, kind) = if offered.contains(&PositionEncodingKind::UTF8) {
             (Encoding::Utf8, PositionEncodingKind::UTF8)
         } else if offered.contains(&PositionEncodingKind::UTF32) {
@@ -625,12 +614,8 @@ impl LanguageServer for Backend {
             (Encoding::Utf16, PositionEncodingKind::UTF16)
         };
         *self.state.encoding.write().unwrap() = enc;
-        *self.state.client_progress.write().unwrap() = params
-            .capabilities
-            .window
-            .as_ref()
-            .and_then(|w| w.work_done_progress)
-            .unwrap_or(false);
+        *self.state.client_progress.write().unwrap() =
+            params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
         *self.state.client_asks_again.write().unwrap() = asks_again(&params.capabilities);
         if let Some(opts) = &params.initialization_options {
             if let Err(e) = self.apply_settings(opts) {
@@ -639,7 +624,9 @@ impl LanguageServer for Backend {
         }
         #[allow(deprecated)]
         let mut roots: Vec<std::path::PathBuf> = match (&params.workspace_folders, &params.root_uri) {
-            (Some(folders), _) if !folders.is_empty() => folders.iter().filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned())).collect(),
+            (Some(folders), _) if !folders.is_empty() => {
+                folders.iter().filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned())).collect()
+            }
             (_, Some(root)) => root.to_file_path().map(|p| p.into_owned()).into_iter().collect(),
             _ => Vec::new(),
         };

@@ -16,10 +16,7 @@ pub enum Language {
 impl Language {
     /// From an LSP `languageId`, falling back to the file extension of `uri`.
     pub fn detect(language_id: &str, uri: &str) -> Language {
-        GRAMMARS
-            .iter()
-            .find(|g| g.language_ids.contains(&language_id))
-            .map_or_else(|| Self::from_path(Path::new(uri)), |g| g.language)
+        GRAMMARS.iter().find(|g| g.language_ids.contains(&language_id)).map_or_else(|| Self::from_path(Path::new(uri)), |g| g.language)
     }
 
     pub fn from_path(path: &Path) -> Language {

@@ -157,11 +157,7 @@ pub struct QueryError {
 
 impl std::fmt::Display for QueryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: row {}, column {}: {:?} {}",
-            self.file, self.error.row, self.error.column, self.error.kind, self.error.message
-        )
+        write!(f, "{}: row {}, column {}: {:?} {}", self.file, self.error.row, self.error.column, self.error.kind, self.error.message)
     }
 }
 
@@ -169,10 +165,7 @@ impl Grammar {
     fn compile(&self) -> Result<Compiled, QueryError> {
         let lang = (self.ts)();
         let q = |file: &str, text: &str| {
-            Query::new(&lang, text).map_err(|error| QueryError {
-                file: format!("grammars/{}/{file}", self.dir),
-                error,
-            })
+            Query::new(&lang, text).map_err(|error| QueryError { file: format!("grammars/{}/{file}", self.dir), error })
         };
         let tags = q("tags.scm", self.tags)?;
         let scopes = q("scopes.scm", self.scopes)?;
@@ -213,13 +206,7 @@ impl Grammar {
     /// `builtins.txt`?
     pub fn is_builtin(&self, name: &str) -> bool {
         self.builtin_names
-            .get_or_init(|| {
-                self.builtins
-                    .lines()
-                    .map(|l| l.split('#').next().unwrap_or(""))
-                    .flat_map(str::split_whitespace)
-                    .collect()
-            })
+            .get_or_init(|| self.builtins.lines().map(|l| l.split('#').next().unwrap_or("")).flat_map(str::split_whitespace).collect())
             .contains(name)
     }
 
@@ -244,20 +231,14 @@ fn root_kinds_capturing(query: &Query, source: &str, capture: &str) -> Option<Ve
     let mut kinds: Vec<String> = Vec::new();
     for i in 0..query.pattern_count() {
         let text = source.get(query.start_byte_for_pattern(i)..query.end_byte_for_pattern(i))?;
-        let captures_it = text.match_indices(&tag).any(|(at, _)| {
-            !text[at + tag.len()..]
-                .starts_with(|c: char| c == '.' || c == '_' || c == '-' || c.is_alphanumeric())
-        });
+        let captures_it = text
+            .match_indices(&tag)
+            .any(|(at, _)| !text[at + tag.len()..].starts_with(|c: char| c == '.' || c == '_' || c == '-' || c.is_alphanumeric()));
         if !captures_it {
             continue;
         }
-        let kind: String = text
-            .trim_start()
-            .strip_prefix('(')?
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
+        let kind: String =
+            text.trim_start().strip_prefix('(')?.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         if kind.is_empty() {
             return None;
         }
@@ -272,11 +253,7 @@ fn root_kinds_capturing(query: &Query, source: &str, capture: &str) -> Option<Ve
 /// rather than on the first request that needs them. Returns the languages
 /// whose queries failed to compile (logged; their functions return nothing).
 pub fn warm_up() -> Vec<Language> {
-    GRAMMARS
-        .iter()
-        .filter(|g| g.compiled().is_none())
-        .map(|g| g.language)
-        .collect()
+    GRAMMARS.iter().filter(|g| g.compiled().is_none()).map(|g| g.language).collect()
 }
 
 /// The grammar of `lang`, if it has one.
@@ -325,10 +302,7 @@ fn first_lines(s: &str, max_lines: usize) -> &str {
 /// The body of an item: its `body` field, or that of the definition it wraps
 /// (a Python decorated definition).
 fn body_of(node: Node) -> Option<Node> {
-    node.child_by_field_name("body").or_else(|| {
-        node.child_by_field_name("definition")
-            .and_then(|d| d.child_by_field_name("body"))
-    })
+    node.child_by_field_name("body").or_else(|| node.child_by_field_name("definition").and_then(|d| d.child_by_field_name("body")))
 }
 
 const SIGNATURE_MAX_LINES: usize = 6;
@@ -407,16 +381,11 @@ pub fn definitions(lang: Language, tree: &Tree, src: &str) -> Vec<Definition> {
     }
     let mut defs: Vec<Definition> = best.into_values().map(|(_, d)| d).collect();
     defs.sort_by(|a, b| {
-        (
-            a.byte_range.start,
-            std::cmp::Reverse(a.byte_range.end),
-            &a.name,
-        )
-            .cmp(&(
-                b.byte_range.start,
-                std::cmp::Reverse(b.byte_range.end),
-                &b.name,
-            ))
+        (a.byte_range.start, std::cmp::Reverse(a.byte_range.end), &a.name).cmp(&(
+            b.byte_range.start,
+            std::cmp::Reverse(b.byte_range.end),
+            &b.name,
+        ))
     });
     defs
 }
@@ -450,13 +419,7 @@ fn is_word_byte(b: u8) -> bool {
 /// children, then down to the keyword's token: `Node::parent` and
 /// `descendant_for_byte_range` from the root would scan the root's children
 /// again for each one.
-fn statements_at_keywords<'t>(
-    tree: &'t Tree,
-    src: &str,
-    kinds: &[String],
-    keywords: &[&str],
-    out: &mut Vec<Node<'t>>,
-) {
+fn statements_at_keywords<'t>(tree: &'t Tree, src: &str, kinds: &[String], keywords: &[&str], out: &mut Vec<Node<'t>>) {
     let b = src.as_bytes();
     let mut hits: Vec<(usize, usize)> = Vec::new();
     for kw in keywords {
@@ -517,9 +480,7 @@ pub fn imports(lang: Language, tree: &Tree, src: &str) -> Vec<Import> {
     // 5,000-line file takes milliseconds, so look up the keywords in the text
     // and check the nodes there; without keywords, match near the top only.
     match &c.import_kinds {
-        Some(kinds) if !g.import_keywords.is_empty() => {
-            statements_at_keywords(tree, src, kinds, g.import_keywords, &mut stmts)
-        }
+        Some(kinds) if !g.import_keywords.is_empty() => statements_at_keywords(tree, src, kinds, g.import_keywords, &mut stmts),
         _ => {
             cursor.set_max_start_depth(Some(IMPORT_MAX_DEPTH));
             let mut matches = cursor.matches(&c.imports, tree.root_node(), src.as_bytes());
@@ -618,10 +579,7 @@ fn anchor_before(src: &str, byte: usize) -> usize {
 }
 
 fn line_start(src: &str, byte: usize) -> usize {
-    src.as_bytes()[..byte]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1)
+    src.as_bytes()[..byte].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
 /// Is the cursor at `byte` inside `node`?
@@ -639,9 +597,7 @@ fn contains_cursor(g: &Grammar, src: &str, node: Node, byte: usize) -> bool {
     }
     if byte == r.end {
         let closed = src[..r.end].ends_with(['}', ')', ']']);
-        let last_missing = node
-            .child(node.child_count().saturating_sub(1))
-            .is_some_and(|c| c.is_missing());
+        let last_missing = node.child(node.child_count().saturating_sub(1)).is_some_and(|c| c.is_missing());
         return g.indent_blocks || !closed || last_missing;
     }
     if !g.indent_blocks {
@@ -682,9 +638,7 @@ pub fn enclosing_scopes(lang: Language, tree: &Tree, src: &str, byte: usize) -> 
             }
         }
         if let Some((node, kind)) = scope {
-            if contains_cursor(g, src, node, byte)
-                && !found.iter().any(|(n, _, _)| n.id() == node.id())
-            {
+            if contains_cursor(g, src, node, byte) && !found.iter().any(|(n, _, _)| n.id() == node.id()) {
                 found.push((node, kind, body));
             }
         }
@@ -695,19 +649,10 @@ pub fn enclosing_scopes(lang: Language, tree: &Tree, src: &str, byte: usize) -> 
         .map(|(node, kind, body)| {
             let body_start = body.map_or(node.end_byte(), |b| b.start_byte());
             let header = match body {
-                Some(b) if b.start_byte() > node.start_byte() => src
-                    [node.start_byte()..b.start_byte()]
-                    .trim_end()
-                    .to_string(),
+                Some(b) if b.start_byte() > node.start_byte() => src[node.start_byte()..b.start_byte()].trim_end().to_string(),
                 _ => first_lines(text(src, node), 1).to_string(),
             };
-            Scope {
-                kind: kind.to_string(),
-                byte_range: node.byte_range(),
-                start_line: node.start_position().row,
-                body_start,
-                header,
-            }
+            Scope { kind: kind.to_string(), byte_range: node.byte_range(), start_line: node.start_position().row, body_start, header }
         })
         .collect()
 }
@@ -717,10 +662,7 @@ pub fn enclosing_scopes(lang: Language, tree: &Tree, src: &str, byte: usize) -> 
 pub fn top_level_item_lines(_lang: Language, tree: &Tree) -> Vec<usize> {
     let root = tree.root_node();
     let mut cursor = root.walk();
-    let mut lines: Vec<usize> = root
-        .named_children(&mut cursor)
-        .map(|n| n.start_position().row)
-        .collect();
+    let mut lines: Vec<usize> = root.named_children(&mut cursor).map(|n| n.start_position().row).collect();
     lines.sort_unstable();
     lines.dedup();
     lines
@@ -729,12 +671,7 @@ pub fn top_level_item_lines(_lang: Language, tree: &Tree) -> Vec<usize> {
 /// The names (identifiers, type names, field names: per `identifiers.scm`)
 /// used in `byte_range`, deduplicated, the one last used nearest the end of
 /// the range first.
-pub fn identifiers_in(
-    lang: Language,
-    tree: &Tree,
-    src: &str,
-    byte_range: Range<usize>,
-) -> Vec<String> {
+pub fn identifiers_in(lang: Language, tree: &Tree, src: &str, byte_range: Range<usize>) -> Vec<String> {
     let Some((_, c)) = compiled(lang) else {
         return Vec::new();
     };
@@ -825,9 +762,7 @@ pub fn opens_block(lang: Language, tree: &Tree, src: &str, byte: usize) -> bool 
         };
         if let Some(opener_end) = opener_end(block, body) {
             if opener_end <= byte
-                && src[opener_end..byte]
-                    .bytes()
-                    .all(|b| b.is_ascii_whitespace())
+                && src[opener_end..byte].bytes().all(|b| b.is_ascii_whitespace())
                 && (g.indent_blocks || byte < body.end_byte() || body_unclosed(body))
             {
                 return true;
@@ -850,9 +785,7 @@ pub fn opens_block(lang: Language, tree: &Tree, src: &str, byte: usize) -> bool 
     !leaf.is_named()
         && leaf.end_byte() <= byte
         && g.block_openers.contains(&leaf.kind())
-        && src[leaf.end_byte()..byte]
-            .bytes()
-            .all(|b| b.is_ascii_whitespace())
+        && src[leaf.end_byte()..byte].bytes().all(|b| b.is_ascii_whitespace())
         && in_error(leaf)
 }
 
@@ -894,9 +827,7 @@ fn body_unclosed(body: Node) -> bool {
 /// A body with no named children but comments.
 fn body_is_empty(body: Node) -> bool {
     let mut cursor = body.walk();
-    let empty = body
-        .named_children(&mut cursor)
-        .all(|n| n.is_extra() || n.kind().contains("comment"));
+    let empty = body.named_children(&mut cursor).all(|n| n.is_extra() || n.kind().contains("comment"));
     empty
 }
 
@@ -968,16 +899,11 @@ mod tests {
 
     /// (name, kind, start_line) of every definition.
     fn defs(lang: Language, src: &str) -> Vec<(String, String, usize)> {
-        definitions(lang, &tree(lang, src), src)
-            .into_iter()
-            .map(|d| (d.name, d.kind, d.start_line))
-            .collect()
+        definitions(lang, &tree(lang, src), src).into_iter().map(|d| (d.name, d.kind, d.start_line)).collect()
     }
 
     fn owned(v: &[(&str, &str, usize)]) -> Vec<(String, String, usize)> {
-        v.iter()
-            .map(|(a, b, l)| (a.to_string(), b.to_string(), *l))
-            .collect()
+        v.iter().map(|(a, b, l)| (a.to_string(), b.to_string(), *l)).collect()
     }
 
     const RUST_ITEMS: &str = r#"use std::fmt;
@@ -1067,14 +993,8 @@ macro_rules! square { ($x:expr) => { $x * $x } }
         assert_eq!(sig("Shape", "impl"), "impl fmt::Display for Shape");
         assert_eq!(sig("area", "method"), "fn area(&self) -> f64;");
         assert_eq!(sig("LIMIT", "constant"), "pub const LIMIT: usize = 10;");
-        assert_eq!(
-            sig("helper", "function"),
-            "pub fn helper(a: u8,\n                  b: u8) -> u8 where u8: Copy"
-        );
-        let new = definitions(Language::Rust, &t, RUST_ITEMS)
-            .into_iter()
-            .find(|d| d.name == "new")
-            .unwrap();
+        assert_eq!(sig("helper", "function"), "pub fn helper(a: u8,\n                  b: u8) -> u8 where u8: Copy");
+        let new = definitions(Language::Rust, &t, RUST_ITEMS).into_iter().find(|d| d.name == "new").unwrap();
         assert_eq!((new.start_line, new.end_line), (23, 25));
         assert!(RUST_ITEMS[new.byte_range].starts_with("pub fn new"));
     }
@@ -1125,19 +1045,10 @@ class Empty: pass
         );
         let t = tree(Language::Python, PY_ITEMS);
         let all = definitions(Language::Python, &t, PY_ITEMS);
-        let sig = |name: &str| {
-            all.iter()
-                .find(|d| d.name == name)
-                .unwrap()
-                .signature
-                .clone()
-        };
+        let sig = |name: &str| all.iter().find(|d| d.name == name).unwrap().signature.clone();
         assert_eq!(sig("Config"), "@dataclass\nclass Config:");
         assert_eq!(sig("label"), "@property\n    def label(self) -> str:");
-        assert_eq!(
-            sig("load"),
-            "def load(self, path,\n             strict=False):"
-        );
+        assert_eq!(sig("load"), "def load(self, path,\n             strict=False):");
         assert_eq!(sig("main"), "def main(argv: list[str]) -> int:");
         assert_eq!(sig("Empty"), "class Empty:");
         assert_eq!(sig("MAX_RETRIES"), "MAX_RETRIES = 3");
@@ -1149,11 +1060,7 @@ class Empty: pass
         imports(lang, &tree(lang, src), src)
             .into_iter()
             .map(|i| {
-                let words: [&str; 2] = if lang == Language::Rust {
-                    ["use", "extern"]
-                } else {
-                    ["import", "from"]
-                };
+                let words: [&str; 2] = if lang == Language::Rust { ["use", "extern"] } else { ["import", "from"] };
                 let stmt = &src[i.byte_range.clone()];
                 assert!(words.iter().any(|w| stmt.contains(w)), "{stmt}");
                 (i.start_line, i.module, i.names)
@@ -1161,16 +1068,8 @@ class Empty: pass
             .collect()
     }
 
-    fn imp(
-        line: usize,
-        module: Option<&str>,
-        names: &[&str],
-    ) -> (usize, Option<String>, Vec<String>) {
-        (
-            line,
-            module.map(str::to_string),
-            names.iter().map(|s| s.to_string()).collect(),
-        )
+    fn imp(line: usize, module: Option<&str>, names: &[&str]) -> (usize, Option<String>, Vec<String>) {
+        (line, module.map(str::to_string), names.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
@@ -1197,11 +1096,7 @@ fn f() {
                 imp(1, Some("crate::engine"), &["Engine"]),
                 imp(2, None, &["anyhow"]),
                 imp(3, Some("a::b"), &[]),
-                imp(
-                    4,
-                    Some("tree_sitter"),
-                    &["tree_sitter", "TsNode", "Query", "QueryCursor"]
-                ),
+                imp(4, Some("tree_sitter"), &["tree_sitter", "TsNode", "Query", "QueryCursor"]),
                 imp(5, Some("foo"), &["Baz"]),
                 imp(6, None, &["s"]),
                 imp(7, Some("super::x"), &["y", "z"]),
@@ -1247,16 +1142,14 @@ def f():
             .into_iter()
             .map(|s| {
                 assert!(s.byte_range.start < at && s.body_start <= s.byte_range.end);
-                assert_eq!(src[..s.body_start].trim_end().ends_with(&s.header), true);
+                assert!(src[..s.body_start].trim_end().ends_with(&s.header));
                 (s.kind, s.header)
             })
             .collect()
     }
 
     fn sc(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]
@@ -1274,76 +1167,41 @@ def f():
 "#;
         assert_eq!(
             scopes_at(Language::Rust, fixture),
-            sc(&[
-                ("closure", "|y: u8|"),
-                ("function", "pub fn bar(&self, x: u8) -> u8"),
-                ("impl", "impl Foo"),
-                ("module", "mod m"),
-            ])
+            sc(&[("closure", "|y: u8|"), ("function", "pub fn bar(&self, x: u8) -> u8"), ("impl", "impl Foo"), ("module", "mod m"),])
         );
         // Right after a closing brace: outside that function.
-        assert_eq!(
-            scopes_at(Language::Rust, "impl A {\n    fn f() {}$0\n}\n"),
-            sc(&[("impl", "impl A")])
-        );
-        assert_eq!(
-            scopes_at(Language::Rust, "fn f() {}\n$0\nfn g() {}\n"),
-            sc(&[])
-        );
+        assert_eq!(scopes_at(Language::Rust, "impl A {\n    fn f() {}$0\n}\n"), sc(&[("impl", "impl A")]));
+        assert_eq!(scopes_at(Language::Rust, "fn f() {}\n$0\nfn g() {}\n"), sc(&[]));
         // Before the item starts: not inside it.
         assert_eq!(scopes_at(Language::Rust, "$0fn f() {}\n"), sc(&[]));
         // Unclosed body while typing.
-        assert_eq!(
-            scopes_at(
-                Language::Rust,
-                "fn a() {}\nfn f(x: u8) {\n    let y = x;$0\n}\n"
-            ),
-            sc(&[("function", "fn f(x: u8)")])
-        );
+        assert_eq!(scopes_at(Language::Rust, "fn a() {}\nfn f(x: u8) {\n    let y = x;$0\n}\n"), sc(&[("function", "fn f(x: u8)")]));
     }
 
     #[test]
     fn python_enclosing_scopes() {
         let fixture = "class A(Base):\n    def f(self, x):\n        y = x\n        $0\n\ndef g():\n    pass\n";
-        assert_eq!(
-            scopes_at(Language::Python, fixture),
-            sc(&[("function", "def f(self, x):"), ("class", "class A(Base):")])
-        );
+        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("function", "def f(self, x):"), ("class", "class A(Base):")]));
         // Dedented to the class body: only the class.
         let fixture = "class A:\n    def f(self):\n        return 1\n\n    $0\n";
-        assert_eq!(
-            scopes_at(Language::Python, fixture),
-            sc(&[("class", "class A:")])
-        );
+        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("class", "class A:")]));
         // Column 0 after the class: nothing.
         let fixture = "class A:\n    def f(self):\n        return 1\n$0\n";
         assert_eq!(scopes_at(Language::Python, fixture), sc(&[]));
         // At the end of the last statement, even after a `)`.
         let fixture = "def f(a,\n      b):\n    return g(a)$0\n";
-        assert_eq!(
-            scopes_at(Language::Python, fixture),
-            sc(&[("function", "def f(a,\n      b):")])
-        );
+        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("function", "def f(a,\n      b):")]));
         // Decorated: the scope is the function itself.
         let fixture = "@cache\ndef f():\n    x = 1$0\n";
-        assert_eq!(
-            scopes_at(Language::Python, fixture),
-            sc(&[("function", "def f():")])
-        );
+        assert_eq!(scopes_at(Language::Python, fixture), sc(&[("function", "def f():")]));
     }
 
     #[test]
     fn top_level_lines() {
         let t = tree(Language::Rust, RUST_ITEMS);
-        assert_eq!(
-            top_level_item_lines(Language::Rust, &t),
-            vec![0, 2, 3, 4, 6, 7, 12, 14, 22, 28, 34, 42]
-        );
+        assert_eq!(top_level_item_lines(Language::Rust, &t), vec![0, 2, 3, 4, 6, 7, 12, 14, 22, 28, 34, 42]);
         let t = tree(Language::Python, PY_ITEMS);
-        assert_eq!(
-            top_level_item_lines(Language::Python, &t),
-            vec![0, 2, 3, 5, 20, 24]
-        );
+        assert_eq!(top_level_item_lines(Language::Python, &t), vec![0, 2, 3, 5, 20, 24]);
     }
 
     #[test]
@@ -1352,30 +1210,17 @@ def f():
         let (src, at) = cursor(src);
         let t = tree(Language::Rust, &src);
         let line1 = src.find("    let a").unwrap();
-        assert_eq!(
-            identifiers_in(Language::Rust, &t, &src, line1..at),
-            ["max", "b", "cfg", "a", "helper", "limit"]
-        );
+        assert_eq!(identifiers_in(Language::Rust, &t, &src, line1..at), ["max", "b", "cfg", "a", "helper", "limit"]);
         // The whole function: the parameter and type names too.
-        assert_eq!(
-            identifiers_in(Language::Rust, &t, &src, 0..src.len()),
-            ["max", "b", "cfg", "a", "helper", "limit", "Config", "f"]
-        );
+        assert_eq!(identifiers_in(Language::Rust, &t, &src, 0..src.len()), ["max", "b", "cfg", "a", "helper", "limit", "Config", "f"]);
         // A node cut by the range's start is left out.
         let mid = src.find("helper").unwrap() + 2;
-        assert_eq!(
-            identifiers_in(Language::Rust, &t, &src, mid..at),
-            ["max", "b", "cfg", "a"]
-        );
+        assert_eq!(identifiers_in(Language::Rust, &t, &src, mid..at), ["max", "b", "cfg", "a"]);
 
-        let src =
-            "import os\nclass A:\n    def f(self):\n        return os.path.join(self.root, name)\n";
+        let src = "import os\nclass A:\n    def f(self):\n        return os.path.join(self.root, name)\n";
         let t = tree(Language::Python, src);
         let from = src.find("return").unwrap();
-        assert_eq!(
-            identifiers_in(Language::Python, &t, src, from..src.len()),
-            ["name", "root", "self", "join", "path", "os"]
-        );
+        assert_eq!(identifiers_in(Language::Python, &t, src, from..src.len()), ["name", "root", "self", "join", "path", "os"]);
         assert!(identifiers_in(Language::PlainText, &t, src, 0..src.len()).is_empty());
     }
 
@@ -1454,9 +1299,9 @@ fn run<const N: usize>(cfg: &Config, mut count: u8, (left, right): (u8, u8)) -> 
         assert_eq!(
             bound(Language::Rust, src),
             strings(&[
-                "Area", "Circle", "Empty", "LIMIT", "N", "Point", "Shape", "T", "Unit", "a", "add", "area", "b", "cfg", "count",
-                "first", "found", "i", "item", "last", "left", "other", "p", "py", "q", "r", "radius", "right", "run", "square",
-                "total", "util", "whole", "x", "y", "z",
+                "Area", "Circle", "Empty", "LIMIT", "N", "Point", "Shape", "T", "Unit", "a", "add", "area", "b", "cfg", "count", "first",
+                "found", "i", "item", "last", "left", "other", "p", "py", "q", "r", "radius", "right", "run", "square", "total", "util",
+                "whole", "x", "y", "z",
             ])
         );
     }
@@ -1466,7 +1311,10 @@ fn run<const N: usize>(cfg: &Config, mut count: u8, (left, right): (u8, u8)) -> 
         for name in ["input", "print", "len", "range", "str", "int", "list", "dict", "open", "sorted", "map", "count"] {
             assert!(is_builtin(Language::Python, name), "{name}");
         }
-        for name in ["Vec", "String", "Option", "Some", "None", "Ok", "Err", "Box", "println", "format", "len", "push", "iter", "map", "collect", "unwrap", "clone"] {
+        for name in [
+            "Vec", "String", "Option", "Some", "None", "Ok", "Err", "Box", "println", "format", "len", "push", "iter", "map", "collect",
+            "unwrap", "clone",
+        ] {
             assert!(is_builtin(Language::Rust, name), "{name}");
         }
         for name in ["helper", "compute_tax", "main", "solve", "Config", "new", "#"] {
@@ -1493,10 +1341,7 @@ fn run<const N: usize>(cfg: &Config, mut count: u8, (left, right): (u8, u8)) -> 
         assert!(opens(r, "fn f() {\n    if x {\n        $0\n    }\n}\n"));
         assert!(opens(r, "fn f() {\n    for i in 0..3 {$0\n}\n"));
         assert!(opens(r, "impl A {\n    $0\n}\n"));
-        assert!(opens(
-            r,
-            "fn f(x: u8) {\n    match x {\n        $0\n    }\n}\n"
-        ));
+        assert!(opens(r, "fn f(x: u8) {\n    match x {\n        $0\n    }\n}\n"));
         // Unclosed at the end of the file: the parser gives up (ERROR).
         assert!(opens(r, "fn a() {}\nfn f() {\n    $0"));
         // Not after an opener.
@@ -1514,10 +1359,7 @@ fn run<const N: usize>(cfg: &Config, mut count: u8, (left, right): (u8, u8)) -> 
         let p = Language::Python;
         assert!(opens(p, "def f():$0"));
         assert!(opens(p, "def f():\n    $0"));
-        assert!(opens(
-            p,
-            "def f(a, b) -> int:\n    $0\n\ndef g():\n    pass\n"
-        ));
+        assert!(opens(p, "def f(a, b) -> int:\n    $0\n\ndef g():\n    pass\n"));
         assert!(opens(p, "x = 1\nif x:$0\n"));
         assert!(opens(p, "for i in range(3):\n    $0\nprint(1)\n"));
         assert!(opens(p, "class A:\n    def f(self):\n        $0\n"));
