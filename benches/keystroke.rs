@@ -8,9 +8,9 @@
 
 use locode::complete::{self, Spot};
 use locode::config::{CompletionConfig, EngineConfig};
-use locode::context::plan;
 use locode::documents::{Change, Document, Encoding, Pos};
 use locode::engine::{CancelToken, Engine};
+use locode::session::Session;
 use locode::syntax::Language;
 use std::time::Instant;
 
@@ -30,7 +30,7 @@ async fn main() {
     // The cursor: the end of the last line of the file's last `return` statement, mid-line.
     let line = text.lines().enumerate().filter(|(_, l)| l.trim_start().starts_with("return ")).map(|(i, _)| i).last().unwrap();
     let col = text.lines().nth(line).unwrap().find("return ").unwrap() + "return ".len();
-    let mut doc = Document::new(&text, 1, Language::Python);
+    let mut doc = Session::new(Document::new(&text, 1, Language::Python));
     for step in 0..2 {
         if step == 1 {
             let ch = text.lines().nth(line).unwrap()[col..].chars().next().unwrap_or('x');
@@ -41,8 +41,7 @@ async fn main() {
             );
         }
         let cursor = doc.rope.line_to_char(line) + col + step;
-        let anchor = plan(&mut doc, cursor, &cfg);
-        let snap = doc.snapshot();
+        let (snap, anchor) = doc.plan(cursor, &cfg, None);
         let t = Instant::now();
         let s =
             complete::suggest(&engine, &family, "bench", &Spot { snap: &snap, cursor, anchor }, &cfg, CancelToken::new()).await.unwrap();
@@ -61,10 +60,9 @@ async fn main() {
 
     // Opened again in another slot: the warm-up runs first (in the server it
     // starts at the first pause), then the first completion comes.
-    let mut doc = Document::new(&text, 1, Language::Python);
+    let mut doc = Session::new(Document::new(&text, 1, Language::Python));
     let cursor = doc.rope.line_to_char(line) + col;
-    let anchor = plan(&mut doc, cursor, &cfg);
-    let snap = doc.snapshot();
+    let (snap, anchor) = doc.plan(cursor, &cfg, None);
     let spot = Spot { snap: &snap, cursor, anchor };
     let t = Instant::now();
     let warmed = complete::warm(&engine, &family, "opened", &spot, &cfg).await;

@@ -144,8 +144,7 @@ impl Locode {
         let slot = format!("file:///quality/{}.{}", task.set.key(), if task.lang == Lang::Rust { "rs" } else { "py" });
         let mut doc = Document::new(&task.doc, 1, lang);
         let cursor = doc.rope.byte_to_char(task.cursor);
-        let anchor = choose_anchor(doc.anchor, cursor, &doc.rope, cfg.middle_chars);
-        doc.anchor = Some(anchor);
+        let anchor = choose_anchor(None, cursor, &doc.rope, cfg.middle_chars);
         let snap = doc.snapshot();
         let spot = Spot { snap: &snap, cursor, anchor };
         let mode = format!("{:?}", complete::prepare(&self.family, &spot, cfg).0.mode);

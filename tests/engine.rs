@@ -3,9 +3,9 @@
 
 use locode::complete::{self, Spot};
 use locode::config::{CompletionConfig, EngineConfig};
-use locode::context::plan;
 use locode::documents::{Change, Document, Encoding, Pos};
 use locode::engine::{CancelToken, Engine, Generation};
+use locode::session::Session;
 use locode::syntax::Language;
 
 fn source() -> String {
@@ -19,10 +19,9 @@ fn source() -> String {
     text
 }
 
-async fn run(engine: &Engine, family: &locode::prompt::Family, slot: &str, doc: &mut Document, cursor: usize) -> (String, Generation) {
+async fn run(engine: &Engine, family: &locode::prompt::Family, slot: &str, doc: &mut Session, cursor: usize) -> (String, Generation) {
     let cfg = CompletionConfig::default();
-    let anchor = plan(doc, cursor, &cfg);
-    let snap = doc.snapshot();
+    let (snap, anchor) = doc.plan(cursor, &cfg, None);
     let spot = Spot { snap: &snap, cursor, anchor };
     let s = complete::suggest(engine, family, slot, &spot, &cfg, CancelToken::new()).await.unwrap();
     (s.text, s.stats)
@@ -34,7 +33,7 @@ async fn keystrokes_reuse_the_cache_exactly() {
     let (_, family) = engine.load(EngineConfig::default(), |_| {}).await.expect("model loads (run `make model`)");
     let text = source();
     let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() as u32 + 1;
-    let mut doc = Document::new(&text, 1, Language::Python);
+    let mut doc = Session::new(Document::new(&text, 1, Language::Python));
     let typed = "return math.sqrt((x2 - x1) ** 2 + ";
     let mut col = 4u32;
     let mut results = Vec::new();
@@ -93,8 +92,8 @@ async fn speculative_decoding_keeps_greedy_output_identical() {
     let body = text.lines().count() - 1;
     let mut accepted = 0;
     for (line, col) in [(body, 4), (body, 0)] {
-        let mut a = Document::new(&text, 1, Language::Python);
-        let mut b = Document::new(&text, 1, Language::Python);
+        let mut a = Session::new(Document::new(&text, 1, Language::Python));
+        let mut b = Session::new(Document::new(&text, 1, Language::Python));
         let cursor = a.rope.line_to_char(line) + col;
         let (ta, ga) = run(&spec, &family, "spec", &mut a, cursor).await;
         let (tb, gb) = run(&plain, &family, "plain", &mut b, cursor).await;
@@ -157,9 +156,9 @@ async fn documents_keep_their_own_cache_with_lru_eviction() {
             text.push_str(&format!("def {name}_{i}(values):\n    return [v + {i} for v in values]\n\n\n"));
         }
         text.push_str(&format!("def {name}_total(values):\n    return sum(\n"));
-        let mut doc = Document::new(&text, 1, Language::Python);
+        let mut doc = Session::new(Document::new(&text, 1, Language::Python));
         let cursor = doc.rope.line_to_char(doc.rope.len_lines() - 2) + "    return sum(".len();
-        doc.anchor = None;
+        doc.layout.anchor = None;
         (doc, cursor)
     };
     let (mut a, ca) = file("alpha");
@@ -193,11 +192,10 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
     let (_, family) = engine.load(EngineConfig::default(), |_| {}).await.expect("model loads");
     let text = source();
     let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() + 1;
-    let mut doc = Document::new(&text, 1, Language::Python);
+    let mut doc = Session::new(Document::new(&text, 1, Language::Python));
     let cursor = doc.rope.line_to_char(line) + 4;
     let cfg = CompletionConfig { early_answer_ms: 1, ..Default::default() };
-    let anchor = plan(&mut doc, cursor, &cfg);
-    let snap = doc.snapshot();
+    let (snap, anchor) = doc.plan(cursor, &cfg, None);
     let spot = Spot { snap: &snap, cursor, anchor };
 
     let (shown, rest) =

@@ -256,11 +256,12 @@ mod tests {
         index.build();
 
         let mut doc = Document::new(main, 1, Language::Python);
+        let mut layout = context::Layout::default();
         let cfg = CompletionConfig::default();
         let line = 5;
         let cursor = doc.rope.line_to_char(line) + "    return amount + ".len();
-        let anchor = context::plan(&mut doc, cursor, &cfg);
-        let window = doc.window.unwrap();
+        let anchor = context::plan(&mut doc, &mut layout, cursor, &cfg);
+        let window = layout.window.unwrap();
         let cf = cross_file(&index, &root.join("main.py"), &doc.snapshot(), cursor, window, cfg.cross_file_chars);
         assert_eq!(cf.repo, "shop");
         assert_eq!(cf.path, "main.py");
@@ -268,10 +269,10 @@ mod tests {
         assert_eq!(cf.chunks[0].0, "billing/tax.py");
         assert!(cf.chunks[0].1.contains("def compute_tax(amount, rate):"), "{:?}", cf.chunks);
         assert!(!cf.chunks[0].1.contains("unrelated"), "only the names used: {:?}", cf.chunks);
-        doc.cross_file = Some(std::sync::Arc::new(cf));
+        layout.cross_file = Some(std::sync::Arc::new(cf));
 
         let family = crate::prompt::by_name("qwen2.5-coder").unwrap();
-        let snap = doc.snapshot();
+        let snap = layout.snapshot(&mut doc);
         let (_, pieces) = prepare(&family, &Spot { snap: &snap, cursor, anchor }, &cfg);
         let head: Vec<String> = pieces
             .iter()
@@ -291,14 +292,17 @@ mod tests {
         assert_eq!(head[6], "<|fim_prefix|>");
 
         // Typing on: same window, so the same text leads the prompt.
-        doc.apply_versioned(
+        let edits = doc.apply_versioned(
             2,
             vec![Change { range: Some((Pos::new(line as u32, 20), Pos::new(line as u32, 20))), text: "ta".into() }],
             Encoding::Utf16,
         );
-        let anchor2 = context::plan(&mut doc, cursor + 2, &cfg);
-        assert_eq!(doc.window, Some(window));
-        let snap2 = doc.snapshot();
+        for e in edits {
+            layout.edited(e.start);
+        }
+        let anchor2 = context::plan(&mut doc, &mut layout, cursor + 2, &cfg);
+        assert_eq!(layout.window, Some(window));
+        let snap2 = layout.snapshot(&mut doc);
         let (_, pieces2) = prepare(&family, &Spot { snap: &snap2, cursor: cursor + 2, anchor: anchor2 }, &cfg);
         assert_eq!(pieces2[..7], pieces[..7]);
     }
@@ -327,8 +331,9 @@ mod tests {
         let mut doc = Document::new(text, 1, Language::Python);
         let cfg = CompletionConfig::default();
         let cursor = doc.rope.line_to_char(8) + "    return ".len();
-        context::plan(&mut doc, cursor, &cfg);
-        let window = doc.window.unwrap();
+        let mut layout = context::Layout::default();
+        context::plan(&mut doc, &mut layout, cursor, &cfg);
+        let window = layout.window.unwrap();
         let cf = cross_file(&index, &root.join("t3.py"), &doc.snapshot(), cursor, window, cfg.cross_file_chars);
         assert_eq!(cf.chunks, Vec::<(String, String)>::new());
     }

@@ -2,9 +2,10 @@
 //! around the cursor and whether a single line or a block is wanted. Pure.
 
 use crate::config::CompletionConfig;
-use crate::documents::{Document, Snapshot};
+use crate::documents::{CrossFile, Document, Snapshot};
 use crate::syntax::Language;
 use ropey::Rope;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -81,15 +82,56 @@ pub fn choose_anchor(current: Option<usize>, cursor: usize, rope: &Rope, budget:
 /// then, and a move costs one full evaluation of the prompt.
 const WINDOW_STRETCH: f64 = 1.5;
 
+/// What completion keeps of a document's prompt between requests (a
+/// session holds it): kept while the user types so the cached prompt stays
+/// valid, dropped by edits above it (`edited`).
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// The prompt anchor (char index); cleared by any edit that starts
+    /// before it.
+    pub anchor: Option<usize>,
+    /// The first char of the prompt's prefix window (a line start); cleared
+    /// by any edit that starts before it.
+    pub window: Option<usize>,
+    /// What leads a window that starts below the top of the file (imports,
+    /// enclosing headers), with the window start it was made for: the text
+    /// above the window cannot change while the window stays.
+    pub header: Option<(usize, Arc<str>)>,
+    /// Definitions from other files shown ahead of the prompt, chosen for
+    /// the window they were picked at and kept while it stays.
+    pub cross_file: Option<Arc<CrossFile>>,
+}
+
+impl Layout {
+    /// An edit of the text from char `start` on (in the text before it).
+    pub fn edited(&mut self, start: usize) {
+        if self.anchor.is_some_and(|a| start < a) {
+            self.anchor = None;
+        }
+        if self.window.is_some_and(|w| start < w) {
+            // The text above the window changed: what was picked for it goes too.
+            self.window = None;
+            self.header = None;
+            self.cross_file = None;
+        }
+    }
+
+    /// A snapshot of the document for a request, with this layout's window,
+    /// header and cross-file picks.
+    pub fn snapshot(&self, doc: &mut Document) -> Snapshot {
+        Snapshot { window: self.window, cross_file: self.cross_file.clone(), header: self.header.clone(), ..doc.snapshot() }
+    }
+}
+
 /// Chooses the prompt anchor and the prefix window for a request at
-/// `cursor`, keeping the document's current ones where they still serve, and
-/// remembers them in the document. Returns the anchor.
-pub fn plan(doc: &mut Document, cursor: usize, cfg: &CompletionConfig) -> usize {
+/// `cursor`, keeping the layout's current ones where they still serve, and
+/// remembers them in the layout. Returns the anchor.
+pub fn plan(doc: &mut Document, layout: &mut Layout, cursor: usize, cfg: &CompletionConfig) -> usize {
     let cursor = cursor.min(doc.rope.len_chars());
-    let anchor = choose_anchor(doc.anchor, cursor, &doc.rope, cfg.middle_chars);
-    doc.anchor = Some(anchor);
-    let window = choose_window(doc.window, anchor, &doc.rope, cfg);
-    doc.window = Some(window);
+    let anchor = choose_anchor(layout.anchor, cursor, &doc.rope, cfg.middle_chars);
+    layout.anchor = Some(anchor);
+    let window = choose_window(layout.window, anchor, &doc.rope, cfg);
+    layout.window = Some(window);
     // What is made from the syntax tree for more than this keystroke (the
     // window's header), or decides the answer's shape (the open-line
     // checks), waits for a reparse that went to the background; the tree
@@ -98,10 +140,10 @@ pub fn plan(doc: &mut Document, cursor: usize, cfg: &CompletionConfig) -> usize 
         doc.exact_tree();
     }
     // The window's header, once per window (not per keystroke).
-    if doc.header.as_ref().is_none_or(|(w, _)| *w != window) {
+    if layout.header.as_ref().is_none_or(|(w, _)| *w != window) {
         doc.exact_tree();
         let header = far_header(&doc.snapshot(), window, cursor);
-        doc.header = Some((window, header.into()));
+        layout.header = Some((window, header.into()));
     }
     anchor
 }
@@ -426,33 +468,37 @@ mod tests {
         }
         let cfg = CompletionConfig { prefix_lines: 100, ..Default::default() };
         let mut doc = Document::new(&text, 1, Language::Python);
+        let mut layout = Layout::default();
         let line = 395;
         let cursor = doc.rope.line_to_char(line);
-        let anchor = plan(&mut doc, cursor, &cfg);
-        let w = doc.window.unwrap();
+        let anchor = plan(&mut doc, &mut layout, cursor, &cfg);
+        let w = layout.window.unwrap();
         // 100 lines up is line 295, inside f29 (lines 290..300): the window
         // starts at the next function.
         assert_eq!(doc.rope.char_to_line(w), 300);
         assert!(doc.rope.line(300).to_string().starts_with("def f30"));
-        let c = build(&doc.snapshot(), cursor, anchor, &cfg);
+        let c = build(&layout.snapshot(&mut doc), cursor, anchor, &cfg);
         assert!(c.prefix.starts_with("def f30(x):\n"), "{}", &c.prefix[..20]);
 
         // Typing 40 new lines below keeps the window (and the cached prompt).
         for k in 0..40 {
             let l = (line + k) as u32;
-            doc.apply(Change { range: Some((Pos::new(l, 0), Pos::new(l, 0))), text: "    y = 1\n".into() }, Encoding::Utf16);
+            let e = doc.apply(Change { range: Some((Pos::new(l, 0), Pos::new(l, 0))), text: "    y = 1\n".into() }, Encoding::Utf16);
+            layout.edited(e.start);
             let cursor = doc.rope.line_to_char(line + k + 1);
-            plan(&mut doc, cursor, &cfg);
-            assert_eq!(doc.window, Some(w), "moved after {k} lines");
+            plan(&mut doc, &mut layout, cursor, &cfg);
+            assert_eq!(layout.window, Some(w), "moved after {k} lines");
         }
         // Far below (past 1.5 x 100 lines): a new window.
         let cursor = doc.rope.line_to_char(doc.rope.len_lines() - 1);
-        doc.anchor = None;
-        plan(&mut doc, cursor, &cfg);
-        assert!(doc.window.unwrap() > w);
-        // An edit before the window clears it.
-        doc.apply(Change { range: Some((Pos::new(0, 0), Pos::new(0, 0))), text: "# hi\n".into() }, Encoding::Utf16);
-        assert_eq!(doc.window, None);
+        layout.anchor = None;
+        plan(&mut doc, &mut layout, cursor, &cfg);
+        assert!(layout.window.unwrap() > w);
+        // An edit before the window clears it, and what was picked for it.
+        let e = doc.apply(Change { range: Some((Pos::new(0, 0), Pos::new(0, 0))), text: "# hi\n".into() }, Encoding::Utf16);
+        layout.edited(e.start);
+        assert_eq!(layout.window, None);
+        assert!(layout.header.is_none() && layout.anchor.is_none());
     }
 
     #[test]
@@ -484,8 +530,9 @@ mod tests {
         let mut doc = Document::new(&text, 1, Language::Python);
         let cfg = CompletionConfig::default();
         let cursor = doc.rope.line_to_char(306) - 1;
-        let anchor = plan(&mut doc, cursor, &cfg);
-        let c = build(&doc.snapshot(), cursor, anchor, &cfg);
+        let mut layout = Layout::default();
+        let anchor = plan(&mut doc, &mut layout, cursor, &cfg);
+        let c = build(&layout.snapshot(&mut doc), cursor, anchor, &cfg);
         assert!(c.window_start > 0);
         assert!(
             c.prefix.starts_with(
@@ -498,8 +545,9 @@ mod tests {
         let small = "import os\n\ndef f():\n    return os.sep\n";
         let mut doc = Document::new(small, 1, Language::Python);
         let cursor = small.len() - 1;
-        let anchor = plan(&mut doc, cursor, &cfg);
-        assert!(build(&doc.snapshot(), cursor, anchor, &cfg).prefix.starts_with("import os\n\ndef f():"));
+        let mut layout = Layout::default();
+        let anchor = plan(&mut doc, &mut layout, cursor, &cfg);
+        assert!(build(&layout.snapshot(&mut doc), cursor, anchor, &cfg).prefix.starts_with("import os\n\ndef f():"));
     }
 
     #[test]
@@ -552,20 +600,21 @@ mod tests {
         // middle of a line: the window's header waits for the tree...
         edit(&mut doc, 2, 0, 0, 0, "# x\n");
         let mid = doc.rope.line_to_char(1002) + 8; // `return a| + b`, far below the top
-        plan(&mut doc, mid, &cfg);
+        let mut layout = Layout::default();
+        plan(&mut doc, &mut layout, mid, &cfg);
         assert!(doc.tree_is_current(), "a new window's header is made from the current tree");
         // ...a keystroke that keeps the window does not (here a string
         // opened below the cursor).
         edit(&mut doc, 3, 1100, 0, 0, "'''");
-        plan(&mut doc, mid, &cfg);
+        plan(&mut doc, &mut layout, mid, &cfg);
         let _ = doc.snapshot();
         assert!(!doc.tree_is_current(), "a mid-line request goes on with the previous tree");
         // An open line in a body does: its scope and shape come from the tree.
         edit(&mut doc, 4, 1100, 0, 3, "");
         let open = doc.rope.len_chars() - 1;
-        plan(&mut doc, open, &cfg);
+        plan(&mut doc, &mut layout, open, &cfg);
         assert!(doc.tree_is_current(), "the open-line checks use the current tree");
-        let c = build(&doc.snapshot(), open, open, &cfg);
+        let c = build(&layout.snapshot(&mut doc), open, open, &cfg);
         assert_eq!(c.scope_indent, Some(4), "inside `def m`");
         assert!(matches!(c.mode, Mode::Block { .. }), "{:?}", c.mode);
     }

@@ -146,24 +146,6 @@ pub struct Document {
     parser: Option<Parser>,
     tree: Option<Tree>,
     tree_stale: bool,
-    /// The prompt anchor (char index) the completions of this document use;
-    /// cleared by any edit that starts before it.
-    pub anchor: Option<usize>,
-    /// The first char of the prompt's prefix window (a line start), kept
-    /// while the user types so the cached prompt stays valid; cleared by any
-    /// edit that starts before it.
-    pub window: Option<usize>,
-    /// Definitions from other files shown ahead of the prompt, chosen for
-    /// the window they were picked at and kept while it stays (so the
-    /// cached prompt stays valid).
-    pub cross_file: Option<Arc<CrossFile>>,
-    /// What leads a window that starts below the top of the file (imports,
-    /// enclosing headers), with the window start it was made for: the text
-    /// above the window cannot change while the window stays.
-    pub header: Option<(usize, Arc<str>)>,
-    /// The last suggestion shown, for answering typed-through requests;
-    /// cleared by any edit that starts before its cursor.
-    pub last_suggestion: Option<ShownSuggestion>,
     /// How long `tree` may reparse before the parse moves to the background
     /// (see `PARSE_BUDGET`).
     pub parse_budget: Duration,
@@ -198,19 +180,13 @@ impl Drop for Document {
     }
 }
 
-/// A suggestion as it was shown: the cursor it was for and its text. Edits
-/// since then have all been within `cursor..typed_end` (what the user typed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShownSuggestion {
-    pub cursor: usize,
-    pub text: String,
-    pub typed_end: usize,
-}
-
-impl ShownSuggestion {
-    pub fn new(cursor: usize, text: String) -> Self {
-        ShownSuggestion { cursor, text, typed_end: cursor }
-    }
+/// What one change did: it replaced chars `start..end` of the text before
+/// it with `inserted` chars (for those that keep positions in the text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edit {
+    pub start: usize,
+    pub end: usize,
+    pub inserted: usize,
 }
 
 /// An immutable view of a document for a request (cheap: the rope is shared).
@@ -220,13 +196,14 @@ pub struct Snapshot {
     pub version: i32,
     pub language: Language,
     pub tree: Option<Tree>,
-    /// The document's prefix window start, see `Document::window`.
+    /// The prompt's prefix window start, see `context::Layout` (None in a
+    /// snapshot of the text alone).
     pub window: Option<usize>,
     pub cross_file: Option<Arc<CrossFile>>,
     pub header: Option<(usize, Arc<str>)>,
 }
 
-/// Text from other files for the prompt (see `Document::cross_file`).
+/// Text from other files for the prompt (see `context::Layout::cross_file`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CrossFile {
     /// The window start it was chosen for.
@@ -249,11 +226,6 @@ impl Document {
             parser,
             tree: None,
             tree_stale: true,
-            anchor: None,
-            window: None,
-            cross_file: None,
-            header: None,
-            last_suggestion: None,
             parse_budget: PARSE_BUDGET,
             background: None,
         }
@@ -265,18 +237,18 @@ impl Document {
 
     /// Applies the changes of one `didChange` in arrival order (the LSP layer
     /// handles notifications in order, synchronously) and records the version.
-    pub fn apply_versioned(&mut self, version: i32, changes: Vec<Change>, enc: Encoding) {
+    /// Returns what each change did, in order.
+    pub fn apply_versioned(&mut self, version: i32, changes: Vec<Change>, enc: Encoding) -> Vec<Edit> {
         if version <= self.version {
             tracing::warn!(version, current = self.version, "didChange version did not increase");
         }
-        for c in changes {
-            self.apply(c, enc);
-        }
+        let edits = changes.into_iter().map(|c| self.apply(c, enc)).collect();
         self.version = version;
+        edits
     }
 
     /// Applies one content change.
-    pub fn apply(&mut self, change: Change, enc: Encoding) {
+    pub fn apply(&mut self, change: Change, enc: Encoding) -> Edit {
         let (start, end) = match change.range {
             None => (0, self.rope.len_chars()),
             Some((a, b)) => {
@@ -285,23 +257,7 @@ impl Document {
                 (s.min(e), s.max(e))
             }
         };
-        if self.anchor.is_some_and(|a| start < a) {
-            self.anchor = None;
-        }
-        if self.window.is_some_and(|w| start < w) {
-            // The text above the window changed: what was picked for it goes too.
-            self.window = None;
-            self.header = None;
-            self.cross_file = None;
-        }
-        if let Some(s) = self.last_suggestion.as_mut() {
-            if start < s.cursor || end > s.typed_end {
-                // An edit before the suggestion or into the text after it.
-                self.last_suggestion = None;
-            } else {
-                s.typed_end = s.typed_end - (end - start) + change.text.chars().count();
-            }
-        }
+        let done = Edit { start, end, inserted: change.text.chars().count() };
         let start_byte = self.rope.char_to_byte(start);
         let old_end_byte = self.rope.char_to_byte(end);
         let start_position = point_at(&self.rope, start_byte);
@@ -335,6 +291,7 @@ impl Document {
             }
         }
         self.tree_stale = true;
+        done
     }
 
     /// The syntax tree, reparsed incrementally from the rope if edits came in
@@ -452,20 +409,8 @@ impl Document {
         }
     }
 
-    /// If the text typed since `last_suggestion` was shown is the start of
-    /// that suggestion, the rest of it (typed-through: no model run needed).
-    pub fn typed_through(&self, cursor: usize) -> Option<String> {
-        let s = self.last_suggestion.as_ref()?;
-        // (At the suggestion's own cursor, with nothing typed: all of it, as
-        // when the client asks again once the rest of an early answer is in.)
-        if cursor < s.cursor || cursor != s.typed_end {
-            return None;
-        }
-        let typed: String = self.rope.slice(s.cursor..cursor).chars().collect();
-        let rest = s.text.strip_prefix(typed.as_str())?;
-        (!rest.trim().is_empty()).then(|| rest.to_string())
-    }
-
+    /// A snapshot of the text (with no prompt layout: see
+    /// `context::Layout::snapshot`).
     pub fn snapshot(&mut self) -> Snapshot {
         let tree = self.tree().cloned();
         Snapshot {
@@ -473,9 +418,9 @@ impl Document {
             version: self.version,
             language: self.language,
             tree,
-            window: self.window,
-            cross_file: self.cross_file.clone(),
-            header: self.header.clone(),
+            window: None,
+            cross_file: None,
+            header: None,
         }
     }
 }
@@ -573,33 +518,6 @@ mod tests {
         assert_eq!(doc.text(), "s = \"é漢\"\n");
         let fresh = Document::new(&doc.text(), 0, Language::Python).tree().unwrap().root_node().to_sexp();
         assert_eq!(doc.tree().unwrap().root_node().to_sexp(), fresh);
-    }
-
-    #[test]
-    fn typed_through_and_anchor_invalidation() {
-        let mut doc = Document::new("x = \ny = 2\n", 1, Language::Python);
-        doc.anchor = Some(0);
-        doc.last_suggestion = Some(ShownSuggestion::new(4, "compute(1)".into()));
-        assert_eq!(doc.typed_through(4).as_deref(), Some("compute(1)"), "asked again where it was shown");
-        assert_eq!(doc.typed_through(3), None);
-        doc.apply_versioned(2, vec![ch(0, 4, 0, 4, "com")], Encoding::Utf16);
-        assert_eq!(doc.typed_through(7).as_deref(), Some("pute(1)"));
-        assert_eq!(doc.anchor, Some(0), "an edit after the anchor keeps it");
-        // Typing something else: no typed-through.
-        doc.apply_versioned(3, vec![ch(0, 7, 0, 7, "X")], Encoding::Utf16);
-        assert_eq!(doc.typed_through(8), None);
-        // Backspace over it: typed-through again.
-        doc.apply_versioned(4, vec![ch(0, 7, 0, 8, "")], Encoding::Utf16);
-        assert_eq!(doc.typed_through(7).as_deref(), Some("pute(1)"));
-        // An edit after the cursor changes the suffix: no typed-through.
-        doc.apply_versioned(5, vec![ch(1, 4, 1, 5, "3")], Encoding::Utf16);
-        assert_eq!(doc.typed_through(7), None);
-        assert_eq!(doc.last_suggestion, None);
-        // An edit before the anchor or the suggestion clears them.
-        doc.anchor = Some(4);
-        doc.apply_versioned(6, vec![ch(0, 0, 0, 1, "z")], Encoding::Utf16);
-        assert_eq!(doc.anchor, None);
-        assert_eq!(doc.last_suggestion, None);
     }
 
     #[test]

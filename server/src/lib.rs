@@ -1,8 +1,9 @@
 //! locode: private, offline AI code completion as a language server.
 //!
-//! Data flows one way: `lsp` -> `documents` -> `context` -> `prompt` ->
-//! `engine` -> `postprocess` -> `lsp`. Only `lsp` knows the protocol and only
-//! `engine` links llama.cpp; the modules between are pure.
+//! Data flows one way: `lsp` -> `session` (a document and its completion
+//! state) -> `context` -> `prompt` -> `engine` -> `postprocess` -> `lsp`.
+//! Only `lsp` knows the protocol and only `engine` links llama.cpp; the
+//! modules between are pure.
 
 pub mod commands;
 pub mod complete;
@@ -14,4 +15,5 @@ pub mod index;
 pub mod lsp;
 pub mod postprocess;
 pub mod prompt;
+pub mod session;
 pub mod syntax;

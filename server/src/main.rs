@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use locode::config::{self, Config};
 use locode::documents::Document;
 use locode::engine::{self, CancelToken, Engine};
+use locode::session::{Prepared, Session};
 use locode::syntax::Language;
 
 #[derive(Parser)]
@@ -92,7 +93,7 @@ async fn complete(at: &str, json: bool, config: Config) -> anyhow::Result<()> {
     let (path, line, col) = parse_at(at)?;
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-    let mut doc = Document::new(&text, 0, Language::from_path(&path));
+    let doc = Document::new(&text, 0, Language::from_path(&path));
     if line > doc.rope.len_lines() {
         bail!("{} has {} lines; line {line} is past the end", path.display(), doc.rope.len_lines());
     }
@@ -104,13 +105,17 @@ async fn complete(at: &str, json: bool, config: Config) -> anyhow::Result<()> {
     let cursor = line_start + col - 1;
     let engine = Engine::spawn();
     let (_info, family) = engine.load(config.engine.clone(), |_| {}).await?;
-    let anchor = locode::context::plan(&mut doc, cursor, &config.completion);
-    let snap = doc.snapshot();
+    // The server's path for a request: the session plans the prompt, the
+    // pipeline runs it. Like a client that does not ask again, no early
+    // answer (it would never see the rest).
+    let cfg = locode::config::CompletionConfig { early_answer_ms: 0, ..config.completion };
+    let mut session = Session::new(doc);
+    let Prepared::Fresh { snap, anchor } = session.prepare(cursor, &cfg, None) else { unreachable!("nothing was shown") };
     let key = path.display().to_string();
     let spot = locode::complete::Spot { snap: &snap, cursor, anchor };
-    let s = locode::complete::suggest(&engine, &family, &key, &spot, &config.completion, CancelToken::new()).await;
+    let s = locode::complete::suggest_early(&engine, &family, &key, &spot, &cfg, CancelToken::new(), CancelToken::new()).await;
     engine.shutdown();
-    let s = s?;
+    let (s, _) = s?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {

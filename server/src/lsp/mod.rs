@@ -14,10 +14,11 @@ use crate::complete::{self, Suggestion};
 use crate::config::CompletionConfig;
 use crate::config::Config;
 use crate::context;
-use crate::documents::{self, Change, Document, Encoding, Pos, ShownSuggestion, Snapshot};
+use crate::documents::{self, Change, Document, Encoding, Pos, Snapshot};
 use crate::engine::{CancelOnDrop, CancelToken, Engine, Generation, ModelInfo};
 use crate::index::{IndexLimits, WorkspaceIndex};
 use crate::prompt::Family;
+use crate::session::{Prepared, Session, ShownSuggestion, Workspace};
 use crate::syntax::Language;
 
 mod commands;
@@ -40,31 +41,24 @@ enum ModelState {
 }
 
 struct State {
-    docs: Mutex<HashMap<String, Document>>,
+    /// The open documents, each with its completion session (one removal
+    /// closes both).
+    docs: Mutex<HashMap<String, Session>>,
     encoding: RwLock<Encoding>,
     config: RwLock<Config>,
     model: RwLock<ModelState>,
-    /// The newest completion request per document; a newer one cancels it.
-    inflight: Mutex<HashMap<String, CancelToken>>,
-    /// When the last completion request per document arrived (burst hold).
-    last_request: Mutex<HashMap<String, Instant>>,
     engine: Engine,
     client_progress: RwLock<bool>,
     /// The client asks again on `locode/suggestionReady` (it says so with
     /// `capabilities.experimental.locode.suggestionReady`): only such a
     /// client is given early answers, since no other ever sees their rest.
     client_asks_again: RwLock<bool>,
-    /// Statistics of the last completion per document (`locode/lastStats`).
-    last_stats: Mutex<HashMap<String, crate::engine::Generation>>,
     /// Reports a remote completion engine's failures once per kind.
     remote_errors: crate::commands::remote::ErrorLatch,
     /// Background cache warm-ups that ran to the end (`locode/status`).
     warmups: std::sync::atomic::AtomicUsize,
     /// Early answers whose rest was generated and offered (`locode/status`).
     continued: std::sync::atomic::AtomicUsize,
-    /// Per document, the token that stops the background rest of its last
-    /// early answer.
-    continuations: Mutex<HashMap<String, CancelToken>>,
     /// Definitions of the workspace's files, for cross-file context; built
     /// in the background after `initialize`.
     index: RwLock<Option<Arc<WorkspaceIndex>>>,
@@ -73,22 +67,11 @@ struct State {
 }
 
 impl State {
-    /// Picks the definitions from other files for the document's prompt
-    /// when its window has none yet (a new window, or the first request):
-    /// they stay until the window moves, so the cached prompt stays valid.
-    fn refresh_cross_file(&self, uri: &Uri, doc: &mut Document, cursor: usize, cfg: &CompletionConfig) {
-        let Some(window) = doc.window else { return };
-        if cfg.cross_file_chars == 0 || doc.cross_file.as_ref().is_some_and(|c| c.window == window) {
-            return;
-        }
-        let Some(index) = self.index.read().unwrap().clone() else { return };
-        let Some(path) = uri.to_file_path() else { return };
-        // Picked for the whole window: from the tree as the text is now.
-        doc.exact_tree();
-        let snap = doc.snapshot();
-        let cf = complete::cross_file(&index, &path, &snap, cursor, window, cfg.cross_file_chars);
-        tracing::debug!(files = cf.chunks.len(), chars = cf.chunks.iter().map(|c| c.1.len()).sum::<usize>(), "cross-file context");
-        doc.cross_file = Some(Arc::new(cf));
+    /// The workspace index and the document's file, for cross-file context
+    /// (None without an index or for a URI that is not a file).
+    fn workspace(&self, uri: &Uri) -> Option<(Arc<WorkspaceIndex>, std::path::PathBuf)> {
+        let index = self.index.read().unwrap().clone()?;
+        Some((index, uri.to_file_path()?.into_owned()))
     }
 }
 
@@ -118,16 +101,12 @@ where
             encoding: RwLock::new(Encoding::Utf16),
             config: RwLock::new(config),
             model: RwLock::new(ModelState::Loading),
-            inflight: Mutex::new(HashMap::new()),
-            last_request: Mutex::new(HashMap::new()),
             engine,
             client_progress: RwLock::new(false),
             client_asks_again: RwLock::new(false),
-            last_stats: Mutex::new(HashMap::new()),
             remote_errors: Default::default(),
             warmups: Default::default(),
             continued: Default::default(),
-            continuations: Default::default(),
             index: RwLock::new(None),
             reindex_pending: Mutex::new(Default::default()),
         }),
@@ -241,8 +220,8 @@ impl Backend {
         };
         // Suggestions made under the old settings are not offered again.
         if changed {
-            for doc in self.state.docs.lock().unwrap().values_mut() {
-                doc.last_suggestion = None;
+            for session in self.state.docs.lock().unwrap().values_mut() {
+                session.last_suggestion = None;
             }
         }
         Ok(reload)
@@ -270,43 +249,42 @@ impl Backend {
                 return Ok(None);
             }
         };
-        let (snap, cursor, anchor, typed_through) = {
-            let mut docs = self.state.docs.lock().unwrap();
-            let doc = docs.get_mut(&key).ok_or_else(|| invalid_params(format!("document not open: {key}")))?;
-            let cursor = documents::pos_to_char(&doc.rope, to_pos(position), enc).map_err(invalid_params)?;
-            let typed_through = doc.typed_through(cursor);
-            let anchor = context::plan(doc, cursor, &cfg);
-            if typed_through.is_none() {
-                self.state.refresh_cross_file(uri, doc, cursor, &cfg);
-            }
-            let snap = if typed_through.is_some() { None } else { Some(doc.snapshot()) };
-            (snap, cursor, anchor, typed_through)
-        };
+        let workspace = self.state.workspace(uri);
+        let workspace = workspace.as_ref().map(|(index, path)| Workspace { index, path });
         let cancel = CancelToken::new();
-        let superseded = self.state.inflight.lock().unwrap().insert(key.clone(), cancel.clone());
-        if let Some(old) = &superseded {
-            old.cancel();
-        }
         let _guard = CancelOnDrop(cancel.clone());
         let range = Range::new(position, position);
-        let Some(snap) = snap else {
-            // Typed through the last suggestion: the rest of it still stands.
-            let text = typed_through.unwrap_or_default();
-            let stats = Generation { typed_through: true, ..Default::default() };
-            self.state.last_stats.lock().unwrap().insert(key.clone(), stats.clone());
-            let version = self.state.docs.lock().unwrap().get(&key).map(|d| d.version).unwrap_or_default();
-            return Ok(Some((Suggestion { text, version, stats }, range)));
-        };
-        // Requests that come faster than any can be answered (a client that
-        // asks on every change, with no debounce of its own) wait a moment
-        // first: the next one supersedes them before they cost any
-        // evaluation, and the cores stay free for the messages still coming
-        // in. A request that finds none in flight, or comes at typing pace,
-        // goes to the engine at once.
-        let burst = {
+        // Under one short lock: the request is planned, supersedes the one
+        // in flight, and (typed through the last suggestion) is answered.
+        let (snap, cursor, anchor, burst) = {
+            let mut docs = self.state.docs.lock().unwrap();
+            let session = docs.get_mut(&key).ok_or_else(|| invalid_params(format!("document not open: {key}")))?;
+            let cursor = documents::pos_to_char(&session.doc.rope, to_pos(position), enc).map_err(invalid_params)?;
+            let prepared = session.prepare(cursor, &cfg, workspace);
+            let superseded = session.inflight.replace(cancel.clone());
+            if let Some(old) = &superseded {
+                old.cancel();
+            }
+            let (snap, anchor) = match prepared {
+                Prepared::Fresh { snap, anchor } => (snap, anchor),
+                Prepared::TypedThrough(text) => {
+                    // Typed through the last suggestion: the rest of it still stands.
+                    let stats = Generation { typed_through: true, ..Default::default() };
+                    session.last_stats = Some(stats.clone());
+                    let version = session.doc.version;
+                    return Ok(Some((Suggestion { text, version, stats }, range)));
+                }
+            };
+            // Requests that come faster than any can be answered (a client
+            // that asks on every change, with no debounce of its own) wait a
+            // moment first: the next one supersedes them before they cost
+            // any evaluation, and the cores stay free for the messages still
+            // coming in. A request that finds none in flight, or comes at
+            // typing pace, goes to the engine at once.
             let now = Instant::now();
-            let prev = self.state.last_request.lock().unwrap().insert(key.clone(), now);
-            superseded.is_some() && prev.is_some_and(|t| now.duration_since(t) < BURST_HOLD)
+            let prev = session.last_request.replace(now);
+            let burst = superseded.is_some() && prev.is_some_and(|t| now.duration_since(t) < BURST_HOLD);
+            (snap, cursor, anchor, burst)
         };
         if burst {
             tokio::time::sleep(BURST_HOLD).await;
@@ -330,17 +308,17 @@ impl Backend {
             },
             Some(family) => {
                 let rest_cancel = CancelToken::new();
-                if let Some(old) = self.state.continuations.lock().unwrap().insert(key.clone(), rest_cancel.clone()) {
+                let old = self.state.docs.lock().unwrap().get_mut(&key).and_then(|s| s.continuation.replace(rest_cancel.clone()));
+                if let Some(old) = old {
                     old.cancel();
                 }
                 complete::suggest_early(&self.state.engine, family, &key, &spot, &cfg, cancel.clone(), rest_cancel).await
             }
             None => return Ok(None),
         };
-        {
-            let mut inflight = self.state.inflight.lock().unwrap();
-            if inflight.get(&key).is_some_and(|t| t.same_as(&cancel)) {
-                inflight.remove(&key);
+        if let Some(session) = self.state.docs.lock().unwrap().get_mut(&key) {
+            if session.inflight.as_ref().is_some_and(|t| t.same_as(&cancel)) {
+                session.inflight = None;
             }
         }
         let (suggestion, rest) = match result {
@@ -362,20 +340,16 @@ impl Backend {
             generate_ms = suggestion.stats.generate_ms,
             "completion"
         );
-        self.state.last_stats.lock().unwrap().insert(key.clone(), suggestion.stats.clone());
-        if suggestion.stats.cancelled || suggestion.text.is_empty() {
-            return Ok(None);
-        }
         // Drop results for a document that changed meanwhile; remember the
         // one shown for typed-through answers.
         {
             let mut docs = self.state.docs.lock().unwrap();
-            match docs.get_mut(&key) {
-                Some(doc) if doc.version == suggestion.version => {
-                    doc.last_suggestion = Some(ShownSuggestion::new(cursor, suggestion.text.clone()));
-                }
-                _ => return Ok(None),
+            let Some(session) = docs.get_mut(&key) else { return Ok(None) };
+            session.last_stats = Some(suggestion.stats.clone());
+            if suggestion.stats.cancelled || suggestion.text.is_empty() || session.doc.version != suggestion.version {
+                return Ok(None);
             }
+            session.last_suggestion = Some(ShownSuggestion::new(cursor, suggestion.text.clone()));
         }
         if let Some(rest) = rest {
             self.offer_rest(uri.clone(), cursor, position, suggestion.text.clone(), rest);
@@ -404,7 +378,7 @@ impl Backend {
         let uri = uri.clone();
         let client = self.client.clone();
         tokio::spawn(async move {
-            let version = |state: &State| state.docs.lock().unwrap().get(uri.as_str()).map(|d| d.version);
+            let version = |state: &State| state.docs.lock().unwrap().get(uri.as_str()).map(|s| s.doc.version);
             let mut seen = version(&state);
             loop {
                 tokio::time::sleep(REINDEX_IDLE).await;
@@ -415,7 +389,7 @@ impl Backend {
                 seen = now;
             }
             state.reindex_pending.lock().unwrap().remove(uri.as_str());
-            let text = state.docs.lock().unwrap().get(uri.as_str()).map(|d| d.text());
+            let text = state.docs.lock().unwrap().get(uri.as_str()).map(|s| s.doc.text());
             if let Some(text) = text {
                 Backend { client, state }.reindex(&uri, text);
             }
@@ -425,15 +399,15 @@ impl Backend {
     /// The server's copy of a document: `{uri}` -> `{version, text}`.
     async fn document_state(&self, params: TextDocumentIdentifier) -> Result<serde_json::Value> {
         let docs = self.state.docs.lock().unwrap();
-        let doc = docs.get(params.uri.as_str()).ok_or_else(|| invalid_params("document not open"))?;
-        let cross_file: Vec<&str> = doc.cross_file.iter().flat_map(|c| c.chunks.iter().map(|(p, _)| p.as_str())).collect();
-        Ok(serde_json::json!({ "version": doc.version, "text": doc.text(), "crossFile": cross_file }))
+        let session = docs.get(params.uri.as_str()).ok_or_else(|| invalid_params("document not open"))?;
+        let cross_file: Vec<&str> = session.layout.cross_file.iter().flat_map(|c| c.chunks.iter().map(|(p, _)| p.as_str())).collect();
+        Ok(serde_json::json!({ "version": session.doc.version, "text": session.doc.text(), "crossFile": cross_file }))
     }
 
     /// Statistics of the last completion for a document: prompt tokens,
     /// evaluated tokens, generated tokens and timings.
     async fn last_stats(&self, params: TextDocumentIdentifier) -> Result<serde_json::Value> {
-        let stats = self.state.last_stats.lock().unwrap().get(params.uri.as_str()).cloned();
+        let stats = self.state.docs.lock().unwrap().get(params.uri.as_str()).and_then(|s| s.last_stats.clone());
         Ok(serde_json::to_value(stats).unwrap_or_default())
     }
 
@@ -480,13 +454,13 @@ impl Backend {
             }
             let version = {
                 let mut docs = state.docs.lock().unwrap();
-                let Some(doc) = docs.get_mut(uri.as_str()) else { return };
-                match doc.last_suggestion.as_mut() {
+                let Some(session) = docs.get_mut(uri.as_str()) else { return };
+                match session.last_suggestion.as_mut() {
                     Some(s) if s.cursor == cursor && s.text == shown => s.text = whole.text.clone(),
                     _ => return,
                 }
                 state.continued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                doc.version
+                session.doc.version
             };
             let params = serde_json::json!({
                 "textDocument": { "uri": uri.as_str(), "version": version },
@@ -511,17 +485,13 @@ impl Backend {
                 ModelState::Ready { family, .. } => family.clone(),
                 _ => return,
             };
-            if state.inflight.lock().unwrap().contains_key(&key) {
-                return;
-            }
+            let workspace = key.parse::<Uri>().ok().and_then(|uri| state.workspace(&uri));
+            let workspace = workspace.as_ref().map(|(index, path)| Workspace { index, path });
             let (snap, anchor) = {
                 let mut docs = state.docs.lock().unwrap();
-                let Some(doc) = docs.get_mut(&key).filter(|d| d.version == version) else { return };
-                let anchor = context::plan(doc, cursor, &cfg);
-                if let Ok(uri) = key.parse::<Uri>() {
-                    state.refresh_cross_file(&uri, doc, cursor, &cfg);
-                }
-                (doc.snapshot(), anchor)
+                // A request in flight has the engine; it warms its own prompt.
+                let Some(session) = docs.get_mut(&key).filter(|s| s.inflight.is_none() && s.doc.version == version) else { return };
+                session.plan(cursor, &cfg, workspace)
             };
             let spot = complete::Spot { snap: &snap, cursor, anchor };
             let done = complete::warm(&state.engine, &family, &key, &spot, &cfg).await;
@@ -543,7 +513,7 @@ impl Backend {
         let state = self.state.clone();
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(WARM_PAUSE_MS)).await;
-            let unchanged = |state: &State| state.docs.lock().unwrap().get(&key).is_some_and(|d| d.version == snap.version);
+            let unchanged = |state: &State| state.docs.lock().unwrap().get(&key).is_some_and(|s| s.doc.version == snap.version);
             if !unchanged(&state) {
                 return;
             }
@@ -551,9 +521,9 @@ impl Backend {
             if complete::warm(&state.engine, &family, &key, &spot, &cfg).await {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut docs = state.docs.lock().unwrap();
-                if let Some(doc) = docs.get_mut(&key) {
-                    if doc.version == snap.version {
-                        doc.anchor = Some(new_anchor);
+                if let Some(session) = docs.get_mut(&key) {
+                    if session.doc.version == snap.version {
+                        session.layout.anchor = Some(new_anchor);
                     }
                 }
             }
@@ -580,7 +550,7 @@ impl Backend {
     fn word_before(&self, uri: &Uri, position: Position) -> Option<(String, Position)> {
         let enc = self.encoding();
         let docs = self.state.docs.lock().unwrap();
-        let doc = docs.get(uri.as_str())?;
+        let doc = &docs.get(uri.as_str())?.doc;
         let cursor = documents::pos_to_char(&doc.rope, to_pos(position), enc).ok()?;
         let line_start = doc.rope.line_to_char(doc.rope.char_to_line(cursor));
         let mut start = cursor;
@@ -667,12 +637,14 @@ impl LanguageServer for Backend {
         if let Some(index) = self.state.index.read().unwrap().as_ref() {
             index.cancel();
         }
-        for t in self.state.inflight.lock().unwrap().values() {
-            t.cancel();
-        }
-        // No early answer's rest is offered to a client that is leaving.
-        for (_, t) in self.state.continuations.lock().unwrap().drain() {
-            t.cancel();
+        for session in self.state.docs.lock().unwrap().values_mut() {
+            if let Some(t) = &session.inflight {
+                t.cancel();
+            }
+            // No early answer's rest is offered to a client that is leaving.
+            if let Some(t) = session.continuation.take() {
+                t.cancel();
+            }
         }
         Ok(())
     }
@@ -690,7 +662,7 @@ impl LanguageServer for Backend {
         // the cursor's anchor): pre-fill that one at the first pause.
         let lines = doc.rope.len_lines();
         let end = doc.rope.len_chars();
-        self.state.docs.lock().unwrap().insert(key.clone(), doc);
+        self.state.docs.lock().unwrap().insert(key.clone(), Session::new(doc));
         if lang != Language::PlainText && lines <= self.state.config.read().unwrap().completion.prefix_lines {
             self.warm_after_enter(key, end, td.version);
         }
@@ -714,15 +686,16 @@ impl LanguageServer for Backend {
         let warm = {
             let mut docs = self.state.docs.lock().unwrap();
             match docs.get_mut(key) {
-                Some(doc) => {
-                    doc.apply_versioned(params.text_document.version, changes, enc);
+                Some(session) => {
+                    session.apply_versioned(params.text_document.version, changes, enc);
                     // An edit that is not typing through the suggestion ends
                     // the generation of its rest.
-                    if doc.last_suggestion.is_none() {
-                        if let Some(t) = self.state.continuations.lock().unwrap().remove(key) {
+                    if session.last_suggestion.is_none() {
+                        if let Some(t) = session.continuation.take() {
                             t.cancel();
                         }
                     }
+                    let doc = &session.doc;
                     after_enter.map(|(start, n)| (documents::pos_to_char_clamped(&doc.rope, start, enc) + n, doc.version))
                 }
                 None => {
@@ -740,9 +713,9 @@ impl LanguageServer for Backend {
         // A save is a pause: the next request picks the other files'
         // definitions afresh (new imports, new names), paying for the whole
         // prompt once.
-        let text = self.state.docs.lock().unwrap().get_mut(params.text_document.uri.as_str()).map(|d| {
-            d.cross_file = None;
-            d.text()
+        let text = self.state.docs.lock().unwrap().get_mut(params.text_document.uri.as_str()).map(|s| {
+            s.layout.cross_file = None;
+            s.doc.text()
         });
         if let Some(text) = params.text.or(text) {
             self.reindex(&params.text_document.uri, text);
@@ -750,15 +723,9 @@ impl LanguageServer for Backend {
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
-        let key = params.text_document.uri.as_str();
-        self.state.docs.lock().unwrap().remove(key);
-        self.state.last_request.lock().unwrap().remove(key);
-        self.state.last_stats.lock().unwrap().remove(key);
-        if let Some(t) = self.state.inflight.lock().unwrap().remove(key) {
-            t.cancel();
-        }
-        if let Some(t) = self.state.continuations.lock().unwrap().remove(key) {
-            t.cancel();
+        let session = self.state.docs.lock().unwrap().remove(params.text_document.uri.as_str());
+        if let Some(session) = session {
+            session.close();
         }
     }
 

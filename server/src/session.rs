@@ -1,0 +1,250 @@
+//! A completion session per open document: the document's text state and
+//! everything completion keeps for it between requests (the prompt's layout
+//! and cross-file picks, the last suggestion shown, the request in flight,
+//! the rest of an early answer, the last request's time and statistics).
+//! No protocol types: the server and `locode complete` both start a
+//! completion with `Session::prepare`.
+
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::complete;
+use crate::config::CompletionConfig;
+use crate::context::{self, Layout};
+use crate::documents::{Change, Document, Edit, Encoding, Snapshot};
+use crate::engine::{CancelToken, Generation};
+use crate::index::WorkspaceIndex;
+
+/// A suggestion as it was shown: the cursor it was for and its text. Edits
+/// since then have all been within `cursor..typed_end` (what the user typed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownSuggestion {
+    pub cursor: usize,
+    pub text: String,
+    pub typed_end: usize,
+}
+
+impl ShownSuggestion {
+    pub fn new(cursor: usize, text: String) -> Self {
+        ShownSuggestion { cursor, text, typed_end: cursor }
+    }
+}
+
+/// Where the definitions of other files come from: the workspace index and
+/// the document's own file.
+#[derive(Clone, Copy)]
+pub struct Workspace<'a> {
+    pub index: &'a WorkspaceIndex,
+    pub path: &'a Path,
+}
+
+/// What a completion request starts from.
+pub enum Prepared {
+    /// The user typed the start of the last suggestion: the rest of it
+    /// still stands (no model run needed).
+    TypedThrough(String),
+    /// A prompt to run: the snapshot it is made from and its anchor.
+    Fresh { snap: Snapshot, anchor: usize },
+}
+
+/// An open document and its completion state.
+pub struct Session {
+    pub doc: Document,
+    /// Anchor, window, header and cross-file picks of the prompt.
+    pub layout: Layout,
+    /// The last suggestion shown, for answering typed-through requests;
+    /// cleared by any edit that starts before its cursor.
+    pub last_suggestion: Option<ShownSuggestion>,
+    /// The newest completion request; a newer one cancels it.
+    pub inflight: Option<CancelToken>,
+    /// Stops the background rest of the last early answer.
+    pub continuation: Option<CancelToken>,
+    /// When the last completion request arrived (burst hold).
+    pub last_request: Option<Instant>,
+    /// Statistics of the last completion.
+    pub last_stats: Option<Generation>,
+}
+
+/// A session reads as its document (rope, version, tree, language) for
+/// handlers that need only the text.
+impl Deref for Session {
+    type Target = Document;
+    fn deref(&self) -> &Document {
+        &self.doc
+    }
+}
+
+impl DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut Document {
+        &mut self.doc
+    }
+}
+
+impl Session {
+    pub fn new(doc: Document) -> Self {
+        Session {
+            doc,
+            layout: Layout::default(),
+            last_suggestion: None,
+            inflight: None,
+            continuation: None,
+            last_request: None,
+            last_stats: None,
+        }
+    }
+
+    /// Applies the changes of one `didChange` (see
+    /// `Document::apply_versioned`) and drops what they invalidate.
+    pub fn apply_versioned(&mut self, version: i32, changes: Vec<Change>, enc: Encoding) {
+        for e in self.doc.apply_versioned(version, changes, enc) {
+            self.edited(e);
+        }
+    }
+
+    /// Applies one content change and drops what it invalidates.
+    pub fn apply(&mut self, change: Change, enc: Encoding) {
+        let e = self.doc.apply(change, enc);
+        self.edited(e);
+    }
+
+    fn edited(&mut self, e: Edit) {
+        self.layout.edited(e.start);
+        if let Some(s) = self.last_suggestion.as_mut() {
+            if e.start < s.cursor || e.end > s.typed_end {
+                // An edit before the suggestion or into the text after it.
+                self.last_suggestion = None;
+            } else {
+                s.typed_end = s.typed_end - (e.end - e.start) + e.inserted;
+            }
+        }
+    }
+
+    /// If the text typed since `last_suggestion` was shown is the start of
+    /// that suggestion, the rest of it (typed-through: no model run needed).
+    pub fn typed_through(&self, cursor: usize) -> Option<String> {
+        let s = self.last_suggestion.as_ref()?;
+        // (At the suggestion's own cursor, with nothing typed: all of it, as
+        // when the client asks again once the rest of an early answer is in.)
+        if cursor < s.cursor || cursor != s.typed_end {
+            return None;
+        }
+        let typed: String = self.doc.rope.slice(s.cursor..cursor).chars().collect();
+        let rest = s.text.strip_prefix(typed.as_str())?;
+        (!rest.trim().is_empty()).then(|| rest.to_string())
+    }
+
+    /// A snapshot for a request: the text with the prompt's layout.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.layout.snapshot(&mut self.doc)
+    }
+
+    /// A completion request at `cursor`: the rest of the last suggestion if
+    /// the user typed through it, else the prompt's snapshot and anchor
+    /// (planned, with other files' definitions picked for a new window).
+    pub fn prepare(&mut self, cursor: usize, cfg: &CompletionConfig, workspace: Option<Workspace<'_>>) -> Prepared {
+        match self.typed_through(cursor) {
+            Some(text) => {
+                // The layout follows the cursor all the same.
+                context::plan(&mut self.doc, &mut self.layout, cursor, cfg);
+                Prepared::TypedThrough(text)
+            }
+            None => {
+                let (snap, anchor) = self.plan(cursor, cfg, workspace);
+                Prepared::Fresh { snap, anchor }
+            }
+        }
+    }
+
+    /// The prompt's snapshot and anchor for `cursor` (a request, or a
+    /// warm-up of the cache).
+    pub fn plan(&mut self, cursor: usize, cfg: &CompletionConfig, workspace: Option<Workspace<'_>>) -> (Snapshot, usize) {
+        let anchor = context::plan(&mut self.doc, &mut self.layout, cursor, cfg);
+        if let Some(ws) = workspace {
+            self.refresh_cross_file(ws, cursor, cfg);
+        }
+        (self.snapshot(), anchor)
+    }
+
+    /// Picks the definitions from other files for the prompt when its
+    /// window has none yet (a new window, or the first request): they stay
+    /// until the window moves, so the cached prompt stays valid.
+    fn refresh_cross_file(&mut self, ws: Workspace<'_>, cursor: usize, cfg: &CompletionConfig) {
+        let Some(window) = self.layout.window else { return };
+        if cfg.cross_file_chars == 0 || self.layout.cross_file.as_ref().is_some_and(|c| c.window == window) {
+            return;
+        }
+        // Picked for the whole window: from the tree as the text is now.
+        self.doc.exact_tree();
+        let snap = self.doc.snapshot();
+        let cf = complete::cross_file(ws.index, ws.path, &snap, cursor, window, cfg.cross_file_chars);
+        tracing::debug!(files = cf.chunks.len(), chars = cf.chunks.iter().map(|c| c.1.len()).sum::<usize>(), "cross-file context");
+        self.layout.cross_file = Some(Arc::new(cf));
+    }
+
+    /// Cancels the request in flight and the rest of the last early answer
+    /// (the document is closed).
+    pub fn close(self) {
+        if let Some(t) = self.inflight {
+            t.cancel();
+        }
+        if let Some(t) = self.continuation {
+            t.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::Pos;
+    use crate::syntax::Language;
+
+    fn ch(l1: u32, c1: u32, l2: u32, c2: u32, text: &str) -> Change {
+        Change { range: Some((Pos::new(l1, c1), Pos::new(l2, c2))), text: text.into() }
+    }
+
+    #[test]
+    fn typed_through_and_anchor_invalidation() {
+        let mut s = Session::new(Document::new("x = \ny = 2\n", 1, Language::Python));
+        s.layout.anchor = Some(0);
+        s.last_suggestion = Some(ShownSuggestion::new(4, "compute(1)".into()));
+        assert_eq!(s.typed_through(4).as_deref(), Some("compute(1)"), "asked again where it was shown");
+        assert_eq!(s.typed_through(3), None);
+        s.apply_versioned(2, vec![ch(0, 4, 0, 4, "com")], Encoding::Utf16);
+        assert_eq!(s.typed_through(7).as_deref(), Some("pute(1)"));
+        assert_eq!(s.layout.anchor, Some(0), "an edit after the anchor keeps it");
+        // Typing something else: no typed-through.
+        s.apply_versioned(3, vec![ch(0, 7, 0, 7, "X")], Encoding::Utf16);
+        assert_eq!(s.typed_through(8), None);
+        // Backspace over it: typed-through again.
+        s.apply_versioned(4, vec![ch(0, 7, 0, 8, "")], Encoding::Utf16);
+        assert_eq!(s.typed_through(7).as_deref(), Some("pute(1)"));
+        // An edit after the cursor changes the suffix: no typed-through.
+        s.apply_versioned(5, vec![ch(1, 4, 1, 5, "3")], Encoding::Utf16);
+        assert_eq!(s.typed_through(7), None);
+        assert_eq!(s.last_suggestion, None);
+        // An edit before the anchor or the suggestion clears them.
+        s.layout.anchor = Some(4);
+        s.apply_versioned(6, vec![ch(0, 0, 0, 1, "z")], Encoding::Utf16);
+        assert_eq!(s.layout.anchor, None);
+        assert_eq!(s.last_suggestion, None);
+    }
+
+    #[test]
+    fn a_typed_through_request_still_plans_and_a_fresh_one_snapshots_the_layout() {
+        let text: String = (0..400).map(|i| format!("x{i} = {i}\n")).collect();
+        let mut s = Session::new(Document::new(&text, 1, Language::Python));
+        let cfg = CompletionConfig::default();
+        let cursor = s.doc.rope.line_to_char(390);
+        let Prepared::Fresh { snap, anchor } = s.prepare(cursor, &cfg, None) else { panic!("nothing shown yet") };
+        assert_eq!(anchor, cursor);
+        assert!(snap.window.is_some_and(|w| w > 0) && snap.window == s.layout.window);
+        assert_eq!(snap.header, s.layout.header);
+        s.last_suggestion = Some(ShownSuggestion::new(cursor, "y = 1\n".into()));
+        s.layout = Layout::default();
+        assert!(matches!(s.prepare(cursor, &cfg, None), Prepared::TypedThrough(t) if t == "y = 1\n"));
+        assert_eq!(s.layout.anchor, Some(cursor));
+    }
+}
