@@ -133,6 +133,14 @@ pub fn char_to_pos(rope: &Rope, char_idx: usize, enc: Encoding) -> Pos {
 /// done the tree is the previous one with the edits applied.
 pub const PARSE_BUDGET: Duration = Duration::from_millis(2);
 
+/// The longest a request waits for the tree of the text as it is (a first
+/// parse, or a reparse in the background). Some texts keep tree-sitter's
+/// error recovery busy for minutes (seen with 1 MiB of fuzzed text), and
+/// the message loop must not wait for that: past it, the request goes on
+/// with the tree there is (the previous one with the edits applied, or
+/// none) and the parse finishes in the background.
+pub const EXACT_WAIT: Duration = Duration::from_secs(1);
+
 fn point_at(rope: &Rope, byte: usize) -> Point {
     let row = rope.byte_to_line(byte);
     Point { row, column: byte - rope.line_to_byte(row) }
@@ -149,6 +157,9 @@ pub struct Document {
     /// How long `tree` may reparse before the parse moves to the background
     /// (see `PARSE_BUDGET`).
     pub parse_budget: Duration,
+    /// How long a request waits for the tree of the text as it is (see
+    /// `EXACT_WAIT`).
+    pub exact_wait: Duration,
     background: Option<BackgroundParse>,
 }
 
@@ -161,6 +172,7 @@ struct BackgroundParse {
     /// None once the whole text was replaced (its tree is of no use then).
     edits: Option<Vec<InputEdit>>,
     cancel: Arc<AtomicBool>,
+    started: Instant,
 }
 
 /// The rope's text from `byte` to the end of its chunk, for tree-sitter.
@@ -227,6 +239,7 @@ impl Document {
             tree: None,
             tree_stale: true,
             parse_budget: PARSE_BUDGET,
+            exact_wait: EXACT_WAIT,
             background: None,
         }
     }
@@ -272,7 +285,9 @@ impl Document {
         if change.range.is_none() {
             self.tree = None;
             if let Some(bg) = self.background.as_mut() {
+                // Its tree is of no use now: stop it, so the parser comes back soon.
                 bg.edits = None;
+                bg.cancel.store(true, Ordering::Relaxed);
             }
         } else {
             let edit = InputEdit {
@@ -303,20 +318,25 @@ impl Document {
     /// on (the first parse, or after the whole text was replaced) it parses
     /// in full here.
     pub fn tree(&mut self) -> Option<&Tree> {
-        self.collect_background(self.tree.is_none());
+        self.collect_background(None);
         if self.tree_stale && self.background.is_none() {
-            let budget = if self.tree.is_some() { Some(self.parse_budget) } else { None };
-            self.reparse(budget);
+            // Without a tree to fall back on, it is worth waiting longer.
+            let budget = if self.tree.is_some() { self.parse_budget } else { self.exact_wait.max(self.parse_budget) };
+            self.reparse(Some(budget));
         }
         self.tree.as_ref()
     }
 
     /// The syntax tree of the text as it is now: waits for a background
     /// reparse and reparses without a budget.
+    ///
+    /// It waits `exact_wait` at most, counted from the start of the parse;
+    /// past that, see `tree_is_current`.
     pub fn exact_tree(&mut self) -> Option<&Tree> {
-        self.collect_background(true);
-        if self.tree_stale {
-            self.reparse(None);
+        let deadline = self.background.as_ref().map(|bg| bg.started + self.exact_wait);
+        self.collect_background(deadline);
+        if self.tree_stale && self.background.is_none() {
+            self.reparse(Some(self.exact_wait.max(self.parse_budget)));
         }
         self.tree.as_ref()
     }
@@ -374,7 +394,7 @@ impl Document {
             (parser, tree)
         });
         match spawned {
-            Ok(handle) => self.background = Some(BackgroundParse { handle, edits: Some(Vec::new()), cancel }),
+            Ok(handle) => self.background = Some(BackgroundParse { handle, edits: Some(Vec::new()), cancel, started: Instant::now() }),
             Err(e) => {
                 // No thread: parse here after all, with a fresh parser.
                 tracing::warn!("cannot start a parse thread: {e}");
@@ -384,11 +404,18 @@ impl Document {
         }
     }
 
-    /// Takes the background parse's tree once it is done (or, with `wait`,
-    /// waits for it) and brings it up to date with the edits made since.
-    fn collect_background(&mut self, wait: bool) {
-        if !self.background.as_ref().is_some_and(|bg| wait || bg.handle.is_finished()) {
-            return;
+    /// Takes the background parse's tree once it is done (waiting for it
+    /// until `deadline` at most, or for a cancelled one until it stops) and
+    /// brings it up to date with the edits made since.
+    fn collect_background(&mut self, deadline: Option<Instant>) {
+        let Some(bg) = self.background.as_ref() else { return };
+        if bg.edits.is_some() {
+            while !bg.handle.is_finished() && deadline.is_some_and(|d| Instant::now() < d) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if !bg.handle.is_finished() {
+                return;
+            }
         }
         let bg = self.background.take().expect("checked above");
         match bg.handle.join() {
@@ -581,6 +608,29 @@ mod tests {
         // The parser came back: the next edit reparses here again.
         doc.apply_versioned(5, vec![ch(0, 0, 0, 3, "")], Encoding::Utf16);
         assert_reparsed_here(&mut doc);
+    }
+
+    #[test]
+    fn a_request_waits_for_the_exact_tree_only_so_long() {
+        // A first parse and a reparse that take longer than a request may
+        // wait (zero here; a second in the server) go on in the background.
+        let mut doc = Document::new(&big_python(), 1, Language::Python);
+        doc.parse_budget = Duration::ZERO;
+        doc.exact_wait = Duration::ZERO;
+        assert!(doc.exact_tree().is_none(), "no tree yet: the first parse went to the background");
+        assert!(doc.background.is_some() && !doc.tree_is_current());
+        doc.exact_wait = EXACT_WAIT;
+        assert!(doc.exact_tree().is_some() && doc.tree_is_current(), "collected within the wait");
+        doc.exact_wait = Duration::ZERO;
+        doc.apply_versioned(2, vec![ch(0, 0, 0, 0, "\"\"\"")], Encoding::Utf16);
+        assert!(doc.exact_tree().is_some(), "the previous tree, edits applied");
+        assert!(doc.background.is_some() && !doc.tree_is_current());
+        // A whole new text stops the parse of the old one at once.
+        let t = Instant::now();
+        doc.apply_versioned(3, vec![Change { range: None, text: "x = 1\n".into() }], Encoding::Utf16);
+        doc.exact_wait = EXACT_WAIT;
+        assert!(doc.exact_tree().unwrap().root_node().to_sexp() == fresh_sexp("x = 1\n"));
+        assert!(t.elapsed() < EXACT_WAIT, "{:?}", t.elapsed());
     }
 
     #[test]

@@ -354,7 +354,13 @@ fn file_defs(parser: &mut Parser, lang: Language, path: &Arc<Path>, rel: &Arc<Pa
     if parser.set_language(&ts).is_err() {
         return Vec::new();
     }
-    let Some(tree) = parser.parse(src, None) else {
+    // A file whose parse runs for seconds (tree-sitter's error recovery on
+    // some texts) is left out rather than holding up the rest.
+    let start = std::time::Instant::now();
+    let mut over = |_: &tree_sitter::ParseState| start.elapsed() > std::time::Duration::from_secs(2);
+    let mut read = |i: usize, _: tree_sitter::Point| src.as_bytes().get(i..).unwrap_or_default();
+    let Some(tree) = parser.parse_with_options(&mut read, None, Some(tree_sitter::ParseOptions::new().progress_callback(&mut over))) else {
+        parser.reset();
         return Vec::new();
     };
     syntax::definitions(lang, &tree, src)

@@ -266,10 +266,19 @@ fn compiled(lang: Language) -> Option<(&'static Grammar, &'static Compiled)> {
     Some((g, g.compiled()?))
 }
 
+/// The longest a one-off parse may take. Parsing a few kilobytes takes
+/// about a millisecond, but some texts keep tree-sitter's error recovery
+/// busy for minutes, and callers run on the message loop.
+const ONE_OFF_PARSE_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A fresh parse of `src` (for one-off checks; documents reparse
-/// incrementally).
+/// incrementally). None past `ONE_OFF_PARSE_LIMIT`.
 pub fn parse(lang: Language, src: &str) -> Option<Tree> {
-    parser(lang)?.parse(src, None)
+    let start = std::time::Instant::now();
+    let mut over = |_: &tree_sitter::ParseState| start.elapsed() > ONE_OFF_PARSE_LIMIT;
+    let bytes = src.as_bytes();
+    let mut read = |i: usize, _: tree_sitter::Point| bytes.get(i..).unwrap_or_default();
+    parser(lang)?.parse_with_options(&mut read, None, Some(tree_sitter::ParseOptions::new().progress_callback(&mut over)))
 }
 
 /// A parser set to `lang`'s grammar; None for a language without one.
