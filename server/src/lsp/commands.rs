@@ -30,7 +30,7 @@ use crate::commands::{self as cmds, audit, cloud, prompts, validate, CommandsCon
 use crate::documents;
 use crate::engine::{CancelOnDrop, CancelToken, CompletionJob};
 use crate::prompt::{ChatMessage, Piece};
-use crate::syntax::Language;
+use crate::syntax::{self, Language};
 
 /// Commands the server executes.
 pub const COMMANDS: &[&str] = &["locode.explain", "locode.refactor", "locode.refactorCloud", "locode.previewCloud"];
@@ -100,31 +100,6 @@ impl Selection {
     }
 }
 
-const CONTAINERS: &[&str] = &[
-    "function_definition",
-    "decorated_definition",
-    "class_definition",
-    "function_item",
-    "impl_item",
-    "struct_item",
-    "enum_item",
-    "trait_item",
-    "mod_item",
-];
-
-/// Byte range of the innermost function/class/item around `byte`.
-fn enclosing_item(tree: &tree_sitter::Tree, byte: usize) -> Option<(usize, usize)> {
-    let mut node = tree.root_node().descendant_for_byte_range(byte, byte)?;
-    loop {
-        if CONTAINERS.contains(&node.kind()) {
-            // A decorated definition includes its decorators.
-            let outer = node.parent().filter(|p| p.kind() == "decorated_definition").unwrap_or(node);
-            return Some((outer.start_byte(), outer.end_byte()));
-        }
-        node = node.parent()?;
-    }
-}
-
 fn resolve(backend: &Backend, args: &Args) -> Result<Selection> {
     let enc = backend.encoding();
     let key = args.uri.as_str().to_string();
@@ -134,6 +109,7 @@ fn resolve(backend: &Backend, args: &Args) -> Result<Selection> {
         doc.snapshot()
     };
     let rope = &snap.rope;
+    let text = rope.to_string();
     let (mut a, mut b) = match args.range {
         Some(r) => {
             let a = documents::pos_to_char(rope, to_pos(r.start), enc).map_err(|e| invalid(format!("range start: {e}")))?;
@@ -144,12 +120,12 @@ fn resolve(backend: &Backend, args: &Args) -> Result<Selection> {
     };
     if args.range.is_none() || a == b {
         // No selection: the function (or class, or item) around the cursor.
-        let item = snap.tree.as_ref().and_then(|t| enclosing_item(t, rope.char_to_byte(a)));
-        let Some((sb, eb)) = item else {
+        let item = snap.tree.as_ref().and_then(|t| syntax::enclosing_item(snap.language, t, &text, rope.char_to_byte(a)));
+        let Some(item) = item else {
             return Err(invalid("select the code first (the cursor is not inside a function or class)"));
         };
-        a = rope.byte_to_char(sb);
-        b = rope.byte_to_char(eb);
+        a = rope.byte_to_char(item.start);
+        b = rope.byte_to_char(item.end);
     }
     // Whole lines: from the start of the first line through the end of the
     // last (a selection ending at column 0 ends on the line before).
@@ -179,7 +155,7 @@ fn resolve(backend: &Backend, args: &Args) -> Result<Selection> {
         key,
         language: snap.language,
         version: snap.version,
-        text: rope.to_string(),
+        text,
         start: rope.char_to_byte(start_char),
         end: rope.char_to_byte(end_char),
         range: Range::new(Position::new(p0.line, p0.character), Position::new(p1.line, p1.character)),
@@ -348,19 +324,21 @@ async fn generate_local(
 
 pub async fn code_action(backend: &Backend, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
     let key = params.text_document.uri.as_str().to_string();
-    let (language, has_target) = {
+    let r = params.range;
+    let (language, around) = {
         let mut docs = backend.state.docs.lock().unwrap();
         let Some(doc) = docs.get_mut(&key) else { return Ok(None) };
-        let enc = backend.encoding();
-        let r = params.range;
-        let has_target = if r.start != r.end {
-            true
-        } else {
-            let c = documents::pos_to_char_clamped(&doc.rope, to_pos(r.start), enc);
-            let byte = doc.rope.char_to_byte(c);
-            doc.tree().is_some_and(|t| enclosing_item(t, byte).is_some())
-        };
-        (doc.language, has_target)
+        // An empty range asks for the item around the cursor: the cursor's
+        // byte, the tree and the text (the query runs outside the lock).
+        let around = (r.start == r.end).then(|| {
+            let c = documents::pos_to_char_clamped(&doc.rope, to_pos(r.start), backend.encoding());
+            (doc.rope.char_to_byte(c), doc.tree().cloned(), doc.rope.clone())
+        });
+        (doc.language, around)
+    };
+    let has_target = match around {
+        None => true,
+        Some((byte, tree, rope)) => tree.is_some_and(|t| syntax::enclosing_item(language, &t, &rope.to_string(), byte).is_some()),
     };
     if !has_target {
         return Ok(None);

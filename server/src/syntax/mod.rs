@@ -7,7 +7,8 @@
 //!
 //! Adding a language: add its grammar crate, a `Language` variant, a folder
 //! `grammars/<name>/` with `tags.scm`, `scopes.scm`, `imports.scm`,
-//! `blocks.scm`, `identifiers.scm`, `bindings.scm` and `builtins.txt`, and
+//! `blocks.scm`, `identifiers.scm`, `bindings.scm`, `items.scm` and
+//! `builtins.txt`, and
 //! one entry in [`GRAMMARS`] (its LSP language ids and file extensions too).
 //! Nothing else changes.
 //!
@@ -18,6 +19,7 @@
 //! - `blocks.scm`: `@block` and `@body`.
 //! - `identifiers.scm`: `@name`.
 //! - `bindings.scm`: `@name`.
+//! - `items.scm`: `@item` (see [`items`]).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -25,7 +27,9 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Node, Parser, Query, QueryCursor, StreamingIterator, Tree};
 
+mod items;
 mod language;
+pub use items::enclosing_item;
 pub use language::Language;
 
 /// One language's grammar and query folder.
@@ -65,6 +69,7 @@ pub struct Grammar {
     blocks: &'static str,
     identifiers: &'static str,
     bindings: &'static str,
+    items: &'static str,
     /// `builtins.txt`: names the language provides without an import.
     builtins: &'static str,
     compiled: OnceLock<Option<Compiled>>,
@@ -92,6 +97,7 @@ macro_rules! grammar {
             blocks: include_str!(concat!("../../../grammars/", $dir, "/blocks.scm")),
             identifiers: include_str!(concat!("../../../grammars/", $dir, "/identifiers.scm")),
             bindings: include_str!(concat!("../../../grammars/", $dir, "/bindings.scm")),
+            items: include_str!(concat!("../../../grammars/", $dir, "/items.scm")),
             builtins: include_str!(concat!("../../../grammars/", $dir, "/builtins.txt")),
             compiled: OnceLock::new(),
             builtin_names: OnceLock::new(),
@@ -146,6 +152,8 @@ struct Compiled {
     identifiers: Query,
     bindings: Query,
     bindings_name: Option<u32>,
+    items: Query,
+    items_item: Option<u32>,
 }
 
 /// A query file that does not compile against its grammar.
@@ -173,6 +181,7 @@ impl Grammar {
         let blocks = q("blocks.scm", self.blocks)?;
         let identifiers = q("identifiers.scm", self.identifiers)?;
         let bindings = q("bindings.scm", self.bindings)?;
+        let items = q("items.scm", self.items)?;
         Ok(Compiled {
             tags_name: tags.capture_index_for_name("name"),
             scopes_body: scopes.capture_index_for_name("body"),
@@ -183,12 +192,14 @@ impl Grammar {
             blocks_block: blocks.capture_index_for_name("block"),
             blocks_body: blocks.capture_index_for_name("body"),
             bindings_name: bindings.capture_index_for_name("name"),
+            items_item: items.capture_index_for_name("item"),
             tags,
             scopes,
             imports,
             blocks,
             identifiers,
             bindings,
+            items,
         })
     }
 
@@ -900,6 +911,7 @@ mod tests {
             assert!(c.blocks_block.is_some() && c.blocks_body.is_some(), "{}: blocks.scm", g.dir);
             assert!(c.identifiers.capture_index_for_name("name").is_some(), "{}: identifiers.scm", g.dir);
             assert!(c.bindings_name.is_some(), "{}: bindings.scm", g.dir);
+            assert!(c.items_item.is_some(), "{}: items.scm", g.dir);
             assert!(g.is_builtin("self") || g.is_builtin("len"), "{}: builtins.txt", g.dir);
             assert!(!g.language_ids.is_empty() && !g.extensions.is_empty() && !g.block_openers.is_empty(), "{}", g.dir);
         }
