@@ -1,0 +1,186 @@
+//! Work the server starts on its own, off the message loop: the rest of an
+//! early answer, cache warm-ups at a pause, and re-indexing of a document's
+//! definitions. Each checks the document's version before it changes
+//! anything, and yields to requests.
+
+use std::sync::Arc;
+
+use tower_lsp_server::ls_types::*;
+
+use super::state::{ModelState, State};
+use super::Backend;
+use crate::complete;
+use crate::config::CompletionConfig;
+use crate::context;
+use crate::documents::Snapshot;
+use crate::prompt::Family;
+use crate::session::Workspace;
+
+/// `locode/suggestionReady` (server to client): the rest of an early answer
+/// is ready at `position` of `textDocument` (uri, version); asking there
+/// again gets the whole suggestion at once.
+enum SuggestionReady {}
+
+impl notification::Notification for SuggestionReady {
+    type Params = serde_json::Value;
+    const METHOD: &'static str = "locode/suggestionReady";
+}
+
+/// How long a document must stay unchanged before its definitions are
+/// indexed again.
+const REINDEX_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long the user must pause before background warm-up starts.
+const WARM_PAUSE_MS: u64 = 250;
+
+impl Backend {
+    /// The rest of an early answer: once generated, it replaces the shown
+    /// suggestion (if that is still the last one, typed through or not), and
+    /// the client hears of it with `locode/suggestionReady`, so it can ask
+    /// again and get the whole suggestion at once (typed-through).
+    pub(super) fn offer_rest(&self, uri: Uri, cursor: usize, position: Position, shown: String, rest: complete::Rest) {
+        let state = self.state.clone();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let whole = match rest.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!("the rest of an early answer failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let extends = whole.text.len() > shown.len() && whole.text.starts_with(&shown);
+            tracing::debug!(
+                generated = whole.stats.generated_tokens,
+                yielded = whole.stats.yielded,
+                shown_chars = shown.len(),
+                whole_chars = whole.text.len(),
+                extends,
+                "rest of an early answer"
+            );
+            if !extends {
+                return;
+            }
+            let version = {
+                let mut docs = state.docs.lock().unwrap();
+                let Some(session) = docs.get_mut(uri.as_str()) else { return };
+                match session.last_suggestion.as_mut() {
+                    Some(s) if s.cursor == cursor && s.text == shown => s.text = whole.text.clone(),
+                    _ => return,
+                }
+                state.continued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                session.doc.version
+            };
+            let params = serde_json::json!({
+                "textDocument": { "uri": uri.as_str(), "version": version },
+                "position": position,
+            });
+            client.send_notification::<SuggestionReady>(params).await;
+        });
+    }
+
+    /// After Enter (or on opening a file), at a pause with no request in
+    /// flight, pre-fills the cache for the prompt at `cursor`, so the first
+    /// suggestion there costs only its own tokens. Yields to any real request.
+    pub(super) fn warm_after_enter(&self, key: String, cursor: usize, version: i32) {
+        let cfg = self.state.config.read().unwrap().completion.clone();
+        if !cfg.enabled || self.state.config.read().unwrap().commands.completion_engine.is_remote() {
+            return;
+        }
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(WARM_PAUSE_MS)).await;
+            let family = match &*state.model.read().unwrap() {
+                ModelState::Ready { family, .. } => family.clone(),
+                _ => return,
+            };
+            let workspace = key.parse::<Uri>().ok().and_then(|uri| state.workspace(&uri));
+            let workspace = workspace.as_ref().map(|(index, path)| Workspace { index, path });
+            let (snap, anchor) = {
+                let mut docs = state.docs.lock().unwrap();
+                // A request in flight has the engine; it warms its own prompt.
+                let Some(session) = docs.get_mut(&key).filter(|s| s.inflight.is_none() && s.doc.version == version) else { return };
+                session.plan(cursor, &cfg, workspace)
+            };
+            let spot = complete::Spot { snap: &snap, cursor, anchor };
+            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg).await;
+            if done {
+                state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            tracing::debug!(done, "warm-up after Enter");
+        });
+    }
+
+    /// The typed middle is getting long: at a pause, pre-fill the cache for
+    /// a prompt anchored at the cursor's line and switch to it when done, so
+    /// the next request does not pay for re-anchoring.
+    pub(super) fn warm_reanchored(
+        &self,
+        key: String,
+        snap: Snapshot,
+        cursor: usize,
+        anchor: usize,
+        family: Arc<Family>,
+        cfg: CompletionConfig,
+    ) {
+        let new_anchor = context::choose_anchor(None, cursor, &snap.rope, cfg.middle_chars);
+        if new_anchor <= anchor {
+            return;
+        }
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(WARM_PAUSE_MS)).await;
+            let unchanged = |state: &State| state.docs.lock().unwrap().get(&key).is_some_and(|s| s.doc.version == snap.version);
+            if !unchanged(&state) {
+                return;
+            }
+            let spot = complete::Spot { snap: &snap, cursor, anchor: new_anchor };
+            if complete::warm(&state.engine, &family, &key, &spot, &cfg).await {
+                state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut docs = state.docs.lock().unwrap();
+                if let Some(session) = docs.get_mut(&key) {
+                    if session.doc.version == snap.version {
+                        session.layout.anchor = Some(new_anchor);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Re-indexes a document's definitions from its text, off the message loop.
+    pub(super) fn reindex(&self, uri: &Uri, text: String) {
+        let Some(index) = self.state.index.read().unwrap().clone() else { return };
+        let Some(path) = uri.to_file_path().map(|p| p.into_owned()) else { return };
+        tokio::task::spawn_blocking(move || index.update_file(&path, &text));
+    }
+
+    /// Re-indexes a document once its text has stayed unchanged for
+    /// `REINDEX_IDLE`; one waiting task per document however fast the
+    /// changes come.
+    pub(super) fn reindex_when_idle(&self, uri: &Uri) {
+        if self.state.index.read().unwrap().is_none() || !self.state.reindex_pending.lock().unwrap().insert(uri.as_str().to_string()) {
+            return;
+        }
+        let state = self.state.clone();
+        let uri = uri.clone();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let version = |state: &State| state.docs.lock().unwrap().get(uri.as_str()).map(|s| s.doc.version);
+            let mut seen = version(&state);
+            loop {
+                tokio::time::sleep(REINDEX_IDLE).await;
+                let now = version(&state);
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
+            state.reindex_pending.lock().unwrap().remove(uri.as_str());
+            let text = state.docs.lock().unwrap().get(uri.as_str()).map(|s| s.doc.text());
+            if let Some(text) = text {
+                Backend { client, state }.reindex(&uri, text);
+            }
+        });
+    }
+}

@@ -1,0 +1,229 @@
+//! Completion requests: `textDocument/inlineCompletion`,
+//! `textDocument/completion` and `locode/lastStats`, all answered by
+//! `suggest` (one request in flight per document, burst hold, typed-through
+//! answers, early answers whose rest comes later).
+
+use std::time::Instant;
+
+use tower_lsp_server::jsonrpc::{Error as RpcError, Result};
+use tower_lsp_server::ls_types::*;
+
+use super::{invalid_params, to_pos, Backend, ModelState};
+use crate::complete::{self, Suggestion};
+use crate::documents;
+use crate::engine::{CancelOnDrop, CancelToken, Generation};
+use crate::session::{Prepared, ShownSuggestion, Workspace};
+
+/// A completion request that supersedes one that arrived less than this long
+/// before it waits this long before it reaches the engine (see `suggest`). Keystrokes come 50 ms or more apart; bursts of requests from a
+/// client without a debounce, or replayed edits, come faster.
+const BURST_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Backend {
+    /// Computes the suggestion at a position; None when there is nothing to
+    /// offer (no model, cancelled, superseded, stale).
+    pub(super) async fn suggest(&self, uri: &Uri, position: Position) -> Result<Option<(Suggestion, Range)>> {
+        let key = uri.as_str().to_string();
+        let enc = self.encoding();
+        let mut cfg = self.state.config.read().unwrap().completion.clone();
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        if !*self.state.client_asks_again.read().unwrap() {
+            cfg.early_answer_ms = 0;
+        }
+        let remote = self.state.config.read().unwrap().commands.completion_engine.clone();
+        let family = match &*self.state.model.read().unwrap() {
+            ModelState::Ready { family, .. } => Some(family.clone()),
+            _ if remote.is_remote() => None,
+            ModelState::Loading => return Ok(None),
+            ModelState::Failed(e) => {
+                tracing::debug!("no completion: {e}");
+                return Ok(None);
+            }
+        };
+        let workspace = self.state.workspace(uri);
+        let workspace = workspace.as_ref().map(|(index, path)| Workspace { index, path });
+        let cancel = CancelToken::new();
+        let _guard = CancelOnDrop(cancel.clone());
+        let range = Range::new(position, position);
+        // Under one short lock: the request is planned, supersedes the one
+        // in flight, and (typed through the last suggestion) is answered.
+        let (snap, cursor, anchor, burst) = {
+            let mut docs = self.state.docs.lock().unwrap();
+            let session = docs.get_mut(&key).ok_or_else(|| invalid_params(format!("document not open: {key}")))?;
+            let cursor = documents::pos_to_char(&session.doc.rope, to_pos(position), enc).map_err(invalid_params)?;
+            let prepared = session.prepare(cursor, &cfg, workspace);
+            let superseded = session.inflight.replace(cancel.clone());
+            if let Some(old) = &superseded {
+                old.cancel();
+            }
+            let (snap, anchor) = match prepared {
+                Prepared::Fresh { snap, anchor } => (snap, anchor),
+                Prepared::TypedThrough(text) => {
+                    // Typed through the last suggestion: the rest of it still stands.
+                    let stats = Generation { typed_through: true, ..Default::default() };
+                    session.last_stats = Some(stats.clone());
+                    let version = session.doc.version;
+                    return Ok(Some((Suggestion { text, version, stats }, range)));
+                }
+            };
+            // Requests that come faster than any can be answered (a client
+            // that asks on every change, with no debounce of its own) wait a
+            // moment first: the next one supersedes them before they cost
+            // any evaluation, and the cores stay free for the messages still
+            // coming in. A request that finds none in flight, or comes at
+            // typing pace, goes to the engine at once.
+            let now = Instant::now();
+            let prev = session.last_request.replace(now);
+            let burst = superseded.is_some() && prev.is_some_and(|t| now.duration_since(t) < BURST_HOLD);
+            (snap, cursor, anchor, burst)
+        };
+        if burst {
+            tokio::time::sleep(BURST_HOLD).await;
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+        }
+        let spot = complete::Spot { snap: &snap, cursor, anchor };
+        let result = match &family {
+            _ if remote.is_remote() => match crate::commands::remote::suggest_remote(&remote, &spot, &cfg, cancel.clone()).await {
+                Ok(s) => {
+                    self.state.remote_errors.succeeded();
+                    Ok((s, None))
+                }
+                Err(e) => {
+                    if let Some(m) = self.state.remote_errors.failed(&e) {
+                        self.client.show_message(MessageType::WARNING, m).await;
+                    }
+                    return Ok(None);
+                }
+            },
+            Some(family) => {
+                let rest_cancel = CancelToken::new();
+                let old = self.state.docs.lock().unwrap().get_mut(&key).and_then(|s| s.continuation.replace(rest_cancel.clone()));
+                if let Some(old) = old {
+                    old.cancel();
+                }
+                complete::suggest_early(&self.state.engine, family, &key, &spot, &cfg, cancel.clone(), rest_cancel).await
+            }
+            None => return Ok(None),
+        };
+        if let Some(session) = self.state.docs.lock().unwrap().get_mut(&key) {
+            if session.inflight.as_ref().is_some_and(|t| t.same_as(&cancel)) {
+                session.inflight = None;
+            }
+        }
+        let (suggestion, rest) = match result {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("completion failed: {e}");
+                return Err(RpcError {
+                    code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
+                    message: e.to_string().into(),
+                    data: None,
+                });
+            }
+        };
+        tracing::debug!(
+            prompt = suggestion.stats.prompt_tokens,
+            evaluated = suggestion.stats.evaluated_tokens,
+            generated = suggestion.stats.generated_tokens,
+            prompt_ms = suggestion.stats.prompt_ms,
+            generate_ms = suggestion.stats.generate_ms,
+            "completion"
+        );
+        // Drop results for a document that changed meanwhile; remember the
+        // one shown for typed-through answers.
+        {
+            let mut docs = self.state.docs.lock().unwrap();
+            let Some(session) = docs.get_mut(&key) else { return Ok(None) };
+            session.last_stats = Some(suggestion.stats.clone());
+            if suggestion.stats.cancelled || suggestion.text.is_empty() || session.doc.version != suggestion.version {
+                return Ok(None);
+            }
+            session.last_suggestion = Some(ShownSuggestion::new(cursor, suggestion.text.clone()));
+        }
+        if let Some(rest) = rest {
+            self.offer_rest(uri.clone(), cursor, position, suggestion.text.clone(), rest);
+        }
+        if let Some(family) = family.filter(|_| !remote.is_remote() && cursor - anchor > cfg.middle_chars / 2) {
+            self.warm_reanchored(key, snap, cursor, anchor, family, cfg);
+        }
+        Ok(Some((suggestion, range)))
+    }
+
+    pub(super) async fn inline_completion(&self, params: InlineCompletionParams) -> Result<Option<InlineCompletionResponse>> {
+        let tdp = params.text_document_position;
+        let Some((s, range)) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+            return Ok(Some(InlineCompletionResponse::Array(vec![])));
+        };
+        Ok(Some(InlineCompletionResponse::Array(vec![InlineCompletionItem {
+            insert_text: s.text,
+            filter_text: None,
+            range: Some(range),
+            command: None,
+            insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+        }])))
+    }
+
+    pub(super) async fn completion_items(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        let tdp = params.text_document_position;
+        let Some((s, _)) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+            return Ok(Some(CompletionResponse::Array(vec![])));
+        };
+        let (word, start) = self.word_before(&tdp.text_document.uri, tdp.position).unwrap_or_default();
+        let new_text = format!("{word}{}", s.text);
+        let first_line = s.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let mut label: String = format!("{word}{first_line}").chars().take(80).collect();
+        if s.text.trim().lines().count() > 1 {
+            label.push_str(" …");
+        }
+        let item = CompletionItem {
+            label,
+            kind: Some(CompletionItemKind::TEXT),
+            detail: Some("locode".into()),
+            documentation: Some(Documentation::MarkupContent(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: format!("```\n{new_text}\n```"),
+            })),
+            filter_text: Some(new_text.clone()),
+            sort_text: Some("0".into()),
+            preselect: Some(true),
+            insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+            text_edit: Some(CompletionTextEdit::Edit(TextEdit { range: Range::new(start, tdp.position), new_text })),
+            ..Default::default()
+        };
+        Ok(Some(CompletionResponse::List(CompletionList { is_incomplete: true, items: vec![item] })))
+    }
+
+    /// Statistics of the last completion for a document: prompt tokens,
+    /// evaluated tokens, generated tokens and timings.
+    pub(super) async fn last_stats(&self, params: TextDocumentIdentifier) -> Result<serde_json::Value> {
+        let stats = self.state.docs.lock().unwrap().get(params.uri.as_str()).and_then(|s| s.last_stats.clone());
+        Ok(serde_json::to_value(stats).unwrap_or_default())
+    }
+
+    /// The identifier characters before the cursor, which completion clients
+    /// filter items by; the completion item replaces them with themselves plus
+    /// the suggestion.
+    fn word_before(&self, uri: &Uri, position: Position) -> Option<(String, Position)> {
+        let enc = self.encoding();
+        let docs = self.state.docs.lock().unwrap();
+        let doc = &docs.get(uri.as_str())?.doc;
+        let cursor = documents::pos_to_char(&doc.rope, to_pos(position), enc).ok()?;
+        let line_start = doc.rope.line_to_char(doc.rope.char_to_line(cursor));
+        let mut start = cursor;
+        while start > line_start {
+            let c = doc.rope.char(start - 1);
+            if c.is_alphanumeric() || c == '_' {
+                start -= 1;
+            } else {
+                break;
+            }
+        }
+        let word = doc.rope.slice(start..cursor).to_string();
+        let p = documents::char_to_pos(&doc.rope, start, enc);
+        Some((word, Position::new(p.line, p.character)))
+    }
+}

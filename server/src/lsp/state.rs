@@ -1,0 +1,160 @@
+//! The server's state: settings, the model, the engine, the index, and the
+//! open documents' sessions; loading the model and applying settings.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::ls_types::*;
+
+use super::Backend;
+use crate::config::Config;
+use crate::documents::Encoding;
+use crate::engine::{Engine, ModelInfo};
+use crate::index::WorkspaceIndex;
+use crate::prompt::Family;
+use crate::session::Session;
+
+pub(super) enum ModelState {
+    Loading,
+    Ready { info: ModelInfo, family: Arc<Family> },
+    Failed(String),
+}
+
+pub(super) struct State {
+    /// The open documents, each with its completion session (one removal
+    /// closes both).
+    pub(super) docs: Mutex<HashMap<String, Session>>,
+    pub(super) encoding: RwLock<Encoding>,
+    pub(super) config: RwLock<Config>,
+    pub(super) model: RwLock<ModelState>,
+    pub(super) engine: Engine,
+    pub(super) client_progress: RwLock<bool>,
+    /// The client asks again on `locode/suggestionReady` (it says so with
+    /// `capabilities.experimental.locode.suggestionReady`): only such a
+    /// client is given early answers, since no other ever sees their rest.
+    pub(super) client_asks_again: RwLock<bool>,
+    /// Reports a remote completion engine's failures once per kind.
+    pub(super) remote_errors: crate::commands::remote::ErrorLatch,
+    /// Background cache warm-ups that ran to the end (`locode/status`).
+    pub(super) warmups: std::sync::atomic::AtomicUsize,
+    /// Early answers whose rest was generated and offered (`locode/status`).
+    pub(super) continued: std::sync::atomic::AtomicUsize,
+    /// Definitions of the workspace's files, for cross-file context; built
+    /// in the background after `initialize`.
+    pub(super) index: RwLock<Option<Arc<WorkspaceIndex>>>,
+    /// Documents with a re-index waiting for a pause in their changes.
+    pub(super) reindex_pending: Mutex<std::collections::HashSet<String>>,
+}
+
+impl State {
+    pub(super) fn new(config: Config, engine: Engine) -> Self {
+        State {
+            docs: Mutex::new(HashMap::new()),
+            encoding: RwLock::new(Encoding::Utf16),
+            config: RwLock::new(config),
+            model: RwLock::new(ModelState::Loading),
+            engine,
+            client_progress: RwLock::new(false),
+            client_asks_again: RwLock::new(false),
+            remote_errors: Default::default(),
+            warmups: Default::default(),
+            continued: Default::default(),
+            index: RwLock::new(None),
+            reindex_pending: Mutex::new(Default::default()),
+        }
+    }
+
+    /// The workspace index and the document's file, for cross-file context
+    /// (None without an index or for a URI that is not a file).
+    pub(super) fn workspace(&self, uri: &Uri) -> Option<(Arc<WorkspaceIndex>, std::path::PathBuf)> {
+        let index = self.index.read().unwrap().clone()?;
+        Some((index, uri.to_file_path()?.into_owned()))
+    }
+}
+
+impl Backend {
+    /// Loads (or reloads) the model in the background, with progress.
+    pub(super) fn load_model(&self) {
+        let client = self.client.clone();
+        let state = self.state.clone();
+        let engine_config = state.config.read().unwrap().engine.clone();
+        *state.model.write().unwrap() = ModelState::Loading;
+        let with_progress = *state.client_progress.read().unwrap();
+        tokio::spawn(async move {
+            let path = engine_config.model_path();
+            let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+            let mut last = 0u32;
+            let load = state.engine.load(engine_config, move |p| {
+                let pct = (p * 100.0) as u32;
+                if pct >= last + 5 || pct == 100 {
+                    last = pct;
+                    let _ = ptx.send(pct);
+                }
+            });
+            let progress = async {
+                if !with_progress {
+                    while prx.recv().await.is_some() {}
+                    return;
+                }
+                let token = ProgressToken::String(format!("locode/load/{}", std::process::id()));
+                if client.create_work_done_progress(token.clone()).await.is_err() {
+                    while prx.recv().await.is_some() {}
+                    return;
+                }
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let p = client.progress(token, "locode: loading model").with_message(name).with_percentage(0).begin().await;
+                while let Some(pct) = prx.recv().await {
+                    p.report(pct).await;
+                }
+                p.finish_with_message("done").await;
+            };
+            let (result, ()) = tokio::join!(load, progress);
+            match result {
+                Ok((info, family)) => {
+                    tracing::info!(model = %info.path.display(), family = %info.family, "model loaded");
+                    client.log_message(MessageType::INFO, format!("locode: loaded {} ({})", info.path.display(), info.family)).await;
+                    *state.model.write().unwrap() = ModelState::Ready { info, family: Arc::new(family) };
+                }
+                Err(e) => {
+                    let msg = format!("locode: {e}");
+                    tracing::error!("{msg}");
+                    *state.model.write().unwrap() = ModelState::Failed(e.to_string());
+                    client.log_message(MessageType::ERROR, &msg).await;
+                    client.show_message(MessageType::ERROR, &msg).await;
+                }
+            }
+        });
+    }
+
+    pub(super) fn apply_settings(&self, value: &serde_json::Value) -> std::result::Result<bool, String> {
+        let (reload, changed) = {
+            let mut cfg = self.state.config.write().unwrap();
+            let new = cfg.merged(value)?;
+            let reload = new.engine != cfg.engine;
+            let changed = reload || new.completion != cfg.completion;
+            *cfg = new;
+            (reload, changed)
+        };
+        // Suggestions made under the old settings are not offered again.
+        if changed {
+            for session in self.state.docs.lock().unwrap().values_mut() {
+                session.last_suggestion = None;
+            }
+        }
+        Ok(reload)
+    }
+
+    /// Model state: `{state: "loading"|"ready"|"failed", ...}`.
+    pub(super) async fn status(&self) -> Result<serde_json::Value> {
+        let warmups = self.state.warmups.load(std::sync::atomic::Ordering::Relaxed);
+        let continued = self.state.continued.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(match &*self.state.model.read().unwrap() {
+            ModelState::Loading => serde_json::json!({"state": "loading"}),
+            ModelState::Ready { info, .. } => {
+                serde_json::json!({"state": "ready", "model": info, "warmups": warmups, "continued": continued})
+            }
+            ModelState::Failed(e) => serde_json::json!({"state": "failed", "error": e}),
+        })
+    }
+}
