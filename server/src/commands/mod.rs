@@ -1,22 +1,93 @@
 //! Explain and refactor a selection, the explicit and audited path to a cloud
 //! model, and remote completion engines. Pure apart from `net` (HTTP),
-//! `cloud`/`remote` (which use it) and `audit` (one append-only file): no
-//! protocol types here; `lsp::commands` wires these into LSP.
+//! `cloud`/`remote` (which use it), `audit` (one append-only file) and the
+//! explanation file `explain` writes: no protocol types here. The flows talk
+//! to the editor through [`Ui`], which `lsp::commands` implements over LSP.
 //!
 //! With `cloud.route = "never"` (the default) nothing in this module opens a
 //! network connection: the HTTP client is only built inside `cloud::send` and
 //! `remote::remote_fim`, which the server calls only when configured to.
 
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
 pub mod audit;
 pub mod cloud;
+pub mod explain;
+mod local;
 pub mod net;
 pub mod policy;
 pub mod prompts;
 pub mod redact;
+pub mod refactor;
 pub mod remote;
 pub mod validate;
 
 pub use crate::config::{CloudConfig, CommandsConfig, ExplainOutput, Provider, RemoteEngineConfig, RemoteKind, Route};
+pub use local::{Local, ModelStatus};
+
+use crate::syntax::Language;
+
+/// The code a command works on: whole lines of a document, as it was when
+/// the command arrived.
+pub struct Selection {
+    /// The document's URI (what the audit log records).
+    pub uri: String,
+    /// Its path, or its URI when it has none (what secret-file patterns are
+    /// matched against).
+    pub path: String,
+    /// Its file name (what prompts and messages name).
+    pub file: String,
+    pub language: Language,
+    /// The whole document.
+    pub text: String,
+    /// Byte offsets of the code in `text`.
+    pub start: usize,
+    pub end: usize,
+    pub code: String,
+    /// 0-based line of the code's first line.
+    pub first_line: usize,
+    pub lines: usize,
+}
+
+impl Selection {
+    /// The file with `replacement` in place of the code.
+    pub fn with(&self, replacement: &str) -> String {
+        format!("{}{}{}", &self.text[..self.start], replacement, &self.text[self.end..])
+    }
+}
+
+/// How a message is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Error,
+}
+
+/// A sink for progress messages that a callback can keep (token streams).
+pub type Reporter = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What the flows need of the editor: progress, a question, and ways to
+/// show a result.
+pub trait Ui: Send + Sync {
+    /// Starts the command's progress. It ends with [`Ui::end`], or when the
+    /// `Ui` is dropped (a cancelled request still closes its progress).
+    fn begin(&self, title: &str, message: String) -> impl Future<Output = ()> + Send;
+    /// Progress messages, once begun (before that they go nowhere).
+    fn reporter(&self) -> Reporter;
+    fn progress(&self, message: &str) {
+        (self.reporter())(message)
+    }
+    /// Ends the progress; returns once the end is sent, so that it reaches
+    /// the editor before the command's result.
+    fn end(&self, message: &str) -> impl Future<Output = ()> + Send;
+    /// Asks `question`; the choice taken, None when dismissed.
+    fn confirm(&self, question: &str, choices: &[&str]) -> impl Future<Output = Option<String>> + Send;
+    fn show(&self, level: Level, text: &str) -> impl Future<Output = ()> + Send;
+    /// Opens a file in the editor; false when it could not.
+    fn show_file(&self, path: &Path) -> impl Future<Output = bool> + Send;
+}
 
 /// Removes the common leading whitespace of the non-blank lines; returns the
 /// dedented text and the removed indent.
