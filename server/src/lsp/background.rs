@@ -63,7 +63,7 @@ impl Backend {
                 return;
             }
             let version = {
-                let mut docs = state.docs.lock().unwrap();
+                let mut docs = state.sessions.lock().unwrap();
                 let Some(session) = docs.get_mut(uri.as_str()) else { return };
                 match session.last_suggestion.as_mut() {
                     Some(s) if s.cursor == cursor && s.text == shown => s.text = whole.text.clone(),
@@ -98,7 +98,7 @@ impl Backend {
             let workspace = key.parse::<Uri>().ok().and_then(|uri| state.workspace(&uri));
             let workspace = workspace.as_ref().map(|(index, path)| Workspace { index, path });
             let (snap, anchor) = {
-                let mut docs = state.docs.lock().unwrap();
+                let mut docs = state.sessions.lock().unwrap();
                 // A request in flight has the engine; it warms its own prompt.
                 let Some(session) = docs.get_mut(&key).filter(|s| s.inflight.is_none() && s.doc.version == version) else { return };
                 session.plan(cursor, &cfg, workspace)
@@ -131,14 +131,14 @@ impl Backend {
         let state = self.state.clone();
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(WARM_PAUSE_MS)).await;
-            let unchanged = |state: &State| state.docs.lock().unwrap().get(&key).is_some_and(|s| s.doc.version == snap.version);
+            let unchanged = |state: &State| state.sessions.lock().unwrap().get(&key).is_some_and(|s| s.doc.version == snap.version);
             if !unchanged(&state) {
                 return;
             }
             let spot = complete::Spot { snap: &snap, cursor, anchor: new_anchor };
             if complete::warm(&state.engine, &family, &key, &spot, &cfg).await {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let mut docs = state.docs.lock().unwrap();
+                let mut docs = state.sessions.lock().unwrap();
                 if let Some(session) = docs.get_mut(&key) {
                     if session.doc.version == snap.version {
                         session.layout.anchor = Some(new_anchor);
@@ -166,7 +166,7 @@ impl Backend {
         let uri = uri.clone();
         let client = self.client.clone();
         tokio::spawn(async move {
-            let version = |state: &State| state.docs.lock().unwrap().get(uri.as_str()).map(|s| s.doc.version);
+            let version = |state: &State| state.sessions.lock().unwrap().get(uri.as_str()).map(|s| s.doc.version);
             let mut seen = version(&state);
             loop {
                 tokio::time::sleep(REINDEX_IDLE).await;
@@ -177,7 +177,7 @@ impl Backend {
                 seen = now;
             }
             state.reindex_pending.lock().unwrap().remove(uri.as_str());
-            let text = state.docs.lock().unwrap().get(uri.as_str()).map(|s| s.doc.text());
+            let text = state.sessions.lock().unwrap().get(uri.as_str()).map(|s| s.doc.text());
             if let Some(text) = text {
                 Backend { client, state }.reindex(&uri, text);
             }

@@ -77,7 +77,7 @@ struct Target {
 
 /// The document under a short lock (a snapshot is cheap: the rope is shared).
 fn snapshot(backend: &Backend, key: &str) -> Option<Snapshot> {
-    backend.state.docs.lock().unwrap().get_mut(key).map(|doc| doc.snapshot())
+    backend.state.sessions.lock().unwrap().get_mut(key).map(|doc| doc.snapshot())
 }
 
 fn resolve(backend: &Backend, args: &Args) -> Result<Target> {
@@ -158,7 +158,7 @@ pub async fn code_action(backend: &Backend, params: CodeActionParams) -> Result<
     let key = params.text_document.uri.as_str().to_string();
     let r = params.range;
     let (language, around) = {
-        let mut docs = backend.state.docs.lock().unwrap();
+        let mut docs = backend.state.sessions.lock().unwrap();
         let Some(doc) = docs.get_mut(&key) else { return Ok(None) };
         // An empty range asks for the item around the cursor: the cursor's
         // byte, the tree and the text (the query runs outside the lock).
@@ -273,7 +273,7 @@ async fn refactor(backend: &Backend, args: &Args, token: Option<ProgressToken>, 
         refactor::Error::Failed(m) => failed(m),
     })?;
     // The progress is still open: the edit is applied, then it ends.
-    let current = backend.state.docs.lock().unwrap().get(&target.key).map(|d| d.version);
+    let current = backend.state.sessions.lock().unwrap().get(&target.key).map(|d| d.version);
     if current != Some(target.version) {
         ui.end("not applied").await;
         return Err(failed("locode: the document changed while locode was working; the refactor was not applied"));

@@ -50,7 +50,7 @@ impl Backend {
         // Under one short lock: the request is planned, supersedes the one
         // in flight, and (typed through the last suggestion) is answered.
         let (snap, cursor, anchor, burst) = {
-            let mut docs = self.state.docs.lock().unwrap();
+            let mut docs = self.state.sessions.lock().unwrap();
             let session = docs.get_mut(&key).ok_or_else(|| invalid_params(format!("document not open: {key}")))?;
             let cursor = documents::pos_to_char(&session.doc.rope, to_pos(position), enc).map_err(invalid_params)?;
             let prepared = session.prepare(cursor, &cfg, workspace);
@@ -101,7 +101,7 @@ impl Backend {
             },
             Some(family) => {
                 let rest_cancel = CancelToken::new();
-                let old = self.state.docs.lock().unwrap().get_mut(&key).and_then(|s| s.continuation.replace(rest_cancel.clone()));
+                let old = self.state.sessions.lock().unwrap().get_mut(&key).and_then(|s| s.continuation.replace(rest_cancel.clone()));
                 if let Some(old) = old {
                     old.cancel();
                 }
@@ -109,7 +109,7 @@ impl Backend {
             }
             None => return Ok(None),
         };
-        if let Some(session) = self.state.docs.lock().unwrap().get_mut(&key) {
+        if let Some(session) = self.state.sessions.lock().unwrap().get_mut(&key) {
             if session.inflight.as_ref().is_some_and(|t| t.same_as(&cancel)) {
                 session.inflight = None;
             }
@@ -136,7 +136,7 @@ impl Backend {
         // Drop results for a document that changed meanwhile; remember the
         // one shown for typed-through answers.
         {
-            let mut docs = self.state.docs.lock().unwrap();
+            let mut docs = self.state.sessions.lock().unwrap();
             let Some(session) = docs.get_mut(&key) else { return Ok(None) };
             session.last_stats = Some(suggestion.stats.clone());
             if suggestion.stats.cancelled || suggestion.text.is_empty() || session.doc.version != suggestion.version {
@@ -200,7 +200,7 @@ impl Backend {
     /// Statistics of the last completion for a document: prompt tokens,
     /// evaluated tokens, generated tokens and timings.
     pub(super) async fn last_stats(&self, params: TextDocumentIdentifier) -> Result<serde_json::Value> {
-        let stats = self.state.docs.lock().unwrap().get(params.uri.as_str()).and_then(|s| s.last_stats.clone());
+        let stats = self.state.sessions.lock().unwrap().get(params.uri.as_str()).and_then(|s| s.last_stats.clone());
         Ok(serde_json::to_value(stats).unwrap_or_default())
     }
 
@@ -209,7 +209,7 @@ impl Backend {
     /// the suggestion.
     fn word_before(&self, uri: &Uri, position: Position) -> Option<(String, Position)> {
         let enc = self.encoding();
-        let docs = self.state.docs.lock().unwrap();
+        let docs = self.state.sessions.lock().unwrap();
         let doc = &docs.get(uri.as_str())?.doc;
         let cursor = documents::pos_to_char(&doc.rope, to_pos(position), enc).ok()?;
         let line_start = doc.rope.line_to_char(doc.rope.char_to_line(cursor));

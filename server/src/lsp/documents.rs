@@ -23,7 +23,7 @@ impl Backend {
         // the cursor's anchor): pre-fill that one at the first pause.
         let lines = doc.rope.len_lines();
         let end = doc.rope.len_chars();
-        self.state.docs.lock().unwrap().insert(key.clone(), Session::new(doc));
+        self.state.sessions.lock().unwrap().insert(key.clone(), Session::new(doc));
         if lang != Language::PlainText && lines <= self.state.config.read().unwrap().completion.prefix_lines {
             self.warm_after_enter(key, end, td.version);
         }
@@ -45,7 +45,7 @@ impl Backend {
         });
         self.reindex_when_idle(&params.text_document.uri);
         let warm = {
-            let mut docs = self.state.docs.lock().unwrap();
+            let mut docs = self.state.sessions.lock().unwrap();
             match docs.get_mut(key) {
                 Some(session) => {
                     session.apply_versioned(params.text_document.version, changes, enc);
@@ -74,7 +74,7 @@ impl Backend {
         // A save is a pause: the next request picks the other files'
         // definitions afresh (new imports, new names), paying for the whole
         // prompt once.
-        let text = self.state.docs.lock().unwrap().get_mut(params.text_document.uri.as_str()).map(|s| {
+        let text = self.state.sessions.lock().unwrap().get_mut(params.text_document.uri.as_str()).map(|s| {
             s.layout.cross_file = None;
             s.doc.text()
         });
@@ -84,7 +84,7 @@ impl Backend {
     }
 
     pub(super) async fn close_document(&self, params: DidCloseTextDocumentParams) {
-        let session = self.state.docs.lock().unwrap().remove(params.text_document.uri.as_str());
+        let session = self.state.sessions.lock().unwrap().remove(params.text_document.uri.as_str());
         if let Some(session) = session {
             session.close();
         }
@@ -92,7 +92,7 @@ impl Backend {
 
     /// The server's copy of a document: `{uri}` -> `{version, text}`.
     pub(super) async fn document_state(&self, params: TextDocumentIdentifier) -> Result<serde_json::Value> {
-        let docs = self.state.docs.lock().unwrap();
+        let docs = self.state.sessions.lock().unwrap();
         let session = docs.get(params.uri.as_str()).ok_or_else(|| invalid_params("document not open"))?;
         let cross_file: Vec<&str> = session.layout.cross_file.iter().flat_map(|c| c.chunks.iter().map(|(p, _)| p.as_str())).collect();
         Ok(serde_json::json!({ "version": session.doc.version, "text": session.doc.text(), "crossFile": cross_file }))

@@ -146,7 +146,7 @@ impl LanguageServer for Backend {
         if let Some(index) = self.state.index.read().unwrap().as_ref() {
             index.cancel();
         }
-        for session in self.state.docs.lock().unwrap().values_mut() {
+        for session in self.state.sessions.lock().unwrap().values_mut() {
             if let Some(t) = &session.inflight {
                 t.cancel();
             }

@@ -24,7 +24,7 @@ pub(super) enum ModelState {
 pub(super) struct State {
     /// The open documents, each with its completion session (one removal
     /// closes both).
-    pub(super) docs: Mutex<HashMap<String, Session>>,
+    pub(super) sessions: Mutex<HashMap<String, Session>>,
     pub(super) encoding: RwLock<Encoding>,
     pub(super) config: RwLock<Config>,
     pub(super) model: RwLock<ModelState>,
@@ -50,7 +50,7 @@ pub(super) struct State {
 impl State {
     pub(super) fn new(config: Config, engine: Engine) -> Self {
         State {
-            docs: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             encoding: RwLock::new(Encoding::Utf16),
             config: RwLock::new(config),
             model: RwLock::new(ModelState::Loading),
@@ -138,7 +138,7 @@ impl Backend {
         };
         // Suggestions made under the old settings are not offered again.
         if changed {
-            for session in self.state.docs.lock().unwrap().values_mut() {
+            for session in self.state.sessions.lock().unwrap().values_mut() {
                 session.last_suggestion = None;
             }
         }
