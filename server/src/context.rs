@@ -389,14 +389,189 @@ fn choose_mode(rope: &Rope, lang: Language, cur_line: usize, line_prefix: &str, 
 mod tests {
     use super::*;
     use crate::documents::{Change, Encoding, Pos};
+    use crate::fixture::context as ctx;
+    use expect_test::{expect, Expect};
 
-    /// Builds a context from a fixture with a `$0` cursor.
-    fn ctx(lang: Language, fixture: &str) -> CompletionContext {
-        let at = fixture.find("$0").expect("fixture has a $0 cursor");
-        let text = fixture.replace("$0", "");
-        let mut doc = Document::new(&text, 1, lang);
-        let cursor = doc.rope.byte_to_char(at);
-        build(&doc.snapshot(), cursor, cursor, &CompletionConfig::default())
+    /// Text with its line ends shown (`⏎`) and its end (`¶`), so trailing
+    /// blanks stay visible in a snapshot.
+    fn lines(text: &str) -> String {
+        format!("{}¶", text.replace('\n', "⏎\n"))
+    }
+
+    /// A context, field by field.
+    fn show(c: &CompletionContext) -> String {
+        format!(
+            "mode: {:?}\nscope_indent: {:?}\nheal: {:?}\nline_prefix: {:?}\nline_suffix: {:?}\nnext_line: {:?}\nwindow_start: {}\n\
+             --- prefix\n{}\n--- middle\n{}\n--- suffix\n{}\n",
+            c.mode,
+            c.scope_indent,
+            c.heal,
+            c.line_prefix,
+            c.line_suffix,
+            c.next_line,
+            c.window_start,
+            lines(&c.prefix),
+            lines(&c.middle),
+            lines(&c.suffix)
+        )
+    }
+
+    fn check(lang: Language, fixture: &str, expect: Expect) {
+        expect.assert_eq(&show(&ctx(lang, fixture)));
+    }
+
+    #[test]
+    fn python_contexts() {
+        // Mid-line, a partial word healed.
+        check(
+            Language::Python,
+            "import math\n\ndef area(radius):\n    return math.pi * rad$0\n\nprint(area(2))\n",
+            expect![[r#"
+            mode: SingleLine
+            scope_indent: None
+            heal: " rad"
+            line_prefix: "    return math.pi * rad"
+            line_suffix: ""
+            next_line: Some("print(area(2))")
+            window_start: 0
+            --- prefix
+            import math⏎
+            ⏎
+            def area(radius):⏎
+                return math.pi *¶
+            --- middle
+            ¶
+            --- suffix
+            ⏎
+            ⏎
+            print(area(2))⏎
+            ¶
+        "#]],
+        );
+        // An open line in a body: a block, in the function's scope.
+        check(
+            Language::Python,
+            "class A:\n    def f(self, xs):\n        for x in xs:\n            $0\n        return 0\n",
+            expect![[r#"
+            mode: Block { opener_indent: 8 }
+            scope_indent: Some(4)
+            heal: "            "
+            line_prefix: "            "
+            line_suffix: ""
+            next_line: Some("return 0")
+            window_start: 0
+            --- prefix
+            class A:⏎
+                def f(self, xs):⏎
+                    for x in xs:⏎
+            ¶
+            --- middle
+            ¶
+            --- suffix
+            ⏎
+                    return 0⏎
+            ¶
+        "#]],
+        );
+    }
+
+    #[test]
+    fn rust_contexts() {
+        // An open line in a function body, a closer after it.
+        check(
+            Language::Rust,
+            "impl A {\n    fn total(xs: &[u32]) -> u32 {\n        let mut t = 0;\n        $0\n    }\n}\n",
+            expect![[r#"
+            mode: SingleLine
+            scope_indent: Some(4)
+            heal: "        "
+            line_prefix: "        "
+            line_suffix: ""
+            next_line: Some("}")
+            window_start: 0
+            --- prefix
+            impl A {⏎
+                fn total(xs: &[u32]) -> u32 {⏎
+                    let mut t = 0;⏎
+            ¶
+            --- middle
+            ¶
+            --- suffix
+            ⏎
+                }⏎
+            }⏎
+            ¶
+        "#]],
+        );
+        // Right after an opener, text after the cursor on its line.
+        check(
+            Language::Rust,
+            "fn main() {\n    let v = vec![$0];\n}\n",
+            expect![[r#"
+            mode: SingleLine
+            scope_indent: None
+            heal: ""
+            line_prefix: "    let v = vec!["
+            line_suffix: "];"
+            next_line: Some("}")
+            window_start: 0
+            --- prefix
+            fn main() {⏎
+                let v = vec![¶
+            --- middle
+            ¶
+            --- suffix
+            ];⏎
+            }⏎
+            ¶
+        "#]],
+        );
+    }
+
+    /// The header a far window of the fixture gets: what `plan` and
+    /// `build` put ahead of the window's text.
+    fn far_window_header(lang: Language, fixture: &str) -> String {
+        let (mut doc, cursor) = crate::fixture::document(lang, fixture);
+        let cfg = CompletionConfig::default();
+        let mut layout = Layout::default();
+        let anchor = plan(&mut doc, &mut layout, cursor, &cfg);
+        let snap = layout.snapshot(&mut doc);
+        let c = build(&snap, cursor, anchor, &cfg);
+        assert!(c.window_start > 0, "a far window");
+        let header = far_header(&snap, c.window_start, cursor);
+        assert!(c.prefix.starts_with(&header));
+        assert_eq!(snap.header.as_ref().map(|(w, h)| (*w, h.to_string())), Some((c.window_start, header.clone())), "as planned");
+        lines(&header)
+    }
+
+    #[test]
+    fn far_window_headers() {
+        let body: String = (0..300).map(|i| format!("        total += len(paths[{i}])\n")).collect();
+        let py = format!(
+            "import os\nfrom typing import List\n\n\nclass Store:\n    def load(self,\n             paths: List[str]):\n        total = 0\n{body}        $0\n"
+        );
+        expect![[r#"
+            import os⏎
+            from typing import List⏎
+            ⏎
+            class Store:⏎
+                def load(self,⏎
+                         paths: List[str]):⏎
+            ¶"#]]
+        .assert_eq(&far_window_header(Language::Python, &py));
+        let body: String = (0..300).map(|i| format!("            total += paths[{i}].len();\n")).collect();
+        let rs = format!(
+            "use std::fmt;\nuse std::io::{{self, Write}};\n\nmod store {{\n    pub struct Store;\n\n    impl Store {{\n        pub fn load(&self, paths: &[&str]) -> usize {{\n            let mut total = 0;\n{body}            $0\n        }}\n    }}\n}}\n"
+        );
+        expect![[r#"
+            use std::fmt;⏎
+            use std::io::{self, Write};⏎
+            ⏎
+            mod store {⏎
+                impl Store {⏎
+                    pub fn load(&self, paths: &[&str]) -> usize {⏎
+            ¶"#]]
+        .assert_eq(&far_window_header(Language::Rust, &rs));
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod config;
 pub mod context;
 pub mod documents;
 pub mod engine;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod index;
 pub mod lsp;
 pub mod postprocess;

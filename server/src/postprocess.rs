@@ -460,8 +460,6 @@ pub fn trim_suffix_overlap<'a>(completion: &'a str, line_suffix: &str) -> &'a st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CompletionConfig;
-    use crate::documents::Document;
     use crate::syntax::Language;
 
     /// Fixture with a `$0` cursor, the raw generation, the expected suggestion.
@@ -471,11 +469,7 @@ mod tests {
 
     /// As `check`, for a generation the model ended itself (`ended`) or not.
     fn check_ended(lang: Language, fixture: &str, generated: &str, ended: bool, expected: &str) {
-        let at = fixture.find("$0").unwrap();
-        let text = fixture.replace("$0", "");
-        let mut doc = Document::new(&text, 1, lang);
-        let cursor = doc.rope.byte_to_char(at);
-        let ctx = crate::context::build(&doc.snapshot(), cursor, cursor, &CompletionConfig::default());
+        let ctx = crate::fixture::context(lang, fixture);
         let t = Trimmer::new(&ctx, 12);
         assert_eq!(t.finish_with(generated, ended), expected, "fixture {fixture:?}, generated {generated:?}");
     }
@@ -638,24 +632,14 @@ mod tests {
     #[test]
     fn block_is_capped_in_lines() {
         let generated: String = (0..40).map(|i| format!("a{i} = {i}\n    ")).collect();
-        let at = "def f():\n    ".len();
-        let text = "def f():\n    \n";
-        let mut doc = Document::new(text, 1, Language::Python);
-        let ctx = crate::context::build(&doc.snapshot(), at, at, &CompletionConfig::default());
-        let t = Trimmer::new(&ctx, 5);
+        let t = Trimmer::new(&crate::fixture::context(Language::Python, "def f():\n    $0\n"), 5);
         assert_eq!(t.finish(&generated).lines().count(), 5);
         assert!(t.is_done(&generated));
     }
 
     #[test]
     fn an_early_answer_is_made_of_complete_lines() {
-        let t = |fixture: &str| {
-            let at = fixture.find("$0").unwrap();
-            let text = fixture.replace("$0", "");
-            let mut doc = Document::new(&text, 1, Language::Python);
-            let ctx = crate::context::build(&doc.snapshot(), at, at, &CompletionConfig::default());
-            Trimmer::new(&ctx, 12)
-        };
+        let t = |fixture: &str| Trimmer::new(&crate::fixture::context(Language::Python, fixture), 12);
         // An open line: the first complete line, as for an answer cut off there.
         let open = t("def f(xs):\n    total = 0\n    $0\n\n\ndef g():\n    pass\n");
         assert_eq!(open.early("for x in"), None, "no complete line yet");
@@ -671,17 +655,11 @@ mod tests {
 
     #[test]
     fn is_done_lets_the_engine_stop_early() {
-        let at = "x = ".len();
-        let mut doc = Document::new("x = \n", 1, Language::Python);
-        let ctx = crate::context::build(&doc.snapshot(), at, at, &CompletionConfig::default());
-        let t = Trimmer::new(&ctx, 12);
+        let t = Trimmer::new(&crate::fixture::context(Language::Python, "x = $0\n"), 12);
         assert!(!t.is_done("compute("));
         assert!(t.is_done("compute()\n"));
 
-        let mut doc = Document::new("def f():\n    \n", 1, Language::Python);
-        let at = "def f():\n    ".len();
-        let ctx = crate::context::build(&doc.snapshot(), at, at, &CompletionConfig::default());
-        let t = Trimmer::new(&ctx, 12);
+        let t = Trimmer::new(&crate::fixture::context(Language::Python, "def f():\n    $0\n"), 12);
         assert!(!t.is_done("a = 1\n    b = 2\n"));
         assert!(!t.is_done("a = 1\n    b = 2\n\ndef g"), "an unfinished line settles nothing");
         assert!(t.is_done("a = 1\n    b = 2\n\ndef g():\n"), "a dedented line ends the block");

@@ -193,6 +193,151 @@ pub fn to_display_string(pieces: &[Piece]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syntax::Language;
+    use expect_test::{expect, Expect};
+
+    /// Pieces one a line: `special` and the token's text, or `text` and
+    /// the text as a string literal.
+    fn show(pieces: &[Piece]) -> String {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Special(s) => format!("special {s}\n"),
+                Piece::Text(t) => format!("text {t:?}\n"),
+                Piece::Chat(m) => format!("chat {m:?}\n"),
+            })
+            .collect()
+    }
+
+    /// The FIM prompt `family` renders for the context at the fixture's
+    /// `$0` cursor, as `complete::prepare` fills it (no other files).
+    fn check_fim(family: &str, lang: Language, fixture: &str, expect: Expect) {
+        let ctx = crate::fixture::context(lang, fixture);
+        let pieces =
+            by_name(family).unwrap().render_fim(&FimParts { extra: &[], prefix: &ctx.prefix, suffix: &ctx.suffix, middle: &ctx.middle });
+        expect.assert_eq(&show(&pieces));
+    }
+
+    const PY: &str = "import math\n\ndef area(radius):\n    return math.pi * rad$0\n\nprint(area(2))\n";
+
+    #[test]
+    fn fim_prompts_for_a_fixture() {
+        // The half-typed ` rad` is not in the prompt: the engine forces it
+        // as the answer's start (token healing, `CompletionContext::heal`).
+        check_fim(
+            "qwen2.5-coder",
+            Language::Python,
+            PY,
+            expect![[r#"
+            special <|fim_prefix|>
+            text "import math\n\ndef area(radius):\n    return math.pi *"
+            special <|fim_suffix|>
+            text "\n\nprint(area(2))\n"
+            special <|fim_middle|>
+        "#]],
+        );
+        check_fim(
+            "starcoder2",
+            Language::Python,
+            PY,
+            expect![[r#"
+            special <fim_prefix>
+            text "import math\n\ndef area(radius):\n    return math.pi *"
+            special <fim_suffix>
+            text "\n\nprint(area(2))\n"
+            special <fim_middle>
+        "#]],
+        );
+        check_fim(
+            "deepseek-coder",
+            Language::Python,
+            PY,
+            expect![[r#"
+            special <｜fim▁begin｜>
+            text "import math\n\ndef area(radius):\n    return math.pi *"
+            special <｜fim▁hole｜>
+            text "\n\nprint(area(2))\n"
+            special <｜fim▁end｜>
+        "#]],
+        );
+        check_fim(
+            "codellama",
+            Language::Python,
+            PY,
+            expect![[r#"
+            special ▁<PRE>
+            text "import math\n\ndef area(radius):\n    return math.pi *"
+            special ▁<SUF>
+            text "\n\nprint(area(2))\n"
+            special ▁<MID>
+        "#]],
+        );
+        check_fim(
+            "codestral",
+            Language::Python,
+            PY,
+            expect![[r#"
+            special [SUFFIX]
+            text "\n\nprint(area(2))\n"
+            special [PREFIX]
+            text "import math\n\ndef area(radius):\n    return math.pi *"
+        "#]],
+        );
+        check_fim(
+            "qwen2.5-coder",
+            Language::Rust,
+            "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n    $0\n}\n",
+            expect![[r#"
+            special <|fim_prefix|>
+            text "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n"
+            special <|fim_suffix|>
+            text "\n}\n"
+            special <|fim_middle|>
+        "#]],
+        );
+    }
+
+    #[test]
+    fn repository_prompt_with_other_files() {
+        let chunks = vec![
+            ("src/geometry.py".to_string(), "def circle(r):\n    return math.pi * r * r\n\n".to_string()),
+            ("src/units.py".to_string(), "CM_PER_INCH = 2.54".to_string()),
+        ];
+        let qwen = by_name("qwen2.5-coder").unwrap();
+        let extra = qwen.render_repo("shapes", "src/main.py", &chunks);
+        expect![[r#"
+            special <|repo_name|>
+            text "shapes\n"
+            special <|file_sep|>
+            text "src/geometry.py\ndef circle(r):\n    return math.pi * r * r\n"
+            special <|file_sep|>
+            text "src/units.py\nCM_PER_INCH = 2.54\n"
+            special <|file_sep|>
+            text "src/main.py\n"
+        "#]]
+        .assert_eq(&show(&extra));
+        let whole = qwen.render_fim(&FimParts { extra: &extra, prefix: "r = ", suffix: "\n", middle: "" });
+        expect![[r#"
+            special <|repo_name|>
+            text "shapes\n"
+            special <|file_sep|>
+            text "src/geometry.py\ndef circle(r):\n    return math.pi * r * r\n"
+            special <|file_sep|>
+            text "src/units.py\nCM_PER_INCH = 2.54\n"
+            special <|file_sep|>
+            text "src/main.py\n"
+            special <|fim_prefix|>
+            text "r = "
+            special <|fim_suffix|>
+            text "\n"
+            special <|fim_middle|>
+        "#]]
+        .assert_eq(&show(&whole));
+        // A family without a file separator shows no other files.
+        assert!(by_name("codellama").unwrap().render_repo("shapes", "src/main.py", &chunks).is_empty());
+        // Nor does one with it when there is nothing to show.
+        assert!(qwen.render_repo("shapes", "src/main.py", &[]).is_empty());
+    }
 
     fn render(family: &str) -> String {
         let f = by_name(family).unwrap();

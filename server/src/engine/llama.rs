@@ -183,9 +183,32 @@ fn special_token(model: &LlamaModel, text: &str) -> Option<LlamaToken> {
     (plain != special).then_some(special[0])
 }
 
-struct Slot {
+/// A KV sequence: the document it holds (`key`, empty when free) and the
+/// tokens in its cache.
+struct Slot<T = LlamaToken> {
     key: String,
-    tokens: Vec<LlamaToken>,
+    tokens: Vec<T>,
+}
+
+/// Slot indices, most recently used first.
+type Recency = lru::LruCache<usize, ()>;
+
+/// The slot for `key`: its own, else a free one, else the least recently
+/// used (`recency`), else the first.
+fn choose_slot<T>(slots: &[Slot<T>], recency: &Recency, key: &str) -> usize {
+    slots
+        .iter()
+        .position(|s| s.key == key)
+        .or_else(|| slots.iter().position(|s| s.key.is_empty()))
+        .or_else(|| recency.peek_lru().map(|(&i, _)| i))
+        .unwrap_or(0)
+}
+
+/// The slot whose KV cells to free to make room: the least recently used
+/// one other than `keep` that holds tokens; none when there is none.
+fn eviction_victim<T>(slots: &[Slot<T>], recency: &Recency, keep: usize) -> Option<usize> {
+    // `iter` runs from the most to the least recently used.
+    recency.iter().map(|(&i, _)| i).rfind(|&i| i != keep && !slots[i].tokens.is_empty())
 }
 
 struct Server<'m> {
@@ -195,7 +218,7 @@ struct Server<'m> {
     n_batch: usize,
     slots: Vec<Slot>,
     /// Slot indices, most recently used first.
-    recency: lru::LruCache<usize, ()>,
+    recency: Recency,
     /// Each token's text, for constrained decoding (token healing); built
     /// the first time it is needed. Control tokens have no text.
     pieces: Option<Vec<Vec<u8>>>,
@@ -329,13 +352,7 @@ impl Server<'_> {
 
     /// The slot for `key`: its own, else a free one, else the least recently used.
     fn slot_for(&mut self, key: &str) -> usize {
-        let idx = self
-            .slots
-            .iter()
-            .position(|s| s.key == key)
-            .or_else(|| self.slots.iter().position(|s| s.key.is_empty()))
-            .or_else(|| self.recency.peek_lru().map(|(&i, _)| i))
-            .unwrap_or(0);
+        let idx = choose_slot(&self.slots, &self.recency, key);
         let slot = &mut self.slots[idx];
         if slot.key != key {
             slot.key = key.to_string();
@@ -349,9 +366,7 @@ impl Server<'_> {
     /// Frees the KV cells of the least recently used slot other than
     /// `keep`; false when there is none to free.
     fn evict_one(&mut self, keep: usize) -> bool {
-        // `iter` runs from the most to the least recently used.
-        let victim = self.recency.iter().map(|(&i, _)| i).rfind(|&i| i != keep && !self.slots[i].tokens.is_empty());
-        let Some(i) = victim else { return false };
+        let Some(i) = eviction_victim(&self.slots, &self.recency, keep) else { return false };
         tracing::debug!(slot = %self.slots[i].key, "evicting a KV slot to make room");
         self.slots[i].tokens.clear();
         self.slots[i].key.clear();
@@ -697,7 +712,10 @@ const MAX_DRAFT: usize = 8;
 
 /// Prompt-lookup drafting: find the latest earlier occurrence of the last
 /// few tokens of `history` and propose the tokens that followed it.
-fn lookup_draft(history: &[LlamaToken], max: usize) -> Vec<LlamaToken> {
+/// The longest tail that occurs earlier wins (4 tokens, then 3, then 2),
+/// then the latest occurrence of it; the draft is at most `max` tokens and
+/// stops where the tail itself starts.
+fn lookup_draft<T: PartialEq + Copy>(history: &[T], max: usize) -> Vec<T> {
     if max == 0 {
         return Vec::new();
     }
@@ -772,5 +790,80 @@ mod tests {
         // Nothing repeats, or no room.
         assert!(lookup_draft(&t(&[1, 2, 3, 4]), 4).is_empty());
         assert!(lookup_draft(&t(&[1, 2, 3, 1, 2]), 0).is_empty());
+    }
+
+    #[test]
+    fn no_draft_without_an_earlier_occurrence() {
+        assert!(lookup_draft::<i32>(&[], 4).is_empty());
+        assert!(lookup_draft(&[1, 2], 4).is_empty(), "too short to repeat");
+        assert!(lookup_draft(&[1, 2, 3, 4, 5, 6, 7, 8], 4).is_empty());
+        // Only one token of the tail occurs earlier: not enough.
+        assert!(lookup_draft(&[2, 9, 8, 7, 1, 2], 4).is_empty());
+    }
+
+    #[test]
+    fn a_draft_stops_where_the_tail_starts() {
+        // The occurrence right before the tail has nothing after it to propose.
+        assert!(lookup_draft(&[1, 2, 1, 2], 4).is_empty());
+        assert!(lookup_draft(&[5, 1, 2, 1, 2], 4).is_empty());
+        // One token between the occurrence and the tail: that one, whatever `max`.
+        assert_eq!(lookup_draft(&[1, 2, 3, 1, 2], 4), [3]);
+        // A run of one token: the occurrences overlap the tail; the earliest
+        // leaves one token before it.
+        assert_eq!(lookup_draft(&[7, 7, 7, 7, 7], 8), [7]);
+    }
+
+    #[test]
+    fn a_longer_match_wins_over_a_later_one() {
+        // "2 3" occurs last before "20 21", but "1 2 3" occurs before "10 11".
+        let history = [1, 2, 3, 10, 11, 9, 2, 3, 20, 21, 1, 2, 3];
+        assert_eq!(lookup_draft(&history, 2), [10, 11]);
+        assert_eq!(lookup_draft(&history, 1), [10]);
+        // Among equally long matches, the latest.
+        assert_eq!(lookup_draft(&[4, 1, 2, 3, 8, 1, 2, 3, 9, 1, 2, 3], 3), [9]);
+    }
+
+    /// Slots from (key, number of cached tokens).
+    fn slots(v: &[(&str, usize)]) -> Vec<Slot<u32>> {
+        v.iter().map(|(key, n)| Slot { key: key.to_string(), tokens: vec![0; *n] }).collect()
+    }
+
+    /// Recency after using the slots in this order (the last most recently).
+    fn used(order: &[usize]) -> Recency {
+        let mut r = Recency::new(std::num::NonZeroUsize::new(8).unwrap());
+        for &i in order {
+            r.put(i, ());
+        }
+        r
+    }
+
+    #[test]
+    fn a_document_gets_its_own_slot_else_a_free_one_else_the_least_recently_used() {
+        // Its own, even with a free one before it.
+        assert_eq!(choose_slot(&slots(&[("", 0), ("a.py", 2)]), &used(&[1]), "a.py"), 1);
+        // A new document: the first free slot.
+        assert_eq!(choose_slot(&slots(&[("a.py", 2), ("", 0), ("", 0)]), &used(&[0]), "b.py"), 1);
+        // All taken: the least recently used.
+        let full = slots(&[("a.py", 1), ("b.py", 1), ("c.py", 1)]);
+        assert_eq!(choose_slot(&full, &used(&[1, 0, 2]), "d.py"), 1);
+        assert_eq!(choose_slot(&full, &used(&[1, 0, 2, 1]), "d.py"), 0, "slot 1 used again");
+        assert_eq!(choose_slot(&full, &used(&[1, 0, 2]), "c.py"), 2, "its own, however recent");
+        // No recency to go by: the first.
+        assert_eq!(choose_slot(&full, &used(&[]), "d.py"), 0);
+    }
+
+    #[test]
+    fn eviction_frees_the_least_recently_used_other_slot_with_tokens() {
+        let s = slots(&[("a.py", 3), ("b.py", 2), ("c.py", 1)]);
+        assert_eq!(eviction_victim(&s, &used(&[0, 1, 2]), 2), Some(0));
+        // Never the slot being filled, even when it is the least recently used.
+        assert_eq!(eviction_victim(&s, &used(&[0, 1, 2]), 0), Some(1));
+        assert_eq!(eviction_victim(&s, &used(&[1, 0, 2]), 1), Some(0));
+        // A slot with nothing cached frees nothing: skipped.
+        let s = slots(&[("a.py", 3), ("b.py", 0), ("c.py", 1)]);
+        assert_eq!(eviction_victim(&s, &used(&[0, 1, 2]), 0), Some(2));
+        // Of the slots in use only the kept one holds tokens, or none is in use: none.
+        assert_eq!(eviction_victim(&s, &used(&[1, 2]), 2), None);
+        assert_eq!(eviction_victim(&s, &used(&[]), 0), None);
     }
 }

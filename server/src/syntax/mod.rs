@@ -882,12 +882,7 @@ pub fn problem_count(tree: &Tree) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Split a fixture at its `$0` cursor marker.
-    fn cursor(fixture: &str) -> (String, usize) {
-        let at = fixture.find("$0").expect("fixture has a $0 cursor");
-        (fixture.replacen("$0", "", 1), at)
-    }
+    use crate::fixture::cursor;
 
     fn tree(lang: Language, src: &str) -> Tree {
         parse(lang, src).expect("parses")
