@@ -455,10 +455,7 @@ impl Document {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ch(l1: u32, c1: u32, l2: u32, c2: u32, text: &str) -> Change {
-        Change { range: Some((Pos::new(l1, c1), Pos::new(l2, c2))), text: text.into() }
-    }
+    use crate::fixture::change as ch;
 
     #[test]
     fn utf16_positions_with_emoji_and_cjk() {

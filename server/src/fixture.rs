@@ -12,13 +12,18 @@ use std::ops::Range;
 
 use crate::config::CompletionConfig;
 use crate::context::CompletionContext;
-use crate::documents::Document;
+use crate::documents::{Change, Document, Pos};
 use crate::syntax::Language;
 
 /// The cursor, or where a selection starts.
 pub(crate) const CURSOR: &str = "$0";
 /// Where a selection ends.
 pub(crate) const SELECTION_END: &str = "$1";
+
+/// A `didChange` content change replacing `(l1, c1)..(l2, c2)` with `text`.
+pub(crate) fn change(l1: u32, c1: u32, l2: u32, c2: u32, text: &str) -> Change {
+    Change { range: Some((Pos::new(l1, c1), Pos::new(l2, c2))), text: text.into() }
+}
 
 /// The text of `fixture` without its `$0` cursor, and the cursor's byte
 /// offset in it. Panics unless there is exactly one `$0` and no `$1`.

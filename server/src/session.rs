@@ -198,12 +198,9 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::documents::Pos;
     use crate::syntax::Language;
 
-    fn ch(l1: u32, c1: u32, l2: u32, c2: u32, text: &str) -> Change {
-        Change { range: Some((Pos::new(l1, c1), Pos::new(l2, c2))), text: text.into() }
-    }
+    use crate::fixture::change as ch;
 
     #[test]
     fn typed_through_and_anchor_invalidation() {
