@@ -16,7 +16,8 @@
 //! completing through a fake llama-server on loopback (fast: thousands of
 //! messages), and the real `locode serve` binary with the real model when it
 //! is present (fewer cases). Counts: `LOCODE_FUZZ_CASES` (default 1000) and
-//! `LOCODE_FUZZ_MODEL_CASES` (default 40).
+//! `LOCODE_FUZZ_MODEL_CASES` (default 40). Each run prints its random seed;
+//! `LOCODE_FUZZ_SEED` reruns the same cases.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestCaseError, TestRunner};
@@ -40,6 +41,12 @@ fn count_panics() {
             prev(info)
         }));
     });
+}
+
+/// A seed from the clock and the process id (no extra dependency).
+fn rand_seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 32)
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -869,7 +876,16 @@ fn fuzz(conn: Conn, options: Value, cases: usize, max_ops: usize, huge_limit_kib
     }
     let runner = Mutex::new(Runner { client, case_no: 0, huge_limit_kib, answer_timeout });
     let t0 = Instant::now();
-    let mut pt = TestRunner::new(PtConfig { cases: cases as u32, failure_persistence: None, max_shrink_iters: 64, ..PtConfig::default() });
+    // A new seed each run finds new cases; printed, so a failure can be rerun.
+    let seed = std::env::var("LOCODE_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand_seed);
+    println!("fuzz[{label}]: seed {seed} (rerun with LOCODE_FUZZ_SEED={seed})");
+    let mut pt = TestRunner::new(PtConfig {
+        cases: cases as u32,
+        failure_persistence: None,
+        max_shrink_iters: 64,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        ..PtConfig::default()
+    });
     let result = pt.run(&case_strategy(max_ops), |(initial, ops)| {
         let r = runner.lock().unwrap_or_else(|e| e.into_inner()).run_case(&initial, &ops);
         if let Err(e) = &r {
