@@ -43,8 +43,7 @@ mod tests {
 
     /// The text of the item around the `$0` cursor of `fixture`.
     fn item_at(lang: Language, fixture: &str) -> Option<String> {
-        let at = fixture.find("$0").expect("fixture has a $0 cursor");
-        let src = fixture.replacen("$0", "", 1);
+        let (src, at) = crate::fixture::cursor(fixture);
         let tree = parse(lang, &src).expect("parses");
         enclosing_item(lang, &tree, &src, at).map(|r| src[r].to_string())
     }
