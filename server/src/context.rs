@@ -36,8 +36,8 @@ pub struct CompletionContext {
     /// healing). A prompt that ends in a lone space or half a word makes the
     /// model start a new token (" b" after "a + ", " ** 2" after "rad").
     pub heal: String,
-    /// On an open line (nothing on the cursor's line but blanks): the
-    /// indentation of the line that starts the innermost scope around the
+    /// On an open line (nothing on the cursor's line but blanks) or at the
+    /// end of a line: the indentation of the line that starts the innermost scope around the
     /// cursor (function, class, impl). A multi-line answer stays deeper than
     /// that: a line at or above it has left the scope.
     pub scope_indent: Option<usize>,
@@ -276,7 +276,9 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
 
     let mut mode = choose_mode(rope, snap.language, cur_line, &line_prefix, &line_suffix);
     let mut scope_indent = None;
-    if on_open_line(rope, cursor) {
+    let open_line = on_open_line(rope, cursor);
+    // An open line, or the end of a finished line, where an answer may start a new one.
+    if open_line || ends_finished_line(snap.language, &line_prefix, &line_suffix) {
         if let Some(tree) = snap.tree.as_ref() {
             let src = rope.to_string();
             let byte = rope.char_to_byte(cursor);
@@ -285,7 +287,7 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
                 .map(|s| indent_width(&line_text(rope, s.start_line)));
             // The syntax tree knows openers the line text does not show (a
             // Python body after a multi-line signature, an empty Rust body).
-            if mode == Mode::SingleLine && crate::syntax::opens_block(snap.language, tree, &src, byte) {
+            if open_line && mode == Mode::SingleLine && crate::syntax::opens_block(snap.language, tree, &src, byte) {
                 let opener_indent = (0..=cur_line)
                     .rev()
                     .map(|l| line_text(rope, l))
@@ -354,6 +356,16 @@ fn far_header(snap: &Snapshot, start: usize, cursor: usize) -> String {
 /// A cursor with only blanks before it and only closers after it on its
 /// line: where `build` asks the syntax tree for the enclosing scope and
 /// whether the line opens a block.
+/// Is the cursor at the end of a finished line: code before it that does not
+/// go on (no operator, comma, open bracket or block opener at its end) and
+/// nothing after it? An answer there may start on the next line.
+pub fn ends_finished_line(lang: Language, line_prefix: &str, line_suffix: &str) -> bool {
+    let code = line_prefix.trim_end();
+    let goes_on =
+        code.ends_with(['=', '+', '-', '*', '/', '%', '<', '>', '&', '|', '^', ',', '(', '[', '{', '.', '\\', ':', '!', '~', '@']);
+    lang != Language::PlainText && line_suffix.trim().is_empty() && !code.trim().is_empty() && !goes_on && !lang.opens_block(code)
+}
+
 fn on_open_line(rope: &Rope, cursor: usize) -> bool {
     let line = rope.char_to_line(cursor);
     let col = cursor - rope.line_to_char(line);
@@ -427,26 +439,26 @@ mod tests {
             Language::Python,
             "import math\n\ndef area(radius):\n    return math.pi * rad$0\n\nprint(area(2))\n",
             expect![[r#"
-            mode: SingleLine
-            scope_indent: None
-            heal: " rad"
-            line_prefix: "    return math.pi * rad"
-            line_suffix: ""
-            next_line: Some("print(area(2))")
-            window_start: 0
-            --- prefix
-            import math⏎
-            ⏎
-            def area(radius):⏎
-                return math.pi *¶
-            --- middle
-            ¶
-            --- suffix
-            ⏎
-            ⏎
-            print(area(2))⏎
-            ¶
-        "#]],
+                mode: SingleLine
+                scope_indent: Some(0)
+                heal: " rad"
+                line_prefix: "    return math.pi * rad"
+                line_suffix: ""
+                next_line: Some("print(area(2))")
+                window_start: 0
+                --- prefix
+                import math⏎
+                ⏎
+                def area(radius):⏎
+                    return math.pi *¶
+                --- middle
+                ¶
+                --- suffix
+                ⏎
+                ⏎
+                print(area(2))⏎
+                ¶
+            "#]],
         );
         // An open line in a body: a block, in the function's scope.
         check(

@@ -37,6 +37,9 @@ pub struct Trimmer {
     /// The non-blank lines below the cursor's (up to `BELOW_LINES`): their
     /// indentation and trimmed text.
     below: Vec<(usize, String)>,
+    /// At the end of a finished line: the trimmer of a new line opened
+    /// below it, for an answer that starts with a line break (see `next_line_answer`).
+    new_line: Option<Box<Trimmer>>,
 }
 
 /// Lines below the cursor an open-line answer may join.
@@ -70,7 +73,36 @@ impl Trimmer {
                 .take(BELOW_LINES)
                 .map(|l| (indent_width(l), l.trim().to_string()))
                 .collect(),
+            new_line: None,
         }
+        .with_new_line()
+    }
+
+    /// At the end of a finished line (`context::ends_finished_line`), the
+    /// model often starts with a line break: the code that belongs there is
+    /// on the next line. Such an answer is read as if the line break had
+    /// been typed, on an open line below the cursor's.
+    fn with_new_line(mut self) -> Self {
+        if self.mode != Mode::SingleLine || !crate::context::ends_finished_line(self.language, &self.line_prefix, &self.line_suffix) {
+            return self;
+        }
+        let mut open = self.clone();
+        open.line_prefix = String::new();
+        open.heal = String::new();
+        open.cursor_indent = Some(String::new());
+        open.open_line = true;
+        open.before = format!("{}\n", self.before);
+        self.new_line = Some(Box::new(open));
+        self
+    }
+
+    /// The generation after a first line break, when the answer is to go on
+    /// a new line below the cursor's (`with_new_line`): the line break may
+    /// follow blanks, never code.
+    fn next_line_answer<'g>(&self, generated: &'g str) -> Option<(&Trimmer, &'g str)> {
+        let open = self.new_line.as_deref()?;
+        let rest = generated.trim_start_matches([' ', '\t']).strip_prefix('\n')?;
+        Some((open, rest))
     }
 
     /// Is a generated line at `width` the code already below the cursor:
@@ -191,6 +223,9 @@ impl Trimmer {
             let lines: Vec<&str> = complete.split('\n').collect();
             return lines.len() > self.max_lines || self.open_end(&lines, true).is_some_and(|e| e < lines.len());
         }
+        if let Some((open, rest)) = self.next_line_answer(generated) {
+            return open.is_done(rest);
+        }
         if let Some(mode) = self.opened_block(generated) {
             return self.block_done(mode, generated);
         }
@@ -274,6 +309,17 @@ impl Trimmer {
     /// itself (an end-of-generation token), not at a limit.
     pub fn finish_with(&self, generated: &str, ended: bool) -> String {
         let Ok(generated) = self.healed(generated) else { return String::new() };
+        if let Some((open, rest)) = self.next_line_answer(generated) {
+            // Not the line below again (it follows already).
+            let first = rest.split('\n').find(|l| !l.trim().is_empty());
+            if first.is_some_and(|l| !open.joins_below(l, indent_width(l))) {
+                let text = open.finish_with(rest, ended);
+                if !text.trim().is_empty() {
+                    return format!("\n{text}");
+                }
+            }
+            return String::new();
+        }
         if let Some(text) = self.open_lines(generated, ended) {
             let text = self.syntax_cut(text, Mode::Block { opener_indent: 0 });
             if !text.trim().is_empty() {
@@ -526,6 +572,34 @@ mod tests {
             false,
             "for x in xs {\n        t += x;\n    }\n    t",
         );
+    }
+
+    #[test]
+    fn a_finished_line_may_go_on_below() {
+        let py = "def f(xs):\n    count = 0$0\n    return count\n";
+        // The model breaks the line first (after the healed `0`): the answer goes on below it.
+        check(
+            Language::Python,
+            py,
+            " 0 \n    for x in xs:\n        count += x\n    return count\n",
+            "\n    for x in xs:\n        count += x",
+        );
+        check_ended(Language::Python, py, " 0\n    count += len(xs)", true, "\n    count += len(xs)");
+        // Only the line that follows anyway, or nothing: no answer.
+        check(Language::Python, py, " 0\n    return count\n", "");
+        check_ended(Language::Python, py, " 0\n", true, "");
+        // A line that goes on, or code before the break, is not a finished line.
+        check(Language::Python, "def f(xs):\n    count = $0\n", "\n    len(xs)\n", "");
+        check(Language::Python, py, " 0  # none\n    for x in xs:\n", "  # none");
+        // Rust: a statement, then the next one.
+        let rs = "fn f(v: &[u32]) -> u32 {\n    let mut n = 0;$0\n    n\n}\n";
+        check(Language::Rust, rs, "\n    for x in v {\n        n += x;\n    }\n    n\n}\n", "\n    for x in v {\n        n += x;\n    }");
+        // The engine goes on past the line break, and stops once it is settled.
+        let t = Trimmer::new(&crate::fixture::context(Language::Python, py), 12);
+        assert!(!t.is_done(" 0 \n"));
+        assert!(!t.is_done(" 0 \n    for x in xs:\n"));
+        assert!(t.is_done(" 0 \n    for x in xs:\n        count += x\n    return count\n"));
+        assert_eq!(t.early(" 0 \n    count += 1\n    ret").as_deref(), Some("\n    count += 1"));
     }
 
     #[test]
