@@ -174,6 +174,11 @@ const MAX_AMBIGUOUS: usize = 4;
 const MAX_PER_NAME: usize = 3;
 /// At most this many names are looked at per request.
 const MAX_NAMES: usize = 64;
+/// Most definitions shown of a module imported whole that no name led to.
+const MAX_MODULE_API: usize = 6;
+/// The kinds of definition that make a module's API (not methods or fields:
+/// their type comes first).
+const API_KINDS: &[&str] = &["function", "class", "struct", "enum", "trait", "type", "constant", "macro"];
 
 struct FileEntry {
     defs: Vec<Arc<IndexedDef>>,
@@ -708,16 +713,24 @@ impl WorkspaceIndex {
         // name (`from billing import tax`, `use crate::util;`).
         let mut module_of: HashMap<&str, Option<Vec<&str>>> = HashMap::new();
         let mut modules: Vec<Vec<&str>> = Vec::new();
+        // What may be a module imported whole: an import's module when it
+        // names nothing in it or binds its first segment (`import a.b`
+        // binds `a`), else module + name (`from pkg import util`).
+        let mut whole: Vec<Vec<&str>> = Vec::new();
         for imp in file.imports {
             let module = imp.module.as_deref().map(module_segments);
             if let Some(m) = module.as_ref().filter(|m| !m.is_empty()) {
                 modules.push(m.clone());
+                if imp.names.is_empty() || imp.names.iter().any(|n| n == m[0]) {
+                    whole.push(m.clone());
+                }
             }
             for n in &imp.names {
                 module_of.entry(n.as_str()).or_insert_with(|| module.clone());
                 let mut m = module.clone().unwrap_or_default();
                 m.push(n.as_str());
-                modules.push(m);
+                modules.push(m.clone());
+                whole.push(m);
             }
         }
         let mut order: Vec<&str> = Vec::new();
@@ -841,6 +854,39 @@ impl WorkspaceIndex {
         cands.sort_by(|a, b| {
             b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then_with(|| (&a.2.rel_path, &a.2.path, a.2.line).cmp(&(&b.2.rel_path, &b.2.path, b.2.line)))
         });
+        // A module the file imports whole (`import util`, `use crate::util;`)
+        // that no name led to yet: its top-level API (functions, types), in
+        // line order, after every name and within what the budget leaves.
+        // `util.` is where its names are about to be written.
+        let named: HashSet<usize> = cands.iter().map(|c| path_id(&c.2.path)).collect();
+        let mut api_files: Vec<&FileEntry> = Vec::new();
+        let lasts: HashSet<&str> = whole.iter().filter_map(|m| m.last().copied()).collect();
+        // One pass over the files (the index may hold thousands), a cheap
+        // test first: the module's last segment names the file or its folder.
+        for (path, entry) in inner.files.iter().filter(|_| !lasts.is_empty()) {
+            let Some(d0) = entry.defs.first() else { continue };
+            let rel = &d0.rel_path;
+            let stem = rel.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let folder = rel.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()).unwrap_or("");
+            if !lasts.contains(stem) && !lasts.contains(folder) {
+                continue;
+            }
+            let fm = file_module(rel);
+            let strong = whole.iter().any(|m| fm.ends_with(m) && cur_dir_parts.starts_with(&fm[..fm.len() - m.len()]));
+            if strong && elsewhere(&d0) && !named.contains(&path_id(path)) {
+                api_files.push(entry);
+            }
+        }
+        // (The same order on every call: the prompt stays the same.)
+        api_files.sort_by_key(|f| f.defs.first().map(|d| d.rel_path.clone()));
+        let api = api_files.iter().flat_map(|f| {
+            let mut defs: Vec<&Arc<IndexedDef>> =
+                f.defs.iter().filter(|d| API_KINDS.contains(&d.kind.as_str()) && usable(&d.name)).collect();
+            defs.sort_by_key(|d| d.line);
+            defs.into_iter().take(MAX_MODULE_API)
+        });
+        let cands = cands.into_iter().chain(api.enumerate().map(|(i, d)| (Evidence::Strong, MAX_NAMES + i, d)));
+
         let mut picked: Vec<Arc<IndexedDef>> = Vec::new();
         let mut files: HashSet<&Path> = HashSet::new();
         let mut used = 0usize;
@@ -1302,9 +1348,40 @@ mod tests {
             // Builtins are never picked, imported or not, though compat.py
             // defines them; the module's other names still are.
             ("from shop.compat import input, len, shout\n\nn = len(input())\nprint(shout(n))\n", vec!["shop/compat.py: def shout(s):"]),
-            ("import shop.compat\n\nn = len(input())\n", vec![]),
+            // A module imported whole that no name leads to: its API (less
+            // the builtins), for the `compat.` about to be written.
+            ("import shop.compat\n\nn = len(input())\n", vec!["shop/compat.py: def shout(s):"]),
         ] {
             assert_eq!(picks(&index, root, "shop/main.py", doc), strings(&expected), "{doc}");
+        }
+    }
+
+    #[test]
+    fn a_module_imported_whole_shows_its_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "impl_7.py", "import math\n\n\ndef _kernel_7(b, a):\n    return math.gcd(a, b)\n\n\ndef _other(x):\n    return x\n");
+        write(root, "pkg/util.py", "def helper(x, *, strict):\n    return x\n\n\nclass Cache:\n    def get(self, k):\n        return k\n");
+        write(root, "pkg/noise.py", "def helper(y):\n    return y\n");
+        write(root, "src/util.rs", "pub fn helper(limit: u8, name: &str) -> u8 {\n    limit\n}\n");
+        let index = built(root, IndexLimits::default());
+        for (rel, doc, expected) in [
+            // Nothing of it is named yet: its functions, in line order.
+            (
+                "task_7.py",
+                "import impl_7\n\n\ndef gcd(a, b):\n    \"\"\"The gcd.\"\"\"\n    \n",
+                vec!["impl_7.py: def _kernel_7(b, a):", "impl_7.py: def _other(x):"],
+            ),
+            // A module imported by name from its package: its API (not methods).
+            ("pkg/main.py", "from pkg import util\n\nx = 1\n", vec!["pkg/util.py: def helper(x, *, strict):", "pkg/util.py: class Cache:"]),
+            // A name already leads to it: that name only.
+            ("pkg/main.py", "from pkg import util\n\nx = util.helper(1)\n", vec!["pkg/util.py: def helper(x, *, strict):"]),
+            // Rust: `use crate::util;`.
+            ("src/main.rs", "use crate::util;\n\nfn main() {\n}\n", vec!["src/util.rs: pub fn helper(limit: u8, name: &str) -> u8 {"]),
+            // An imported name is not a module: nothing.
+            ("pkg/main.py", "from pkg.util import Cache\n\nclass C(Cache):\n    pass\n", vec!["pkg/util.py: class Cache:"]),
+        ] {
+            assert_eq!(picks(&index, root, rel, doc), strings(&expected), "{doc}");
         }
     }
 
