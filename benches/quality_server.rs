@@ -44,11 +44,12 @@ use std::time::{Duration, Instant};
 struct Opts {
     /// Sets to run, comma-separated: single, multi, span, rust, xfile
     /// (helpers moved to another file), xfile-inline (the same tasks with the
-    /// helpers left in the document).
+    /// helpers left in the document), xcall (the body is a call to the
+    /// implementation in another file).
     #[arg(long, default_value = "single,multi,span,rust,xfile")]
     sets: String,
     /// Tasks per set (a seeded sample): a number or `all`. Default: single
-    /// 200, multi 150, span all (164), rust 150, xfile all.
+    /// 200, multi 150, span all (164), rust 150, xfile and xcall all.
     #[arg(long)]
     limit: Option<String>,
     /// Do not run llama-server next to locode.
@@ -143,12 +144,14 @@ fn file_uri(path: &Path) -> String {
 // The sets
 
 /// A set of this bench: one of the in-process bench's, or the cross-file
-/// set (helpers moved to another file), or its control (helpers inline).
+/// set (helpers moved to another file), or its control (helpers inline), or
+/// the cross-file call set (the body is a call to another file's function).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SetName {
     Plain(SetKind),
     XFile,
     XInline,
+    XCall,
 }
 
 impl SetName {
@@ -156,9 +159,10 @@ impl SetName {
         Ok(match s.trim() {
             "xfile" => SetName::XFile,
             "xfile-inline" => SetName::XInline,
+            "xcall" => SetName::XCall,
             other => SetName::Plain(
                 SetKind::parse(other)
-                    .map_err(|_| anyhow::anyhow!("unknown set {other:?} (single, multi, span, rust, xfile, xfile-inline)"))?,
+                    .map_err(|_| anyhow::anyhow!("unknown set {other:?} (single, multi, span, rust, xfile, xfile-inline, xcall)"))?,
             ),
         })
     }
@@ -168,6 +172,7 @@ impl SetName {
             SetName::Plain(k) => k.key(),
             SetName::XFile => "xfile",
             SetName::XInline => "xfile-inline",
+            SetName::XCall => "xcall",
         }
     }
 
@@ -176,13 +181,14 @@ impl SetName {
             SetName::Plain(k) => k.title(),
             SetName::XFile => "HumanEval helpers in another file",
             SetName::XInline => "same tasks, helpers inline",
+            SetName::XCall => "HumanEval calls into another file",
         }
     }
 
     fn default_limit(self) -> Option<usize> {
         match self {
             SetName::Plain(k) => k.default_limit(),
-            SetName::XFile | SetName::XInline => None,
+            SetName::XFile | SetName::XInline | SetName::XCall => None,
         }
     }
 }
@@ -195,6 +201,11 @@ struct Helpers {
     code: String,
     /// The line that replaces them in the document.
     import_line: String,
+    /// How the test program gets them: false, `code` prepended and
+    /// `import_line` dropped (xfile); true, `code` run as the module
+    /// `module` before the document, whose import then finds it (xcall:
+    /// `import impl_<n>` needs the module, not only its names).
+    as_module: bool,
 }
 
 /// One task as this bench runs it: the task, its file in the workspace,
@@ -214,11 +225,13 @@ struct Item {
 
 impl Item {
     /// The program a fill is tested with: the task's, with the helpers
-    /// prepended and their import line dropped in the cross-file set, so it
+    /// prepended and their import line dropped (xfile), or with the helpers'
+    /// file registered as the module the document imports (xcall), so it
     /// runs standalone.
     fn program(&self, fill: &str) -> String {
         let p = self.task.program(fill);
         match &self.helpers {
+            Some(h) if h.as_module => format!("{}{p}", module_preamble(&h.module, &h.code)),
             Some(h) => format!("{}\n\n{}", h.code, p.replacen(&h.import_line, "", 1)),
             None => p,
         }
@@ -341,7 +354,7 @@ fn cross_file_task(task: &Task, entry: &str) -> Option<(Task, Helpers)> {
     let cursor = doc.len();
     doc.push_str(&task.doc[task.cursor..]);
     let t = Task { doc, cursor, ..task.clone() };
-    Some((t, Helpers { module, code, import_line }))
+    Some((t, Helpers { module, code, import_line, as_module: false }))
 }
 
 /// The cross-file set (or its control): SingleLine tasks that qualify, and
@@ -378,6 +391,185 @@ fn load_xfile(data: &Path, limit: Option<usize>, seed: u64, inline: bool) -> any
         problems.into_iter().collect::<Vec<_>>().join(", ")
     );
     let info = SetInfo { population: all.len(), skipped: Vec::new() };
+    let order = sets::python_shuffle(all.len(), seed)?;
+    let n = limit.unwrap_or(all.len()).min(all.len());
+    Ok((order[..n].iter().map(|&i| all[i].clone()).collect(), info, note))
+}
+
+/// Python that makes `code` importable as `module`, to run first in a test
+/// program: a module object, `code` run in it, put in `sys.modules`.
+fn module_preamble(module: &str, code: &str) -> String {
+    // A JSON string is a Python string literal.
+    let lit = serde_json::to_string(code).unwrap_or_default();
+    let file = format!("{module}.py");
+    format!(
+        "import sys as _bench_sys, types as _bench_types\n_bench_m = _bench_types.ModuleType({module:?})\n\
+         exec(compile({lit}, {file:?}, \"exec\"), _bench_m.__dict__)\n_bench_sys.modules[{module:?}] = _bench_m\n\
+         del _bench_sys, _bench_types, _bench_m\n\n"
+    )
+}
+
+/// The parameters of a one-line `def` (the text between its parentheses,
+/// split at top-level commas, trimmed) and the byte offset just after its
+/// closing parenthesis. None when the line has no closed parameter list.
+fn def_params(line: &str) -> Option<(Vec<String>, usize)> {
+    let open = line.find('(')?;
+    let mut depth = 0usize;
+    let mut params = Vec::new();
+    let mut cur = String::new();
+    for (i, c) in line[open + 1..].char_indices() {
+        match c {
+            ')' | ']' | '}' if depth == 0 => {
+                if !cur.trim().is_empty() {
+                    params.push(cur.trim().to_string());
+                }
+                return Some((params, open + 1 + i + 1));
+            }
+            ',' if depth == 0 => {
+                params.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+        cur.push(c);
+    }
+    None
+}
+
+/// A function body's lines (those after its `def` line, as a prompt has
+/// them) less its docstring (the lines from where the first triple-quoted
+/// string opens to where it closes) and blank lines.
+fn without_docstring(body: &str) -> String {
+    let quote = ["\"\"\"", "'''"].into_iter().filter_map(|q| body.find(q).map(|i| (i, q))).min();
+    let kept = match quote {
+        Some((i, q)) => {
+            let start = body[..i].rfind('\n').map_or(0, |k| k + 1);
+            let close = body[i + 3..].find(q).map_or(body.len(), |k| i + 3 + k + 3);
+            let end = body[close..].find('\n').map_or(body.len(), |k| close + k + 1);
+            format!("{}{}", &body[..start], &body[end..])
+        }
+        None => body.to_string(),
+    };
+    kept.split_inclusive('\n').filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// The xcall task of one HumanEval problem, from its SingleLine row with the
+/// shortest prompt (the problem's prompt, then blank lines; the prompt,
+/// canonical fill and suffix together are the whole solution). Ok(None):
+/// the entry point takes fewer than 2 parameters; Err(reason): it takes
+/// more but the task cannot be made.
+///
+/// - `impl_<n>.py`: the prompt's top-level imports and other functions, and
+///   the solution renamed `_kernel_<n>`, its parameters in reverse order,
+///   without the docstring;
+/// - `task_<n>.py`: the prompt, with `from impl_<n> import _kernel_<n>`
+///   (even n) or `import impl_<n>` (odd n) after its imports (or at the
+///   top), and an empty line opened after the docstring: the hole, whose
+///   reference fill is `    return _kernel_<n>(<params reversed>)`
+///   (`impl_<n>._kernel_<n>(...)` for odd n).
+fn xcall_item(r: &Value, n: usize) -> anyhow::Result<Result<Option<Item>, String>> {
+    let base = sets::python_row_task(SetKind::Single, r)?;
+    let text = |k: &str| r[k].as_str().with_context(|| format!("field {k} missing in {}", r["task_id"]));
+    let entry = text("entry_point")?;
+    let prompt = format!("{}\n", text("prompt")?.trim_end());
+    let lines: Vec<&str> = prompt.split_inclusive('\n').collect();
+    let Some(d) = lines.iter().position(|l| l.starts_with(&format!("def {entry}("))) else {
+        return Ok(Err(format!("HumanEval/{n} (no one-line `def {entry}(` in the prompt)")));
+    };
+    let Some((params, after)) = def_params(lines[d]) else {
+        return Ok(Err(format!("HumanEval/{n} (its `def` line does not close its parameters)")));
+    };
+    if params.len() < 2 {
+        return Ok(Ok(None));
+    }
+    if params.iter().any(|p| p.contains('=') || p.starts_with('*') || p == "/") {
+        return Ok(Err(format!("HumanEval/{n} (defaults or starred parameters)")));
+    }
+    let names: Vec<&str> = params.iter().map(|p| p.split(':').next().unwrap_or("").trim()).collect();
+    let kernel = format!("_kernel_{n}");
+    let module = format!("impl_{n}");
+
+    let is_import = |l: &str| l.starts_with("import ") || l.starts_with("from ");
+    let mut code: String = lines[..d].iter().filter(|l| is_import(l)).copied().collect();
+    for (s, e, name) in top_level_blocks(&lines[..d]) {
+        if name.is_some() {
+            code.push_str("\n\n");
+            code.push_str(&lines[s..e].concat());
+        }
+    }
+    if !code.is_empty() {
+        code.push_str("\n\n");
+    }
+    let reversed: Vec<&str> = params.iter().rev().map(String::as_str).collect();
+    code.push_str(&format!("def {kernel}({}){}", reversed.join(", "), &lines[d][after..]));
+    code.push_str(&without_docstring(&lines[d + 1..].concat()));
+    code.push_str(text("canonical_solution")?);
+    code.push_str(text("suffix")?);
+    if !code.ends_with('\n') {
+        code.push('\n');
+    }
+
+    let from_form = n.is_multiple_of(2);
+    let (import_line, callee, form) = if from_form {
+        (format!("from {module} import {kernel}\n"), kernel.clone(), "from")
+    } else {
+        (format!("import {module}\n"), format!("{module}.{kernel}"), "import")
+    };
+    let args: Vec<&str> = names.iter().rev().copied().collect();
+    let head = match lines[..d].iter().rposition(|l| is_import(l)) {
+        Some(i) => format!("{}{import_line}{}", lines[..=i].concat(), lines[i + 1..].concat()),
+        None => format!("{import_line}\n\n{}", prompt.trim_start_matches('\n')),
+    };
+    let task = Task {
+        id: format!("XCall/HumanEval/{n}/{form}"),
+        doc: format!("{head}\n"),
+        cursor: head.len(),
+        expected: format!("    return {callee}({})", args.join(", ")),
+        ..base
+    };
+    let helpers = Helpers { module, code, import_line, as_module: true };
+    Ok(Ok(Some(Item {
+        task,
+        file: format!("task_{n}.py"),
+        problem: format!("HumanEval/{n}"),
+        helpers: Some(Arc::new(helpers)),
+        indent_moved: 0,
+    })))
+}
+
+/// The cross-file call set: one task per HumanEval problem whose entry point
+/// takes 2 or more parameters (`xcall_item`); a seeded sample of them.
+fn load_xcall(data: &Path, limit: Option<usize>, seed: u64) -> anyhow::Result<(Vec<Item>, SetInfo, String)> {
+    let mut shortest: BTreeMap<usize, Value> = BTreeMap::new();
+    let plen = |r: &Value| r["prompt"].as_str().map_or(0, str::len);
+    for r in sets::rows(SetKind::Single, data)? {
+        let Some(n) = r["task_id"].as_str().and_then(|id| id.split('/').nth(2)).and_then(|s| s.parse::<usize>().ok()) else {
+            continue;
+        };
+        if shortest.get(&n).is_none_or(|b| plen(&r) < plen(b)) {
+            shortest.insert(n, r);
+        }
+    }
+    let mut all: Vec<Item> = Vec::new();
+    let mut info = SetInfo::default();
+    for (n, r) in &shortest {
+        match xcall_item(r, *n)? {
+            Ok(Some(it)) => all.push(it),
+            Ok(None) => {}
+            Err(why) => info.skipped.push(why),
+        }
+    }
+    info.population = all.len();
+    let from = all.iter().filter(|i| i.task.id.ends_with("/from")).count();
+    let note = format!(
+        "{} of {} problems take 2 or more parameters: {from} `from impl_<n> import`, {} `import impl_<n>`",
+        all.len(),
+        shortest.len(),
+        all.len() - from
+    );
     let order = sets::python_shuffle(all.len(), seed)?;
     let n = limit.unwrap_or(all.len()).min(all.len());
     Ok((order[..n].iter().map(|&i| all[i].clone()).collect(), info, note))
@@ -904,6 +1096,7 @@ fn main() -> anyhow::Result<()> {
                 (tasks.into_iter().map(|t| item(t, None)).collect::<Vec<_>>(), info, String::new())
             }
             SetName::XFile | SetName::XInline => load_xfile(&data, lim, opts.run.seed, name == SetName::XInline)?,
+            SetName::XCall => load_xcall(&data, lim, opts.run.seed)?,
         };
         if opts.cursor_at_indent {
             items.iter_mut().for_each(cursor_at_indent);
