@@ -176,7 +176,8 @@ mod tests {
 
 // Settings of explain/refactor, cloud escalation and remote completion
 // engines: plain data here (what the settings say), their behaviour in
-// `commands`, so that the settings import nothing from what they configure.
+// `commands` and `engine::remote`, so that the settings import nothing from
+// what they configure.
 
 /// Where an explanation goes besides the command's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
