@@ -1381,3 +1381,42 @@ fn cloud_refactor_that_parses_is_applied_with_secrets_restored() {
     assert_eq!(srv.requests().len(), before);
     c.shutdown();
 }
+
+#[test]
+fn completion_engine_switches_between_remote_and_embedded_over_lsp() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let srv = streamer(1, "a + b", 1);
+    let options = json!({"completionEngine": {"kind": "llamaServer", "endpoint": srv.url, "timeoutMs": 5000}});
+    let (mut c, _) = server(options, &[], None, |_| Value::Null);
+    let st = c.request("locode/status", json!(null));
+    assert_eq!(st["model"]["path"], format!("{}/completion", srv.url), "{st}");
+    let uri = "file:///tmp/locode-remote/add.py";
+    open(&mut c, uri, ADD);
+    let ask = |c: &mut LspClient| {
+        let params = json!({"textDocument": {"uri": uri}, "position": {"line": 1, "character": 11}, "context": {"triggerKind": 1}});
+        let r = c.request("textDocument/inlineCompletion", params);
+        let items = if r.is_array() { r } else { r["items"].clone() };
+        items[0]["insertText"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(ask(&mut c), "a + b");
+    let bodies = srv.bodies.lock().unwrap().clone();
+    let last = bodies.last().unwrap();
+    raw_prompt(last);
+    assert_eq!((last["cache_prompt"].clone(), last["id_slot"].clone()), (json!(true), json!(0)));
+
+    // Back to the embedded model: the server is asked nothing more.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"completionEngine": {"kind": "embedded"}}}));
+    let t0 = Instant::now();
+    loop {
+        let st = c.request("locode/status", json!(null));
+        if st["state"] == "ready" && st["model"]["path"].as_str().is_some_and(|p| p.ends_with(".gguf")) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "still not embedded: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let n = srv.bodies.lock().unwrap().len();
+    ask(&mut c);
+    assert_eq!(srv.bodies.lock().unwrap().len(), n, "the embedded engine answered");
+    c.shutdown();
+}
