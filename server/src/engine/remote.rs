@@ -15,11 +15,12 @@
 //! keystroke re-evaluates the whole suffix; they are not used.
 //!
 //! Streamed answers go through the job's stop rule and are dropped as soon
-//! as the suggestion is settled; early answers, cancellation and background
-//! work (warm-ups, the rest of an early answer) behave as in the embedded
-//! engine, a dropped request being how a remote one stops. Errors and
-//! timeouts are `EngineError::Remote`; the server reports each kind once
-//! ([`ErrorLatch`]) and shows nothing.
+//! as the suggestion is settled; early answers and cancellation behave as
+//! in the embedded engine, a dropped request being how a remote one stops.
+//! The rest of an early answer yields to the next foreground request; a
+//! warm-up runs to its end (see `Remote::complete`). Errors and timeouts
+//! are `EngineError::Remote`, which the language server reports once per
+//! kind ([`ErrorLatch`]) with an empty completion.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -428,11 +429,16 @@ impl Remote {
     /// marked cancelled; background work yields to the next foreground
     /// request.
     pub async fn complete(&self, mut job: CompletionJob) -> Result<Generation, EngineError> {
+        // Background work that generates yields to the next foreground
+        // request. A warm-up does not: the server would notice the dropped
+        // request only at its next poll (up to a second, llama-server), and
+        // the request, on the same slot, waits for it and reuses what it
+        // evaluated, or runs beside it on another.
         let mut yield_to = None;
-        if job.background {
-            yield_to = Some(self.started.subscribe());
-        } else {
+        if !job.background {
             self.started.send_modify(|n| *n += 1);
+        } else if job.max_tokens > 0 {
+            yield_to = Some(self.started.subscribe());
         }
         let forced = std::mem::take(&mut job.forced_prefix);
         let mut run = Run {
