@@ -8,6 +8,7 @@
 //! ```sh
 //! cargo bench --bench replay                       # both engines
 //! cargo bench --bench replay -- --only locode      # locode alone
+//! cargo bench --bench replay -- --remote           # locode through a llama-server of its own
 //! ```
 
 #[path = "replay/engines.rs"]
@@ -86,6 +87,11 @@ struct Opts {
     /// instead of one after the other (fairer on a machine with other load).
     #[arg(long)]
     interleave: bool,
+    /// locode completes through its remote engine (`completionEngine: llamaServer`)
+    /// against a llama-server of its own (the peer binary, same model and
+    /// threads), side by side with llama.vim's `/infill` against another.
+    #[arg(long)]
+    remote: bool,
     /// Print the table and redraw the plot from an earlier replay.json, without running anything.
     #[arg(long, value_name = "JSON")]
     report: Option<PathBuf>,
@@ -325,7 +331,16 @@ fn main() -> anyhow::Result<()> {
         peer_single_line: !opts.peer_multiline,
         model: model.clone(),
         out: out.clone(),
+        remote: None,
     };
+    let mut settings = settings;
+    if opts.remote {
+        let bin = opts.peer_bin.clone().unwrap_or_else(default_peer);
+        if !bin.exists() {
+            bail!("--remote needs llama-server at {} (benches/peer/build-llama-server.sh, or --peer-bin PATH)", bin.display());
+        }
+        settings.remote = Some(bin);
+    }
     let want = |e: &str| opts.only.as_deref().is_none_or(|o| o == e);
     let deadline = Instant::now() + Duration::from_secs(opts.max_minutes * 60);
     let mut errors = Vec::new();
@@ -409,6 +424,7 @@ fn main() -> anyhow::Result<()> {
             "timeout_s": opts.timeout_s,
             "pause_ms": opts.pause_ms,
             "interleave": opts.interleave,
+            "remote": opts.remote,
             "peer_single_line_stop": !opts.peer_multiline,
             "model": model,
             "corpus": corpus,

@@ -15,13 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use locode::commands::cloud::{self, CloudConfig, Provider};
-use locode::commands::net::NetError;
 use locode::commands::redact::{self, Redactor};
-use locode::commands::remote::{self, RemoteEngineConfig, RemoteKind};
-use locode::config::CompletionConfig;
+use locode::complete::{self, Suggestion};
+use locode::config::{CompletionConfig, RemoteEngineConfig, RemoteKind};
 use locode::documents::Document;
-use locode::engine::CancelToken;
-use locode::prompt::ChatMessage;
+use locode::engine::remote::ErrorLatch;
+use locode::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, StopRule};
+use locode::net::NetError;
+use locode::prompt::{ChatMessage, Family, Piece};
 use locode::syntax::Language;
 use lsp_client::{bin, model_path, LspClient};
 use serde_json::{json, Value};
@@ -430,44 +431,114 @@ fn remote_cfg(kind: RemoteKind, url: &str, stream: bool) -> RemoteEngineConfig {
     RemoteEngineConfig { kind, endpoint: url.into(), model: "qwen2.5-coder:1.5b".into(), timeout_ms: 2_000, stream, ..Default::default() }
 }
 
-fn fim(cfg: &RemoteEngineConfig) -> Result<String, NetError> {
-    rt().block_on(remote::remote_fim(cfg, "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n", 32, CancelToken::new()))
+const ADD: &str = "def add(a, b):\n    return \n\n\nprint(add(1, 2))\n";
+
+/// A remote engine behind the `Engine` handle, and its family.
+fn remote_engine(rt: &tokio::runtime::Runtime, cfg: &RemoteEngineConfig) -> (Engine, Family) {
+    let engine = Engine::spawn();
+    let (info, family) = rt.block_on(engine.load_remote(cfg.clone())).unwrap();
+    assert_eq!(info.family, "qwen2.5-coder");
+    assert_eq!(info.path, PathBuf::from(cfg.url()));
+    (engine, family)
+}
+
+/// The suggestion at the cursor after `return ` in ADD, through the same
+/// pipeline as the embedded engine's (`complete::suggest`), for document `slot`.
+fn suggest_at(rt: &tokio::runtime::Runtime, engine: &Engine, family: &Family, slot: &str) -> Result<Suggestion, EngineError> {
+    let mut doc = Document::new(ADD, 3, Language::Python);
+    let snap = doc.snapshot();
+    let cursor = "def add(a, b):\n    return ".chars().count();
+    let spot = complete::Spot { snap: &snap, cursor, anchor: cursor };
+    rt.block_on(complete::suggest(engine, family, slot, &spot, &CompletionConfig::default(), CancelToken::new()))
+}
+
+/// The raw prompt a request carried, checked to be the family's FIM layout.
+fn raw_prompt(body: &Value) -> String {
+    let p = body["prompt"].as_str().unwrap_or_else(|| panic!("a raw prompt: {body}")).to_string();
+    assert!(p.starts_with("<|fim_prefix|>def add(a, b):\n"), "{p:?}");
+    assert!(p.contains("<|fim_suffix|>"), "{p:?}");
+    assert!(p.contains("<|fim_middle|>"), "{p:?}");
+    p
+}
+
+fn not_props(srv: &Loopback) -> Vec<Recorded> {
+    srv.requests().into_iter().filter(|r| r.path != "/props").collect()
+}
+
+fn llama_final(content: &str) -> Value {
+    json!({"content": content, "stop": true, "stop_type": "eos", "tokens_evaluated": 40, "tokens_cached": 36,
+        "timings": {"cache_n": 36, "prompt_n": 4, "prompt_ms": 12.5, "predicted_n": 3, "predicted_ms": 30.0}})
 }
 
 #[test]
-fn llama_server_infill() {
-    let srv = loopback(|_, _| json_reply(200, json!({"content": "a + b", "stop": true, "tokens_predicted": 3})));
-    let cfg = remote_cfg(RemoteKind::LlamaServer, &srv.url, false);
-    assert_eq!(fim(&cfg).unwrap(), "a + b");
-    let r = &srv.requests()[0];
-    assert_eq!(r.path, "/infill");
-    assert_eq!(r.body["input_prefix"], "def add(a, b):\n    return ");
-    assert_eq!(r.body["input_suffix"], "\n\nprint(add(1, 2))\n");
-    assert_eq!(r.body["n_predict"], 32);
+fn llama_server_completion_with_the_raw_anchored_prompt() {
+    let srv = loopback(|r, _| match r.path.as_str() {
+        "/props" => json_reply(200, json!({"total_slots": 2, "default_generation_settings": {"n_ctx": 4096}})),
+        _ => json_reply(200, llama_final("a + b")),
+    });
+    let rt = rt();
+    let (engine, family) = remote_engine(&rt, &remote_cfg(RemoteKind::LlamaServer, &srv.url, false));
+    let s = suggest_at(&rt, &engine, &family, "file:///a.py").unwrap();
+    assert_eq!(s.text, "a + b");
+    assert_eq!((s.stats.prompt_tokens, s.stats.evaluated_tokens, s.stats.generated_tokens), (40, 4, 3));
+    assert_eq!((s.stats.prompt_ms, s.stats.generate_ms), (12.5, 30.0));
+    suggest_at(&rt, &engine, &family, "file:///b.py").unwrap();
+    suggest_at(&rt, &engine, &family, "file:///a.py").unwrap();
+    let reqs = not_props(&srv);
+    let r = &reqs[0];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/completion"));
+    let p = raw_prompt(&r.body);
+    // Anchored at the cursor: nothing typed since, the suffix before it.
+    // (The blank before the cursor is healed: the text must start with it.)
+    assert!(p.ends_with("\nprint(add(1, 2))\n<|fim_middle|> "), "{p:?}");
+    assert!(r.body.get("input_prefix").is_none() && r.body.get("input_suffix").is_none(), "{}", r.body);
+    assert_eq!(r.body["cache_prompt"], true);
+    assert_eq!(r.body["n_predict"], CompletionConfig::default().max_tokens);
+    assert_eq!(r.body["temperature"], 0);
     assert_eq!(r.body["stream"], false);
+    // A slot per document: a.py, b.py, a.py again.
+    let slots: Vec<&Value> = reqs.iter().map(|r| &r.body["id_slot"]).collect();
+    assert_eq!(slots, [&json!(0), &json!(1), &json!(0)]);
 
-    let srv = loopback(|_, _| {
-        sse_reply(&[
+    // Streamed: SSE chunks, timings in each.
+    let srv = loopback(|r, _| match r.path.as_str() {
+        "/props" => json_reply(404, json!({"error": "no props here"})),
+        _ => sse_reply(&[
             format!("data: {}\n\n", json!({"content": "a", "stop": false})),
             format!("data: {}\n\n", json!({"content": " + b", "stop": false})),
-            format!("data: {}\n\n", json!({"content": "", "stop": true})),
-        ])
+            format!("data: {}\n\n", llama_final("")),
+        ]),
     });
-    assert_eq!(fim(&remote_cfg(RemoteKind::LlamaServer, &srv.url, true)).unwrap(), "a + b");
-    assert_eq!(srv.requests()[0].body["stream"], true);
+    let (engine, family) = remote_engine(&rt, &remote_cfg(RemoteKind::LlamaServer, &srv.url, true));
+    let s = suggest_at(&rt, &engine, &family, "file:///a.py").unwrap();
+    assert_eq!(s.text, "a + b");
+    assert_eq!(s.stats.evaluated_tokens, 4);
+    let r = &not_props(&srv)[0];
+    assert_eq!(r.body["stream"], true);
+    // /props did not answer: the server chooses the slot.
+    assert_eq!(r.body["id_slot"], -1);
 }
 
 #[test]
-fn ollama_generate_with_suffix() {
-    let srv = loopback(|_, _| json_reply(200, json!({"model": "qwen2.5-coder:1.5b", "response": "a + b", "done": true})));
-    let cfg = remote_cfg(RemoteKind::Ollama, &srv.url, false);
-    assert_eq!(fim(&cfg).unwrap(), "a + b");
+fn ollama_generate_raw() {
+    let srv = loopback(|_, _| {
+        json_reply(
+            200,
+            json!({"model": "qwen2.5-coder:1.5b", "response": "a + b", "done": true, "done_reason": "stop", "prompt_eval_count": 9}),
+        )
+    });
+    let rt = rt();
+    let (engine, family) = remote_engine(&rt, &remote_cfg(RemoteKind::Ollama, &srv.url, false));
+    let s = suggest_at(&rt, &engine, &family, "file:///a.py").unwrap();
+    assert_eq!(s.text, "a + b");
+    assert_eq!(s.stats.evaluated_tokens, 9);
     let r = &srv.requests()[0];
     assert_eq!(r.path, "/api/generate");
     assert_eq!(r.body["model"], "qwen2.5-coder:1.5b");
-    assert_eq!(r.body["prompt"], "def add(a, b):\n    return ");
-    assert_eq!(r.body["suffix"], "\n\nprint(add(1, 2))\n");
-    assert_eq!(r.body["options"]["num_predict"], 32);
+    assert_eq!(r.body["raw"], true);
+    raw_prompt(&r.body);
+    assert!(r.body.get("suffix").is_none(), "{}", r.body);
+    assert_eq!(r.body["options"]["num_predict"], CompletionConfig::default().max_tokens);
     assert_eq!(r.body["stream"], false);
 
     // Streaming is NDJSON: one object per line.
@@ -481,72 +552,97 @@ fn ollama_generate_with_suffix() {
         delay_ms: 0,
         headers: vec![],
     });
-    assert_eq!(fim(&remote_cfg(RemoteKind::Ollama, &srv.url, true)).unwrap(), "a + b");
+    let (engine, family) = remote_engine(&rt, &remote_cfg(RemoteKind::Ollama, &srv.url, true));
+    assert_eq!(suggest_at(&rt, &engine, &family, "file:///a.py").unwrap().text, "a + b");
 
     // Ollama reports a missing model as {"error": ...} with 404.
     let srv = loopback(|_, _| json_reply(404, json!({"error": "model \"qwen2.5-coder:1.5b\" not found, try pulling it first"})));
-    let e = fim(&remote_cfg(RemoteKind::Ollama, &srv.url, false)).unwrap_err();
+    let (engine, family) = remote_engine(&rt, &remote_cfg(RemoteKind::Ollama, &srv.url, false));
+    let e = suggest_at(&rt, &engine, &family, "file:///a.py").unwrap_err();
     assert!(e.to_string().contains("not found, try pulling it first"), "{e}");
 }
 
 #[test]
-fn openai_completions_with_suffix() {
+fn openai_completions_with_the_raw_prompt_and_no_suffix() {
     std::env::set_var("LOCODE_TEST_REMOTE_KEY", "remote-secret-1");
     let srv = loopback(|_, _| {
         json_reply(
             200,
-            json!({"id": "cmpl-1", "object": "text_completion", "choices": [{"index": 0, "text": "a + b", "finish_reason": "stop"}]}),
+            json!({"id": "cmpl-1", "object": "text_completion", "choices": [{"index": 0, "text": "a + b", "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 48}}}),
         )
     });
+    let rt = rt();
     let mut cfg = remote_cfg(RemoteKind::Openai, &format!("{}/v1", srv.url), false);
     cfg.api_key_env = "LOCODE_TEST_REMOTE_KEY".into();
-    assert_eq!(fim(&cfg).unwrap(), "a + b");
+    let (engine, family) = remote_engine(&rt, &cfg);
+    let s = suggest_at(&rt, &engine, &family, "file:///a.py").unwrap();
+    assert_eq!(s.text, "a + b");
+    assert_eq!((s.stats.prompt_tokens, s.stats.evaluated_tokens), (50, 2));
     let r = &srv.requests()[0];
     assert_eq!(r.path, "/v1/completions");
     assert_eq!(r.headers["authorization"], "Bearer remote-secret-1");
-    assert_eq!(r.body["prompt"], "def add(a, b):\n    return ");
-    assert_eq!(r.body["suffix"], "\n\nprint(add(1, 2))\n");
-    assert_eq!(r.body["max_tokens"], 32);
+    raw_prompt(&r.body);
+    assert!(r.body.get("suffix").is_none(), "{}", r.body);
+    assert_eq!(r.body["max_tokens"], CompletionConfig::default().max_tokens);
     assert_eq!(r.body["model"], "qwen2.5-coder:1.5b");
 
     let srv = loopback(|_, _| {
         sse_reply(&[
             format!("data: {}\n\n", json!({"choices": [{"index": 0, "text": "a", "finish_reason": null}]})),
-            format!("data: {}\n\n", json!({"choices": [{"index": 0, "text": " + b", "finish_reason": "stop"}]})),
+            format!("data: {}\n\n", json!({"choices": [{"index": 0, "text": " + b", "finish_reason": null}]})),
+            format!("data: {}\n\n", json!({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 3}})),
             "data: [DONE]\n\n".into(),
         ])
     });
-    assert_eq!(fim(&remote_cfg(RemoteKind::Openai, &srv.url, true)).unwrap(), "a + b");
-    assert!(!srv.requests()[0].headers.contains_key("authorization"), "no key configured: no header");
+    let (engine, family) = remote_engine(&rt, &remote_cfg(RemoteKind::Openai, &srv.url, true));
+    let s = suggest_at(&rt, &engine, &family, "file:///a.py").unwrap();
+    assert_eq!(s.text, "a + b");
+    assert_eq!(s.stats.prompt_tokens, 50);
+    let r = &srv.requests()[0];
+    assert_eq!(r.body["stream_options"]["include_usage"], true);
+    assert!(!r.headers.contains_key("authorization"), "no key configured: no header");
 }
 
 #[test]
 fn remote_engine_errors_429_500_timeout_malformed() {
+    let rt = rt();
     for kind in [RemoteKind::LlamaServer, RemoteKind::Ollama, RemoteKind::Openai] {
-        let srv = loopback(|_, n| match n {
-            1 => json_reply(429, json!({"error": {"message": "too many requests"}})),
-            2 => json_reply(500, json!({"error": {"code": 500, "message": "slot unavailable"}})),
-            3 => Reply { status: 200, content_type: "application/json", body: "not json".into(), delay_ms: 0, headers: vec![] },
-            _ => {
-                let mut r = json_reply(200, json!({"content": "late", "response": "late", "choices": [{"text": "late"}]}));
-                r.delay_ms = 2_000;
-                r
+        let n = AtomicUsize::new(0);
+        let srv = loopback(move |r, _| {
+            if r.path == "/props" {
+                return json_reply(200, json!({"total_slots": 1}));
+            }
+            match n.fetch_add(1, Ordering::SeqCst) + 1 {
+                1 => json_reply(429, json!({"error": {"message": "too many requests"}})),
+                2 => json_reply(500, json!({"error": {"code": 500, "message": "slot unavailable"}})),
+                3 => Reply { status: 200, content_type: "application/json", body: "not json".into(), delay_ms: 0, headers: vec![] },
+                _ => {
+                    let mut r = json_reply(200, json!({"content": "late", "response": "late", "choices": [{"text": "late"}]}));
+                    r.delay_ms = 2_000;
+                    r
+                }
             }
         });
         let mut cfg = remote_cfg(kind, &srv.url, false);
         cfg.timeout_ms = 400;
-        let e1 = fim(&cfg).unwrap_err();
+        let (engine, family) = remote_engine(&rt, &cfg);
+        let net = |e: EngineError| match e {
+            EngineError::Remote(n) => n,
+            e => panic!("{kind:?}: not a remote error: {e:?}"),
+        };
+        let e1 = net(suggest_at(&rt, &engine, &family, "file:///a.py").unwrap_err());
         assert!(matches!(e1, NetError::Http { status: 429, .. }) && e1.to_string().contains("too many requests"), "{kind:?}: {e1}");
-        let e2 = fim(&cfg).unwrap_err();
+        let e2 = net(suggest_at(&rt, &engine, &family, "file:///a.py").unwrap_err());
         assert!(matches!(e2, NetError::Http { status: 500, .. }) && e2.to_string().contains("slot unavailable"), "{kind:?}: {e2}");
-        let e3 = fim(&cfg).unwrap_err();
+        let e3 = net(suggest_at(&rt, &engine, &family, "file:///a.py").unwrap_err());
         assert!(matches!(e3, NetError::Malformed { .. }), "{kind:?}: {e3:?}");
         let t0 = Instant::now();
-        let e4 = fim(&cfg).unwrap_err();
+        let e4 = net(suggest_at(&rt, &engine, &family, "file:///a.py").unwrap_err());
         assert!(matches!(e4, NetError::Timeout { .. }), "{kind:?}: {e4:?}");
         assert!(t0.elapsed() < Duration::from_millis(1_500));
         // The latch reports each new kind of failure once.
-        let latch = remote::ErrorLatch::default();
+        let latch = ErrorLatch::default();
         assert!(latch.failed(&e4).unwrap().contains("timeout"));
         assert!(latch.failed(&e4).is_none());
     }
@@ -556,21 +652,231 @@ fn remote_engine_errors_429_500_timeout_malformed() {
 fn remote_suggestion_gets_the_same_post_processing() {
     // The server returns more than the line: mid-line completions keep one line,
     // exactly as with the embedded engine.
-    let srv = loopback(|_, _| json_reply(200, json!({"content": "a + b\n\nprint(add(1, 2))\n", "stop": true})));
-    let cfg = remote_cfg(RemoteKind::LlamaServer, &srv.url, false);
-    let text = "def add(a, b):\n    return \n\n\nprint(add(1, 2))\n";
-    let mut doc = Document::new(text, 3, Language::Python);
-    let snap = doc.snapshot();
-    let cursor = "def add(a, b):\n    return ".chars().count();
-    let spot = locode::complete::Spot { snap: &snap, cursor, anchor: cursor };
-    let s = rt().block_on(remote::suggest_remote(&cfg, &spot, &CompletionConfig::default(), CancelToken::new())).unwrap();
+    let srv = loopback(|r, _| match r.path.as_str() {
+        "/props" => json_reply(200, json!({"total_slots": 1})),
+        _ => json_reply(200, json!({"content": "a + b\n\nprint(add(1, 2))\n", "stop": true, "stop_type": "limit"})),
+    });
+    let rt = rt();
+    let (engine, family) = remote_engine(&rt, &remote_cfg(RemoteKind::LlamaServer, &srv.url, false));
+    let s = suggest_at(&rt, &engine, &family, "file:///a.py").unwrap();
     assert_eq!(s.text, "a + b");
     assert_eq!(s.version, 3);
-    assert_eq!(s.stats.text, "a + b\n\nprint(add(1, 2))\n");
-    let body = &srv.requests()[0].body;
-    // The same prompt window as the embedded engine (trailing blanks healed).
-    assert!(body["input_prefix"].as_str().unwrap().trim_end().ends_with("def add(a, b):\n    return"), "{body}");
-    assert!(body["input_suffix"].as_str().unwrap().contains("print(add(1, 2))"));
+    // The forced prefix (the healed blank) starts the text, as the embedded engine's.
+    assert_eq!(s.stats.text, " a + b\n\nprint(add(1, 2))\n");
+    assert!(!s.stats.stopped, "stop_type limit: cut by the length limit");
+}
+
+/// A fake llama-server whose `/completion` streams `n` chunks of `piece`,
+/// one every `every_ms`, and notes how many it sent and whether the
+/// client dropped the stream before its end.
+struct Streamer {
+    url: String,
+    sent: Arc<AtomicUsize>,
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+fn streamer(n: usize, piece: &'static str, every_ms: u64) -> Streamer {
+    use std::sync::atomic::AtomicBool;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let (s2, d2, b2) = (sent.clone(), dropped.clone(), bodies.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            /// Set when the body stream is dropped before its end.
+            struct Guard(Arc<AtomicBool>, bool);
+            impl Guard {
+                fn ended(&mut self) {
+                    self.1 = true;
+                }
+            }
+            impl Drop for Guard {
+                fn drop(&mut self) {
+                    if !self.1 {
+                        self.0.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            let props = axum::routing::get(|| async { axum::Json(json!({"total_slots": 4})) });
+            let completion = axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let (sent, dropped) = (s2.clone(), d2.clone());
+                b2.lock().unwrap().push(body.clone());
+                async move {
+                    let max = body["n_predict"].as_u64().unwrap_or(0) as usize;
+                    let n = if max == 0 { 0 } else { n.min(max) };
+                    let stream = body["stream"].as_bool().unwrap_or(false);
+                    if !stream {
+                        let content = piece.repeat(n);
+                        return axum::response::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(axum::body::Body::from(llama_final(&content).to_string()))
+                            .unwrap();
+                    }
+                    let guard = Guard(dropped, false);
+                    let chunks = futures_util::stream::unfold((0usize, guard), move |(i, mut guard)| {
+                        let sent = sent.clone();
+                        async move {
+                            if i > n {
+                                guard.ended();
+                                return None;
+                            }
+                            tokio::time::sleep(Duration::from_millis(every_ms)).await;
+                            let v = if i == n { llama_final("") } else { json!({"content": piece, "stop": false}) };
+                            sent.fetch_add(1, Ordering::SeqCst);
+                            Some((Ok::<_, std::io::Error>(format!("data: {v}\n\n")), (i + 1, guard)))
+                        }
+                    });
+                    axum::response::Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(axum::body::Body::from_stream(chunks))
+                        .unwrap()
+                }
+            });
+            let app = axum::Router::new().route("/props", props).route("/completion", completion);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let port = rx.recv().unwrap();
+    Streamer { url: format!("http://127.0.0.1:{port}"), sent, dropped, bodies }
+}
+
+fn job(slot: &str, prompt: &str, max_tokens: u32) -> CompletionJob {
+    CompletionJob {
+        slot: slot.into(),
+        prompt: vec![Piece::Special("<|fim_prefix|>".into()), Piece::Text(prompt.into()), Piece::Special("<|fim_middle|>".into())],
+        max_tokens,
+        stop: None,
+        cancel: CancelToken::new(),
+        on_token: None,
+        background: false,
+        forced_prefix: String::new(),
+        early: None,
+        avoid: None,
+    }
+}
+
+/// A runtime whose tasks (the HTTP client's connections) go on between
+/// `block_on` calls: a dropped stream's connection closes at once.
+fn mt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < Duration::from_secs(3), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_stream_is_dropped_once_the_suggestion_is_settled() {
+    // Line after line, far more than a one-line suggestion needs.
+    let srv = streamer(200, "a + b\n", 5);
+    let rt = mt();
+    let (engine, family) = remote_engine(&rt, &remote_cfg(RemoteKind::LlamaServer, &srv.url, true));
+    let t0 = Instant::now();
+    let s = suggest_at(&rt, &engine, &family, "file:///a.py").unwrap();
+    assert_eq!(s.text, "a + b");
+    assert!(t0.elapsed() < Duration::from_millis(500), "{:?}", t0.elapsed());
+    wait_for("the server to see the stream dropped", || srv.dropped.load(Ordering::SeqCst));
+    let sent = srv.sent.load(Ordering::SeqCst);
+    assert!(sent < 10, "the trimmer was done after the first line; the server sent {sent} chunks");
+    assert_eq!(srv.bodies.lock().unwrap()[0]["timings_per_token"], true);
+}
+
+#[test]
+fn a_cancelled_request_is_dropped() {
+    let srv = streamer(400, "x", 10);
+    let rt = mt();
+    let (engine, _) = remote_engine(&rt, &remote_cfg(RemoteKind::LlamaServer, &srv.url, true));
+    let j = job("file:///a.py", "def f():\n    ", 400);
+    let cancel = j.cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        cancel.cancel();
+    });
+    let t0 = Instant::now();
+    let g = rt.block_on(engine.complete(j)).unwrap();
+    assert!(g.cancelled && g.text.is_empty(), "{g:?}");
+    assert!(t0.elapsed() < Duration::from_millis(1_000), "{:?}", t0.elapsed());
+    wait_for("the server to see the stream dropped", || srv.dropped.load(Ordering::SeqCst));
+    assert!(srv.sent.load(Ordering::SeqCst) < 100);
+}
+
+/// A stop rule that shows each complete line early and is never done.
+struct Lines;
+
+impl StopRule for Lines {
+    fn is_done(&self, _: &str) -> bool {
+        false
+    }
+    fn early(&self, generated: &str) -> Option<String> {
+        generated.rfind('\n').map(|i| generated[..i].to_string())
+    }
+}
+
+#[test]
+fn early_answers_then_the_rest_in_the_background_until_a_request_comes() {
+    let srv = streamer(300, "x = 1\n", 10);
+    let rt = mt();
+    let (engine, _) = remote_engine(&rt, &remote_cfg(RemoteKind::LlamaServer, &srv.url, true));
+    let (tx, early_rx) = tokio::sync::oneshot::channel();
+    let mut j = job("file:///a.py", "def f():\n", 300);
+    j.stop = Some(Arc::new(Lines));
+    j.early = Some(Early { after: Duration::from_millis(50), tx, cancel: CancelToken::new() });
+    let e2 = engine.clone();
+    let rest = rt.spawn(async move { e2.complete(j).await });
+    let (shown, answer) = rt.block_on(early_rx).unwrap();
+    assert!(answer.starts_with("x = 1"), "{answer:?}");
+    assert!(shown.text.starts_with("x = 1\n"), "{shown:?}");
+    // A foreground request: the rest yields to it with what it has.
+    rt.block_on(engine.complete(job("file:///b.py", "y", 1))).unwrap();
+    let whole = rt.block_on(rest).unwrap().unwrap();
+    assert!(whole.yielded && !whole.cancelled, "{whole:?}");
+    assert!(whole.text.starts_with(&shown.text) && whole.text.len() >= shown.text.len());
+    wait_for("the server to see the stream dropped", || srv.dropped.load(Ordering::SeqCst));
+}
+
+#[test]
+fn warm_ups_healing_and_second_tries_on_the_wire() {
+    let srv = streamer(3, "ius", 1);
+    let rt = rt();
+    let (engine, family) = remote_engine(&rt, &remote_cfg(RemoteKind::LlamaServer, &srv.url, true));
+    // A warm-up only fills the slot's cache.
+    let mut doc = Document::new(ADD, 1, Language::Python);
+    let snap = doc.snapshot();
+    let cursor = "def add(a, b):\n    return ".chars().count();
+    let spot = complete::Spot { snap: &snap, cursor, anchor: cursor };
+    assert!(rt.block_on(complete::warm(&engine, &family, "file:///a.py", &spot, &CompletionConfig::default())));
+    // Token healing: the partial word goes into the prompt, and the text starts with it.
+    let mut j = job("file:///a.py", "r = 2\narea = 3.14 * r", 8);
+    j.forced_prefix = "ad".into();
+    let g = rt.block_on(engine.complete(j)).unwrap();
+    assert!(g.text.starts_with("adius"), "{g:?}");
+    // A second try bans the first try's first word.
+    let mut j = job("file:///a.py", "x = ", 8);
+    j.avoid = Some(" None".into());
+    rt.block_on(engine.complete(j)).unwrap();
+    let bodies = srv.bodies.lock().unwrap().clone();
+    assert_eq!((bodies[0]["n_predict"].clone(), bodies[0]["stream"].clone()), (json!(0), json!(false)));
+    assert!(bodies[0]["prompt"].as_str().unwrap().starts_with("<|fim_prefix|>def add(a, b):\n"));
+    assert!(bodies[1]["prompt"].as_str().unwrap().ends_with("<|fim_middle|>ad"), "{}", bodies[1]["prompt"]);
+    assert_eq!(bodies[2]["logit_bias"], json!([[" None", false]]));
+    // Same document, same slot.
+    assert_eq!(bodies.iter().map(|b| b["id_slot"].clone()).collect::<Vec<_>>(), [json!(0), json!(0), json!(0)]);
+    // A server that takes no bias by text gets no second try.
+    let srv = loopback(|_, _| json_reply(200, json!({"response": "never asked", "done": true})));
+    let (engine, _) = remote_engine(&rt, &remote_cfg(RemoteKind::Ollama, &srv.url, false));
+    let mut j = job("file:///a.py", "x = ", 8);
+    j.avoid = Some(" None".into());
+    let g = rt.block_on(engine.complete(j)).unwrap();
+    assert!(g.text.is_empty() && srv.requests().is_empty(), "{g:?}");
 }
 
 // ------------------------------------------------------ over LSP (binary)
@@ -1073,5 +1379,44 @@ fn cloud_refactor_that_parses_is_applied_with_secrets_restored() {
     let r = exec(&mut c, "locode.refactorCloud", json!({"uri": uri, "range": whole(&text), "action": "simplify"}), None);
     assert!(r["error"]["message"].as_str().unwrap().contains("declined"), "{r}");
     assert_eq!(srv.requests().len(), before);
+    c.shutdown();
+}
+
+#[test]
+fn completion_engine_switches_between_remote_and_embedded_over_lsp() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let srv = streamer(1, "a + b", 1);
+    let options = json!({"completionEngine": {"kind": "llamaServer", "endpoint": srv.url, "timeoutMs": 5000}});
+    let (mut c, _) = server(options, &[], None, |_| Value::Null);
+    let st = c.request("locode/status", json!(null));
+    assert_eq!(st["model"]["path"], format!("{}/completion", srv.url), "{st}");
+    let uri = "file:///tmp/locode-remote/add.py";
+    open(&mut c, uri, ADD);
+    let ask = |c: &mut LspClient| {
+        let params = json!({"textDocument": {"uri": uri}, "position": {"line": 1, "character": 11}, "context": {"triggerKind": 1}});
+        let r = c.request("textDocument/inlineCompletion", params);
+        let items = if r.is_array() { r } else { r["items"].clone() };
+        items[0]["insertText"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(ask(&mut c), "a + b");
+    let bodies = srv.bodies.lock().unwrap().clone();
+    let last = bodies.last().unwrap();
+    raw_prompt(last);
+    assert_eq!((last["cache_prompt"].clone(), last["id_slot"].clone()), (json!(true), json!(0)));
+
+    // Back to the embedded model: the server is asked nothing more.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"completionEngine": {"kind": "embedded"}}}));
+    let t0 = Instant::now();
+    loop {
+        let st = c.request("locode/status", json!(null));
+        if st["state"] == "ready" && st["model"]["path"].as_str().is_some_and(|p| p.ends_with(".gguf")) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "still not embedded: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let n = srv.bodies.lock().unwrap().len();
+    ask(&mut c);
+    assert_eq!(srv.bodies.lock().unwrap().len(), n, "the embedded engine answered");
     c.shutdown();
 }

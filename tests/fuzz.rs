@@ -105,24 +105,46 @@ fn read_frames(mut r: impl BufRead, reply: impl Fn(Vec<u8>), tx: std::sync::mpsc
     }
 }
 
-/// A fake llama-server `/infill` on loopback: answers instantly with a
-/// plausible completion, so the whole completion path (context, prompt,
-/// post-processing, stale-result checks, typed-through) runs.
+/// Completion requests the fake llama-server answered.
+static COMPLETIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fake llama-server on loopback (`/props`, `/completion`): answers
+/// instantly with a plausible completion, streamed or not as asked, so the
+/// whole completion path (context, prompt, post-processing, stale-result
+/// checks, typed-through) runs.
 async fn fake_llama_server() -> u16 {
-    use axum::routing::post;
-    async fn infill(axum::Json(body): axum::Json<Value>) -> axum::Json<Value> {
-        let n = body["input_prefix"].as_str().map_or(0, |s| s.len());
-        let content = match n % 4 {
+    use axum::routing::{get, post};
+    async fn props() -> axum::Json<Value> {
+        axum::Json(json!({"total_slots": 4}))
+    }
+    async fn completion(axum::Json(body): axum::Json<Value>) -> axum::response::Response {
+        COMPLETIONS.fetch_add(1, Ordering::SeqCst);
+        let prompt = body["prompt"].as_str().unwrap_or_default();
+        assert!(prompt.contains("<|fim_middle|>"), "a raw FIM prompt: {prompt:?}");
+        let content = match prompt.len() % 4 {
             0 => "value + 1",
             1 => "(a, b):\n    return a + b\n",
             2 => "",
             _ => "😀 x\r\n    y",
         };
-        axum::Json(json!({"content": content}))
+        let content = if body["n_predict"] == 0 { "" } else { content };
+        let done = json!({"content": "", "stop": true, "stop_type": "eos", "timings": {"prompt_n": 1, "cache_n": 10}});
+        let (kind, text) = if body["stream"] == true {
+            let mut events: String =
+                content.split_inclusive(' ').map(|c| format!("data: {}\n\n", json!({"content": c, "stop": false}))).collect();
+            events.push_str(&format!("data: {done}\n\n"));
+            ("text/event-stream", events)
+        } else {
+            let mut v = done;
+            v["content"] = json!(content);
+            ("application/json", v.to_string())
+        };
+        axum::response::Response::builder().header("content-type", kind).body(axum::body::Body::from(text)).unwrap()
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/infill", post(infill))).await.unwrap() });
+    let app = axum::Router::new().route("/props", get(props)).route("/completion", post(completion));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     port
 }
 
@@ -923,6 +945,7 @@ fn fuzz(conn: Conn, options: Value, cases: usize, max_ops: usize, huge_limit_kib
 fn fuzz_lsp_in_process() {
     let (conn, options) = in_process();
     fuzz(conn, options, env_usize("LOCODE_FUZZ_CASES", 1000), 40, 1024, Duration::from_secs(20), "in-process");
+    assert!(COMPLETIONS.load(Ordering::SeqCst) > 0, "completions went through the remote engine");
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub struct Settings {
     pub peer_single_line: bool,
     pub model: PathBuf,
     pub out: PathBuf,
+    /// `--remote`: locode completes through its remote engine against a
+    /// llama-server of its own (this binary, the same model and threads).
+    pub remote: Option<PathBuf>,
 }
 
 fn sample(engine: &'static str, s: &Session, doc: &str, cursor: usize, function: usize, step: usize, expected: &str) -> Sample {
@@ -105,12 +108,27 @@ pub struct Locode {
     doc: String,
     version: i64,
     timeout: Duration,
+    /// `--remote`: the llama-server locode completes through (stopped with the driver).
+    _backend: Option<peer::LlamaServer>,
 }
 
 impl Locode {
     pub fn start(bin: &Path, set: &Settings) -> anyhow::Result<Locode> {
         let args: Vec<String> =
             vec!["serve".into(), "--threads".into(), set.threads.to_string(), "--model".into(), set.model.display().to_string()];
+        let mut options = json!({"maxTokens": set.max_tokens});
+        let mut backend = None;
+        if let Some(peer_bin) = &set.remote {
+            let log = set.out.join("replay-locode-backend.log");
+            eprintln!("replay: starting locode's remote engine {} (log {})", peer_bin.display(), log.display());
+            let server = peer::LlamaServer::start(peer_bin, &set.model, set.threads, &log, Duration::from_secs(300))?;
+            options["completionEngine"] = json!({
+                "kind": "llamaServer",
+                "endpoint": format!("http://127.0.0.1:{}", server.port),
+                "timeoutMs": set.timeout.as_millis() as u64,
+            });
+            backend = Some(server);
+        }
         let log = set.out.join("replay-locode.stderr.log");
         eprintln!("replay: starting {} {}", bin.display(), args.join(" "));
         let mut lsp = lsp::Lsp::spawn(bin, &args, &log)?;
@@ -126,7 +144,7 @@ impl Locode {
             "processId": std::process::id(),
             "rootUri": null,
             "capabilities": caps,
-            "initializationOptions": {"maxTokens": set.max_tokens},
+            "initializationOptions": options,
         });
         let info = lsp.request("initialize", init, Duration::from_secs(30)).map_err(|e| anyhow::anyhow!("{e} (see {})", log.display()))?;
         lsp.notify("initialized", json!({}))?;
@@ -145,8 +163,21 @@ impl Locode {
             bail!("locode: model not ready: {status}");
         }
         eprintln!("replay: locode ready in {:.1} s", t.elapsed().as_secs_f64());
-        let meta = json!({"binary": bin, "args": args, "server_info": info["serverInfo"], "status": status});
-        Ok(Locode { lsp, log, meta, dir: tempfile::tempdir()?, uri: String::new(), doc: String::new(), version: 0, timeout: set.timeout })
+        let mut meta = json!({"binary": bin, "args": args, "server_info": info["serverInfo"], "status": status});
+        if let Some(b) = &backend {
+            meta["remote_engine"] = json!({"args": b.args, "build_info": b.props().unwrap_or_default()["build_info"]});
+        }
+        Ok(Locode {
+            lsp,
+            log,
+            meta,
+            dir: tempfile::tempdir()?,
+            uri: String::new(),
+            doc: String::new(),
+            version: 0,
+            timeout: set.timeout,
+            _backend: backend,
+        })
     }
 }
 

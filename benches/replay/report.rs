@@ -73,6 +73,7 @@ pub struct Summary {
     pub mean_ms: f64,
     pub eval_mean: f64,
     pub eval_p50: f64,
+    pub eval_p95: f64,
     pub prompt_mean: f64,
     pub gen_mean: f64,
     pub gen_total: u64,
@@ -104,6 +105,7 @@ pub fn summarize(samples: &[&Sample]) -> Summary {
         mean_ms: mean(&lat),
         eval_mean: mean(&eval),
         eval_p50: percentile(&eval, 50.0),
+        eval_p95: percentile(&eval, 95.0),
         prompt_mean: mean(&prompt),
         gen_mean: mean(&generated),
         gen_total: samples.iter().map(|s| s.generated).sum(),
@@ -123,6 +125,7 @@ fn summary_json(s: &Summary) -> Value {
         "latency_mean_ms": f(s.mean_ms),
         "evaluated_tokens_mean": f(s.eval_mean),
         "evaluated_tokens_p50": f(s.eval_p50),
+        "evaluated_tokens_p95": f(s.eval_p95),
         "prompt_tokens_mean": f(s.prompt_mean),
         "generated_tokens_mean": f(s.gen_mean),
         "generated_tokens_total": s.gen_total,
@@ -147,7 +150,7 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6}",
+        "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6}",
         "lang",
         "engine",
         "reqs",
@@ -156,6 +159,7 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
         "mean ms",
         "eval avg",
         "eval p50",
+        "eval p95",
         "prompt avg",
         "gen avg",
         "shown",
@@ -174,7 +178,7 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
             }
             let _ = writeln!(
                 out,
-                "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6}",
+                "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6}",
                 name,
                 e,
                 s.n,
@@ -183,6 +187,7 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
                 num(s.mean_ms, 0),
                 num(s.eval_mean, 1),
                 num(s.eval_p50, 0),
+                num(s.eval_p95, 0),
                 num(s.prompt_mean, 0),
                 num(s.gen_mean, 1),
                 pct(s.shown),
@@ -199,7 +204,7 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
             let r = |x: Option<f64>| x.map(|v| format!("{v:.2}x")).unwrap_or("-".into());
             let _ = writeln!(
                 out,
-                "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8}",
+                "{:<7} {:<13} {:>4} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}",
                 name,
                 "ratio l/s",
                 "",
@@ -208,6 +213,7 @@ pub fn table(samples: &[Sample], engines: &[&'static str]) -> String {
                 r(ratio(l.mean_ms, p.mean_ms)),
                 r(ratio(l.eval_mean, p.eval_mean)),
                 r(ratio(l.eval_p50, p.eval_p50)),
+                r(ratio(l.eval_p95, p.eval_p95)),
             );
         }
         let _ = writeln!(out);

@@ -176,7 +176,8 @@ mod tests {
 
 // Settings of explain/refactor, cloud escalation and remote completion
 // engines: plain data here (what the settings say), their behaviour in
-// `commands`, so that the settings import nothing from what they configure.
+// `commands` and `engine::remote`, so that the settings import nothing from
+// what they configure.
 
 /// Where an explanation goes besides the command's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -284,11 +285,13 @@ pub enum RemoteKind {
     /// The in-process llama.cpp engine.
     #[default]
     Embedded,
-    /// llama.cpp's llama-server, `POST /infill`.
+    /// llama.cpp's llama-server, `POST /completion` with the raw prompt, a
+    /// slot per document and `cache_prompt`.
     LlamaServer,
-    /// Ollama, `POST /api/generate` with `suffix`.
+    /// Ollama, `POST /api/generate` with `raw: true`.
     Ollama,
-    /// OpenAI-compatible `POST /v1/completions` with `suffix`.
+    /// OpenAI-compatible `POST /v1/completions` with the raw prompt (vLLM,
+    /// llama-server, LM Studio).
     Openai,
 }
 
@@ -302,10 +305,15 @@ pub struct RemoteEngineConfig {
     pub endpoint: String,
     /// Model name (Ollama, OpenAI-compatible).
     pub model: String,
+    /// The prompt family of the server's model (qwen2.5-coder, starcoder2,
+    /// deepseek-coder, codellama, codestral): its FIM tokens are written
+    /// into the raw prompt.
+    pub family: String,
     /// Environment variable with a bearer token, if the server wants one.
     pub api_key_env: String,
     /// Per-request timeout; a slower answer is dropped (empty completion).
     pub timeout_ms: u64,
-    /// Stream the answer (SSE, or NDJSON for Ollama).
+    /// Stream the answer (SSE, or NDJSON for Ollama): the request ends as
+    /// soon as the suggestion is settled, and early answers need it.
     pub stream: bool,
 }

@@ -15,6 +15,7 @@ pub mod engine;
 pub(crate) mod fixture;
 pub mod index;
 pub mod lsp;
+pub mod net;
 pub mod postprocess;
 pub mod prompt;
 pub mod session;

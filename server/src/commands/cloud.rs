@@ -8,10 +8,10 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use super::net::{self, NetError};
 use crate::config::Route;
 pub use crate::config::{CloudConfig, Provider};
 use crate::engine::CancelToken;
+use crate::net::{self, NetError};
 use crate::prompt::ChatMessage;
 
 impl Provider {
@@ -219,7 +219,7 @@ pub async fn send(
         }
         Ok(text)
     };
-    net::with_cancel(cancel, work).await
+    net::with_cancel(|| cancel.is_cancelled(), work).await
 }
 
 enum Event {

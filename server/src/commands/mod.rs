@@ -1,12 +1,13 @@
-//! Explain and refactor a selection, the explicit and audited path to a cloud
-//! model, and remote completion engines. Pure apart from `net` (HTTP),
-//! `cloud`/`remote` (which use it), `audit` (one append-only file) and the
-//! explanation file `explain` writes: no protocol types here. The flows talk
-//! to the editor through [`Ui`], which `lsp::commands` implements over LSP.
+//! Explain and refactor a selection, and the explicit and audited path to a
+//! cloud model. Pure apart from `cloud` (HTTP, through `crate::net`),
+//! `audit` (one append-only file) and the explanation file `explain` writes:
+//! no protocol types here. The flows talk to the editor through [`Ui`],
+//! which `lsp::commands` implements over LSP.
 //!
 //! With `cloud.route = "never"` (the default) nothing in this module opens a
-//! network connection: the HTTP client is only built inside `cloud::send` and
-//! `remote::remote_fim`, which the server calls only when configured to.
+//! network connection: the HTTP client is only built inside `cloud::send`,
+//! which the server calls only when configured to. (Remote completion
+//! engines are `engine::remote`.)
 
 use std::future::Future;
 use std::path::Path;
@@ -16,12 +17,10 @@ pub mod audit;
 pub mod cloud;
 pub mod explain;
 mod local;
-pub mod net;
 pub mod policy;
 pub mod prompts;
 pub mod redact;
 pub mod refactor;
-pub mod remote;
 pub mod validate;
 
 pub use crate::config::{CloudConfig, CommandsConfig, ExplainOutput, Provider, RemoteEngineConfig, RemoteKind, Route};

@@ -6,11 +6,11 @@
 use serde_json::{json, Value};
 
 use super::local::{self, Local};
-use super::net::NetError;
 use super::policy::{self, Plan};
 use super::redact::{self, Redactor};
 use super::{audit, cloud, dedent, extract_code, indent, prompts, validate, CommandsConfig, Level, Reporter, Selection, Ui};
 use crate::engine::{CancelOnDrop, CancelToken};
+use crate::net::NetError;
 use crate::prompt::ChatMessage;
 
 /// Why a refactor was not done.

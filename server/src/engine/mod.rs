@@ -1,16 +1,25 @@
-//! The inference engine. One OS thread owns the llama.cpp model and context;
-//! requests reach it over a channel, carry a cancel token, and answer on a
-//! oneshot. Only this module links llama.cpp.
+//! The inference engine, with two backends behind one handle (`Engine`):
+//!
+//! - embedded (`llama`): one OS thread owns the llama.cpp model and context;
+//!   requests reach it over a channel, carry a cancel token, and answer on a
+//!   oneshot. Only this module links llama.cpp.
+//! - remote (`remote`): an inference server over HTTP (llama-server, Ollama,
+//!   OpenAI-compatible) takes the same jobs, with the same prompt layout,
+//!   stop rule, early answers and background work; set with
+//!   `Engine::load_remote`, it answers the completion jobs from then on.
+//!   Chat prompts (explain, refactor) stay with the embedded model.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, RemoteEngineConfig};
+use crate::net::NetError;
 use crate::prompt::{Family, Piece};
 
 #[cfg(feature = "llama")]
 mod llama;
+pub mod remote;
 
 /// Set to stop a request: checked between prompt batches and between tokens.
 #[derive(Debug, Clone, Default)]
@@ -158,6 +167,9 @@ pub enum EngineError {
     Unavailable,
     #[error("the engine thread stopped")]
     Gone,
+    /// A remote engine's request failed (see `remote::ErrorLatch`).
+    #[error("{0}")]
+    Remote(NetError),
 }
 
 /// Features this binary was built with, for `doctor`.
@@ -251,6 +263,8 @@ pub struct Engine {
     /// Foreground requests sent and not yet picked up by the engine thread.
     pending: Arc<AtomicUsize>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// The remote engine that answers completion jobs, if one is set.
+    remote: Arc<RwLock<Option<Arc<remote::Remote>>>>,
 }
 
 impl Engine {
@@ -260,7 +274,27 @@ impl Engine {
         let pending = Arc::new(AtomicUsize::new(0));
         let p = pending.clone();
         let thread = std::thread::Builder::new().name("locode-engine".into()).spawn(move || run(rx, p)).expect("spawn engine thread");
-        Engine { tx, pending, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+        Engine { tx, pending, thread: Arc::new(std::sync::Mutex::new(Some(thread))), remote: Arc::default() }
+    }
+
+    /// Sets up a remote engine (`completionEngine`) and has it answer
+    /// completion jobs from now on: the family its settings name, and a
+    /// description of the server as the model.
+    pub async fn load_remote(&self, config: RemoteEngineConfig) -> Result<(ModelInfo, Family), EngineError> {
+        let (r, info, family) = remote::connect(config).await?;
+        self.set_remote(Some(r));
+        Ok((info, family))
+    }
+
+    /// Sets (or, with None, removes) the remote engine that answers
+    /// completion jobs; without one the embedded model answers them.
+    pub fn set_remote(&self, r: Option<remote::Remote>) {
+        *self.remote.write().unwrap_or_else(|e| e.into_inner()) = r.map(Arc::new);
+    }
+
+    /// True while a remote engine answers completion jobs.
+    pub fn is_remote(&self) -> bool {
+        self.remote.read().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     /// Ends the engine thread once the work queued before this call is done,
@@ -286,6 +320,11 @@ impl Engine {
     }
 
     pub async fn complete(&self, job: CompletionJob) -> Result<Generation, EngineError> {
+        let chat = job.prompt.iter().any(|p| matches!(p, Piece::Chat(_)));
+        let remote = if chat { None } else { self.remote.read().unwrap_or_else(|e| e.into_inner()).clone() };
+        if let Some(r) = remote {
+            return r.complete(job).await;
+        }
         let (reply, rx) = tokio::sync::oneshot::channel();
         let foreground = !job.background;
         if foreground {

@@ -85,7 +85,7 @@ impl Backend {
     /// suggestion there costs only its own tokens. Yields to any real request.
     pub(super) fn warm_after_enter(&self, key: String, cursor: usize, version: i32) {
         let cfg = self.state.config.read().unwrap().completion.clone();
-        if !cfg.enabled || self.state.config.read().unwrap().commands.completion_engine.is_remote() {
+        if !cfg.enabled {
             return;
         }
         let state = self.state.clone();

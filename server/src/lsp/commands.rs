@@ -143,7 +143,7 @@ fn resolve(backend: &Backend, args: &Args) -> Result<Target> {
 }
 
 fn model_status(backend: &Backend) -> ModelStatus {
-    match &*backend.state.model.read().unwrap() {
+    match &*backend.state.local_model.read().unwrap() {
         ModelState::Ready { .. } => ModelStatus::Ready,
         ModelState::Loading => ModelStatus::Loading,
         ModelState::Failed(e) => ModelStatus::Failed(e.clone()),

@@ -11,7 +11,7 @@ use tower_lsp_server::ls_types::*;
 use super::{invalid_params, to_pos, Backend, ModelState};
 use crate::complete::{self, Suggestion};
 use crate::documents;
-use crate::engine::{CancelOnDrop, CancelToken, Generation};
+use crate::engine::{CancelOnDrop, CancelToken, EngineError, Generation};
 use crate::session::{Prepared, ShownSuggestion, Workspace};
 
 /// A completion request that supersedes one that arrived less than this long
@@ -32,10 +32,8 @@ impl Backend {
         if !*self.state.client_asks_again.read().unwrap() {
             cfg.early_answer_ms = 0;
         }
-        let remote = self.state.config.read().unwrap().commands.completion_engine.clone();
         let family = match &*self.state.model.read().unwrap() {
-            ModelState::Ready { family, .. } => Some(family.clone()),
-            _ if remote.is_remote() => None,
+            ModelState::Ready { family, .. } => family.clone(),
             ModelState::Loading => return Ok(None),
             ModelState::Failed(e) => {
                 tracing::debug!("no completion: {e}");
@@ -86,36 +84,30 @@ impl Backend {
             }
         }
         let spot = complete::Spot { snap: &snap, cursor, anchor };
-        let result = match &family {
-            _ if remote.is_remote() => match crate::commands::remote::suggest_remote(&remote, &spot, &cfg, cancel.clone()).await {
-                Ok(s) => {
-                    self.state.remote_errors.succeeded();
-                    Ok((s, None))
-                }
-                Err(e) => {
-                    if let Some(m) = self.state.remote_errors.failed(&e) {
-                        self.client.show_message(MessageType::WARNING, m).await;
-                    }
-                    return Ok(None);
-                }
-            },
-            Some(family) => {
-                let rest_cancel = CancelToken::new();
-                let old = self.state.sessions.lock().unwrap().get_mut(&key).and_then(|s| s.continuation.replace(rest_cancel.clone()));
-                if let Some(old) = old {
-                    old.cancel();
-                }
-                complete::suggest_early(&self.state.engine, family, &key, &spot, &cfg, cancel.clone(), rest_cancel).await
-            }
-            None => return Ok(None),
-        };
+        let rest_cancel = CancelToken::new();
+        let old = self.state.sessions.lock().unwrap().get_mut(&key).and_then(|s| s.continuation.replace(rest_cancel.clone()));
+        if let Some(old) = old {
+            old.cancel();
+        }
+        let result = complete::suggest_early(&self.state.engine, &family, &key, &spot, &cfg, cancel.clone(), rest_cancel).await;
         if let Some(session) = self.state.sessions.lock().unwrap().get_mut(&key) {
             if session.inflight.as_ref().is_some_and(|t| t.same_as(&cancel)) {
                 session.inflight = None;
             }
         }
         let (suggestion, rest) = match result {
-            Ok(s) => s,
+            Ok(s) => {
+                self.state.remote_errors.succeeded();
+                s
+            }
+            // A remote engine's failure: an empty completion, and one
+            // message per kind of failure.
+            Err(EngineError::Remote(e)) => {
+                if let Some(m) = self.state.remote_errors.failed(&e) {
+                    self.client.show_message(MessageType::WARNING, m).await;
+                }
+                return Ok(None);
+            }
             Err(e) => {
                 tracing::warn!("completion failed: {e}");
                 return Err(RpcError {
@@ -147,7 +139,7 @@ impl Backend {
         if let Some(rest) = rest {
             self.offer_rest(uri.clone(), cursor, position, suggestion.text.clone(), rest);
         }
-        if let Some(family) = family.filter(|_| !remote.is_remote() && cursor - anchor > cfg.middle_chars / 2) {
+        if cursor - anchor > cfg.middle_chars / 2 {
             self.warm_reanchored(key, snap, cursor, anchor, family, cfg);
         }
         Ok(Some((suggestion, range)))

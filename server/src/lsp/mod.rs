@@ -139,7 +139,7 @@ impl LanguageServer for Backend {
     }
 
     async fn initialized(&self, _: InitializedParams) {
-        self.load_model();
+        self.load_model(true);
     }
 
     async fn shutdown(&self) -> Result<()> {
@@ -176,8 +176,8 @@ impl LanguageServer for Backend {
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
         match self.apply_settings(&params.settings) {
-            Ok(true) => self.load_model(),
-            Ok(false) => {}
+            Ok(reload) if reload.local || reload.completion => self.load_model(reload.local),
+            Ok(_) => {}
             Err(e) => self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await,
         }
     }

@@ -15,6 +15,7 @@ use crate::index::WorkspaceIndex;
 use crate::prompt::Family;
 use crate::session::Session;
 
+#[derive(Clone)]
 pub(super) enum ModelState {
     Loading,
     Ready { info: ModelInfo, family: Arc<Family> },
@@ -27,7 +28,15 @@ pub(super) struct State {
     pub(super) sessions: Mutex<HashMap<String, Session>>,
     pub(super) encoding: RwLock<Encoding>,
     pub(super) config: RwLock<Config>,
+    /// The completion engine: the embedded model, or a remote engine
+    /// (`completionEngine`) with its family and a description of the server.
     pub(super) model: RwLock<ModelState>,
+    /// The embedded model, which explain and refactor use (the same as
+    /// `model` unless a remote engine answers completions).
+    pub(super) local_model: RwLock<ModelState>,
+    /// Counts `load_model` calls: a load that finishes after a newer one
+    /// started changes nothing.
+    pub(super) loads: std::sync::atomic::AtomicU64,
     pub(super) engine: Engine,
     pub(super) client_progress: RwLock<bool>,
     /// The client asks again on `locode/suggestionReady` (it says so with
@@ -35,7 +44,7 @@ pub(super) struct State {
     /// client is given early answers, since no other ever sees their rest.
     pub(super) client_asks_again: RwLock<bool>,
     /// Reports a remote completion engine's failures once per kind.
-    pub(super) remote_errors: crate::commands::remote::ErrorLatch,
+    pub(super) remote_errors: crate::engine::remote::ErrorLatch,
     /// Background cache warm-ups that ran to the end (`locode/status`).
     pub(super) warmups: std::sync::atomic::AtomicUsize,
     /// Early answers whose rest was generated and offered (`locode/status`).
@@ -54,6 +63,8 @@ impl State {
             encoding: RwLock::new(Encoding::Utf16),
             config: RwLock::new(config),
             model: RwLock::new(ModelState::Loading),
+            local_model: RwLock::new(ModelState::Loading),
+            loads: Default::default(),
             engine,
             client_progress: RwLock::new(false),
             client_asks_again: RwLock::new(false),
@@ -73,19 +84,86 @@ impl State {
     }
 }
 
+/// What a settings change makes load again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Reload {
+    /// The embedded model (`model`, `threads`, ... changed).
+    pub(super) local: bool,
+    /// The completion engine (`completionEngine` changed).
+    pub(super) completion: bool,
+}
+
 impl Backend {
-    /// Loads (or reloads) the model in the background, with progress.
-    pub(super) fn load_model(&self) {
+    /// Loads (or reloads) the completion engine in the background: a
+    /// remote engine when `completionEngine` names one, else the embedded
+    /// model. With `local`, the embedded model is (re)loaded too, with
+    /// progress: explain and refactor use it whichever engine completes.
+    pub(super) fn load_model(&self, local: bool) {
+        let state = self.state.clone();
+        let remote = state.config.read().unwrap().commands.completion_engine.clone();
+        let load = {
+            let mut model = state.model.write().unwrap();
+            let load = state.loads.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+            if remote.is_remote() {
+                *model = ModelState::Loading;
+            } else {
+                state.engine.set_remote(None);
+                *model = if local { ModelState::Loading } else { state.local_model.read().unwrap().clone() };
+            }
+            load
+        };
+        if remote.is_remote() {
+            let client = self.client.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let connected = crate::engine::remote::connect(remote).await;
+                let message = {
+                    let mut model = state.model.write().unwrap();
+                    if state.loads.load(std::sync::atomic::Ordering::Acquire) != load {
+                        return;
+                    }
+                    match connected {
+                        Ok((r, info, family)) => {
+                            state.engine.set_remote(Some(r));
+                            let m = format!("locode: completions from {} ({})", info.description, info.family);
+                            *model = ModelState::Ready { info, family: Arc::new(family) };
+                            state.remote_errors.succeeded();
+                            Ok(m)
+                        }
+                        Err(e) => {
+                            state.engine.set_remote(None);
+                            *model = ModelState::Failed(e.to_string());
+                            Err(format!("locode: {e}"))
+                        }
+                    }
+                };
+                match message {
+                    Ok(m) => client.log_message(MessageType::INFO, m).await,
+                    Err(m) => {
+                        tracing::error!("{m}");
+                        client.log_message(MessageType::ERROR, &m).await;
+                        client.show_message(MessageType::ERROR, &m).await;
+                    }
+                }
+            });
+        }
+        if local {
+            self.load_local();
+        }
+    }
+
+    /// Loads (or reloads) the embedded model in the background, with progress.
+    fn load_local(&self) {
         let client = self.client.clone();
         let state = self.state.clone();
         let engine_config = state.config.read().unwrap().engine.clone();
-        *state.model.write().unwrap() = ModelState::Loading;
+        *state.local_model.write().unwrap() = ModelState::Loading;
         let with_progress = *state.client_progress.read().unwrap();
         tokio::spawn(async move {
             let path = engine_config.model_path();
             let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<u32>();
             let mut last = 0u32;
-            let load = state.engine.load(engine_config, move |p| {
+            let load_model = state.engine.load(engine_config, move |p| {
                 let pct = (p * 100.0) as u32;
                 if pct >= last + 5 || pct == 100 {
                     last = pct;
@@ -109,30 +187,40 @@ impl Backend {
                 }
                 p.finish_with_message("done").await;
             };
-            let (result, ()) = tokio::join!(load, progress);
-            match result {
+            let (result, ()) = tokio::join!(load_model, progress);
+            let loaded = match result {
                 Ok((info, family)) => {
                     tracing::info!(model = %info.path.display(), family = %info.family, "model loaded");
                     client.log_message(MessageType::INFO, format!("locode: loaded {} ({})", info.path.display(), info.family)).await;
-                    *state.model.write().unwrap() = ModelState::Ready { info, family: Arc::new(family) };
+                    ModelState::Ready { info, family: Arc::new(family) }
                 }
                 Err(e) => {
                     let msg = format!("locode: {e}");
                     tracing::error!("{msg}");
-                    *state.model.write().unwrap() = ModelState::Failed(e.to_string());
                     client.log_message(MessageType::ERROR, &msg).await;
                     client.show_message(MessageType::ERROR, &msg).await;
+                    ModelState::Failed(e.to_string())
                 }
+            };
+            // The completion engine too, unless a remote engine is (or is
+            // being) set up. (Loads reach the engine thread in order: a
+            // newer one's result comes after this one.)
+            let mut model = state.model.write().unwrap();
+            *state.local_model.write().unwrap() = loaded.clone();
+            if !state.config.read().unwrap().commands.completion_engine.is_remote() {
+                *model = loaded;
             }
         });
     }
 
-    pub(super) fn apply_settings(&self, value: &serde_json::Value) -> std::result::Result<bool, String> {
+    /// Applies client settings; returns what must be loaded again.
+    pub(super) fn apply_settings(&self, value: &serde_json::Value) -> std::result::Result<Reload, String> {
         let (reload, changed) = {
             let mut cfg = self.state.config.write().unwrap();
             let new = cfg.merged(value)?;
-            let reload = new.engine != cfg.engine;
-            let changed = reload || new.completion != cfg.completion;
+            let reload =
+                Reload { local: new.engine != cfg.engine, completion: new.commands.completion_engine != cfg.commands.completion_engine };
+            let changed = reload.local || reload.completion || new.completion != cfg.completion;
             *cfg = new;
             (reload, changed)
         };

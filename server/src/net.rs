@@ -1,12 +1,11 @@
-//! HTTP plumbing shared by cloud providers and remote engines: one error
-//! type with clear messages, a client built on demand, cancellation, and
-//! line-oriented streams (SSE and NDJSON).
+//! HTTP plumbing shared by cloud providers (`commands::cloud`) and remote
+//! engines (`engine::remote`): one error type with clear messages, a client
+//! built on demand, cancellation, and line-oriented streams (SSE and
+//! NDJSON). It imports nothing of ours, so both may use it.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-
-use crate::engine::CancelToken;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum NetError {
@@ -86,18 +85,21 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     msg
 }
 
-/// Resolves when `cancel` is set (polled; the token has no waker).
-pub async fn cancelled(cancel: &CancelToken) {
-    while !cancel.is_cancelled() {
+/// Resolves once `is_cancelled` says so (polled: a cancel token has no waker).
+pub async fn cancelled(is_cancelled: impl Fn() -> bool) {
+    while !is_cancelled() {
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
 }
 
 /// Runs `fut` unless cancelled first.
-pub async fn with_cancel<T>(cancel: &CancelToken, fut: impl std::future::Future<Output = Result<T, NetError>>) -> Result<T, NetError> {
+pub async fn with_cancel<T>(
+    is_cancelled: impl Fn() -> bool,
+    fut: impl std::future::Future<Output = Result<T, NetError>>,
+) -> Result<T, NetError> {
     tokio::select! {
         r = fut => r,
-        _ = cancelled(cancel) => Err(NetError::Cancelled),
+        _ = cancelled(is_cancelled) => Err(NetError::Cancelled),
     }
 }
 
