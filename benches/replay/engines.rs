@@ -138,7 +138,10 @@ impl Locode {
                 "synchronization": {"dynamicRegistration": false, "didSave": false},
                 "inlineCompletion": {"dynamicRegistration": false}
             },
-            "window": {"workDoneProgress": false}
+            "window": {"workDoneProgress": false},
+            // As the VS Code and Neovim plugins announce it: early answers
+            // (the first line of a long answer at once, the rest later).
+            "experimental": {"locode": {"suggestionReady": true}}
         });
         let init = json!({
             "processId": std::process::id(),
