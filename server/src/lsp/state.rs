@@ -188,27 +188,36 @@ impl Backend {
                 p.finish_with_message("done").await;
             };
             let (result, ()) = tokio::join!(load_model, progress);
-            let loaded = match result {
+            let (loaded, message) = match result {
                 Ok((info, family)) => {
                     tracing::info!(model = %info.path.display(), family = %info.family, "model loaded");
-                    client.log_message(MessageType::INFO, format!("locode: loaded {} ({})", info.path.display(), info.family)).await;
-                    ModelState::Ready { info, family: Arc::new(family) }
+                    let m = format!("locode: loaded {} ({})", info.path.display(), info.family);
+                    (ModelState::Ready { info, family: Arc::new(family) }, Ok(m))
                 }
                 Err(e) => {
                     let msg = format!("locode: {e}");
                     tracing::error!("{msg}");
-                    client.log_message(MessageType::ERROR, &msg).await;
-                    client.show_message(MessageType::ERROR, &msg).await;
-                    ModelState::Failed(e.to_string())
+                    (ModelState::Failed(e.to_string()), Err(msg))
                 }
             };
-            // The completion engine too, unless a remote engine is (or is
-            // being) set up. (Loads reach the engine thread in order: a
-            // newer one's result comes after this one.)
-            let mut model = state.model.write().unwrap();
-            *state.local_model.write().unwrap() = loaded.clone();
-            if !state.config.read().unwrap().commands.completion_engine.is_remote() {
-                *model = loaded;
+            // The state first, then the messages: a client that asks for
+            // `locode/status` on the message sees what it says.
+            {
+                // The completion engine too, unless a remote engine is (or
+                // is being) set up. (Loads reach the engine thread in order:
+                // a newer one's result comes after this one.)
+                let mut model = state.model.write().unwrap();
+                *state.local_model.write().unwrap() = loaded.clone();
+                if !state.config.read().unwrap().commands.completion_engine.is_remote() {
+                    *model = loaded;
+                }
+            }
+            match message {
+                Ok(m) => client.log_message(MessageType::INFO, m).await,
+                Err(m) => {
+                    client.log_message(MessageType::ERROR, &m).await;
+                    client.show_message(MessageType::ERROR, &m).await;
+                }
             }
         });
     }
