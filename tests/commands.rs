@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use locode::commands::cloud::{self, CloudConfig, Provider};
-use locode::commands::redact::{self, Redactor};
 use locode::complete::{self, Suggestion};
 use locode::config::{CompletionConfig, RemoteEngineConfig, RemoteKind};
 use locode::documents::Document;
@@ -23,6 +22,8 @@ use locode::engine::remote::ErrorLatch;
 use locode::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, StopRule};
 use locode::net::NetError;
 use locode::prompt::{ChatMessage, Family, Piece};
+use locode::redact::Redactor;
+use locode::secret_files;
 use locode::syntax::Language;
 use lsp_client::{bin, model_path, LspClient};
 use serde_json::{json, Value};
@@ -229,10 +230,10 @@ fn secret_files_are_refused() {
         "/p/secrets.py",
         "/home/u/.aws/credentials",
     ] {
-        assert!(redact::secret_file_pattern(p, &[]).is_some(), "{p} should be refused");
+        assert!(secret_files::secret_file_pattern(p, &[]).is_some(), "{p} should be refused");
     }
     for p in ["/p/main.py", "/p/.env.example", "/home/u/.ssh/id_ed25519.pub", "/p/src/lib.rs"] {
-        assert!(redact::secret_file_pattern(p, &[]).is_none(), "{p} should be allowed");
+        assert!(secret_files::secret_file_pattern(p, &[]).is_none(), "{p} should be allowed");
     }
 }
 

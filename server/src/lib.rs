@@ -18,5 +18,7 @@ pub mod lsp;
 pub mod net;
 pub mod postprocess;
 pub mod prompt;
+pub mod redact;
+pub mod secret_files;
 pub mod session;
 pub mod syntax;

@@ -19,7 +19,6 @@ pub mod explain;
 mod local;
 pub mod policy;
 pub mod prompts;
-pub mod redact;
 pub mod refactor;
 pub mod validate;
 

@@ -7,11 +7,12 @@ use serde_json::{json, Value};
 
 use super::local::{self, Local};
 use super::policy::{self, Plan};
-use super::redact::{self, Redactor};
 use super::{audit, cloud, dedent, extract_code, indent, prompts, validate, CommandsConfig, Level, Reporter, Selection, Ui};
 use crate::engine::{CancelOnDrop, CancelToken};
 use crate::net::NetError;
 use crate::prompt::ChatMessage;
+use crate::redact::Redactor;
+use crate::secret_files;
 
 /// Why a refactor was not done.
 #[derive(Debug, PartialEq, Eq)]
@@ -162,7 +163,7 @@ impl CloudPlan {
 }
 
 fn refused(cfg: &cloud::CloudConfig, sel: &Selection) -> Option<String> {
-    redact::secret_file_pattern(&sel.path, &cfg.refuse_files)
+    secret_files::secret_file_pattern(&sel.path, &cfg.refuse_files)
         .map(|pat| format!("locode: {} matches the secret-file pattern {pat:?}: it is never sent to a cloud model", sel.file))
 }
 
