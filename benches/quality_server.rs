@@ -83,6 +83,10 @@ struct Opts {
     /// `earlyAnswerMs` in initializationOptions (default: the server's).
     #[arg(long)]
     early_answer_ms: Option<u64>,
+    /// `firstAnswerMs` in initializationOptions (default: the server's; 0:
+    /// always the whole prompt, no first window).
+    #[arg(long)]
+    first_answer_ms: Option<u64>,
     /// `maxTokens` in initializationOptions, and llama-server's `n_predict`
     /// (default: the server's).
     #[arg(long)]
@@ -750,6 +754,9 @@ impl Server {
         }
         if let Some(n) = opts.max_tokens {
             init_opts.insert("maxTokens".into(), json!(n));
+        }
+        if let Some(n) = opts.first_answer_ms {
+            init_opts.insert("firstAnswerMs".into(), json!(n));
         }
         // What an editor with inline completion sends (Neovim offers UTF-8
         // first; VS Code only UTF-16).

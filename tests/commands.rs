@@ -758,6 +758,7 @@ fn job(slot: &str, prompt: &str, max_tokens: u32) -> CompletionJob {
         forced_prefix: String::new(),
         early: None,
         avoid: None,
+        first_window: None,
     }
 }
 

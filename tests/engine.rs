@@ -19,8 +19,29 @@ fn source() -> String {
     text
 }
 
+/// The whole prompt at every request (no first window), and no KV states
+/// on disk: these tests count what each request evaluates.
+fn engine_config() -> EngineConfig {
+    EngineConfig { kv_cache_mb: 0, ..Default::default() }
+}
+
+fn whole_prompt() -> CompletionConfig {
+    CompletionConfig { first_answer_ms: 0, ..Default::default() }
+}
+
 async fn run(engine: &Engine, family: &locode::prompt::Family, slot: &str, doc: &mut Session, cursor: usize) -> (String, Generation) {
-    let cfg = CompletionConfig::default();
+    run_with(engine, family, slot, doc, cursor, &whole_prompt()).await
+}
+
+async fn run_with(
+    engine: &Engine,
+    family: &locode::prompt::Family,
+    slot: &str,
+    doc: &mut Session,
+    cursor: usize,
+    cfg: &CompletionConfig,
+) -> (String, Generation) {
+    let cfg = cfg.clone();
     let (snap, anchor) = doc.plan(cursor, &cfg, None);
     let spot = Spot { snap: &snap, cursor, anchor };
     let s = complete::suggest(engine, family, slot, &spot, &cfg, CancelToken::new()).await.unwrap();
@@ -30,7 +51,7 @@ async fn run(engine: &Engine, family: &locode::prompt::Family, slot: &str, doc: 
 #[tokio::test(flavor = "multi_thread")]
 async fn keystrokes_reuse_the_cache_exactly() {
     let engine = Engine::spawn();
-    let (_, family) = engine.load(EngineConfig::default(), |_| {}).await.expect("model loads (run `make model`)");
+    let (_, family) = engine.load(engine_config(), |_| {}).await.expect("model loads (run `make model`)");
     let text = source();
     let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() as u32 + 1;
     let mut doc = Session::new(Document::new(&text, 1, Language::Python));
@@ -77,7 +98,7 @@ async fn keystrokes_reuse_the_cache_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn speculative_decoding_keeps_greedy_output_identical() {
     let spec = Engine::spawn();
-    let (_, family) = spec.load(EngineConfig { speculative: true, ..Default::default() }, |_| {}).await.expect("model loads");
+    let (_, family) = spec.load(EngineConfig { speculative: true, ..engine_config() }, |_| {}).await.expect("model loads");
     let plain = Engine::spawn();
     plain.load(EngineConfig { speculative: false, ..Default::default() }, |_| {}).await.unwrap();
 
@@ -118,7 +139,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
     use locode::engine::CompletionJob;
     use locode::prompt::FimParts;
     let engine = Engine::spawn();
-    let (_, family) = engine.load(EngineConfig::default(), |_| {}).await.expect("model loads");
+    let (_, family) = engine.load(engine_config(), |_| {}).await.expect("model loads");
     let prefix = "import requests\n\n\ndef fetch(url):\n    response = requests.get(url)\n    print(response.";
     let suffix = ")\n    return response\n";
     let job = |forced: &str| CompletionJob {
@@ -132,6 +153,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
         forced_prefix: forced.into(),
         early: None,
         avoid: None,
+        first_window: None,
     };
     let free = engine.complete(job("")).await.unwrap().text;
     for word in ["stat", "headers", "zqx_", "elap"] {
@@ -149,7 +171,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
 #[tokio::test(flavor = "multi_thread")]
 async fn documents_keep_their_own_cache_with_lru_eviction() {
     let engine = Engine::spawn();
-    let (_, family) = engine.load(EngineConfig { slots: 2, ..Default::default() }, |_| {}).await.expect("model loads");
+    let (_, family) = engine.load(EngineConfig { slots: 2, ..engine_config() }, |_| {}).await.expect("model loads");
     let file = |name: &str| {
         let mut text = String::new();
         for i in 0..12 {
@@ -189,12 +211,12 @@ async fn documents_keep_their_own_cache_with_lru_eviction() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_early_answer_is_the_start_of_the_whole_one() {
     let engine = Engine::spawn();
-    let (_, family) = engine.load(EngineConfig::default(), |_| {}).await.expect("model loads");
+    let (_, family) = engine.load(engine_config(), |_| {}).await.expect("model loads");
     let text = source();
     let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() + 1;
     let mut doc = Session::new(Document::new(&text, 1, Language::Python));
     let cursor = doc.rope.line_to_char(line) + 4;
-    let cfg = CompletionConfig { early_answer_ms: 1, ..Default::default() };
+    let cfg = CompletionConfig { early_answer_ms: 1, ..whole_prompt() };
     let (snap, anchor) = doc.plan(cursor, &cfg, None);
     let spot = Spot { snap: &snap, cursor, anchor };
 
@@ -224,4 +246,103 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
     assert!(partial.stats.generated_tokens < whole.stats.generated_tokens);
     assert!(partial.text.starts_with(&shown.text), "{:?} / {:?}", shown.text, partial.text);
     assert_eq!(other.text, waited.text);
+}
+
+/// A first request whose whole prompt would take long to evaluate is
+/// answered from a small window of the nearest lines, in a slot of its
+/// own; once the whole prompt is built (in the background), requests use
+/// it, and cost only their own tokens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_document_is_answered_from_a_first_window_then_the_whole_prompt() {
+    let engine = Engine::spawn();
+    let (_, family) = engine.load(engine_config(), |_| {}).await.expect("model loads");
+    let speed = engine.prompt_speed().expect("the engine measures its speed at load");
+    let text = source();
+    let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() + 1;
+    let mut doc = Session::new(Document::new(&text, 1, Language::Python));
+    let cursor = doc.rope.line_to_char(line) + 4;
+    let cfg = CompletionConfig { early_answer_ms: 0, ..Default::default() };
+    let (first_text, first) = run_with(&engine, &family, "doc", &mut doc, cursor, &cfg).await;
+    eprintln!("first window at {speed:.0} tokens/s: {first_text:?} {first:?}");
+    assert!(first.first_window, "{first:?}");
+    assert!(first.prompt_tokens < 400, "a small prompt: {first:?}");
+    assert!(first.prompt_tokens as f64 <= speed * cfg.first_answer_ms as f64 / 1e3 * 1.5, "sized to the budget: {first:?}");
+    assert!(!first_text.trim().is_empty(), "the first window answers");
+
+    // The whole prompt, built in the background as the server does after
+    // such an answer.
+    let (snap, anchor) = doc.plan(cursor, &cfg, None);
+    assert!(complete::warm(&engine, &family, "doc", &Spot { snap: &snap, cursor, anchor }, &cfg).await);
+    let (whole_text, whole) = run_with(&engine, &family, "doc", &mut doc, cursor, &cfg).await;
+    assert!(!whole.first_window);
+    assert!(whole.prompt_tokens > 600 && whole.evaluated_tokens <= 1, "{whole:?}");
+    assert!(!whole_text.trim().is_empty());
+    // The whole prompt is the one a request that waits for it evaluates.
+    // (Its text may differ by rounding: the background built it in
+    // smaller batches.)
+    let (_, direct) = run(&engine, &family, "direct", &mut doc, cursor).await;
+    assert_eq!(whole.prompt_tokens, direct.prompt_tokens);
+    assert_eq!(direct.evaluated_tokens, direct.prompt_tokens);
+}
+
+/// A document's KV state saved when it closes comes back in a new engine
+/// (an editor restart) for a prompt that starts with the same tokens, and
+/// gives the same greedy suggestion as a fresh evaluation. A corrupt state
+/// file is refused, and the prompt is evaluated again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_saved_on_disk_gives_the_same_suggestion_as_a_fresh_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig { kv_cache_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    let mut text = String::from("import math\n\n\n");
+    for i in 0..16 {
+        text.push_str(&format!("def area_{i}(r):\n    return math.pi * r * r * {i}\n\n\n"));
+    }
+    text.push_str("def circumference(r):\n    return \n");
+    let line = text.lines().count() - 1;
+    let doc = || Session::new(Document::new(&text, 1, Language::Python));
+    let cursor = doc().rope.line_to_char(line) + "    return ".len();
+    let load = || async {
+        let engine = Engine::spawn();
+        let (_, family) = engine.load(config.clone(), |_| {}).await.expect("model loads");
+        (engine, family)
+    };
+
+    let (engine, family) = load().await;
+    let (fresh_text, fresh) = run(&engine, &family, "file:///c.py", &mut doc(), cursor).await;
+    assert_eq!(fresh.evaluated_tokens, fresh.prompt_tokens);
+    assert!(fresh.prompt_tokens >= 256, "long enough to be saved: {fresh:?}");
+    // The model's hash is computed in the background at the first load.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".sha256")) {
+        assert!(std::time::Instant::now() < deadline, "the model was never hashed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    engine.release("file:///c.py");
+    engine.shutdown();
+    let states: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "kv")).collect();
+    assert_eq!(states.len(), 1, "one state saved at close");
+
+    let (engine, family) = load().await;
+    let (restored_text, restored) = run(&engine, &family, "file:///c.py", &mut doc(), cursor).await;
+    eprintln!("fresh {fresh:?}\nrestored {restored:?}");
+    assert!(restored.restored_tokens + 1 >= restored.prompt_tokens, "{restored:?}");
+    assert!(restored.evaluated_tokens <= 1, "{restored:?}");
+    assert_eq!(restored_text, fresh_text, "a restored state must answer as a fresh evaluation");
+    engine.shutdown();
+
+    // Corrupt every saved state: refused (and deleted), evaluated again.
+    for e in std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "kv")) {
+        let mut b = std::fs::read(e.path()).unwrap();
+        let at = b.len() / 2;
+        b[at] ^= 0x5a;
+        std::fs::write(e.path(), b).unwrap();
+    }
+    let (engine, family) = load().await;
+    let (again_text, again) = run(&engine, &family, "file:///c.py", &mut doc(), cursor).await;
+    assert_eq!(again.restored_tokens, 0, "{again:?}");
+    assert_eq!(again.evaluated_tokens, again.prompt_tokens);
+    assert_eq!(again_text, fresh_text);
+    engine.shutdown();
 }

@@ -4,7 +4,7 @@
 use crate::config::CompletionConfig;
 use crate::context::{self, CompletionContext, Mode};
 use crate::documents::{CrossFile, Snapshot};
-use crate::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, Generation, StopRule};
+use crate::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, FirstWindow, Generation, StopRule};
 use crate::index::WorkspaceIndex;
 use crate::postprocess::Trimmer;
 use crate::prompt::{Family, FimParts, Piece};
@@ -47,7 +47,7 @@ pub async fn suggest(
     cfg: &CompletionConfig,
     cancel: CancelToken,
 ) -> Result<Suggestion, EngineError> {
-    let (job, trimmer, again) = job_for(family, slot, spot, cfg, cancel);
+    let (job, trimmer, again) = job_for(family, slot, spot, cfg, cancel, engine.prompt_speed());
     answer(engine, job, again, &trimmer, spot.snap.version).await
 }
 
@@ -103,7 +103,7 @@ pub async fn suggest_early(
     if cfg.early_answer_ms == 0 {
         return Ok((suggest(engine, family, slot, spot, cfg, cancel).await?, None));
     }
-    let (mut job, trimmer, again) = job_for(family, slot, spot, cfg, cancel);
+    let (mut job, trimmer, again) = job_for(family, slot, spot, cfg, cancel, engine.prompt_speed());
     let (tx, early_rx) = tokio::sync::oneshot::channel();
     job.early = Some(Early { after: std::time::Duration::from_millis(cfg.early_answer_ms), tx, cancel: rest_cancel });
     let version = spot.snap.version;
@@ -127,8 +127,10 @@ fn job_for(
     spot: &Spot<'_>,
     cfg: &CompletionConfig,
     cancel: CancelToken,
+    speed: Option<f64>,
 ) -> (CompletionJob, Trimmer, Option<CompletionJob>) {
     let (ctx, prompt) = prepare(family, spot, cfg);
+    let small = speed.and_then(|tps| first_window(family, spot, cfg, tps, &prompt));
     let trimmer = Trimmer::new(&ctx, cfg.max_lines);
     let code_belongs = ctx.language != crate::syntax::Language::PlainText
         && ctx.line_suffix.trim().is_empty()
@@ -145,9 +147,60 @@ fn job_for(
         forced_prefix: ctx.heal.clone(),
         early: None,
         avoid: None,
+        first_window: small.clone().map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms }),
     };
     let again = code_belongs.then(|| job(prompt.clone(), cancel.clone()));
     (job(prompt, cancel), trimmer, again)
+}
+
+/// Prompt tokens a first window may take, from the engine's speed: what
+/// it evaluates in `first_answer_ms`, less a fifth for the answer's first
+/// tokens, in steps (64, 96, 128, 192, 256...) so that the window, and with
+/// it the cached small prompt, stays put while the measured speed wavers.
+fn first_window_tokens(tps: f64, budget_ms: u64) -> usize {
+    let t = (tps * budget_ms as f64 / 1e3 * 0.8) as usize;
+    let mut step = 64;
+    while step * 2 <= t {
+        step *= 2;
+    }
+    if step * 3 / 2 <= t {
+        step * 3 / 2
+    } else {
+        step
+    }
+}
+
+/// Characters a prompt token stands for in code, about (Qwen's and
+/// StarCoder's tokenizers give 3-4): low, so the window stays within budget.
+const CHARS_PER_TOKEN: usize = 3;
+
+/// The prompt of a first window for a spot (see `CompletionJob::first_window`):
+/// the nearest lines, 3/4 before the cursor and 1/4 after it, the imports
+/// and enclosing headers when they fit, no other files. None when it is
+/// off, or not much smaller than the whole prompt.
+fn first_window(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig, tps: f64, whole: &[Piece]) -> Option<Vec<Piece>> {
+    if cfg.first_answer_ms == 0 {
+        return None;
+    }
+    let chars = first_window_tokens(tps, cfg.first_answer_ms) * CHARS_PER_TOKEN;
+    let small = CompletionConfig { prefix_chars: chars * 3 / 4, suffix_chars: chars / 4, cross_file_chars: 0, ..cfg.clone() };
+    let snap = |header: Option<(usize, Arc<str>)>| Snapshot {
+        rope: spot.snap.rope.clone(),
+        version: spot.snap.version,
+        language: spot.snap.language,
+        tree: spot.snap.tree.clone(),
+        window: None,
+        cross_file: None,
+        header,
+    };
+    let mut ctx = context::build(&snap(None), spot.cursor, spot.anchor, &small);
+    if ctx.prefix.len() + ctx.middle.len() > chars {
+        // The header does not fit: the nearest lines alone.
+        ctx = context::build(&snap(Some((ctx.window_start, Arc::from("")))), spot.cursor, spot.anchor, &small);
+    }
+    let size = |pieces: &[Piece]| pieces.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 1 }).sum::<usize>();
+    let pieces = family.render_fim(&FimParts { extra: &[], prefix: &ctx.prefix, suffix: &ctx.suffix, middle: &ctx.middle });
+    (size(&pieces) * 3 < size(whole) * 2).then_some(pieces)
 }
 
 /// The engine's stop rule for a completion: post-processing's.
@@ -183,6 +236,7 @@ pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>,
         forced_prefix: String::new(),
         early: None,
         avoid: None,
+        first_window: None,
     };
     matches!(engine.complete(job).await, Ok(g) if !g.cancelled)
 }

@@ -25,6 +25,11 @@ pub struct EngineConfig {
     pub batch_size: u32,
     /// Prompt-lookup speculative decoding (greedy output is unchanged).
     pub speculative: bool,
+    /// Most megabytes of documents' KV states kept on disk between runs
+    /// (least recently used removed first); 0 keeps none.
+    pub kv_cache_mb: u64,
+    /// Where they are kept. Default: `$XDG_CACHE_HOME/locode/kv`.
+    pub kv_cache_dir: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +43,8 @@ impl Default for EngineConfig {
             slots: 4,
             batch_size: 512,
             speculative: false,
+            kv_cache_mb: 2048,
+            kv_cache_dir: None,
         }
     }
 }
@@ -49,6 +56,18 @@ impl EngineConfig {
 
     pub fn model_path(&self) -> PathBuf {
         self.model.clone().unwrap_or_else(default_model_path)
+    }
+
+    /// Where KV states are kept on disk: `kvCacheDir`, else
+    /// `$LOCODE_KV_DIR`, else the cache folder's `locode/kv`.
+    pub fn kv_cache_dir(&self) -> PathBuf {
+        if let Some(d) = &self.kv_cache_dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("LOCODE_KV_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+        dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".cache")).join("locode").join("kv")
     }
 }
 
@@ -82,6 +101,11 @@ pub struct CompletionConfig {
     /// with a `locode/suggestionReady` notification. 0: always wait for
     /// the whole answer.
     pub early_answer_ms: u64,
+    /// A request whose whole prompt would take longer than this to
+    /// evaluate (a document's first, a window move) is answered from a
+    /// window of the nearest lines sized to it, while the whole prompt is
+    /// built in the background. 0: always the whole prompt.
+    pub first_answer_ms: u64,
 }
 
 impl Default for CompletionConfig {
@@ -97,6 +121,7 @@ impl Default for CompletionConfig {
             middle_chars: 600,
             cross_file_chars: 1_500,
             early_answer_ms: 800,
+            first_answer_ms: 1500,
         }
     }
 }

@@ -108,7 +108,8 @@ async fn complete(at: &str, json: bool, config: Config) -> anyhow::Result<()> {
     // The server's path for a request: the session plans the prompt, the
     // pipeline runs it. Like a client that does not ask again, no early
     // answer (it would never see the rest).
-    let cfg = locode::config::CompletionConfig { early_answer_ms: 0, ..config.completion };
+    // Nor a first window: nothing would build the whole prompt after it.
+    let cfg = locode::config::CompletionConfig { early_answer_ms: 0, first_answer_ms: 0, ..config.completion };
     let mut session = Session::new(doc);
     let Prepared::Fresh { snap, anchor } = session.prepare(cursor, &cfg, None) else { unreachable!("nothing was shown") };
     let key = path.display().to_string();
@@ -136,6 +137,26 @@ async fn doctor(config: Config) -> bool {
     println!("model:          {}", path.display());
     println!("threads:        {}", config.engine.threads());
     println!("context size:   {}", config.engine.context_size);
+    let kv = config.engine.kv_cache_dir();
+    if config.engine.kv_cache_mb == 0 {
+        println!("KV cache:       off (kvCacheMb = 0)");
+    } else {
+        let files: Vec<u64> = std::fs::read_dir(&kv)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "kv"))
+                    .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "KV cache:       {} ({} states, {:.1} MiB of {} MiB)",
+            kv.display(),
+            files.len(),
+            files.iter().sum::<u64>() as f64 / (1u64 << 20) as f64,
+            config.engine.kv_cache_mb
+        );
+    }
     let engine = Engine::spawn();
     let loaded = engine.load(config.engine.clone(), |_| {}).await;
     engine.shutdown();

@@ -37,8 +37,12 @@ impl LspClient {
     /// Like `spawn`, with extra environment variables and a handler that
     /// answers the server's requests (`workspace/applyEdit`, ...).
     pub fn spawn_with(bin: &Path, args: &[&str], envs: &[(&str, &str)], handler: Handler) -> LspClient {
+        // KV states on disk of this test run only: a state saved by an
+        // earlier run must not change what a test's requests evaluate.
+        let kv = std::env::temp_dir().join(format!("locode-test-kv-{}", std::process::id()));
         let mut child = Command::new(bin)
             .args(args)
+            .env("LOCODE_KV_DIR", kv)
             .envs(envs.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

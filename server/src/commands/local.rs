@@ -81,6 +81,7 @@ pub(super) async fn generate(
         forced_prefix: String::new(),
         early: None,
         avoid: None,
+        first_window: None,
     };
     let gen = local.engine.complete(job).await.map_err(|e| e.to_string())?;
     tracing::debug!(

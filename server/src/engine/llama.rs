@@ -8,9 +8,9 @@
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -22,11 +22,12 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
+use super::kvstore::{self, KvStore};
 use super::{check_model_file, CompletionJob, EngineError, Generation, ModelInfo, Msg};
 use crate::config::EngineConfig;
 use crate::prompt::{self, Family, Piece};
 
-pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) {
+pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>, speed: Arc<AtomicU64>) {
     let backend = match backend() {
         Ok(b) => b,
         Err(e) => {
@@ -51,6 +52,7 @@ pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) {
                 }
                 let _ = reply.send(Err(EngineError::NotLoaded(last_error.clone())));
             }
+            Msg::Release { .. } => {}
             Msg::Shutdown => return,
             Msg::Load { config, progress, reply } => match load(backend, &config, progress) {
                 Ok((model, family, info)) => {
@@ -62,7 +64,7 @@ pub(super) fn run(rx: Receiver<Msg>, pending: Arc<AtomicUsize>) {
                     let mut quick_panics = 0;
                     loop {
                         let started = Instant::now();
-                        match catch_unwind(AssertUnwindSafe(|| serve(backend, &model, &family, &config, &rx, &pending))) {
+                        match catch_unwind(AssertUnwindSafe(|| serve(backend, &model, &family, &config, &rx, &pending, &speed))) {
                             Ok(Ok(Some(reload))) => next = Some(reload),
                             Ok(Ok(None)) => return,
                             Ok(Err(e)) => last_error = e.to_string(),
@@ -105,6 +107,7 @@ fn drain_with_error(rx: Receiver<Msg>, err: EngineError) {
         match msg {
             Msg::Load { reply, .. } => drop(reply.send(Err(err.clone()))),
             Msg::Complete { reply, .. } => drop(reply.send(Err(err.clone()))),
+            Msg::Release { .. } => {}
             Msg::Shutdown => return,
         }
     }
@@ -230,6 +233,13 @@ struct Server<'m> {
     add_bos: bool,
     pending: Arc<AtomicUsize>,
     speculative: bool,
+    /// Prompt tokens per second, as last measured (shared with `Engine`).
+    speed: Arc<AtomicU64>,
+    /// States saved on disk, once the model's hash is known (a thread
+    /// computes it at start).
+    kv: Arc<OnceLock<Arc<Mutex<KvStore>>>>,
+    /// Saves in progress (joined at shutdown).
+    saves: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// Runs requests until a reload arrives (returned) or the channel closes.
@@ -240,6 +250,7 @@ fn serve(
     config: &EngineConfig,
     rx: &Receiver<Msg>,
     pending: &Arc<AtomicUsize>,
+    speed: &Arc<AtomicU64>,
 ) -> Result<Option<Msg>, EngineError> {
     let n_ctx = config.context_size.max(256);
     let n_batch = config.batch_size.clamp(32, n_ctx);
@@ -280,11 +291,23 @@ fn serve(
         add_bos: model.vocab().should_add_bos(),
         pending: pending.clone(),
         speculative: config.speculative,
+        speed: speed.clone(),
+        kv: Arc::default(),
+        saves: Vec::new(),
     };
+    server.open_kv_store(config);
+    server.measure_speed();
     while let Ok(msg) = rx.recv() {
         match msg {
-            Msg::Load { .. } => return Ok(Some(msg)),
-            Msg::Shutdown => return Ok(None),
+            Msg::Load { .. } => {
+                server.save_all();
+                return Ok(Some(msg));
+            }
+            Msg::Shutdown => {
+                server.save_all();
+                return Ok(None);
+            }
+            Msg::Release { slot } => server.release(&slot),
             Msg::Complete { job, reply } => {
                 if !job.background {
                     server.pending.fetch_sub(1, Ordering::AcqRel);
@@ -303,10 +326,181 @@ fn serve(
             }
         }
     }
+    server.save_all();
     Ok(None)
 }
 
+/// The slot key of a document's first window (`CompletionJob::first_window`).
+fn first_window_key(key: &str) -> String {
+    format!("{key}\u{1}first-window")
+}
+
+/// A saved state must give at least this many more tokens than the slot
+/// already holds to be worth reading from disk.
+const RESTORE_MIN: usize = 64;
+
+/// Slots holding fewer tokens than this are not saved to disk.
+const SAVE_MIN: usize = 256;
+
 impl Server<'_> {
+    /// Opens the on-disk KV store in the background: hashing the model
+    /// (once per model file, remembered) must not delay the first request.
+    fn open_kv_store(&self, config: &EngineConfig) {
+        if config.kv_cache_mb == 0 {
+            return;
+        }
+        let (dir, limit, model) = (config.kv_cache_dir(), config.kv_cache_mb.saturating_mul(1 << 20), config.model_path());
+        let n_ctx = self.ctx.n_ctx();
+        let cell = self.kv.clone();
+        // Quick when the model's hash is remembered: then open it now, so
+        // the first request can already restore.
+        let known = kvstore::model_sha256_known(&model, &dir);
+        let opening = std::thread::Builder::new().name("locode-kv-open".into()).spawn(move || {
+            // States depend on the context's shape as well as the model.
+            let opened = kvstore::model_sha256(&model, &dir).and_then(|sha| {
+                let mut key = sha;
+                for (i, b) in n_ctx.to_le_bytes().iter().enumerate() {
+                    key[i] ^= b;
+                }
+                KvStore::open(&dir, limit, key)
+            });
+            match opened {
+                Ok(store) => {
+                    tracing::info!(dir = %dir.display(), states = store.len(), bytes = store.total_bytes(), "KV cache on disk");
+                    let _ = cell.set(Arc::new(Mutex::new(store)));
+                }
+                Err(e) => tracing::warn!(dir = %dir.display(), "KV cache on disk unavailable: {e}"),
+            }
+        });
+        if let (true, Ok(h)) = (known, opening) {
+            let _ = h.join();
+        }
+    }
+
+    /// A first measure of prompt speed: a 64-token batch, before any
+    /// request (it also makes llama.cpp allocate its compute buffers now).
+    fn measure_speed(&mut self) {
+        let n = 64.min(self.n_batch).min(self.ctx.n_ctx() as usize / 2);
+        let tokens = vec![self.model.vocab().bos(); n];
+        let t = Instant::now();
+        if self.decode(0, &tokens, 0).is_ok() {
+            self.note_speed(n, t.elapsed().as_secs_f64());
+        }
+        let _ = self.ctx.clear_kv_cache_seq(Some(0), None, None);
+    }
+
+    /// Folds a measured prompt evaluation into the speed estimate.
+    fn note_speed(&self, tokens: usize, secs: f64) {
+        if tokens < 32 || secs <= 0.0 {
+            return;
+        }
+        let now = tokens as f64 / secs;
+        let old = f64::from_bits(self.speed.load(Ordering::Relaxed));
+        let v = if old > 0.0 { 0.5 * old + 0.5 * now } else { now };
+        self.speed.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    fn tokens_per_s(&self) -> f64 {
+        let v = f64::from_bits(self.speed.load(Ordering::Relaxed));
+        if v > 0.0 {
+            v
+        } else {
+            50.0
+        }
+    }
+
+    /// Writes slot `i`'s state to disk in the background (when the store
+    /// is open and the slot holds enough to be worth it).
+    fn save_slot(&mut self, i: usize) {
+        let Some(store) = self.kv.get().cloned() else { return };
+        let slot = &self.slots[i];
+        if slot.tokens.len() < SAVE_MIN || slot.key.contains('\u{1}') {
+            return;
+        }
+        let flags = Default::default();
+        let size = self.ctx.state_seq_get_size_ext(i as i32, flags);
+        let mut state = vec![0u8; size];
+        // SAFETY: the buffer has the size llama.cpp asked for.
+        let n = unsafe { self.ctx.state_seq_get_data_ext(state.as_mut_ptr(), i as i32, flags) };
+        if n != size {
+            tracing::warn!("could not read a KV state to save ({n} of {size} bytes)");
+            return;
+        }
+        let tokens: Vec<i32> = slot.tokens.iter().map(|t| t.0).collect();
+        self.saves.retain(|h| !h.is_finished());
+        let spawned = std::thread::Builder::new().name("locode-kv-save".into()).spawn(move || {
+            let t = Instant::now();
+            let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+            match store.save(&tokens, &state) {
+                Ok(()) => tracing::debug!(tokens = tokens.len(), ms = t.elapsed().as_millis() as u64, "KV state saved"),
+                Err(e) => tracing::warn!("could not save a KV state: {e}"),
+            }
+        });
+        if let Ok(h) = spawned {
+            self.saves.push(h);
+        }
+    }
+
+    /// Saves every slot and waits for the writes (shutdown, reload).
+    fn save_all(&mut self) {
+        for i in 0..self.slots.len() {
+            self.save_slot(i);
+        }
+        for h in self.saves.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    /// A document closed: its slot (and its first window's) is saved and freed.
+    fn release(&mut self, key: &str) {
+        let first = first_window_key(key);
+        for i in 0..self.slots.len() {
+            if self.slots[i].key == key || self.slots[i].key == first {
+                self.save_slot(i);
+                self.free_slot(i);
+            }
+        }
+    }
+
+    fn free_slot(&mut self, i: usize) {
+        self.slots[i].tokens.clear();
+        self.slots[i].key.clear();
+        self.recency.pop(&i);
+        let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
+    }
+
+    /// Loads into slot `seq` the saved state sharing the longest start
+    /// with `prompt`, when it gives more than the `n_past` tokens the slot
+    /// already shares with it; returns the tokens now reusable.
+    fn restore(&mut self, seq: usize, prompt: &[LlamaToken], n_past: usize, gen: &mut Generation) -> usize {
+        let Some(store) = self.kv.get().cloned() else { return n_past };
+        let ids: Vec<i32> = prompt.iter().map(|t| t.0).collect();
+        let t = Instant::now();
+        let saved = {
+            let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+            let Some((i, _)) = store.best(&ids, n_past + RESTORE_MIN) else { return n_past };
+            match store.load(i) {
+                Ok(s) => s,
+                Err(_) => return n_past,
+            }
+        };
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        // SAFETY: the bytes are a state llama.cpp wrote for this model and
+        // context size (the store checks the model's hash, the context size
+        // and a checksum); llama.cpp checks their shape again.
+        if !unsafe { self.ctx.state_seq_set_data_ext(&saved.state, seq as i32, Default::default()) } {
+            tracing::warn!("llama.cpp refused a saved KV state");
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            self.slots[seq].tokens.clear();
+            return 0;
+        }
+        self.slots[seq].tokens = saved.tokens.iter().map(|&t| LlamaToken(t)).collect();
+        let shared = self.slots[seq].tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        gen.restored_tokens = shared;
+        tracing::debug!(tokens = shared, ms = t.elapsed().as_millis() as u64, "KV state loaded from disk");
+        shared
+    }
+
     fn reset(&mut self) {
         self.ctx.clear_kv_cache();
         for s in &mut self.slots {
@@ -353,8 +547,9 @@ impl Server<'_> {
     /// The slot for `key`: its own, else a free one, else the least recently used.
     fn slot_for(&mut self, key: &str) -> usize {
         let idx = choose_slot(&self.slots, &self.recency, key);
-        let slot = &mut self.slots[idx];
-        if slot.key != key {
+        if self.slots[idx].key != key {
+            self.save_slot(idx);
+            let slot = &mut self.slots[idx];
             slot.key = key.to_string();
             slot.tokens.clear();
             let _ = self.ctx.clear_kv_cache_seq(Some(idx as u32), None, None);
@@ -368,10 +563,8 @@ impl Server<'_> {
     fn evict_one(&mut self, keep: usize) -> bool {
         let Some(i) = eviction_victim(&self.slots, &self.recency, keep) else { return false };
         tracing::debug!(slot = %self.slots[i].key, "evicting a KV slot to make room");
-        self.slots[i].tokens.clear();
-        self.slots[i].key.clear();
-        self.recency.pop(&i);
-        let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
+        self.save_slot(i);
+        self.free_slot(i);
         true
     }
 
@@ -419,14 +612,41 @@ impl Server<'_> {
         if prompt.is_empty() || prompt.len() + job.max_tokens as usize >= n_ctx {
             return Err(EngineError::PromptTooLong { prompt: prompt.len(), max_new: job.max_tokens, n_ctx: n_ctx as u32 });
         }
+        let mut prompt = prompt;
         gen.prompt_tokens = prompt.len();
-        let seq = self.slot_for(&job.slot);
+        let mut seq = self.slot_for(&job.slot);
 
-        // Reuse the longest common prefix; always evaluate at least the last
-        // prompt token, whose logits start the generation.
-        let cached = &self.slots[seq].tokens;
-        let mut n_past = cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        // Reuse the longest common prefix (from the slot, else from a state
+        // saved on disk); always evaluate at least the last prompt token,
+        // whose logits start the generation.
+        let shared = |cached: &[LlamaToken], p: &[LlamaToken]| cached.iter().zip(p).take_while(|(a, b)| a == b).count();
+        let mut n_past = shared(&self.slots[seq].tokens, &prompt);
+        if prompt.len() - n_past > RESTORE_MIN {
+            n_past = self.restore(seq, &prompt, n_past, &mut gen);
+        }
+        // Too long to evaluate now: answer from the small first window, in
+        // a slot of its own (the caller builds the whole prompt meanwhile).
+        if let Some(fw) = job.first_window.take() {
+            let key = first_window_key(&job.slot);
+            let need_ms = (prompt.len() - n_past) as f64 / self.tokens_per_s() * 1e3;
+            if !job.background && need_ms > fw.budget_ms as f64 && self.slots.len() > 1 {
+                let small = self.tokenize(&fw.prompt)?;
+                if !small.is_empty() && small.len() + (job.max_tokens as usize) < n_ctx && small.len() < prompt.len() {
+                    tracing::debug!(whole = prompt.len(), need_ms, small = small.len(), "answering from the first window");
+                    prompt = small;
+                    gen.prompt_tokens = prompt.len();
+                    gen.first_window = true;
+                    gen.restored_tokens = 0;
+                    seq = self.slot_for(&key);
+                    n_past = shared(&self.slots[seq].tokens, &prompt);
+                }
+            } else if let Some(i) = self.slots.iter().position(|s| s.key == key) {
+                // The whole prompt is ready: its first window is done with.
+                self.free_slot(i);
+            }
+        }
         n_past = n_past.min(prompt.len() - 1);
+        let cached = &self.slots[seq].tokens;
         tracing::debug!(slot = seq, prompt = prompt.len(), cached = cached.len(), reused = n_past, "prompt reuse");
         if tracing::enabled!(tracing::Level::TRACE) && n_past < cached.len().min(prompt.len()) {
             let show = |t: &[LlamaToken]| {
@@ -447,14 +667,17 @@ impl Server<'_> {
         self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(n_past as u32), None).map_err(|e| EngineError::Llama(e.to_string()))?;
         self.slots[seq].tokens.truncate(n_past);
 
+        // Chunks small enough that a cancel is seen within a fraction of a
+        // second on a CPU, large enough to keep the matmuls efficient;
+        // background work, which a keystroke must not wait for, in chunks
+        // of about `BACKGROUND_CHUNK_S`.
+        let chunk = if job.background { ((self.tokens_per_s() * BACKGROUND_CHUNK_S) as usize).clamp(16, EVAL_CHUNK) } else { EVAL_CHUNK };
         while n_past < prompt.len() {
             if self.should_stop(&job) {
                 gen.cancelled = true;
                 return Ok(gen);
             }
-            // Chunks small enough that a cancel is seen within a fraction of
-            // a second on a CPU, large enough to keep the matmuls efficient.
-            let end = (n_past + self.n_batch.min(EVAL_CHUNK)).min(prompt.len());
+            let end = (n_past + self.n_batch.min(chunk)).min(prompt.len());
             let chunk = prompt[n_past..end].to_vec();
             self.decode(seq, &chunk, n_past)?;
             self.slots[seq].tokens.extend_from_slice(&chunk);
@@ -462,6 +685,9 @@ impl Server<'_> {
             n_past = end;
         }
         gen.prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
+        if !job.background && gen.restored_tokens == 0 {
+            self.note_speed(gen.evaluated_tokens, gen.prompt_ms / 1e3);
+        }
 
         let t1 = Instant::now();
         let vocab = self.model.vocab();
@@ -706,6 +932,10 @@ fn heal_fit(piece: &[u8], rest: &[u8]) -> HealFit {
 
 /// Most prompt tokens evaluated between two looks at the cancel flag.
 const EVAL_CHUNK: usize = 128;
+
+/// Seconds of evaluation between two looks at waiting requests, for
+/// background work.
+const BACKGROUND_CHUNK_S: f64 = 0.3;
 
 /// Most tokens drafted per step.
 const MAX_DRAFT: usize = 8;

@@ -10,13 +10,14 @@
 //!   Chat prompts (explain, refactor) stay with the embedded model.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::config::{EngineConfig, RemoteEngineConfig};
 use crate::net::NetError;
 use crate::prompt::{Family, Piece};
 
+pub mod kvstore;
 #[cfg(feature = "llama")]
 mod llama;
 pub mod remote;
@@ -76,6 +77,19 @@ pub struct CompletionJob {
     /// with code in it (past `forced_prefix`) must not be this one, and the
     /// generation must not end before it has code.
     pub avoid: Option<String>,
+    /// A smaller prompt for when `prompt` would take longer than its
+    /// budget to evaluate (a document's first request, a window move):
+    /// the answer then comes from it, in a slot of its own, and the caller
+    /// builds the whole prompt in the background (`Generation::first_window`).
+    pub first_window: Option<FirstWindow>,
+}
+
+/// See `CompletionJob::first_window`.
+pub struct FirstWindow {
+    pub prompt: Vec<Piece>,
+    /// Most milliseconds the whole prompt's evaluation may take (as the
+    /// engine's measured speed predicts it) before the small one is used.
+    pub budget_ms: u64,
 }
 
 /// The caller's say on a generation in progress (its post-processing): the
@@ -127,6 +141,11 @@ pub struct Generation {
     /// The text of the first token that brought code (past the forced
     /// prefix): what a second try avoids (`CompletionJob::avoid`).
     pub first_word: String,
+    /// The answer came from the job's small first window: the whole
+    /// prompt still has to be built (`CompletionJob::first_window`).
+    pub first_window: bool,
+    /// Prompt tokens loaded from a state saved on disk instead of evaluated.
+    pub restored_tokens: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -252,7 +271,11 @@ pub(crate) enum Msg {
         job: CompletionJob,
         reply: tokio::sync::oneshot::Sender<Result<Generation, EngineError>>,
     },
-    /// Free the model and context and end the thread.
+    /// Save a document's KV slot to disk and free it (the document closed).
+    Release {
+        slot: String,
+    },
+    /// Save the KV slots, free the model and context and end the thread.
     Shutdown,
 }
 
@@ -265,6 +288,9 @@ pub struct Engine {
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     /// The remote engine that answers completion jobs, if one is set.
     remote: Arc<RwLock<Option<Arc<remote::Remote>>>>,
+    /// The embedded engine's prompt speed, tokens/s as f64 bits (0: not
+    /// measured yet), for sizing a first window (`prompt_speed`).
+    speed: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -272,9 +298,24 @@ impl Engine {
     pub fn spawn() -> Engine {
         let (tx, rx) = std::sync::mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
-        let p = pending.clone();
-        let thread = std::thread::Builder::new().name("locode-engine".into()).spawn(move || run(rx, p)).expect("spawn engine thread");
-        Engine { tx, pending, thread: Arc::new(std::sync::Mutex::new(Some(thread))), remote: Arc::default() }
+        let speed = Arc::new(AtomicU64::new(0));
+        let (p, sp) = (pending.clone(), speed.clone());
+        let thread = std::thread::Builder::new().name("locode-engine".into()).spawn(move || run(rx, p, sp)).expect("spawn engine thread");
+        Engine { tx, pending, thread: Arc::new(std::sync::Mutex::new(Some(thread))), remote: Arc::default(), speed }
+    }
+
+    /// How fast the embedded engine evaluates prompt tokens (tokens/s, as
+    /// last measured); None before it has measured, or while a remote
+    /// engine answers completions.
+    pub fn prompt_speed(&self) -> Option<f64> {
+        let v = f64::from_bits(self.speed.load(Ordering::Relaxed));
+        (v > 0.0 && !self.is_remote()).then_some(v)
+    }
+
+    /// Saves the KV slot of a closed document to disk (when the KV cache
+    /// is kept on disk) and frees it.
+    pub fn release(&self, slot: &str) {
+        let _ = self.tx.send(Msg::Release { slot: slot.to_string() });
     }
 
     /// Sets up a remote engine (`completionEngine`) and has it answer
@@ -341,12 +382,12 @@ impl Engine {
 }
 
 #[cfg(feature = "llama")]
-fn run(rx: std::sync::mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>) {
-    llama::run(rx, pending)
+fn run(rx: std::sync::mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>, speed: Arc<AtomicU64>) {
+    llama::run(rx, pending, speed)
 }
 
 #[cfg(not(feature = "llama"))]
-fn run(rx: std::sync::mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>) {
+fn run(rx: std::sync::mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>, _speed: Arc<AtomicU64>) {
     while let Ok(msg) = rx.recv() {
         if let Msg::Complete { job, .. } = &msg {
             if !job.background {
@@ -360,6 +401,7 @@ fn run(rx: std::sync::mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>) {
             Msg::Complete { reply, .. } => {
                 let _ = reply.send(Err(EngineError::Unavailable));
             }
+            Msg::Release { .. } => {}
             Msg::Shutdown => return,
         }
     }

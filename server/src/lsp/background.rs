@@ -112,6 +112,34 @@ impl Backend {
         });
     }
 
+    /// The answer came from a small first window (the whole prompt would
+    /// have taken too long): build the whole prompt's cache now, in the
+    /// background, yielding to every request; once it is in, requests use
+    /// it. One build in flight per document.
+    pub(super) fn build_whole_prompt(
+        &self,
+        key: String,
+        snap: Snapshot,
+        cursor: usize,
+        anchor: usize,
+        family: Arc<Family>,
+        cfg: CompletionConfig,
+    ) {
+        if !self.state.building.lock().unwrap().insert(key.clone()) {
+            return;
+        }
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let spot = complete::Spot { snap: &snap, cursor, anchor };
+            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg).await;
+            state.building.lock().unwrap().remove(&key);
+            if done {
+                state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            tracing::debug!(done, "whole prompt after a first-window answer");
+        });
+    }
+
     /// The typed middle is getting long: at a pause, pre-fill the cache for
     /// a prompt anchored at the cursor's line and switch to it when done, so
     /// the next request does not pay for re-anchoring.

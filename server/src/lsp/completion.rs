@@ -98,6 +98,9 @@ impl Backend {
         let (suggestion, rest) = match result {
             Ok(s) => {
                 self.state.remote_errors.succeeded();
+                if s.0.stats.first_window {
+                    self.build_whole_prompt(key.clone(), snap.clone(), cursor, anchor, family.clone(), cfg.clone());
+                }
                 s
             }
             // A remote engine's failure: an empty completion, and one

@@ -87,6 +87,8 @@ impl Backend {
         let session = self.state.sessions.lock().unwrap().remove(params.text_document.uri.as_str());
         if let Some(session) = session {
             session.close();
+            // Its prompt's KV state goes to disk, for when it opens again.
+            self.state.engine.release(params.text_document.uri.as_str());
         }
     }
 

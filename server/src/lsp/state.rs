@@ -47,6 +47,9 @@ pub(super) struct State {
     pub(super) remote_errors: crate::engine::remote::ErrorLatch,
     /// Background cache warm-ups that ran to the end (`locode/status`).
     pub(super) warmups: std::sync::atomic::AtomicUsize,
+    /// Documents whose whole prompt is being built after a first-window
+    /// answer (`build_whole_prompt`).
+    pub(super) building: Mutex<std::collections::HashSet<String>>,
     /// Early answers whose rest was generated and offered (`locode/status`).
     pub(super) continued: std::sync::atomic::AtomicUsize,
     /// Definitions of the workspace's files, for cross-file context; built
@@ -70,6 +73,7 @@ impl State {
             client_asks_again: RwLock::new(false),
             remote_errors: Default::default(),
             warmups: Default::default(),
+            building: Default::default(),
             continued: Default::default(),
             index: RwLock::new(None),
             reindex_pending: Mutex::new(Default::default()),
