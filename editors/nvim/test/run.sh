@@ -18,7 +18,7 @@ if [ ! -x "$bin" ]; then
   exit 2
 fi
 echo "$("$nvim" --version | head -n1), locode: $bin"
-export LOCODE_BIN="$bin" LOCODE_NVIM_PLUGIN_DIR="$root/editors/nvim"
+export LOCODE_BIN="$bin" LOCODE_NVIM_PLUGIN_DIR="$root"
 # -i NONE: no shada; -n: no swap files; stdin from /dev/null so the editor never
 # waits for input. The script quits Neovim itself; the trailing "cquit 3" is
 # only reached when the script could not even run (a Lua error), and the
