@@ -8,7 +8,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 nvim="${NVIM:-nvim}"
 if ! command -v "$nvim" >/dev/null 2>&1; then
-  echo "error: Neovim not found ('$nvim'); install it (Debian/Ubuntu: sudo apt-get install -y neovim) or set NVIM" >&2
+  echo "error: Neovim not found ('$nvim'); install it (Debian/Ubuntu: sudo apt-get install -y neovim; 0.11: make test-deps) or set NVIM" >&2
   exit 2
 fi
 bin="${LOCODE_BIN:-$root/target/release/locode}"
