@@ -367,14 +367,20 @@ end
 
 local function restore_map(bufnr, lhs, m)
   local rhs = m.callback or m.rhs or ""
-  pcall(vim.keymap.set, "i", lhs, rhs, {
+  local opts = {
     buffer = bufnr,
     expr = m.expr == 1,
     remap = m.noremap ~= 1,
     silent = m.silent == 1,
     nowait = m.nowait == 1,
     desc = m.desc,
-  })
+  }
+  if opts.expr then
+    -- As it was (0.7 reports no such field: its vim.keymap.set already
+    -- wrapped the callback that replaces them).
+    opts.replace_keycodes = m.replace_keycodes == 1
+  end
+  pcall(vim.keymap.set, "i", lhs, rhs, opts)
 end
 
 local fallthrough

@@ -476,19 +476,36 @@ test("plugin: <Tab> is the user's mapping while nothing is shown, accepts while 
     api.nvim_buf_set_lines(pbuf, 0, -1, true, SOURCE)
   end)
 
-test("plugin: a buffer-local <Tab> (as nvim-cmp makes) comes back after a suggestion",
+test("plugin: a buffer-local <Tab> (as nvim-cmp makes, or a Vim script <expr> one) comes back after a suggestion",
   { "plugin: ghost text extmark and accept" }, function()
-    vim.keymap.set("i", "<Tab>", function() return "[buffer-tab]" end, { buffer = pbuf, expr = true, desc = "cmp-like" })
-    local item = suggest()
-    check(item, "no suggestion")
-    eq(vim.fn.maparg("<Tab>", "i", false, true).desc, "locode: accept", "<Tab> while shown")
-    check(locode.dismiss(pbuf), "dismiss returned false")
-    eq(vim.fn.maparg("<Tab>", "i", false, true).desc, "cmp-like", "<Tab> after dismiss")
-    api.nvim_win_set_cursor(0, { 1, 0 })
-    keys("A<Tab><Esc>")
-    eq(api.nvim_buf_get_lines(pbuf, 0, 1, true)[1], SOURCE[1] .. "[buffer-tab]", "line 1 after <Tab>")
-    api.nvim_buf_del_keymap(pbuf, "i", "<Tab>")
-    api.nvim_buf_set_lines(pbuf, 0, -1, true, SOURCE)
+    local kinds = {
+      { desc = "cmp-like", inserts = "[buffer-tab]", make = function()
+        vim.keymap.set("i", "<Tab>", function() return "[buffer-tab]" end,
+          { buffer = pbuf, expr = true, desc = "cmp-like" })
+      end },
+      { desc = nil, inserts = "[expr-tab]", make = function()
+        vim.cmd([[inoremap <buffer> <expr> <Tab> pumvisible() ? "\<C-n>" : "[expr-tab]"]])
+      end },
+    }
+    for _, kind in ipairs(kinds) do
+      api.nvim_set_current_buf(pbuf)
+      kind.make()
+      local before = vim.fn.maparg("<Tab>", "i", false, true)
+      local item = suggest()
+      check(item, "no suggestion")
+      eq(vim.fn.maparg("<Tab>", "i", false, true).desc, "locode: accept", "<Tab> while shown")
+      check(locode.dismiss(pbuf), "dismiss returned false")
+      local after = vim.fn.maparg("<Tab>", "i", false, true)
+      eq(after.desc, kind.desc, "<Tab>'s desc after dismiss")
+      -- (Neovim may spell the keys in it differently: <C-n> / <C-N>.)
+      eq(after.rhs and after.rhs:lower(), before.rhs and before.rhs:lower(), "<Tab>'s rhs after dismiss")
+      eq(after.expr, before.expr, "<Tab> is an <expr> mapping after dismiss")
+      api.nvim_win_set_cursor(0, { 1, 0 })
+      keys("A<Tab><Esc>")
+      eq(api.nvim_buf_get_lines(pbuf, 0, 1, true)[1], SOURCE[1] .. kind.inserts, "line 1 after <Tab>")
+      api.nvim_buf_del_keymap(pbuf, "i", "<Tab>")
+      api.nvim_buf_set_lines(pbuf, 0, -1, true, SOURCE)
+    end
   end)
 
 -- The early-answer document of tests/e2e.rs, shortened: the model writes a
