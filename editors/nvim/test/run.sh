@@ -8,7 +8,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 nvim="${NVIM:-nvim}"
 if ! command -v "$nvim" >/dev/null 2>&1; then
-  echo "error: Neovim not found ('$nvim'); install it (Debian/Ubuntu: sudo apt-get install -y neovim) or set NVIM" >&2
+  echo "error: Neovim not found ('$nvim'); install it (Debian/Ubuntu: sudo apt-get install -y neovim; 0.11: make test-deps) or set NVIM" >&2
   exit 2
 fi
 bin="${LOCODE_BIN:-$root/target/release/locode}"
@@ -18,7 +18,7 @@ if [ ! -x "$bin" ]; then
   exit 2
 fi
 echo "$("$nvim" --version | head -n1), locode: $bin"
-export LOCODE_BIN="$bin" LOCODE_NVIM_PLUGIN_DIR="$root/editors/nvim"
+export LOCODE_BIN="$bin" LOCODE_NVIM_PLUGIN_DIR="$root"
 # -i NONE: no shada; -n: no swap files; stdin from /dev/null so the editor never
 # waits for input. The script quits Neovim itself; the trailing "cquit 3" is
 # only reached when the script could not even run (a Lua error), and the
