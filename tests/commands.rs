@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fake_http::{counting_listener, json_reply, loopback, sse_reply, Loopback, Recorded, Reply};
 use locode::commands::cloud::{self, CloudConfig, Provider};
 use locode::complete::{self, Suggestion};
 use locode::config::{CompletionConfig, RemoteEngineConfig, RemoteKind};
@@ -27,7 +28,6 @@ use locode::prompt::{ChatMessage, Family, Piece};
 use locode::redact::Redactor;
 use locode::secret_files;
 use locode::syntax::Language;
-use fake_http::{counting_listener, json_reply, loopback, sse_reply, Loopback, Recorded, Reply};
 use lsp_client::{bin, model_path, LspClient};
 use serde_json::{json, Value};
 
@@ -1055,7 +1055,9 @@ fn escalation_off_opens_no_network_connection() {
     let counter = counting_listener();
     let endpoint = format!("http://127.0.0.1:{}", counter.port);
     let audit = tmp.path().join("audit.jsonl");
-    let use_strace = strace_available();
+    // strace counts every connect(); the listener only those that reached it.
+    assert!(strace_available(), "strace is needed to count connect() calls and does not work here: install it (`make test-deps`)");
+    let use_strace = true;
     let cloud = |route: &str| {
         json!({"cloud": {"route": route, "provider": "openai", "endpoint": endpoint, "model": "m",
                          "apiKeyEnv": "LOCODE_TEST_CLOUD_KEY", "auditLog": audit, "maxLocalLines": 1}})
@@ -1095,8 +1097,6 @@ fn escalation_off_opens_no_network_connection() {
             counter.accepts.load(Ordering::SeqCst)
         );
         assert!(connects.is_empty(), "network connections with escalation off:\n{}", connects.join("\n"));
-    } else {
-        println!("strace is not available: counted accepted connections only");
     }
 
     // The control: the same set-up with escalation on does connect, so both

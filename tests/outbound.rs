@@ -86,10 +86,7 @@ fn server(options: Value, envs: &[(&str, &str)], root: Option<&Path>, strace_to:
         None => LspClient::spawn_with(bin(), &["serve"], &all, null),
     };
     let root_uri = root.map(|r| format!("file://{}", r.display()));
-    c.request(
-        "initialize",
-        json!({"processId": null, "rootUri": root_uri, "capabilities": {}, "initializationOptions": options}),
-    );
+    c.request("initialize", json!({"processId": null, "rootUri": root_uri, "capabilities": {}, "initializationOptions": options}));
     c.notify("initialized", json!({}));
     c
 }
@@ -162,7 +159,10 @@ fn a_remote_engine_off_this_machine_without_consent_sends_nothing_and_says_why()
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
         (json!({"kind": "llamaServer", "endpoint": "https://gpu-box.example:8080"}), "completionEngine.allowRemote"),
-        (json!({"kind": "ollama", "model": "m", "endpoint": "http://gpu-box.example:11434", "allowRemote": true}), "completionEngine.allowInsecure"),
+        (
+            json!({"kind": "ollama", "model": "m", "endpoint": "http://gpu-box.example:11434", "allowRemote": true}),
+            "completionEngine.allowInsecure",
+        ),
     ];
     for (i, (engine, setting)) in cases.into_iter().enumerate() {
         let log = tmp.path().join(format!("strace-{i}.txt"));
@@ -212,8 +212,10 @@ fn misspelt_settings_are_shown_and_turn_everything_outbound_off() {
     let typo = json!({"completionEngine": {"kind": "llamaServer", "endpiont": srv.url}});
     c.notify("workspace/didChangeConfiguration", json!({"settings": typo}));
     assert!(c.await_notification(Duration::from_secs(10), |m| m["method"] == "window/showMessage"
-        && m["params"]["message"].as_str().is_some_and(|t| t.contains("completionEngine.endpiont is not a setting (did you mean completionEngine.endpoint?)")
-            && t.contains("nothing leaves this machine"))));
+        && m["params"]["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("completionEngine.endpiont is not a setting (did you mean completionEngine.endpoint?)")
+                && t.contains("nothing leaves this machine"))));
     std::thread::sleep(Duration::from_millis(300));
     let _ = complete_at(&mut c, uri, 1, 11);
     assert_eq!(completions(&srv).len(), before, "a request was sent while the settings were invalid");
@@ -283,7 +285,14 @@ fn prompts_are_redacted_per_document_and_restored_and_secret_files_get_nothing()
     let n = completions(&srv).len();
     assert_eq!(complete_at(&mut c, own, 1, 11), "");
     assert_eq!(completions(&srv).len(), n, "a refuseFiles match was sent");
-    assert!(shown_messages(&mut c).iter().any(|m| m.contains("prod.secret.py matches the secret-file pattern \"*.secret.py\"")));
+    assert!(
+        c.await_notification(Duration::from_secs(10), |m| m["method"] == "window/showMessage"
+            && m["params"]["message"]
+                .as_str()
+                .is_some_and(|t| t.contains("prod.secret.py matches the secret-file pattern \"*.secret.py\""))),
+        "{:?}",
+        shown_messages(&mut c)
+    );
     c.shutdown();
     println!("redaction test: {:.1} s", t0.elapsed().as_secs_f64());
 }
@@ -356,7 +365,14 @@ fn redirects_are_errors_and_nothing_reaches_the_second_host() {
         // The cloud path, with the key in a header.
         for provider in [Provider::Openai, Provider::Anthropic] {
             let first = redirecting(status, &target);
-            let cfg = CloudConfig { provider, endpoint: first.url.clone(), model: "m".into(), stream: false, timeout_ms: 3_000, ..Default::default() };
+            let cfg = CloudConfig {
+                provider,
+                endpoint: first.url.clone(),
+                model: "m".into(),
+                stream: false,
+                timeout_ms: 3_000,
+                ..Default::default()
+            };
             let msgs = vec![ChatMessage { role: "user".into(), content: body.into() }];
             let req = cloud::build_request(&cfg, &msgs, 64).unwrap();
             let e = rt().block_on(cloud::send(&req, KEY, 3_000, &CancelToken::new(), |_| {})).unwrap_err();

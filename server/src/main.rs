@@ -168,7 +168,12 @@ fn doctor_settings(config: &mut Config, file: &std::path::Path) -> bool {
     let cloud = &config.commands.cloud;
     if cloud.enabled() {
         match locode::commands::cloud::check_endpoint(cloud) {
-            Ok(()) => println!("cloud:          route {:?} to {} (redacted, audited in {})", cloud.route, cloud.url(), cloud.audit_path().display()),
+            Ok(()) => println!(
+                "cloud:          route {:?} to {} (redacted, audited in {})",
+                cloud.route,
+                cloud.url(),
+                cloud.audit_path().display()
+            ),
             Err(e) => {
                 println!("cloud:          PROBLEM: {e}");
                 ok = false;

@@ -44,9 +44,7 @@ pub fn check_endpoint(url: &str, consent: Consent<'_>) -> Result<Endpoint, NetEr
     let section = consent.section;
     let parsed = reqwest::Url::parse(url).map_err(|e| NetError::Config(format!("invalid {section}.endpoint {url:?}: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(NetError::Refused(format!(
-            "nothing is sent to {url}: {section}.endpoint must be an http or https URL"
-        )));
+        return Err(NetError::Refused(format!("nothing is sent to {url}: {section}.endpoint must be an http or https URL")));
     }
     let host = parsed.host_str().unwrap_or_default().to_string();
     let loopback = crate::net::is_loopback(url);

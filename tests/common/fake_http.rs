@@ -121,4 +121,3 @@ pub fn counting_listener() -> Counter {
     });
     Counter { port, accepts }
 }
-

@@ -174,11 +174,7 @@ fn checked(body: Vec<u8>) -> Vec<u8> {
 /// with an error naming the size and the limit.
 fn rejected(d: &Dropping) -> Vec<u8> {
     let id = top_level_id(&d.head).unwrap_or(serde_json::Value::Null);
-    let reason = format!(
-        "locode: a message of {} bytes is over the limit of {} MiB and was dropped",
-        d.len,
-        MAX_MESSAGE >> 20
-    );
+    let reason = format!("locode: a message of {} bytes is over the limit of {} MiB and was dropped", d.len, MAX_MESSAGE >> 20);
     serde_json::json!({"jsonrpc": "2.0", "id": id, "method": REJECTED, "params": {"reason": reason}}).to_string().into_bytes()
 }
 
