@@ -506,3 +506,54 @@ fn planted_secrets_never_reach_a_remote_engine() {
         t0.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn planted_secrets_never_reach_the_cloud_nor_its_preview() {
+    let t0 = Instant::now();
+    let fixtures = planted();
+    assert!(fixtures.len() >= 2, "no planted fixtures under {}", planted_dir().display());
+    // A cloud whose answers never parse: every refactor is sent twice (the retry).
+    let cloud = loopback(|_, _| json_reply(200, json!({"choices": [{"message": {"content": "```\ndef broken(:\n```"}}]})));
+    let tmp = tempfile::tempdir().unwrap();
+    let options = json!({"cloud": {"route": "onValidationFailure", "provider": "openai", "endpoint": cloud.url, "model": "m",
+                                   "apiKeyEnv": "LOCODE_TEST_CLOUD_KEY", "stream": false, "auditLog": tmp.path().join("audit.jsonl")}});
+    let root = planted_dir().canonicalize().unwrap();
+    let mut c = server(options, &[("LOCODE_TEST_CLOUD_KEY", "sk-test-planted-cloud-key")], Some(&root), None);
+    let (mut previews, mut sent) = (0, 0);
+    for (path, secrets) in &fixtures {
+        let text = std::fs::read_to_string(path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let uri = format!("file://{}", root.join(&name).display());
+        open(&mut c, &uri, &text);
+        let (last, end) = cursors(&text).pop().unwrap();
+        let whole = json!({"start": {"line": 0, "character": 0}, "end": {"line": last, "character": end}});
+        let args = json!({"uri": uri, "range": whole, "action": "simplify"});
+        let before = cloud.requests().len();
+        let id = c.send_request("workspace/executeCommand", json!({"command": "locode.previewCloud", "arguments": [args]}));
+        let preview = c.response(id, Duration::from_secs(30));
+        let id = c.send_request("workspace/executeCommand", json!({"command": "locode.refactorCloud", "arguments": [args]}));
+        let refactor = c.response(id, Duration::from_secs(60));
+        assert!(refactor.get("error").is_some(), "{name}: an unparseable answer was applied: {refactor}");
+        let reqs = cloud.requests()[before..].to_vec();
+        if preview.get("result").is_some() {
+            previews += 1;
+        }
+        sent += reqs.len();
+        if name.ends_with(".py") || name.ends_with(".rs") {
+            assert_eq!(reqs.len(), 2, "{name}: the request and its retry: {refactor}");
+        }
+        let wire = everything(&reqs) + &preview.to_string() + &refactor.to_string();
+        for s in secrets {
+            let escaped = serde_json::to_string(s).unwrap();
+            let escaped = escaped.trim_matches('"');
+            assert!(!wire.contains(s.as_str()) && !wire.contains(escaped), "{name}: the planted value {s:?} left through the cloud path");
+        }
+        c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
+    }
+    c.shutdown();
+    println!(
+        "planted (cloud): {} fixtures, {previews} previews, {sent} cloud requests, none leaked ({:.1} s)",
+        fixtures.len(),
+        t0.elapsed().as_secs_f64()
+    );
+}

@@ -419,7 +419,7 @@ mod tests {
     async fn a_message_over_the_limit_is_dropped_as_it_comes_and_answered() {
         let good = r#"{"jsonrpc":"2.0","id":8,"method":"locode/status"}"#;
         let len = MAX_MESSAGE + 10;
-        let mut big = format!(r#"{{"jsonrpc":"2.0","id":7,"method":"textDocument/didOpen","params":{{"text":""#).into_bytes();
+        let mut big = br#"{"jsonrpc":"2.0","id":7,"method":"textDocument/didOpen","params":{"text":""#.to_vec();
         big.resize(len - 3, b'a');
         big.extend_from_slice(b"\"}}");
         let mut input = format!("Content-Length: {len}\r\n\r\n").into_bytes();
