@@ -5,6 +5,8 @@
 //! The LSP tests run the `locode` binary over stdio with the real default
 //! model (`make model`), one at a time.
 
+#[path = "common/fake_http.rs"]
+mod fake_http;
 #[path = "common/lsp_client.rs"]
 mod lsp_client;
 
@@ -14,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fake_http::{counting_listener, json_reply, loopback, sse_reply, Loopback, Recorded, Reply};
 use locode::commands::cloud::{self, CloudConfig, Provider};
 use locode::complete::{self, Suggestion};
 use locode::config::{CompletionConfig, RemoteEngineConfig, RemoteKind};
@@ -29,118 +32,6 @@ use lsp_client::{bin, model_path, LspClient};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- loopback
-
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    raw: Vec<u8>,
-    body: Value,
-}
-
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-    delay_ms: u64,
-    headers: Vec<(&'static str, String)>,
-}
-
-fn json_reply(status: u16, v: Value) -> Reply {
-    Reply { status, content_type: "application/json", body: v.to_string(), delay_ms: 0, headers: vec![] }
-}
-
-fn sse_reply(events: &[String]) -> Reply {
-    Reply { status: 200, content_type: "text/event-stream", body: events.concat(), delay_ms: 0, headers: vec![] }
-}
-
-type ReplyFn = Arc<dyn Fn(&Recorded, usize) -> Reply + Send + Sync>;
-
-struct Loopback {
-    url: String,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-}
-
-impl Loopback {
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-/// An HTTP server on 127.0.0.1 (its own thread and runtime) that records
-/// every request and answers with `reply(request, n)` (n counts from 1).
-fn loopback(reply: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Loopback {
-    let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-    let reply: ReplyFn = Arc::new(reply);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reqs = requests.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-                let reqs = reqs.clone();
-                let reply = reply.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let raw = axum::body::to_bytes(body, 16 << 20).await.unwrap().to_vec();
-                    let rec = Recorded {
-                        method: parts.method.to_string(),
-                        path: parts.uri.path().to_string(),
-                        headers: parts
-                            .headers
-                            .iter()
-                            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_string()))
-                            .collect(),
-                        body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
-                        raw,
-                    };
-                    let n = {
-                        let mut r = reqs.lock().unwrap();
-                        r.push(rec.clone());
-                        r.len()
-                    };
-                    let r = reply(&rec, n);
-                    if r.delay_ms > 0 {
-                        tokio::time::sleep(Duration::from_millis(r.delay_ms)).await;
-                    }
-                    let mut b = axum::response::Response::builder().status(r.status).header("content-type", r.content_type);
-                    for (k, v) in &r.headers {
-                        b = b.header(*k, v.as_str());
-                    }
-                    b.body(axum::body::Body::from(r.body)).unwrap()
-                }
-            });
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let port = rx.recv().unwrap();
-    Loopback { url: format!("http://127.0.0.1:{port}"), requests }
-}
-
-/// A bare TCP listener that counts the connections it accepts (and closes them).
-struct Counter {
-    port: u16,
-    accepts: Arc<AtomicUsize>,
-}
-
-fn counting_listener() -> Counter {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let accepts = Arc::new(AtomicUsize::new(0));
-    let a = accepts.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            if s.is_ok() {
-                a.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    });
-    Counter { port, accepts }
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -1165,7 +1056,9 @@ fn escalation_off_opens_no_network_connection() {
     let counter = counting_listener();
     let endpoint = format!("http://127.0.0.1:{}", counter.port);
     let audit = tmp.path().join("audit.jsonl");
-    let use_strace = strace_available();
+    // strace counts every connect(); the listener only those that reached it.
+    assert!(strace_available(), "strace is needed to count connect() calls and does not work here: install it (`make test-deps`)");
+    let use_strace = true;
     let cloud = |route: &str| {
         json!({"cloud": {"route": route, "provider": "openai", "endpoint": endpoint, "model": "m",
                          "apiKeyEnv": "LOCODE_TEST_CLOUD_KEY", "auditLog": audit, "maxLocalLines": 1}})
@@ -1205,8 +1098,6 @@ fn escalation_off_opens_no_network_connection() {
             counter.accepts.load(Ordering::SeqCst)
         );
         assert!(connects.is_empty(), "network connections with escalation off:\n{}", connects.join("\n"));
-    } else {
-        println!("strace is not available: counted accepted connections only");
     }
 
     // The control: the same set-up with escalation on does connect, so both

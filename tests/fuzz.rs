@@ -952,10 +952,7 @@ fn fuzz_lsp_in_process() {
 fn fuzz_lsp_binary_with_model() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_locode")).arg("model-path").output().unwrap();
     let model = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    if !model.exists() {
-        println!("fuzz[binary]: the default model is missing at {}: skipped (run `make model`)", model.display());
-        return;
-    }
+    assert!(model.exists(), "fuzz[binary]: the default model is missing at {}: run `make model` first", model.display());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.txt");
     let (conn, options) = binary(&model, &log);

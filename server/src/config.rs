@@ -140,8 +140,10 @@ pub struct Config {
 
 impl Config {
     /// Merges client settings over this config. Accepts either the settings
-    /// object itself or one wrapped as `{ "locode": { ... } }`. Unknown keys
-    /// are ignored; a value of the wrong type is an error naming the key.
+    /// object itself or one wrapped as `{ "locode": { ... } }`. Unknown
+    /// top-level keys are ignored (clients add their own); unknown keys under
+    /// `cloud` and `completionEngine`, which say where code is sent, are an
+    /// error, as is a value of the wrong type; the error names the key.
     pub fn merged(&self, value: &serde_json::Value) -> Result<Config, String> {
         let value = value.get("locode").unwrap_or(value);
         if value.is_null() {
@@ -150,6 +152,10 @@ impl Config {
         let Some(obj) = value.as_object() else {
             return Err("locode settings must be a JSON object".into());
         };
+        let unknown = unknown_keys(obj);
+        if !unknown.is_empty() {
+            return Err(format!("invalid locode settings: {}", unknown.join("; ")));
+        }
         let mut base = serde_json::to_value(self).map_err(|e| e.to_string())?;
         let base_obj = base.as_object_mut().expect("config serializes to an object");
         for (k, v) in obj {
@@ -157,6 +163,38 @@ impl Config {
         }
         serde_json::from_value(base).map_err(|e| format!("invalid locode settings: {e}"))
     }
+}
+
+/// The sections whose keys are checked: a misspelt key there would send
+/// code somewhere the user did not mean (`cloud.endpiont` leaves the
+/// provider's public API in place).
+fn checked_sections() -> [(&'static str, serde_json::Value); 2] {
+    [
+        ("cloud", serde_json::to_value(CloudConfig::default()).expect("cloud settings serialize")),
+        ("completionEngine", serde_json::to_value(RemoteEngineConfig::default()).expect("engine settings serialize")),
+    ]
+}
+
+/// `section.key is not a setting (did you mean ...?)` for each unknown key.
+fn unknown_keys(settings: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (section, defaults) in checked_sections() {
+        let (Some(given), Some(known)) = (settings.get(section).and_then(|v| v.as_object()), defaults.as_object()) else {
+            continue;
+        };
+        for key in given.keys().filter(|k| !known.contains_key(k.as_str())) {
+            let near = known
+                .keys()
+                .map(|k| (strsim::damerau_levenshtein(&key.to_lowercase(), &k.to_lowercase()), k))
+                .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+                .min();
+            out.push(match near {
+                Some((_, k)) => format!("{section}.{key} is not a setting (did you mean {section}.{k}?)"),
+                None => format!("{section}.{key} is not a setting (known: {})", known.keys().cloned().collect::<Vec<_>>().join(", ")),
+            });
+        }
+    }
+    out
 }
 
 /// Where the setup step caches models: `$LOCODE_MODEL_DIR`, else
@@ -189,6 +227,21 @@ mod tests {
         let m2 = m.merged(&json!({"model": "/x.gguf"})).unwrap();
         assert_eq!(m2.engine.model, Some(PathBuf::from("/x.gguf")));
         assert_eq!(m2.engine.threads, Some(3));
+    }
+
+    #[test]
+    fn misspelt_cloud_and_engine_keys_are_errors_with_a_suggestion() {
+        let c = Config::default();
+        let err = c.merged(&json!({"cloud": {"route": "ask", "endpiont": "https://gateway.internal"}})).unwrap_err();
+        assert!(err.contains("cloud.endpiont is not a setting (did you mean cloud.endpoint?)"), "{err}");
+        let err = c.merged(&json!({"locode": {"completionEngine": {"kind": "ollama", "allow_remote": true}}})).unwrap_err();
+        assert!(err.contains("did you mean completionEngine.allowRemote?"), "{err}");
+        let err = c.merged(&json!({"completionEngine": {"zzzzzzzzzzzz": 1}})).unwrap_err();
+        assert!(err.contains("completionEngine.zzzzzzzzzzzz is not a setting (known: ") && err.contains("allowInsecure"), "{err}");
+        // Every real key is accepted, and unknown top-level keys are left to clients.
+        let cloud = serde_json::to_value(CloudConfig::default()).unwrap();
+        let engine = serde_json::to_value(RemoteEngineConfig::default()).unwrap();
+        assert!(c.merged(&json!({"cloud": cloud, "completionEngine": engine, "someClientKey": 1})).is_ok());
     }
 
     #[test]
@@ -283,8 +336,12 @@ pub struct CloudConfig {
     pub max_tokens: u32,
     /// Audit log file. Default: `$XDG_STATE_HOME/locode/audit.jsonl`.
     pub audit_log: Option<PathBuf>,
-    /// More file-name globs never sent (besides .env, *.pem, id_rsa, ...).
+    /// More file-name globs never sent (besides .env, *.pem, id_rsa, ...),
+    /// nor indexed, nor sent to a remote completion engine.
     pub refuse_files: Vec<String>,
+    /// Accept a plain `http://` endpoint on another machine (the code and
+    /// the key then travel unencrypted). Loopback endpoints need no setting.
+    pub allow_insecure: bool,
 }
 
 /// `cloud.route`.
@@ -341,4 +398,9 @@ pub struct RemoteEngineConfig {
     /// Stream the answer (SSE, or NDJSON for Ollama): the request ends as
     /// soon as the suggestion is settled, and early answers need it.
     pub stream: bool,
+    /// Consent to send completion prompts (redacted) to an endpoint that is
+    /// not on this machine; without it nothing is sent there.
+    pub allow_remote: bool,
+    /// Accept plain `http://` to another machine (needs `allowRemote`).
+    pub allow_insecure: bool,
 }

@@ -254,46 +254,6 @@ fn def_bytes(d: &IndexedDef) -> usize {
     DEF_OVERHEAD + d.name.len() * 2 + d.kind.len() + d.snippet.len()
 }
 
-/// Does this file name look like it holds credentials or keys?
-pub fn is_secret_path(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    let name = name.to_ascii_lowercase();
-    let exact = [
-        ".env",
-        ".netrc",
-        "_netrc",
-        ".npmrc",
-        ".pypirc",
-        ".pgpass",
-        ".htpasswd",
-        ".git-credentials",
-        ".dockercfg",
-        "known_hosts",
-        "authorized_keys",
-    ];
-    let prefixes = [".env.", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "credentials", "secrets.", "secret.", ".secrets"];
-    let suffixes = [
-        ".pem",
-        ".key",
-        ".p12",
-        ".pfx",
-        ".jks",
-        ".keystore",
-        ".kdbx",
-        ".ppk",
-        ".asc",
-        ".gpg",
-        ".crt",
-        ".der",
-        ".ovpn",
-        ".tfstate",
-        ".tfvars",
-    ];
-    exact.contains(&name.as_str()) || prefixes.iter().any(|p| name.starts_with(p)) || suffixes.iter().any(|s| name.ends_with(s))
-}
-
 /// `path` made absolute and free of symlinks when it exists; as given when
 /// it does not (a new, unsaved file).
 fn normalize(path: &Path) -> PathBuf {
@@ -405,6 +365,8 @@ pub struct WorkspaceIndex {
     inner: RwLock<Inner>,
     building: AtomicBool,
     cancelled: AtomicBool,
+    /// `cloud.refuseFiles`: more secret-file patterns (see [`crate::secret_files`]).
+    refuse_files: RwLock<Vec<String>>,
 }
 
 impl WorkspaceIndex {
@@ -419,7 +381,27 @@ impl WorkspaceIndex {
             inner: RwLock::new(Inner::default()),
             building: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
+            refuse_files: RwLock::default(),
         })
+    }
+
+    /// Does this file hold credentials or keys (by its name, see
+    /// [`crate::secret_files`], with `cloud.refuseFiles`)? Such files are
+    /// never indexed, so nothing of them reaches a prompt.
+    pub fn is_secret(&self, path: &Path) -> bool {
+        let extra = self.refuse_files.read().unwrap_or_else(|e| e.into_inner());
+        crate::secret_files::secret_file_pattern(&path.to_string_lossy(), &extra).is_some()
+    }
+
+    /// Sets `cloud.refuseFiles`, dropping the files already indexed that match.
+    pub fn set_refuse_files(&self, patterns: Vec<String>) {
+        *self.refuse_files.write().unwrap_or_else(|e| e.into_inner()) = patterns;
+        let files: Vec<PathBuf> = self.read().files.keys().map(|p| p.to_path_buf()).collect();
+        for f in files.iter().filter(|f| self.is_secret(f)) {
+            let mut inner = self.write();
+            inner.remove(f);
+            inner.skipped.secret += 1;
+        }
     }
 
     pub fn roots(&self) -> &[PathBuf] {
@@ -569,7 +551,7 @@ impl WorkspaceIndex {
     /// The text of a file the walk found, or why it is skipped (None:
     /// unreadable).
     fn read_file(&self, path: &Path, lang: Language, len: Option<u64>) -> Result<String, Option<Skip>> {
-        if is_secret_path(path) {
+        if self.is_secret(path) {
             return Err(Some(Skip::Secret));
         }
         if lang.ts_language().is_none() {
@@ -595,7 +577,7 @@ impl WorkspaceIndex {
         let path = normalize(path);
         let lang = Language::from_path(&path);
         let ok = self.root_of(&path).is_some()
-            && !is_secret_path(&path)
+            && !self.is_secret(&path)
             && lang.ts_language().is_some()
             && text.len() as u64 <= self.limits.max_file_size
             && !text.as_bytes().contains(&0);
@@ -1017,28 +999,7 @@ mod tests {
 
     #[test]
     fn secret_looking_files_are_skipped() {
-        for (name, secret) in [
-            (".env", true),
-            (".env.local", true),
-            ("id_rsa", true),
-            ("id_ed25519.pub", true),
-            ("server.key", true),
-            ("cert.PEM", true),
-            ("store.p12", true),
-            ("store.pfx", true),
-            ("credentials.json", true),
-            (".netrc", true),
-            (".npmrc", true),
-            (".pypirc", true),
-            ("secrets.py", true),
-            ("secrets.yaml", true),
-            ("keys.rs", false),
-            ("tokens.py", false),
-            ("environment.py", false),
-            ("main.rs", false),
-        ] {
-            assert_eq!(is_secret_path(Path::new(name)), secret, "{name}");
-        }
+        // The names themselves: `secret_files`' tests.
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         write(root, "app/secrets.py", "API_KEY = 'x'\ndef leaked(): pass\n");
@@ -1057,6 +1018,13 @@ mod tests {
         // Nor through the editor.
         assert!(!index.update_file(&root.join("app/secrets.py"), "def leaked(): pass\n"));
         assert!(index.lookup("leaked").is_empty());
+        // `cloud.refuseFiles` counts too, for files already indexed and for edits.
+        assert!(index.update_file(&root.join("app/Prod_Settings.py"), "def leaked4(): pass\n"));
+        assert_eq!(index.lookup("leaked4").len(), 1);
+        index.set_refuse_files(vec!["prod_*.py".into()]);
+        assert!(index.lookup("leaked4").is_empty());
+        assert!(!index.update_file(&root.join("app/Prod_Settings.py"), "def leaked4(): pass\n"));
+        assert_eq!(index.lookup("main").len(), 1);
     }
 
     #[test]

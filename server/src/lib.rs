@@ -16,6 +16,7 @@ pub(crate) mod fixture;
 pub mod index;
 pub mod lsp;
 pub mod net;
+pub mod outbound;
 pub mod postprocess;
 pub mod prompt;
 pub mod redact;

@@ -31,8 +31,16 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
-    /// Check the model, its family and FIM tokens, threads and build features.
-    Doctor(EngineArgs),
+    /// Check the model, its family and FIM tokens, threads and build
+    /// features, and (with --settings) the editor's settings and where they
+    /// would send code.
+    Doctor {
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// A JSON file with the settings the editor sends (initializationOptions).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+    },
     /// Print where the default model is cached.
     ModelPath,
 }
@@ -129,7 +137,61 @@ async fn complete(at: &str, json: bool, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn doctor(config: Config) -> bool {
+/// The settings file merged over `config`, with what it says about where
+/// code goes; false when the settings are invalid.
+fn doctor_settings(config: &mut Config, file: &std::path::Path) -> bool {
+    let read = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| format!("{} is not JSON: {e}", file.display())))
+        .and_then(|v| config.merged(&v));
+    match read {
+        Ok(c) => *config = c,
+        Err(e) => {
+            println!("settings:       PROBLEM: {e}");
+            println!("outbound:       nothing is sent while the settings are invalid");
+            return false;
+        }
+    }
+    println!("settings:       {} ok", file.display());
+    let remote = &config.commands.completion_engine;
+    let mut ok = true;
+    if remote.is_remote() {
+        match engine::remote::refusal(remote) {
+            None => println!("completions:    {:?} at {} (prompts redacted, secret files refused)", remote.kind, remote.url()),
+            Some(why) => {
+                println!("completions:    PROBLEM: {why}");
+                ok = false;
+            }
+        }
+    } else {
+        println!("completions:    the embedded model (nothing leaves this machine)");
+    }
+    let cloud = &config.commands.cloud;
+    if cloud.enabled() {
+        match locode::commands::cloud::check_endpoint(cloud) {
+            Ok(()) => println!(
+                "cloud:          route {:?} to {} (redacted, audited in {})",
+                cloud.route,
+                cloud.url(),
+                cloud.audit_path().display()
+            ),
+            Err(e) => {
+                println!("cloud:          PROBLEM: {e}");
+                ok = false;
+            }
+        }
+    } else {
+        println!("cloud:          off (cloud.route is never)");
+    }
+    ok
+}
+
+async fn doctor(mut config: Config, settings: Option<PathBuf>) -> bool {
+    let settings_ok = settings.as_deref().is_none_or(|f| doctor_settings(&mut config, f));
+    if !settings_ok {
+        println!("status:         PROBLEM: see above");
+        return false;
+    }
     let path = config.engine.model_path();
     println!("locode {}", env!("CARGO_PKG_VERSION"));
     println!("build features: {}", engine::build_features().join(", "));
@@ -219,8 +281,8 @@ async fn run() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Doctor(args) => {
-            if doctor(args.config()).await {
+        Command::Doctor { engine, settings } => {
+            if doctor(engine.config(), settings).await {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

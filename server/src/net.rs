@@ -2,6 +2,10 @@
 //! engines (`engine::remote`): one error type with clear messages, a client
 //! built on demand, cancellation, and line-oriented streams (SSE and
 //! NDJSON). It imports nothing of ours, so both may use it.
+//!
+//! Redirects are never followed: a 3xx is an error naming its target, so a
+//! key or a body never reaches a host other than the one configured (and
+//! checked by `outbound`). Every body read is bounded.
 
 use std::time::Duration;
 
@@ -21,6 +25,13 @@ pub enum NetError {
     Malformed { url: String, reason: String },
     #[error("{url}: the provider reported an error: {message}")]
     Provider { url: String, message: String },
+    #[error("{url} answered HTTP {status}, a redirect to {location}: redirects are not followed (nothing was sent there); set the endpoint to the final address if you trust it")]
+    Redirect { url: String, status: u16, location: String },
+    #[error("{url} sent more than {limit} bytes{what}: the answer was dropped", what = if *.line { " in one line" } else { "" })]
+    TooLarge { url: String, limit: usize, line: bool },
+    /// The outbound policy refused to send (see `outbound`): no connection was made.
+    #[error("{0}")]
+    Refused(String),
     #[error("cancelled")]
     Cancelled,
 }
@@ -49,11 +60,21 @@ pub fn is_loopback(url: &str) -> bool {
         .is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false))
 }
 
+/// Most bytes of a whole (non-streamed) answer.
+pub const MAX_BODY: usize = 8 << 20;
+/// Most bytes of a streamed answer, all lines together.
+pub const MAX_STREAM: usize = 32 << 20;
+/// Most bytes of one line of a streamed answer.
+pub const MAX_LINE: usize = 1 << 20;
+/// Most bytes of an error answer that are read (for its message).
+const MAX_ERROR_BODY: usize = 64 << 10;
+
 /// A client for one request. Proxies from the environment are honoured except
-/// for loopback endpoints.
+/// for loopback endpoints; redirects are not followed ([`check_status`]).
 pub fn client(url: &str, timeout_ms: u64) -> Result<reqwest::Client, NetError> {
     reqwest::Url::parse(url).map_err(|e| NetError::Config(format!("invalid endpoint URL {url:?}: {e}")))?;
     let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_millis(timeout_ms.max(1)))
         .connect_timeout(Duration::from_millis(timeout_ms.clamp(1, 10_000)))
         .user_agent(concat!("locode/", env!("CARGO_PKG_VERSION")));
@@ -103,16 +124,84 @@ pub async fn with_cancel<T>(
     }
 }
 
-/// Turns a non-success response into an error with the provider's message.
+/// Turns a non-success response into an error with the provider's message;
+/// a redirect into one that names where it pointed.
 pub async fn check_status(url: &str, timeout_ms: u64, resp: reqwest::Response) -> Result<reqwest::Response, NetError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
     }
+    if status.is_redirection() {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(300).collect::<String>())
+            .unwrap_or_else(|| "(no Location header)".into());
+        return Err(NetError::Redirect { url: url.into(), status: status.as_u16(), location });
+    }
     let retry_after =
         resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    let body = resp.text().await.map_err(|e| map_reqwest(url, timeout_ms, e))?;
+    // The message only: a huge error page is cut, not an error of its own.
+    let body = match read_limited(url, timeout_ms, resp, MAX_ERROR_BODY).await {
+        Ok(b) => b,
+        Err(NetError::TooLarge { .. }) => b"(an error page too large to show)".to_vec(),
+        Err(e) => return Err(e),
+    };
+    let body = String::from_utf8_lossy(&body);
     Err(NetError::Http { url: url.into(), status: status.as_u16(), message: error_message(&body), retry_after })
+}
+
+/// The whole body, or `TooLarge` once it passes `limit` bytes (read no further).
+pub async fn read_limited(url: &str, timeout_ms: u64, resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, NetError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(NetError::TooLarge { url: url.into(), limit, line: false });
+    }
+    let mut stream = resp.bytes_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| map_reqwest(url, timeout_ms, e))?;
+        if out.len() + chunk.len() > limit {
+            return Err(NetError::TooLarge { url: url.into(), limit, line: false });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Splits a streamed body into lines within [`MAX_STREAM`] and [`MAX_LINE`].
+#[derive(Debug, Default)]
+pub struct Lines {
+    buf: Vec<u8>,
+    total: usize,
+}
+
+impl Lines {
+    /// Takes a chunk; the complete lines it ends are then in [`Lines::next_line`].
+    pub fn push(&mut self, url: &str, chunk: &[u8]) -> Result<(), NetError> {
+        self.total += chunk.len();
+        if self.total > MAX_STREAM {
+            return Err(NetError::TooLarge { url: url.into(), limit: MAX_STREAM, line: false });
+        }
+        self.buf.extend_from_slice(chunk);
+        let pending = self.buf.iter().rposition(|&b| b == b'\n').map_or(self.buf.len(), |i| self.buf.len() - i - 1);
+        if pending > MAX_LINE {
+            return Err(NetError::TooLarge { url: url.into(), limit: MAX_LINE, line: true });
+        }
+        Ok(())
+    }
+
+    /// The next complete line, without its line end.
+    pub fn next_line(&mut self) -> Option<String> {
+        let i = self.buf.iter().position(|&b| b == b'\n')?;
+        let line: Vec<u8> = self.buf.drain(..=i).collect();
+        Some(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string())
+    }
+
+    /// What is left after the body ended (a last line without a line end).
+    pub fn rest(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.buf);
+        (!rest.is_empty()).then(|| String::from_utf8_lossy(&rest).trim_end_matches(['\n', '\r']).to_string())
+    }
 }
 
 /// The human message inside an error body (`{"error": {"message"}}`,
@@ -134,7 +223,7 @@ pub fn error_message(body: &str) -> String {
 
 /// Parses a complete JSON body.
 pub async fn json_body(url: &str, timeout_ms: u64, resp: reqwest::Response) -> Result<serde_json::Value, NetError> {
-    let bytes = resp.bytes().await.map_err(|e| map_reqwest(url, timeout_ms, e))?;
+    let bytes = read_limited(url, timeout_ms, resp, MAX_BODY).await?;
     serde_json::from_slice(&bytes).map_err(|e| NetError::Malformed { url: url.into(), reason: e.to_string() })
 }
 
@@ -147,21 +236,18 @@ pub async fn for_each_line(
     mut on_line: impl FnMut(&str) -> Result<bool, NetError>,
 ) -> Result<(), NetError> {
     let mut stream = resp.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
+    let mut lines = Lines::default();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| map_reqwest(url, timeout_ms, e))?;
-        buf.extend_from_slice(&chunk);
-        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            let line = String::from_utf8_lossy(&line);
-            if !on_line(line.trim_end_matches(['\n', '\r']))? {
+        lines.push(url, &chunk)?;
+        while let Some(line) = lines.next_line() {
+            if !on_line(&line)? {
                 return Ok(());
             }
         }
     }
-    if !buf.is_empty() {
-        let line = String::from_utf8_lossy(&buf).into_owned();
-        on_line(line.trim_end_matches(['\n', '\r']))?;
+    if let Some(line) = lines.rest() {
+        on_line(&line)?;
     }
     Ok(())
 }
@@ -200,5 +286,65 @@ mod tests {
         assert_eq!(error_message("  "), "(empty body)");
         let e = NetError::Http { url: "u".into(), status: 429, message: "m".into(), retry_after: Some(3) };
         assert_eq!(e.to_string(), "u answered HTTP 429 (rate limited; retry after 3 s): m");
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+        let mut b = axum::http::Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        reqwest::Response::from(b.body(body.to_string()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_an_error_that_names_its_target() {
+        for status in [301, 302, 303, 307, 308] {
+            let r = answer(status, &[("location", "http://elsewhere.example/v1/messages")], "");
+            let e = check_status("https://api.example/v1/messages", 1000, r).await.unwrap_err();
+            assert_eq!(
+                e,
+                NetError::Redirect {
+                    url: "https://api.example/v1/messages".into(),
+                    status,
+                    location: "http://elsewhere.example/v1/messages".into()
+                }
+            );
+            let m = e.to_string();
+            assert!(m.contains("http://elsewhere.example/v1/messages") && m.contains("not followed"), "{m}");
+        }
+        let e = check_status("u", 1000, answer(302, &[], "")).await.unwrap_err();
+        assert!(e.to_string().contains("no Location"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn bodies_are_bounded() {
+        let big = "x".repeat(MAX_BODY + 1);
+        let e = json_body("u", 1000, answer(200, &[], &big)).await.unwrap_err();
+        assert_eq!(e, NetError::TooLarge { url: "u".into(), limit: MAX_BODY, line: false });
+        assert_eq!(json_body("u", 1000, answer(200, &[], "{\"a\": 1}")).await.unwrap()["a"], 1);
+        // A huge error page still gives an HTTP error, not a read of all of it.
+        let e = check_status("u", 1000, answer(500, &[], &big)).await.unwrap_err();
+        assert!(matches!(e, NetError::Http { status: 500, .. }), "{e}");
+
+        let mut lines = Lines::default();
+        lines.push("u", b"data: 1\ndata: 2\r\npart").unwrap();
+        assert_eq!(lines.next_line().as_deref(), Some("data: 1"));
+        assert_eq!(lines.next_line().as_deref(), Some("data: 2"));
+        assert_eq!(lines.next_line(), None);
+        assert_eq!(lines.rest().as_deref(), Some("part"));
+        let mut lines = Lines::default();
+        let e = lines.push("u", &vec![b'a'; MAX_LINE + 1]).unwrap_err();
+        assert_eq!(e, NetError::TooLarge { url: "u".into(), limit: MAX_LINE, line: true });
+        let mut lines = Lines::default();
+        let chunk = [b"y".repeat(1000), b"\n".to_vec()].concat();
+        let mut r = Ok(());
+        for _ in 0..(MAX_STREAM / chunk.len() + 1) {
+            r = lines.push("u", &chunk);
+            while lines.next_line().is_some() {}
+            if r.is_err() {
+                break;
+            }
+        }
+        assert_eq!(r.unwrap_err(), NetError::TooLarge { url: "u".into(), limit: MAX_STREAM, line: false });
     }
 }

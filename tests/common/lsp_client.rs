@@ -98,6 +98,12 @@ impl LspClient {
         write_msg(&mut *self.stdin.lock().unwrap(), &msg).expect("write to server");
     }
 
+    /// Writes bytes as they are (framing of the test's own making).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        let mut w = self.stdin.lock().unwrap();
+        w.write_all(bytes).and_then(|_| w.flush()).expect("write to server");
+    }
+
     /// Sends a request and returns its id.
     pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
         let id = self.next_id;

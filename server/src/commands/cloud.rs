@@ -12,6 +12,7 @@ use crate::config::Route;
 pub use crate::config::{CloudConfig, Provider};
 use crate::engine::CancelToken;
 use crate::net::{self, NetError};
+use crate::outbound::{self, Consent};
 use crate::prompt::ChatMessage;
 
 impl Provider {
@@ -39,6 +40,7 @@ impl Default for CloudConfig {
             max_tokens: 4096,
             audit_log: None,
             refuse_files: Vec::new(),
+            allow_insecure: false,
         }
     }
 }
@@ -89,6 +91,13 @@ impl CloudConfig {
             ))),
         }
     }
+}
+
+/// Whether the outbound policy lets `cfg`'s endpoint be sent to (for
+/// `locode doctor`; [`build_request`] checks the same).
+pub fn check_endpoint(cfg: &CloudConfig) -> Result<(), NetError> {
+    let consent = Consent { section: "cloud", remote: true, remote_setting: "cloud.route", insecure: cfg.allow_insecure };
+    outbound::check_endpoint(&cfg.url(), consent).map(|_| ())
 }
 
 /// A request ready to send: exactly these body bytes go out.
@@ -151,6 +160,9 @@ pub fn build_request(cfg: &CloudConfig, messages: &[ChatMessage], max_tokens: u3
     };
     let url = cfg.url();
     reqwest::Url::parse(&url).map_err(|e| NetError::Config(format!("invalid cloud.endpoint {url:?}: {e}")))?;
+    // `cloud.route` (and, with `ask`, the user's yes) is the consent to send
+    // off this machine; plain http there needs its own setting.
+    check_endpoint(cfg)?;
     Ok(CloudRequest {
         provider: cfg.provider,
         url,
@@ -309,6 +321,15 @@ mod tests {
         c.model = "m".into();
         c.endpoint = "::not a url".into();
         assert!(build_request(&c, &msgs, 1).is_err());
+        // Plain http leaves the machine only when asked for.
+        c.endpoint = "http://gateway.internal/v1".into();
+        let e = build_request(&c, &msgs, 1).unwrap_err().to_string();
+        assert!(e.contains("plain http") && e.contains("cloud.allowInsecure"), "{e}");
+        c.allow_insecure = true;
+        assert!(build_request(&c, &msgs, 1).is_ok());
+        c.endpoint = "http://127.0.0.1:9/v1".into();
+        c.allow_insecure = false;
+        assert!(build_request(&c, &msgs, 1).is_ok());
     }
 
     #[test]

@@ -73,7 +73,9 @@ pub async fn refactor(
         Plan::Cloud { ask } => cloud_refactor(ui, cfg, sel, instruction, ask, None, report).await,
         Plan::LocalThenCloud { ask } => match local_refactor(local, sel, instruction, max_tokens, report.clone()).await {
             Err(Failure::Invalid(e)) => {
-                tracing::info!("local refactor failed validation ({e}); escalating per cloud.route");
+                // The reason quotes code: only at debug, never at the default level.
+                tracing::info!("local refactor failed validation; escalating per cloud.route");
+                tracing::debug!("local refactor failed validation: {e}");
                 let why = format!("The local result did not parse ({e}).");
                 cloud_refactor(ui, cfg, sel, instruction, ask, Some(&why), report).await
             }
@@ -139,7 +141,8 @@ async fn local_refactor(
         match candidate(sel, &indentation, &reply) {
             Ok(code) => return Ok(Outcome { code, source: "local", attempts: attempt }),
             Err(e) => {
-                tracing::info!("local refactor attempt {attempt} unusable: {e}");
+                tracing::info!("local refactor attempt {attempt} unusable");
+                tracing::debug!("local refactor attempt {attempt} unusable: {e}");
                 messages = p.retry(sel.language, messages, &reply, &e);
                 last = e;
             }
@@ -257,7 +260,8 @@ async fn cloud_refactor(
         match result {
             Ok(code) => return Ok(Outcome { code, source: "cloud", attempts: attempt }),
             Err(e) => {
-                tracing::info!("cloud refactor attempt {attempt} unusable: {e}");
+                tracing::info!("cloud refactor attempt {attempt} unusable");
+                tracing::debug!("cloud refactor attempt {attempt} unusable: {e}");
                 last = e.clone();
                 if attempt == 2 {
                     break;

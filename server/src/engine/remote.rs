@@ -21,8 +21,18 @@
 //! warm-up runs to its end (see `Remote::complete`). Errors and timeouts
 //! are `EngineError::Remote`, which the language server reports once per
 //! kind ([`ErrorLatch`]) with an empty completion.
+//!
+//! The outbound policy (`crate::outbound`) holds here as for the cloud: an
+//! endpoint off this machine needs `allowRemote` (and https, or
+//! `allowInsecure`), checked before any connection; a secret file's
+//! prompt is never sent; every prompt is redacted, with one `Redactor` per
+//! document so a secret keeps its placeholder from keystroke to keystroke
+//! (the server's prefix cache stays valid), and placeholders in the answer
+//! are put back; the first send to another machine is audited
+//! ([`Outbound::on_first_send`]).
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -31,7 +41,9 @@ use serde_json::{json, Value};
 use super::{CancelToken, CompletionJob, EngineError, Generation, ModelInfo};
 use crate::config::{RemoteEngineConfig, RemoteKind};
 use crate::net::{self, NetError};
+use crate::outbound::{self, Consent, Endpoint};
 use crate::prompt::{self, Family, Piece};
+use crate::redact::Redactor;
 
 impl Default for RemoteEngineConfig {
     fn default() -> Self {
@@ -43,6 +55,8 @@ impl Default for RemoteEngineConfig {
             api_key_env: String::new(),
             timeout_ms: 5_000,
             stream: true,
+            allow_remote: false,
+            allow_insecure: false,
         }
     }
 }
@@ -152,10 +166,46 @@ pub fn read_timings(v: &Value, gen: &mut Generation) {
     }
 }
 
+/// The first request about to leave for another machine (for the audit log).
+#[derive(Debug)]
+pub struct FirstSend<'a> {
+    pub url: &'a str,
+    pub kind: RemoteKind,
+    pub model: &'a str,
+    /// The document the prompt came from (its URI).
+    pub document: &'a str,
+    /// Exactly the bytes of the request body.
+    pub body: &'a [u8],
+    /// Redactions made in this prompt, per kind.
+    pub redactions: BTreeMap<String, usize>,
+}
+
+/// Records a first send; an error stops it (nothing is sent).
+pub type FirstSendHook = Arc<dyn Fn(&FirstSend<'_>) -> Result<(), String> + Send + Sync>;
+
+/// What the outbound policy gives a remote engine besides its own settings.
+#[derive(Clone, Default)]
+pub struct Outbound {
+    /// `cloud.refuseFiles`: more secret-file patterns.
+    pub refuse_files: Vec<String>,
+    /// Called once, before the first request to an endpoint that is not on
+    /// this machine (the language server writes the audit log with it).
+    pub on_first_send: Option<FirstSendHook>,
+}
+
+/// Documents whose redaction tables are kept (the least recently used go).
+const REDACTORS: usize = 64;
+
 /// A remote engine, ready for jobs (see [`connect`]).
 pub struct Remote {
     cfg: RemoteEngineConfig,
     url: String,
+    endpoint: Endpoint,
+    outbound: Outbound,
+    /// The first send to another machine happened (and was recorded).
+    first_sent: Mutex<bool>,
+    /// One per document: the same secret, the same placeholder.
+    redactors: Mutex<lru::LruCache<String, Redactor>>,
     client: reqwest::Client,
     /// The bearer token, or why there is none when one is wanted.
     key: Result<Option<String>, NetError>,
@@ -166,10 +216,17 @@ pub struct Remote {
     started: tokio::sync::watch::Sender<u64>,
 }
 
-/// Sets up a remote engine: the prompt family named in the settings, a
-/// client, and (llama-server) the number of slots from `GET /props`. A
-/// server that is not up yet is no error here: requests report it.
+/// [`connect_with`] without a refuse list or an audit hook (tests, tools).
 pub async fn connect(cfg: RemoteEngineConfig) -> Result<(Remote, ModelInfo, Family), EngineError> {
+    connect_with(cfg, Outbound::default()).await
+}
+
+/// Checks the endpoint against the outbound policy (no connection is made
+/// when it refuses), then sets up a remote engine: the prompt family named
+/// in the settings, a client, and (llama-server) the number of slots from
+/// `GET /props`. A server that is not up yet is no error here: requests
+/// report it.
+pub async fn connect_with(cfg: RemoteEngineConfig, outbound: Outbound) -> Result<(Remote, ModelInfo, Family), EngineError> {
     let family = prompt::by_name(cfg.family.trim()).map_err(|e| EngineError::Family(format!("completionEngine.family: {e}")))?;
     if !cfg.is_remote() {
         return Err(EngineError::Remote(NetError::Config("completionEngine.kind is \"embedded\": no remote engine is configured".into())));
@@ -178,6 +235,7 @@ pub async fn connect(cfg: RemoteEngineConfig) -> Result<(Remote, ModelInfo, Fami
         return Err(EngineError::Remote(NetError::Config("set completionEngine.model for an Ollama or OpenAI-compatible engine".into())));
     }
     let url = cfg.url();
+    let endpoint = outbound::check_endpoint(&url, consent(&cfg)).map_err(EngineError::Remote)?;
     let client = net::client(&url, cfg.timeout_ms).map_err(EngineError::Remote)?;
     let key = match cfg.api_key_env.trim() {
         "" => Ok(None),
@@ -198,7 +256,7 @@ pub async fn connect(cfg: RemoteEngineConfig) -> Result<(Remote, ModelInfo, Fami
             rb = rb.bearer_auth(k);
         }
         let props = match rb.send().await {
-            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+            Ok(r) if r.status().is_success() => net::json_body(&props_url, cfg.timeout_ms, r).await.ok(),
             _ => None,
         };
         match props {
@@ -230,6 +288,10 @@ pub async fn connect(cfg: RemoteEngineConfig) -> Result<(Remote, ModelInfo, Fami
     let remote = Remote {
         cfg,
         url,
+        endpoint,
+        outbound,
+        first_sent: Mutex::new(false),
+        redactors: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(REDACTORS).expect("nonzero"))),
         client,
         key,
         slots: Mutex::new(Slots::new(total_slots)),
@@ -237,6 +299,25 @@ pub async fn connect(cfg: RemoteEngineConfig) -> Result<(Remote, ModelInfo, Fami
         started: tokio::sync::watch::Sender::new(0),
     };
     Ok((remote, info, family))
+}
+
+/// What `completionEngine` consents to.
+fn consent(cfg: &RemoteEngineConfig) -> Consent<'static> {
+    Consent {
+        section: "completionEngine",
+        remote: cfg.allow_remote,
+        remote_setting: "completionEngine.allowRemote",
+        insecure: cfg.allow_insecure,
+    }
+}
+
+/// Why a remote engine would send nothing under `cfg`, if it would not
+/// (for `locode doctor`; the same check as [`connect_with`]'s).
+pub fn refusal(cfg: &RemoteEngineConfig) -> Option<String> {
+    if !cfg.is_remote() {
+        return None;
+    }
+    outbound::check_endpoint(&cfg.url(), consent(cfg)).err().map(|e| e.to_string())
 }
 
 /// Why a request stopped before its answer was complete.
@@ -293,7 +374,12 @@ fn first_word(text: &str, forced: &str) -> String {
 /// and what the answer says of its cost.
 struct Run {
     gen: Generation,
+    /// The forced prefix and the answer, placeholders put back.
     text: String,
+    /// The answer as the server sent it (placeholders as they were sent).
+    raw: String,
+    /// The document's redaction table when the prompt was sent.
+    redactor: Redactor,
     forced: String,
     t0: Instant,
     first_chunk_ms: Option<f64>,
@@ -305,6 +391,12 @@ struct Run {
 }
 
 impl Run {
+    /// Adds a piece of the answer.
+    fn push(&mut self, piece: &str) {
+        self.raw.push_str(piece);
+        self.text = format!("{}{}", self.forced, self.redactor.restore(&self.raw));
+    }
+
     /// The generation as it stands, stopped for `why`.
     fn interrupted(mut self, why: Interrupted) -> Generation {
         match why {
@@ -444,6 +536,8 @@ impl Remote {
         let mut run = Run {
             gen: Generation::default(),
             text: forced.clone(),
+            raw: String::new(),
+            redactor: Redactor::new(),
             forced,
             t0: Instant::now(),
             first_chunk_ms: None,
@@ -462,15 +556,49 @@ impl Remote {
                 return Ok(run.finish());
             }
         }
+        if let Some(why) = outbound::refused_file(&job.slot, &self.outbound.refuse_files) {
+            return Err(EngineError::Remote(NetError::Refused(format!(
+                "locode: {why}; the remote completion engine gets nothing of it (no completions there)"
+            ))));
+        }
         let key = self.key.clone().map_err(EngineError::Remote)?;
         // A token-healing prefix cannot be constrained remotely: it is written
         // into the prompt, and the text starts with it as the embedded engine's does.
         let prompt = prompt_text(&job.prompt)? + &run.forced;
+        // Redacted as one text (cross-file context, prefix, suffix, the typed
+        // middle), with the document's own table.
+        let (prompt, redactions) = {
+            let mut redactors = self.redactors.lock().unwrap_or_else(|e| e.into_inner());
+            let r = redactors.get_or_insert_mut(job.slot.clone(), Redactor::new);
+            let prompt = r.redact(&prompt);
+            let redactions = r.summary();
+            // Only the table is kept: the list would grow with every keystroke.
+            r.redactions.clear();
+            run.redactor = r.clone();
+            (prompt, redactions)
+        };
         // A warm-up generates nothing worth streaming.
         let stream = self.cfg.stream && job.max_tokens > 0;
         let slot = self.slots.lock().unwrap_or_else(|e| e.into_inner()).slot_for(&job.slot);
-        let body = self.body(prompt, job.max_tokens, stream, slot, avoid.as_deref());
-        let mut rb = self.client.post(&self.url).json(&body);
+        let body = serde_json::to_vec(&self.body(prompt, job.max_tokens, stream, slot, avoid.as_deref())).expect("JSON body");
+        if !self.endpoint.loopback {
+            let mut sent = self.first_sent.lock().unwrap_or_else(|e| e.into_inner());
+            if !*sent {
+                if let Some(hook) = &self.outbound.on_first_send {
+                    let first = FirstSend {
+                        url: &self.url,
+                        kind: self.cfg.kind,
+                        model: &self.cfg.model,
+                        document: &job.slot,
+                        body: &body,
+                        redactions,
+                    };
+                    hook(&first).map_err(|e| EngineError::Remote(NetError::Refused(format!("{e}; nothing was sent"))))?;
+                }
+                *sent = true;
+            }
+        }
+        let mut rb = self.client.post(&self.url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
         if let Some(k) = &key {
             rb = rb.bearer_auth(k);
         }
@@ -489,16 +617,17 @@ impl Remote {
                 why = interrupted(&job.cancel, &mut yield_to) => return Ok(run.interrupted(why)),
             };
             let c = self.chunk(&v, &mut run.gen, false).map_err(EngineError::Remote)?;
-            run.text.push_str(&c.text);
+            run.push(&c.text);
             run.gen.stopped = c.stopped;
-            run.gen.first_word = first_word(&run.text, &run.forced);
+            // As the server wrote it: a second try's bias goes back to it.
+            run.gen.first_word = first_word(&format!("{}{}", run.forced, run.raw), &run.forced);
             if let Some(f) = job.on_token.as_mut() {
                 f(&run.text);
             }
             return Ok(run.finish());
         }
         let mut body = resp.bytes_stream();
-        let mut buf: Vec<u8> = Vec::new();
+        let mut lines = net::Lines::default();
         loop {
             let next = tokio::select! {
                 c = body.next() => c,
@@ -509,18 +638,19 @@ impl Remote {
                 Some(Err(e)) => return self.failed(run, net::map_reqwest(url, timeout, e)),
                 None => break,
             };
-            buf.extend_from_slice(&bytes);
-            while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=i).collect();
-                match self.line(&String::from_utf8_lossy(&line), &mut run, &mut job, &mut yield_to) {
+            if let Err(e) = lines.push(url, &bytes) {
+                return self.failed(run, e);
+            }
+            while let Some(line) = lines.next_line() {
+                match self.line(&line, &mut run, &mut job, &mut yield_to) {
                     Ok(true) => {}
                     Ok(false) => return Ok(run.finish()),
                     Err(e) => return self.failed(run, e),
                 }
             }
         }
-        if !buf.is_empty() {
-            if let Err(e) = self.line(&String::from_utf8_lossy(&buf), &mut run, &mut job, &mut yield_to) {
+        if let Some(line) = lines.rest() {
+            if let Err(e) = self.line(&line, &mut run, &mut job, &mut yield_to) {
                 return self.failed(run, e);
             }
         }
@@ -568,7 +698,7 @@ impl Remote {
             run.first_chunk_ms.get_or_insert_with(|| run.t0.elapsed().as_secs_f64() * 1e3);
             run.chunks += 1;
             let before = has_code(&run.text, &run.forced);
-            run.text.push_str(&c.text);
+            run.push(&c.text);
             if !before && has_code(&run.text, &run.forced) {
                 run.gen.first_word = c.text;
             }
@@ -623,13 +753,20 @@ pub struct ErrorLatch(Mutex<Option<String>>);
 impl ErrorLatch {
     /// The message to show for `err`, if it should be shown.
     pub fn failed(&self, err: &NetError) -> Option<String> {
-        let key = format!("{:?}", std::mem::discriminant(err));
+        // A refusal is per file (or per setting): each one is said once.
+        let key = match err {
+            NetError::Refused(m) => m.clone(),
+            _ => format!("{:?}", std::mem::discriminant(err)),
+        };
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if last.as_deref() == Some(key.as_str()) {
             return None;
         }
         *last = Some(key);
-        Some(format!("locode: the remote completion engine failed: {err}. Completions stay empty until it answers."))
+        Some(match err {
+            NetError::Refused(m) => m.clone(),
+            _ => format!("locode: the remote completion engine failed: {err}. Completions stay empty until it answers."),
+        })
     }
 
     /// A success: the next error is reported again.

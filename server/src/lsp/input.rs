@@ -18,7 +18,12 @@
 //!   null: the client gets an error for it, as for a parse error, and a
 //!   warning is logged without the message's content.
 //! - Header blocks without a usable `Content-Length` are skipped up to the
-//!   next `Content-Length`.
+//!   next `Content-Length`. A header block whose lines end in LF alone
+//!   (not CRLF, as some hand-written clients send) is read all the same.
+//! - A message over [`MAX_MESSAGE`] bytes is not kept: its bytes are
+//!   dropped as they come, and it is replaced by a request the server
+//!   answers with an error that says so (to the message's id when its first
+//!   bytes show one), so the session goes on with the next message.
 
 use std::io;
 use std::pin::Pin;
@@ -29,6 +34,25 @@ use tower_lsp_server::jsonrpc::{Request, Response};
 
 /// Longest header block looked at before it is skipped as garbage.
 const MAX_HEADER: usize = 8 * 1024;
+
+/// Largest message kept: a bigger one is answered with an error.
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// Bytes of an oversized message kept to find its id.
+const ID_WINDOW: usize = 4 * 1024;
+
+/// The method of the stand-in for a message over the limit (`Backend::rejected_message`).
+pub const REJECTED: &str = "locode/rejectedMessage";
+
+/// An oversized message being dropped.
+struct Dropping {
+    /// Its declared length.
+    len: usize,
+    /// Bytes still to drop.
+    remaining: usize,
+    /// Its first bytes (up to [`ID_WINDOW`]).
+    head: Vec<u8>,
+}
 
 /// What the codec accepts, as it decodes it.
 #[derive(serde::Deserialize)]
@@ -47,20 +71,35 @@ pub struct CheckedInput<R> {
     /// Framed, checked messages ready for the codec.
     out: Vec<u8>,
     eof: bool,
+    dropping: Option<Dropping>,
 }
 
 impl<R> CheckedInput<R> {
     pub fn new(inner: R) -> Self {
-        CheckedInput { inner, buf: Vec::new(), out: Vec::new(), eof: false }
+        CheckedInput { inner, buf: Vec::new(), out: Vec::new(), eof: false, dropping: None }
     }
 
     /// Moves every complete message from `buf` to `out`, fixed or replaced.
     fn settle(&mut self) {
         loop {
+            if let Some(d) = &mut self.dropping {
+                let n = d.remaining.min(self.buf.len());
+                let keep = n.min(ID_WINDOW.saturating_sub(d.head.len()));
+                d.head.extend_from_slice(&self.buf[..keep]);
+                self.buf.drain(..n);
+                d.remaining -= n;
+                if d.remaining > 0 && !self.eof {
+                    return;
+                }
+                let d = self.dropping.take().expect("checked above");
+                tracing::warn!(bytes = d.len, "dropped a message over the size limit");
+                self.emit(&rejected(&d));
+                continue;
+            }
             if self.buf.is_empty() {
                 return;
             }
-            let Some(header_end) = find(&self.buf, b"\r\n\r\n").map(|i| i + 4) else {
+            let Some(header_end) = header_end(&self.buf) else {
                 if self.eof || self.buf.len() > MAX_HEADER {
                     self.skip_garbage();
                     if self.eof {
@@ -75,6 +114,11 @@ impl<R> CheckedInput<R> {
                 self.skip_garbage();
                 continue;
             };
+            if len > MAX_MESSAGE {
+                self.buf.drain(..header_end);
+                self.dropping = Some(Dropping { len, remaining: len, head: Vec::new() });
+                continue;
+            }
             let end = header_end.saturating_add(len);
             if end > self.buf.len() {
                 if self.eof {
@@ -86,9 +130,13 @@ impl<R> CheckedInput<R> {
             let mut body: Vec<u8> = self.buf.drain(..end).skip(header_end).collect();
             fix_lone_surrogates(&mut body);
             let body = checked(body);
-            self.out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-            self.out.extend_from_slice(&body);
+            self.emit(&body);
         }
+    }
+
+    fn emit(&mut self, body: &[u8]) {
+        self.out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        self.out.extend_from_slice(body);
     }
 
     /// Drops bytes up to the next `Content-Length` after the first byte.
@@ -122,13 +170,72 @@ fn checked(body: Vec<u8>) -> Vec<u8> {
     serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "locode/malformedMessage"}).to_string().into_bytes()
 }
 
+/// The stand-in for a message over the limit: a request the server answers
+/// with an error naming the size and the limit.
+fn rejected(d: &Dropping) -> Vec<u8> {
+    let id = top_level_id(&d.head).unwrap_or(serde_json::Value::Null);
+    let reason = format!("locode: a message of {} bytes is over the limit of {} MiB and was dropped", d.len, MAX_MESSAGE >> 20);
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": REJECTED, "params": {"reason": reason}}).to_string().into_bytes()
+}
+
+/// The `id` of a JSON-RPC message from its first bytes, if they hold it at
+/// the top level (`{"jsonrpc":"2.0","id":7,...}`, as clients write it).
+fn top_level_id(head: &[u8]) -> Option<serde_json::Value> {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    let mut i = 0;
+    while i < head.len() {
+        let b = head[i];
+        if in_str {
+            match b {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' if depth == 1 && head[i..].starts_with(b"\"id\"") => {
+                let rest = &head[i + 4..];
+                let colon = rest.iter().position(|c| !c.is_ascii_whitespace())?;
+                if rest[colon] != b':' {
+                    in_str = true;
+                    i += 1;
+                    continue;
+                }
+                let value = &rest[colon + 1..];
+                let end = value.iter().position(|&c| c == b',' || c == b'}')?;
+                let v: serde_json::Value = serde_json::from_slice(&value[..end]).ok()?;
+                return (v.is_i64() || v.is_u64() || v.is_string()).then_some(v);
+            }
+            b'"' => in_str = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Where a header block ends: at its blank line, CRLF or LF alone.
+fn header_end(buf: &[u8]) -> Option<usize> {
+    let crlf = find(buf, b"\r\n\r\n").map(|i| i + 4);
+    let lf = find(buf, b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn content_length(header: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(header).ok()?;
-    text.split("\r\n").find_map(|line| {
+    text.split('\n').map(|l| l.trim_end_matches('\r')).find_map(|line| {
         let (name, value) = line.split_once(':')?;
         name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
     })
@@ -297,5 +404,58 @@ mod tests {
         // A Content-Type header is dropped, the length kept.
         let with_type = format!("Content-Length: {}\r\nContent-Type: application/vscode-jsonrpc; charset=latin1\r\n\r\n{good}", good.len());
         assert_eq!(filtered(with_type.as_bytes()).await, framed(good));
+    }
+
+    #[tokio::test]
+    async fn headers_ending_in_lf_alone_are_read() {
+        let good = r#"{"jsonrpc":"2.0","method":"initialized","params":{}}"#;
+        let lf = format!("Content-Length: {}\n\n{good}", good.len());
+        assert_eq!(filtered(lf.as_bytes()).await, framed(good));
+        let mixed = format!("Content-Length: {}\r\nContent-Type: x\n\n{good}{}", good.len(), framed(good));
+        assert_eq!(filtered(mixed.as_bytes()).await, format!("{}{}", framed(good), framed(good)));
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_dropped_as_it_comes_and_answered() {
+        let good = r#"{"jsonrpc":"2.0","id":8,"method":"locode/status"}"#;
+        let len = MAX_MESSAGE + 10;
+        let mut big = br#"{"jsonrpc":"2.0","id":7,"method":"textDocument/didOpen","params":{"text":""#.to_vec();
+        big.resize(len - 3, b'a');
+        big.extend_from_slice(b"\"}}");
+        let mut input = format!("Content-Length: {len}\r\n\r\n").into_bytes();
+        input.extend_from_slice(&big);
+        input.extend_from_slice(framed(good).as_bytes());
+        // Through a small pipe: the filter never holds the whole message.
+        let (mut w, r) = tokio::io::duplex(64 * 1024);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            w.write_all(&input).await.unwrap();
+        });
+        let mut filter = CheckedInput::new(r);
+        let mut out = String::new();
+        let mut most = 0;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = filter.read(&mut chunk).await.unwrap();
+            most = most.max(filter.buf.len());
+            if n == 0 {
+                break;
+            }
+            out.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+        }
+        writer.await.unwrap();
+        assert!(most < 1 << 20, "buffered {most} bytes");
+        let reason = format!("locode: a message of {len} bytes is over the limit of 64 MiB and was dropped");
+        let stand_in = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": REJECTED, "params": {"reason": reason}}).to_string();
+        assert_eq!(out, format!("{}{}", framed(&stand_in), framed(good)));
+    }
+
+    #[test]
+    fn ids_are_read_at_the_top_level_only() {
+        assert_eq!(top_level_id(br#"{"jsonrpc":"2.0","id":7,"method":"x""#), Some(serde_json::json!(7)));
+        assert_eq!(top_level_id(br#"{"id" : "a-1", "params":"#), Some(serde_json::json!("a-1")));
+        assert_eq!(top_level_id(br#"{"params":{"id":3},"id":4,"#), Some(serde_json::json!(4)));
+        assert_eq!(top_level_id(br#"{"method":"x","params":{"id":3,"text":"aaaa"#), None);
+        assert_eq!(top_level_id(br#"{"method":"\"id\":5","params":"#), None);
     }
 }

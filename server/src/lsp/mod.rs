@@ -47,6 +47,7 @@ where
         .custom_method("locode/documentState", Backend::document_state)
         .custom_method("locode/lastStats", Backend::last_stats)
         .custom_method("locode/status", Backend::status)
+        .custom_method(input::REJECTED, Backend::rejected_message)
         .finish();
     // Messages are handled in order, but at most this many at once: a
     // request waiting on the engine holds its place, and with the library's
@@ -57,6 +58,7 @@ where
     // not hang on a request the engine is still finishing.
     let shutdown = tokio::task::spawn_blocking(move || engine_handle.shutdown());
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), shutdown).await;
+    crate::commands::explain::cleanup();
 }
 
 /// Messages handled at once (requests in flight, mostly completions waiting
@@ -75,6 +77,19 @@ impl Backend {
     fn encoding(&self) -> Encoding {
         *self.state.encoding.read().unwrap()
     }
+
+    /// The stand-in for a message the input filter dropped (over the size
+    /// limit): an error to its sender, and a message for the user, since a
+    /// notification has no answer.
+    async fn rejected_message(&self, params: Rejected) -> Result<serde_json::Value> {
+        self.client.show_message(MessageType::ERROR, &params.reason).await;
+        Err(RpcError { code: tower_lsp_server::jsonrpc::ErrorCode::InvalidRequest, message: params.reason.into(), data: None })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Rejected {
+    reason: String,
 }
 
 /// Does the client ask again when told `locode/suggestionReady`?
@@ -97,7 +112,9 @@ impl LanguageServer for Backend {
             params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
         *self.state.client_asks_again.write().unwrap() = asks_again(&params.capabilities);
         if let Some(opts) = &params.initialization_options {
-            if let Err(e) = self.apply_settings(opts) {
+            // The model loads on `initialized`, whatever changed.
+            if let (_, Some(e)) = self.apply_settings(opts) {
+                self.client.log_message(MessageType::ERROR, format!("locode: {e}")).await;
                 self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await;
             }
         }
@@ -112,6 +129,7 @@ impl LanguageServer for Backend {
         roots.retain(|r| r.is_dir());
         if !roots.is_empty() && self.state.config.read().unwrap().completion.cross_file_chars > 0 {
             let index = WorkspaceIndex::new(roots, IndexLimits::default());
+            index.set_refuse_files(self.state.config.read().unwrap().commands.cloud.refuse_files.clone());
             index.spawn_build();
             *self.state.index.write().unwrap() = Some(index);
         }
@@ -175,10 +193,13 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
-        match self.apply_settings(&params.settings) {
-            Ok(reload) if reload.local || reload.completion => self.load_model(reload.local),
-            Ok(_) => {}
-            Err(e) => self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await,
+        let (reload, error) = self.apply_settings(&params.settings);
+        if reload.local || reload.completion {
+            self.load_model(reload.local);
+        }
+        if let Some(e) = error {
+            self.client.log_message(MessageType::ERROR, format!("locode: {e}")).await;
+            self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await;
         }
     }
 

@@ -88,6 +88,30 @@ impl State {
     }
 }
 
+/// The outbound policy's part of a remote engine's set-up: the refuse list,
+/// and the audit record of its first send to another machine (in the cloud's
+/// audit log; a log that cannot be written stops the send).
+fn remote_outbound(cloud: &crate::config::CloudConfig) -> crate::engine::remote::Outbound {
+    use crate::commands::audit;
+    let path = cloud.audit_path();
+    let hook = move |s: &crate::engine::remote::FirstSend<'_>| {
+        let kind = serde_json::to_value(s.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let record = audit::AuditRecord {
+            time: audit::now_rfc3339(),
+            provider: format!("completionEngine:{kind}"),
+            endpoint: s.url.to_string(),
+            model: s.model.to_string(),
+            action: "completion (first of this session)".into(),
+            file: s.document.to_string(),
+            bytes: s.body.len(),
+            sha256: audit::sha256_hex(s.body),
+            redactions: s.redactions.clone(),
+        };
+        audit::append(&path, &record).map_err(|e| format!("locode: cannot write the audit log {}: {e}", path.display()))
+    };
+    crate::engine::remote::Outbound { refuse_files: cloud.refuse_files.clone(), on_first_send: Some(std::sync::Arc::new(hook)) }
+}
+
 /// What a settings change makes load again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Reload {
@@ -104,7 +128,10 @@ impl Backend {
     /// progress: explain and refactor use it whichever engine completes.
     pub(super) fn load_model(&self, local: bool) {
         let state = self.state.clone();
-        let remote = state.config.read().unwrap().commands.completion_engine.clone();
+        let (remote, outbound) = {
+            let cfg = state.config.read().unwrap();
+            (cfg.commands.completion_engine.clone(), remote_outbound(&cfg.commands.cloud))
+        };
         let load = {
             let mut model = state.model.write().unwrap();
             let load = state.loads.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
@@ -120,7 +147,7 @@ impl Backend {
             let client = self.client.clone();
             let state = state.clone();
             tokio::spawn(async move {
-                let connected = crate::engine::remote::connect(remote).await;
+                let connected = crate::engine::remote::connect_with(remote, outbound).await;
                 let message = {
                     let mut model = state.model.write().unwrap();
                     if state.loads.load(std::sync::atomic::Ordering::Acquire) != load {
@@ -226,24 +253,50 @@ impl Backend {
         });
     }
 
-    /// Applies client settings; returns what must be loaded again.
-    pub(super) fn apply_settings(&self, value: &serde_json::Value) -> std::result::Result<Reload, String> {
-        let (reload, changed) = {
+    /// Applies client settings; returns what must be loaded again, and the
+    /// error to show when they are invalid. Invalid settings leave the
+    /// previous ones in place with everything outbound off (cloud
+    /// escalation, a remote engine) until they are fixed: a misspelt key
+    /// must not leave code going where it went before.
+    pub(super) fn apply_settings(&self, value: &serde_json::Value) -> (Reload, Option<String>) {
+        let (reload, changed, error, refuse) = {
             let mut cfg = self.state.config.write().unwrap();
-            let new = cfg.merged(value)?;
-            let reload =
-                Reload { local: new.engine != cfg.engine, completion: new.commands.completion_engine != cfg.commands.completion_engine };
+            let (new, error) = match cfg.merged(value) {
+                Ok(new) => (new, None),
+                Err(e) => {
+                    let mut off = cfg.clone();
+                    off.commands.cloud.route = crate::config::Route::Never;
+                    off.commands.completion_engine.kind = crate::config::RemoteKind::Embedded;
+                    let m = format!(
+                        "{e}. Until the settings are fixed nothing leaves this machine: cloud escalation and any remote completion engine are off."
+                    );
+                    (off, Some(m))
+                }
+            };
+            let refuse_changed = new.commands.cloud.refuse_files != cfg.commands.cloud.refuse_files;
+            let reload = Reload {
+                local: new.engine != cfg.engine,
+                completion: new.commands.completion_engine != cfg.commands.completion_engine
+                    || (refuse_changed && new.commands.completion_engine.is_remote()),
+            };
             let changed = reload.local || reload.completion || new.completion != cfg.completion;
+            let refuse = refuse_changed.then(|| new.commands.cloud.refuse_files.clone());
             *cfg = new;
-            (reload, changed)
+            (reload, changed, error, refuse)
         };
+        if let (Some(patterns), Some(index)) = (refuse, self.state.index.read().unwrap().clone()) {
+            index.set_refuse_files(patterns);
+        }
+        if let Some(e) = &error {
+            tracing::error!("{e}");
+        }
         // Suggestions made under the old settings are not offered again.
         if changed {
             for session in self.state.sessions.lock().unwrap().values_mut() {
                 session.last_suggestion = None;
             }
         }
-        Ok(reload)
+        (reload, error)
     }
 
     /// Model state: `{state: "loading"|"ready"|"failed", ...}`.
