@@ -408,6 +408,7 @@ fn redirects_are_errors_and_nothing_reaches_the_second_host() {
             forced_prefix: String::new(),
             early: None,
             avoid: None,
+            first_window: None,
         };
         match rt.block_on(engine.complete(job)) {
             Err(EngineError::Remote(NetError::Redirect { location, .. })) => assert_eq!(location, target),
