@@ -34,8 +34,19 @@
 (assignment_pattern left: (identifier) @name)
 (array_pattern (identifier) @name)
 (rest_pattern (identifier) @name)
-(pair_pattern value: (identifier) @name)
-(object_pattern (shorthand_property_identifier_pattern) @name)
-(object_assignment_pattern left: (shorthand_property_identifier_pattern) @name)
+; Destructuring, but not of a `require` (an import).
+(variable_declarator
+  name: (object_pattern [
+    (shorthand_property_identifier_pattern) @name
+    (pair_pattern value: (identifier) @name)
+    (object_assignment_pattern left: (shorthand_property_identifier_pattern) @name)
+  ])
+  value: (_) @_value
+  (#not-match? @_value "^require\\s*\\("))
+(required_parameter pattern: (object_pattern [
+  (shorthand_property_identifier_pattern) @name
+  (pair_pattern value: (identifier) @name)
+  (object_assignment_pattern left: (shorthand_property_identifier_pattern) @name)
+]))
 (for_in_statement left: (identifier) @name)
 (catch_clause parameter: (identifier) @name)

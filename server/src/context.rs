@@ -339,7 +339,8 @@ fn far_header(snap: &Snapshot, start: usize, cursor: usize) -> String {
         if r.end > start_byte || out.len() + (r.end - r.start) > HEADER_IMPORT_CHARS {
             break;
         }
-        out.push_str(&src[r]);
+        // (A C include's node holds its line end.)
+        out.push_str(src[r].trim_end());
         out.push('\n');
     }
     if !out.is_empty() {
@@ -598,10 +599,50 @@ mod tests {
         check(
             Language::TypeScript,
             "export class Cart {\n    total(items: Item[]): number { // the sum\n        $0\n    }\n}\n",
-            expect![[r#""#]],
+            expect![[r#"
+                mode: Block { opener_indent: 4 }
+                scope_indent: Some(4)
+                heal: "        "
+                line_prefix: "        "
+                line_suffix: ""
+                next_line: Some("}")
+                window_start: 0
+                --- prefix
+                export class Cart {⏎
+                    total(items: Item[]): number { // the sum⏎
+                ¶
+                --- middle
+                ¶
+                --- suffix
+                ⏎
+                    }⏎
+                }⏎
+                ¶
+            "#]],
         );
         // At the end of a finished line: a single line that may start a new one.
-        check(Language::TypeScript, "function f(xs: number[]) {\n    const n = xs.length;$0\n}\n", expect![[r#""#]]);
+        check(
+            Language::TypeScript,
+            "function f(xs: number[]) {\n    const n = xs.length;$0\n}\n",
+            expect![[r#"
+            mode: SingleLine
+            scope_indent: Some(0)
+            heal: ""
+            line_prefix: "    const n = xs.length;"
+            line_suffix: ""
+            next_line: Some("}")
+            window_start: 0
+            --- prefix
+            function f(xs: number[]) {⏎
+                const n = xs.length;¶
+            --- middle
+            ¶
+            --- suffix
+            ⏎
+            }⏎
+            ¶
+        "#]],
+        );
     }
 
     #[test]
@@ -629,22 +670,51 @@ mod tests {
         let ts = format!(
             "import {{ readFileSync }} from \"fs\";\nimport * as path from \"path\";\n\nexport class Store {{\n    load(paths: string[]): number {{\n        let total = 0;\n{body}        $0\n    }}\n}}\n"
         );
-        expect![[r#""#]].assert_eq(&far_window_header(Language::TypeScript, &ts));
+        expect![[r#"
+            import { readFileSync } from "fs";⏎
+            import * as path from "path";⏎
+            ⏎
+            export class Store {⏎
+                load(paths: string[]): number {⏎
+            ¶"#]]
+        .assert_eq(&far_window_header(Language::TypeScript, &ts));
         let body: String = (0..300).map(|i| format!("\t\ttotal += len(paths[{i}])\n")).collect();
         let go = format!(
             "package store\n\nimport (\n\t\"fmt\"\n\t\"strings\"\n)\n\nfunc (s *Store) Load(paths []string) int {{\n\ttotal := 0\n\tfor range paths {{\n{body}\t\t$0\n\t}}\n\treturn total\n}}\n"
         );
-        expect![[r#""#]].assert_eq(&far_window_header(Language::Go, &go));
+        expect![[r#"
+            import (⏎
+            	"fmt"⏎
+            	"strings"⏎
+            )⏎
+            ⏎
+            func (s *Store) Load(paths []string) int {⏎
+            ¶"#]]
+        .assert_eq(&far_window_header(Language::Go, &go));
         let body: String = (0..300).map(|i| format!("            total += paths[{i}].length();\n")).collect();
         let java = format!(
             "package a;\n\nimport java.util.List;\n\npublic class Store {{\n    public int load(List<String> paths) {{\n        int total = 0;\n{body}            $0\n        return total;\n    }}\n}}\n"
         );
-        expect![[r#""#]].assert_eq(&far_window_header(Language::Java, &java));
+        expect![[r#"
+            import java.util.List;⏎
+            ⏎
+            public class Store {⏎
+                public int load(List<String> paths) {⏎
+            ¶"#]]
+        .assert_eq(&far_window_header(Language::Java, &java));
         let body: String = (0..300).map(|i| format!("        total += paths[{i}].size();\n")).collect();
         let cpp = format!(
             "#include <string>\n#include \"store.h\"\nusing namespace std;\n\nnamespace io {{\nint Store::load(const vector<string>& paths) {{\n    int total = 0;\n{body}    $0\n    return total;\n}}\n}}\n"
         );
-        expect![[r#""#]].assert_eq(&far_window_header(Language::Cpp, &cpp));
+        expect![[r##"
+            #include <string>⏎
+            #include "store.h"⏎
+            using namespace std;⏎
+            ⏎
+            namespace io {⏎
+            int Store::load(const vector<string>& paths) {⏎
+            ¶"##]]
+        .assert_eq(&far_window_header(Language::Cpp, &cpp));
     }
 
     #[test]

@@ -1444,7 +1444,8 @@ mod tests {
             // An imported name from the file its relative path names.
             ("src/app.ts", "import { findUser } from './lib/users';\n\nconst u = findUser(1);\n", vec![find]),
             // With the extension, from a folder below; a type too.
-            ("src/ui/view.tsx", "import { findUser, User } from '../lib/users.ts';\n\nexport function View(u: User) {\n  return <p>{findUser(1).name}</p>;\n}\n", vec![user, find]),
+            // (`name`, a property of the imported interface, comes with it.)
+            ("src/ui/view.tsx", "import { findUser, User } from '../lib/users.ts';\n\nexport function View(u: User) {\n  return <p>{findUser(1).name}</p>;\n}\n", vec![user, "src/lib/users.ts: name: string", find]),
             // A module imported whole: the names used through it.
             ("src/app.ts", "import * as users from './lib/users';\n\nconst u = users.findUser(1);\n", vec![find]),
             // TypeScript requiring a JavaScript file: one family.

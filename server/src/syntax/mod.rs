@@ -65,8 +65,10 @@ pub struct Grammar {
     /// where the parser could not make sense of the code (an ERROR node).
     pub block_openers: &'static [&'static str],
     /// Words that every import statement contains as a token of its own
-    /// (`use`, `import`): [`imports`] finds statements by looking these up
-    /// in the text instead of walking the whole tree. Empty: walk the tree.
+    /// (`use`, `import`, `require`): [`imports`] finds statements by looking
+    /// these up in the text instead of walking the whole tree (the statement
+    /// is the token's nearest ancestor of an import kind). Empty: walk the
+    /// tree.
     pub import_keywords: &'static [&'static str],
     /// A name can come from another file of the same folder without an
     /// import (Rust: a sibling module named by a path, `util::helper()`,
@@ -197,7 +199,7 @@ pub static GRAMMARS: [Grammar; 9] = [
         extensions: &["js", "mjs", "cjs", "jsx"],
         indent_blocks: false,
         block_openers: &["{"],
-        import_keywords: &[],
+        import_keywords: &["import", "require"],
         sibling_modules: false,
         folder_modules: &["index"],
         folder_is_module: false,
@@ -216,7 +218,7 @@ pub static GRAMMARS: [Grammar; 9] = [
         extensions: &["ts", "mts", "cts"],
         indent_blocks: false,
         block_openers: &["{"],
-        import_keywords: &[],
+        import_keywords: &["import", "require"],
         sibling_modules: false,
         folder_modules: &["index"],
         folder_is_module: false,
@@ -235,7 +237,7 @@ pub static GRAMMARS: [Grammar; 9] = [
         extensions: &["tsx"],
         indent_blocks: false,
         block_openers: &["{"],
-        import_keywords: &[],
+        import_keywords: &["import", "require"],
         sibling_modules: false,
         folder_modules: &["index"],
         folder_is_module: false,
@@ -636,6 +638,9 @@ pub struct Import {
 /// statement is looked for (the root's children are at depth 1).
 const IMPORT_MAX_DEPTH: u32 = 6;
 
+/// How far above an import keyword's token its statement may be.
+const KEYWORD_MAX_DEPTH: usize = 4;
+
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
@@ -673,23 +678,26 @@ fn statements_at_keywords<'t>(tree: &'t Tree, src: &str, kinds: &[String], keywo
                 return;
             }
         }
-        let mut parent = root;
+        // The path down to the keyword's token; the statement is its
+        // nearest ancestor of an import kind, a few levels up at most (the
+        // `import` token's parent; the statement around a `require(...)` call).
+        let mut path: Vec<Node> = vec![root];
         let mut node = top.node();
         down.reset(node);
         loop {
             if node.start_byte() > at {
                 break;
             }
-            if node.start_byte() == at && node.end_byte() == end && !node.is_named() {
-                if kinds.iter().any(|k| k == parent.kind()) {
-                    out.push(parent);
+            if node.start_byte() == at && node.end_byte() == end && node.child_count() == 0 {
+                if let Some(stmt) = path.iter().rev().take(KEYWORD_MAX_DEPTH).find(|p| kinds.iter().any(|k| k == p.kind())) {
+                    out.push(*stmt);
                 }
                 break;
             }
             if down.goto_first_child_for_byte(at).is_none() {
                 break;
             }
-            parent = node;
+            path.push(node);
             node = down.node();
         }
     }
@@ -728,6 +736,9 @@ pub fn imports(lang: Language, tree: &Tree, src: &str) -> Vec<Import> {
     // a statement holds of its own (each spec of Go's `import ( ... )`).
     cursor.set_max_start_depth(None);
     let mut nested: Vec<Node> = Vec::new();
+    // Statements a pattern captured as `@import` (a keyword's statement
+    // may match none: `const x = f(require('y'))`).
+    let mut captured: HashSet<usize> = HashSet::new();
     for stmt in &stmts {
         let mut matches = cursor.matches(&c.imports, *stmt, src.as_bytes());
         while let Some(m) = matches.next() {
@@ -737,12 +748,16 @@ pub fn imports(lang: Language, tree: &Tree, src: &str) -> Vec<Import> {
                     parts.push((cap.node, false));
                 } else if ix == c.import_module {
                     parts.push((cap.node, true));
-                } else if ix == c.import && cap.node.id() != stmt.id() {
-                    nested.push(cap.node);
+                } else if ix == c.import {
+                    captured.insert(cap.node.id());
+                    if cap.node.id() != stmt.id() {
+                        nested.push(cap.node);
+                    }
                 }
             }
         }
     }
+    stmts.retain(|n| captured.contains(&n.id()));
     stmts.extend(nested);
     stmts.sort_by_key(|n| (n.start_byte(), std::cmp::Reverse(n.end_byte())));
     stmts.dedup_by_key(|n| n.id());
