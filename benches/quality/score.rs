@@ -1,9 +1,11 @@
 //! Runs a filled program's tests: `python3` for Python, `rustc --test` and
-//! the test binary for Rust, each in a fresh temporary folder with a
-//! timeout. Results are cached by program text (engines often agree).
+//! the test binary for Rust, `g++` for C++, `go test` for Go, `javac` and
+//! `java` for Java, `node` for JavaScript, each in a fresh temporary folder
+//! with a timeout. Results are cached by program text (engines often agree).
 
-use crate::sets::Lang;
+use crate::sets::{Lang, GO_TEST_FILE};
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -81,6 +83,10 @@ impl Scorer {
         let o = match lang {
             Lang::Python => self.python(program),
             Lang::Rust => self.rust(program),
+            Lang::Cpp => self.cpp(program),
+            Lang::Go => self.go(program),
+            Lang::Java => self.java(program),
+            Lang::JavaScript => self.javascript(program),
         }
         .unwrap_or_else(|e| {
             eprintln!("quality: cannot run a test: {e}");
@@ -100,6 +106,86 @@ impl Scorer {
             None => Outcome::Timeout,
             Some((true, _)) => Outcome::Pass,
             Some((false, err)) if err.contains("SyntaxError") || err.contains("IndentationError") => Outcome::Syntax,
+            Some((false, _)) => Outcome::Fail,
+        })
+    }
+
+    fn niced(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nice");
+        cmd.args(["-n", &self.nice.to_string(), program]);
+        cmd
+    }
+
+    /// Compiles with `compile` (a failure: `Syntax`), then runs `run`.
+    fn compile_and_run(&self, compile: &mut Command, run: &mut Command) -> anyhow::Result<Outcome> {
+        match run_with_timeout(compile, self.compile_timeout)? {
+            None => return Ok(Outcome::Timeout),
+            Some((false, _)) => return Ok(Outcome::Syntax),
+            Some((true, _)) => {}
+        }
+        Ok(match run_with_timeout(run, self.run_timeout)? {
+            None => Outcome::Timeout,
+            Some((true, _)) => Outcome::Pass,
+            Some((false, _)) => Outcome::Fail,
+        })
+    }
+
+    fn cpp(&self, program: &str) -> anyhow::Result<Outcome> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("prog.cpp"), program)?;
+        let mut gxx = self.niced("g++");
+        gxx.args(["-std=c++17", "-O0", "-w", "-o", "prog", "prog.cpp"]).current_dir(dir.path());
+        let mut run = self.niced("./prog");
+        run.current_dir(dir.path());
+        self.compile_and_run(&mut gxx, &mut run)
+    }
+
+    /// `go test` on a package of the program's file and its test file, in
+    /// GOPATH mode with the testify package from Debian
+    /// (`golang-github-stretchr-testify-dev`, under `/usr/share/gocode`):
+    /// nothing is downloaded. The build cache is kept under `target/`.
+    fn go(&self, program: &str) -> anyhow::Result<Outcome> {
+        let dir = tempfile::tempdir()?;
+        let (main, test) = program.split_once(GO_TEST_FILE).unwrap_or((program, ""));
+        std::fs::write(dir.path().join("main.go"), main)?;
+        std::fs::write(dir.path().join("main_test.go"), test)?;
+        let gopath = std::env::var_os("LOCODE_BENCH_GOPATH").unwrap_or_else(|| "/usr/share/gocode".into());
+        if !Path::new(&gopath).join("src/github.com/stretchr/testify").is_dir() {
+            anyhow::bail!("testify is not under {gopath:?}: apt-get install golang-go golang-github-stretchr-testify-dev");
+        }
+        let cache = std::env::temp_dir().join("locode-quality-gocache");
+        // Compile errors and test failures both exit 1: `go vet` is off and
+        // the build is run first to tell them apart.
+        let mut build = self.niced("go");
+        build.args(["test", "-vet=off", "-count=1", "-run", "^$", "."]);
+        let mut run = self.niced("go");
+        run.args(["test", "-vet=off", "-count=1", "."]);
+        for cmd in [&mut build, &mut run] {
+            cmd.current_dir(dir.path()).env("GO111MODULE", "off").env("GOPATH", &gopath).env("GOCACHE", &cache).env("GOFLAGS", "");
+        }
+        self.compile_and_run(&mut build, &mut run)
+    }
+
+    fn java(&self, program: &str) -> anyhow::Result<Outcome> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("Main.java"), program)?;
+        let mut javac = self.niced("javac");
+        javac.args(["-nowarn", "-J-XX:TieredStopAtLevel=1", "Main.java"]).current_dir(dir.path());
+        let mut run = self.niced("java");
+        run.args(["-XX:TieredStopAtLevel=1", "-ea", "-cp", ".", "Main"]).current_dir(dir.path());
+        self.compile_and_run(&mut javac, &mut run)
+    }
+
+    fn javascript(&self, program: &str) -> anyhow::Result<Outcome> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("prog.js");
+        std::fs::write(&file, program)?;
+        let mut cmd = self.niced("node");
+        cmd.arg(&file).current_dir(dir.path());
+        Ok(match run_with_timeout(&mut cmd, self.run_timeout)? {
+            None => Outcome::Timeout,
+            Some((true, _)) => Outcome::Pass,
+            Some((false, err)) if err.contains("SyntaxError") => Outcome::Syntax,
             Some((false, _)) => Outcome::Fail,
         })
     }

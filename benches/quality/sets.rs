@@ -1,6 +1,6 @@
 //! The benchmark's problem sets: HumanEval-infilling (Python) and masked
-//! lines of HumanEval-X Rust, each turned into a document, a cursor and the
-//! test program a fill is scored with.
+//! lines of HumanEval-X (Rust, C++, Go, Java, JavaScript), each turned into
+//! a document, a cursor and the test program a fill is scored with.
 
 use anyhow::{bail, Context};
 use serde_json::Value;
@@ -13,6 +13,10 @@ pub enum SetKind {
     Multi,
     Span,
     Rust,
+    Cpp,
+    Go,
+    Java,
+    Js,
 }
 
 impl SetKind {
@@ -22,7 +26,11 @@ impl SetKind {
             "multi" => SetKind::Multi,
             "span" => SetKind::Span,
             "rust" => SetKind::Rust,
-            other => bail!("unknown set {other:?} (single, multi, span, rust)"),
+            "cpp" => SetKind::Cpp,
+            "go" => SetKind::Go,
+            "java" => SetKind::Java,
+            "js" => SetKind::Js,
+            other => bail!("unknown set {other:?} (single, multi, span, rust, cpp, go, java, js)"),
         })
     }
 
@@ -32,6 +40,10 @@ impl SetKind {
             SetKind::Multi => "multi",
             SetKind::Span => "span",
             SetKind::Rust => "rust",
+            SetKind::Cpp => "cpp",
+            SetKind::Go => "go",
+            SetKind::Java => "java",
+            SetKind::Js => "js",
         }
     }
 
@@ -41,6 +53,10 @@ impl SetKind {
             SetKind::Multi => "HumanEval MultiLine",
             SetKind::Span => "HumanEval RandomSpanLight",
             SetKind::Rust => "HumanEval-X Rust lines",
+            SetKind::Cpp => "HumanEval-X C++ lines",
+            SetKind::Go => "HumanEval-X Go lines",
+            SetKind::Java => "HumanEval-X Java lines",
+            SetKind::Js => "HumanEval-X JavaScript lines",
         }
     }
 
@@ -51,13 +67,19 @@ impl SetKind {
             SetKind::Multi => Some(150),
             SetKind::Span => None,
             SetKind::Rust => Some(150),
+            SetKind::Cpp | SetKind::Go | SetKind::Java | SetKind::Js => Some(100),
         }
     }
 
     /// Sets where the hole is one line: llama-server is asked with
     /// `stop: ["\n"]`, as llama.vim asks.
     pub fn single_line(self) -> bool {
-        matches!(self, SetKind::Single | SetKind::Rust)
+        self == SetKind::Single || self.masked_lines()
+    }
+
+    /// Sets of masked lines of HumanEval-X (one task per maskable line).
+    pub fn masked_lines(self) -> bool {
+        matches!(self, SetKind::Rust | SetKind::Cpp | SetKind::Go | SetKind::Java | SetKind::Js)
     }
 
     fn file(self) -> &'static str {
@@ -66,6 +88,10 @@ impl SetKind {
             SetKind::Multi => "human-eval-infilling/HumanEval-MultiLineInfilling.jsonl.gz",
             SetKind::Span => "human-eval-infilling/HumanEval-RandomSpanInfillingLight.jsonl.gz",
             SetKind::Rust => "humaneval-x-rust/humaneval_rust.jsonl.gz",
+            SetKind::Cpp => "humaneval-x/humaneval_cpp.jsonl.gz",
+            SetKind::Go => "humaneval-x/humaneval_go.jsonl.gz",
+            SetKind::Java => "humaneval-x/humaneval_java.jsonl.gz",
+            SetKind::Js => "humaneval-x/humaneval_js.jsonl.gz",
         }
     }
 }
@@ -74,7 +100,41 @@ impl SetKind {
 pub enum Lang {
     Python,
     Rust,
+    Cpp,
+    Go,
+    Java,
+    JavaScript,
 }
+
+impl Lang {
+    /// The file extension of its documents.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Lang::Python => "py",
+            Lang::Rust => "rs",
+            Lang::Cpp => "cpp",
+            Lang::Go => "go",
+            Lang::Java => "java",
+            Lang::JavaScript => "js",
+        }
+    }
+
+    /// The LSP `languageId` of its documents.
+    pub fn lsp_id(self) -> &'static str {
+        match self {
+            Lang::Python => "python",
+            Lang::Rust => "rust",
+            Lang::Cpp => "cpp",
+            Lang::Go => "go",
+            Lang::Java => "java",
+            Lang::JavaScript => "javascript",
+        }
+    }
+}
+
+/// In a Go task's program, the line between the package's file and its
+/// test file (`go test` takes tests from a `_test.go` file only).
+pub const GO_TEST_FILE: &str = "\n// ---- main_test.go ----\n";
 
 /// One completion request and how to score its fill.
 #[derive(Debug, Clone)]
@@ -155,7 +215,7 @@ pub struct SetInfo {
 pub fn load(kind: SetKind, data: &Path, limit: Option<usize>, seed: u64) -> anyhow::Result<(Vec<Task>, SetInfo)> {
     let rows = read_jsonl_gz(&data.join(kind.file()))?;
     let (all, mut info) = match kind {
-        SetKind::Rust => rust_tasks(&rows)?,
+        k if k.masked_lines() => line_tasks(k, &rows)?,
         _ => (rows.iter().map(|r| python_task(kind, r)).collect::<anyhow::Result<Vec<_>>>()?, SetInfo::default()),
     };
     info.population = all.len();
@@ -199,59 +259,77 @@ fn python_task(kind: SetKind, r: &Value) -> anyhow::Result<Task> {
     Ok(Task { set: kind, id: field(r, "task_id")?.to_string(), lang: Lang::Python, doc, cursor: prompt.len(), tail, expected })
 }
 
-/// Crates the HumanEval-X Rust header imports; rustc is called directly, so
-/// only problems that need none of them are kept.
-const CRATE_USES: [&str; 3] = ["use rand::Rng;", "use regex::Regex;", "use md5;"];
-const CRATE_MARKERS: [&str; 4] = ["rand::", "Regex", "md5::", "regex::"];
-
-/// A line worth masking: not blank, not only braces/brackets/punctuation,
-/// not a comment.
-fn maskable(line: &str) -> bool {
-    let t = line.trim();
-    !t.is_empty() && !t.chars().all(|c| "{}()[];,".contains(c)) && !t.starts_with("//")
+/// Each line of a solution, and whether it is worth masking: not blank,
+/// not only braces/brackets/punctuation, not a comment (`//`, `#` and
+/// `/* ... */` across lines).
+fn maskable_lines(solution: &str, lang: Lang) -> Vec<bool> {
+    let mut in_block = false;
+    solution
+        .split_inclusive('\n')
+        .map(|line| {
+            let t = line.trim();
+            if in_block {
+                in_block = !t.contains("*/");
+                return false;
+            }
+            if t.starts_with("/*") {
+                in_block = !t.contains("*/");
+                return false;
+            }
+            let comment = t.starts_with("//") || (lang == Lang::Python && t.starts_with('#'));
+            !t.is_empty() && !t.chars().all(|c| "{}()[];,".contains(c)) && !comment
+        })
+        .collect()
 }
 
-/// HumanEval-X Rust: the document is the header's `use` lines (without the
-/// external crates), the problem's comment, the signature and the canonical
-/// body with one line's content removed (its indentation kept), the cursor
-/// after the indentation. The tests module is appended only to compile.
-fn rust_tasks(rows: &[Value]) -> anyhow::Result<(Vec<Task>, SetInfo)> {
+/// A HumanEval-X problem as a file: the text above the solution (`head`),
+/// the canonical solution, and what follows it to test it (`tail`).
+struct Problem {
+    id: String,
+    lang: Lang,
+    head: String,
+    solution: String,
+    tail: String,
+}
+
+/// HumanEval-X masked lines: the document is the problem's header, comment
+/// and signature, and the canonical body with one line's content removed
+/// (its indentation kept), the cursor after the indentation. The tests
+/// follow only to run it.
+fn line_tasks(kind: SetKind, rows: &[Value]) -> anyhow::Result<(Vec<Task>, SetInfo)> {
     let mut info = SetInfo::default();
     let mut tasks = Vec::new();
     for r in rows {
-        let id = field(r, "task_id")?;
-        let decl = field(r, "declaration")?;
-        let solution = field(r, "canonical_solution")?;
-        let test = field(r, "test")?;
-        let comment = field(r, "prompt")?;
-        let body_and_tests = format!("{solution}\n{test}");
-        if let Some(m) = CRATE_MARKERS.iter().find(|m| body_and_tests.contains(*m)) {
-            info.skipped.push(format!("{id} (uses {})", m.trim_end_matches(':')));
-            continue;
-        }
-        let decl: String = decl.split_inclusive('\n').filter(|l| !CRATE_USES.contains(&l.trim())).collect();
-        // The comment goes right above the function it documents.
-        let head = match decl.rfind("\nfn ") {
-            Some(i) => format!("{}{}{}", &decl[..i + 1], comment.trim_start_matches('\n'), &decl[i + 1..]),
-            None => format!("{comment}{decl}"),
+        let p = match kind {
+            SetKind::Rust => rust_problem(r)?,
+            SetKind::Cpp => Ok(cpp_problem(r)?),
+            SetKind::Go => Ok(go_problem(r)?),
+            SetKind::Java => Ok(java_problem(r)?),
+            SetKind::Js => Ok(js_problem(r)?),
+            _ => bail!("{} is not a set of masked lines", kind.key()),
         };
-        let doc_full = format!("{head}{solution}");
-        let tail = format!("\n{test}\n");
-        let mut offset = head.len();
-        for (n, line) in solution.split_inclusive('\n').enumerate() {
+        let p = match p {
+            Ok(p) => p,
+            Err(skipped) => {
+                info.skipped.push(skipped);
+                continue;
+            }
+        };
+        let doc_full = format!("{}{}", p.head, p.solution);
+        let mut offset = p.head.len();
+        for ((n, line), maskable) in p.solution.split_inclusive('\n').enumerate().zip(maskable_lines(&p.solution, p.lang)) {
             let content = line.trim_end_matches(['\n', '\r']);
-            if maskable(content) {
+            if maskable {
                 let indent = content.len() - content.trim_start().len();
                 let start = offset + indent;
                 let end = offset + content.len();
-                let doc = format!("{}{}", &doc_full[..start], &doc_full[end..]);
                 tasks.push(Task {
-                    set: SetKind::Rust,
-                    id: format!("{id}/L{n}"),
-                    lang: Lang::Rust,
-                    doc,
+                    set: kind,
+                    id: format!("{}/L{n}", p.id),
+                    lang: p.lang,
+                    doc: format!("{}{}", &doc_full[..start], &doc_full[end..]),
                     cursor: start,
-                    tail: tail.clone(),
+                    tail: p.tail.clone(),
                     expected: content[indent..].to_string(),
                 });
             }
@@ -259,4 +337,90 @@ fn rust_tasks(rows: &[Value]) -> anyhow::Result<(Vec<Task>, SetInfo)> {
         }
     }
     Ok((tasks, info))
+}
+
+/// Crates the HumanEval-X Rust header imports; rustc is called directly, so
+/// only problems that need none of them are kept.
+const CRATE_USES: [&str; 3] = ["use rand::Rng;", "use regex::Regex;", "use md5;"];
+const CRATE_MARKERS: [&str; 4] = ["rand::", "Regex", "md5::", "regex::"];
+
+/// Rust: the header's `use` lines (without the external crates), the
+/// problem's comment right above the function, the signature. The tests
+/// module is appended only to compile. Err: skipped, and why.
+fn rust_problem(r: &Value) -> anyhow::Result<Result<Problem, String>> {
+    let id = field(r, "task_id")?;
+    let decl = field(r, "declaration")?;
+    let solution = field(r, "canonical_solution")?;
+    let test = field(r, "test")?;
+    let comment = field(r, "prompt")?;
+    let body_and_tests = format!("{solution}\n{test}");
+    if let Some(m) = CRATE_MARKERS.iter().find(|m| body_and_tests.contains(*m)) {
+        return Ok(Err(format!("{id} (uses {})", m.trim_end_matches(':'))));
+    }
+    let decl: String = decl.split_inclusive('\n').filter(|l| !CRATE_USES.contains(&l.trim())).collect();
+    // The comment goes right above the function it documents.
+    let head = match decl.rfind("\nfn ") {
+        Some(i) => format!("{}{}{}", &decl[..i + 1], comment.trim_start_matches('\n'), &decl[i + 1..]),
+        None => format!("{comment}{decl}"),
+    };
+    Ok(Ok(Problem { id: id.to_string(), lang: Lang::Rust, head, solution: solution.to_string(), tail: format!("\n{test}\n") }))
+}
+
+/// C++: the problem's comment, then its declaration (the includes, `using
+/// namespace std;`, the signature); the test's `main` follows.
+fn cpp_problem(r: &Value) -> anyhow::Result<Problem> {
+    let prompt = field(r, "prompt")?;
+    let decl = field(r, "declaration")?;
+    // The prompt is the comment, then the declaration's first lines.
+    let comment = match prompt.find("*/") {
+        Some(i) if prompt.trim_start().starts_with("/*") => &prompt[..i + 2],
+        _ => "",
+    };
+    let head = if comment.is_empty() { decl.to_string() } else { format!("{comment}\n{}", decl.trim_start_matches('\n')) };
+    Ok(Problem {
+        id: field(r, "task_id")?.to_string(),
+        lang: Lang::Cpp,
+        head,
+        solution: field(r, "canonical_solution")?.to_string(),
+        tail: format!("\n{}\n", field(r, "test")?),
+    })
+}
+
+/// Go: `package main`, the problem's imports, comment and signature; the
+/// tests go to a `_test.go` file of the package (after `GO_TEST_FILE`).
+fn go_problem(r: &Value) -> anyhow::Result<Problem> {
+    Ok(Problem {
+        id: field(r, "task_id")?.to_string(),
+        lang: Lang::Go,
+        head: format!("package main\n\n{}", field(r, "prompt")?),
+        solution: field(r, "canonical_solution")?.to_string(),
+        tail: format!("{GO_TEST_FILE}{}\n{}\n", field(r, "test_setup")?, field(r, "test")?),
+    })
+}
+
+/// Java: the imports, `class Solution {`, the comment and the method's
+/// signature; the test's `Main` class follows in the same file.
+fn java_problem(r: &Value) -> anyhow::Result<Problem> {
+    Ok(Problem {
+        id: field(r, "task_id")?.to_string(),
+        lang: Lang::Java,
+        head: field(r, "prompt")?.to_string(),
+        solution: field(r, "canonical_solution")?.to_string(),
+        tail: format!("\n{}\n", field(r, "test")?),
+    })
+}
+
+/// `console.assert` only prints: the tests are made to throw instead.
+const JS_ASSERT: &str = "console.assert = (ok, ...msg) => { if (!ok) throw new Error(`Assertion failed ${msg.join(' ')}`); };\n";
+
+/// JavaScript: the comment and the signature (`const f = (a) => {`); the
+/// tests follow, with a `console.assert` that throws.
+fn js_problem(r: &Value) -> anyhow::Result<Problem> {
+    Ok(Problem {
+        id: field(r, "task_id")?.to_string(),
+        lang: Lang::JavaScript,
+        head: field(r, "prompt")?.to_string(),
+        solution: field(r, "canonical_solution")?.to_string(),
+        tail: format!("\n{JS_ASSERT}{}\n", field(r, "test")?),
+    })
 }

@@ -328,12 +328,19 @@ fn far_header(snap: &Snapshot, start: usize, cursor: usize) -> String {
     let src = rope.to_string();
     let start_byte = rope.char_to_byte(start);
     let mut out = String::new();
+    let mut shown_to = 0;
     for imp in crate::syntax::imports(snap.language, tree, &src) {
         let r = imp.byte_range;
+        // An import inside one already shown (Go's specs) is shown with it.
+        if r.end <= shown_to {
+            continue;
+        }
+        shown_to = r.end;
         if r.end > start_byte || out.len() + (r.end - r.start) > HEADER_IMPORT_CHARS {
             break;
         }
-        out.push_str(&src[r]);
+        // (A C include's node holds its line end.)
+        out.push_str(src[r].trim_end());
         out.push('\n');
     }
     if !out.is_empty() {
@@ -360,7 +367,7 @@ fn far_header(snap: &Snapshot, start: usize, cursor: usize) -> String {
 /// go on (no operator, comma, open bracket or block opener at its end) and
 /// nothing after it? An answer there may start on the next line.
 pub fn ends_finished_line(lang: Language, line_prefix: &str, line_suffix: &str) -> bool {
-    let code = line_prefix.trim_end();
+    let code = lang.code_of_line(line_prefix).trim_end();
     let goes_on =
         code.ends_with(['=', '+', '-', '*', '/', '%', '<', '>', '&', '|', '^', ',', '(', '[', '{', '.', '\\', ':', '!', '~', '@']);
     lang != Language::PlainText && line_suffix.trim().is_empty() && !code.trim().is_empty() && !goes_on && !lang.opens_block(code)
@@ -584,6 +591,130 @@ mod tests {
                     pub fn load(&self, paths: &[&str]) -> usize {⏎
             ¶"#]]
         .assert_eq(&far_window_header(Language::Rust, &rs));
+    }
+
+    #[test]
+    fn typescript_contexts() {
+        // After an opener with a comment: a block, in the method's scope.
+        check(
+            Language::TypeScript,
+            "export class Cart {\n    total(items: Item[]): number { // the sum\n        $0\n    }\n}\n",
+            expect![[r#"
+                mode: Block { opener_indent: 4 }
+                scope_indent: Some(4)
+                heal: "        "
+                line_prefix: "        "
+                line_suffix: ""
+                next_line: Some("}")
+                window_start: 0
+                --- prefix
+                export class Cart {⏎
+                    total(items: Item[]): number { // the sum⏎
+                ¶
+                --- middle
+                ¶
+                --- suffix
+                ⏎
+                    }⏎
+                }⏎
+                ¶
+            "#]],
+        );
+        // At the end of a finished line: a single line that may start a new one.
+        check(
+            Language::TypeScript,
+            "function f(xs: number[]) {\n    const n = xs.length;$0\n}\n",
+            expect![[r#"
+            mode: SingleLine
+            scope_indent: Some(0)
+            heal: ""
+            line_prefix: "    const n = xs.length;"
+            line_suffix: ""
+            next_line: Some("}")
+            window_start: 0
+            --- prefix
+            function f(xs: number[]) {⏎
+                const n = xs.length;¶
+            --- middle
+            ¶
+            --- suffix
+            ⏎
+            }⏎
+            ¶
+        "#]],
+        );
+    }
+
+    #[test]
+    fn brace_languages_open_blocks() {
+        for (lang, fixture) in [
+            (Language::JavaScript, "const f = (xs) => {\n  $0\n};\n"),
+            (Language::Go, "func f(xs []int) int {\n\tfor _, x := range xs {\n\t\t$0\n\t}\n}\n"),
+            (Language::C, "int f(int n) {\n    if (n > 0) { /* positive */\n        $0\n    }\n}\n"),
+            (Language::Cpp, "int f(vector<int> v) {\n    for (auto x : v) { // each\n        $0\n    }\n}\n"),
+            (Language::Java, "class A {\n    int f(int n) {\n        while (n > 0) {\n            $0\n        }\n    }\n}\n"),
+        ] {
+            let c = ctx(lang, fixture);
+            assert!(matches!(c.mode, Mode::Block { .. }), "{lang:?}: {fixture}");
+            assert!(c.scope_indent.is_some(), "{lang:?}: {fixture}");
+        }
+        // A comment that ends in an operator does not make a line go on.
+        assert!(ends_finished_line(Language::Go, "\tx := 1 // a+", ""));
+        assert!(!ends_finished_line(Language::Go, "\tx := a +", ""));
+        assert!(ends_finished_line(Language::Python, "x = 1  # a+", ""));
+    }
+
+    #[test]
+    fn brace_languages_far_window_headers() {
+        let body: String = (0..300).map(|i| format!("        total += paths[{i}].length;\n")).collect();
+        let ts = format!(
+            "import {{ readFileSync }} from \"fs\";\nimport * as path from \"path\";\n\nexport class Store {{\n    load(paths: string[]): number {{\n        let total = 0;\n{body}        $0\n    }}\n}}\n"
+        );
+        expect![[r#"
+            import { readFileSync } from "fs";⏎
+            import * as path from "path";⏎
+            ⏎
+            export class Store {⏎
+                load(paths: string[]): number {⏎
+            ¶"#]]
+        .assert_eq(&far_window_header(Language::TypeScript, &ts));
+        let body: String = (0..300).map(|i| format!("\t\ttotal += len(paths[{i}])\n")).collect();
+        let go = format!(
+            "package store\n\nimport (\n\t\"fmt\"\n\t\"strings\"\n)\n\nfunc (s *Store) Load(paths []string) int {{\n\ttotal := 0\n\tfor range paths {{\n{body}\t\t$0\n\t}}\n\treturn total\n}}\n"
+        );
+        expect![[r#"
+            import (⏎
+            	"fmt"⏎
+            	"strings"⏎
+            )⏎
+            ⏎
+            func (s *Store) Load(paths []string) int {⏎
+            ¶"#]]
+        .assert_eq(&far_window_header(Language::Go, &go));
+        let body: String = (0..300).map(|i| format!("            total += paths[{i}].length();\n")).collect();
+        let java = format!(
+            "package a;\n\nimport java.util.List;\n\npublic class Store {{\n    public int load(List<String> paths) {{\n        int total = 0;\n{body}            $0\n        return total;\n    }}\n}}\n"
+        );
+        expect![[r#"
+            import java.util.List;⏎
+            ⏎
+            public class Store {⏎
+                public int load(List<String> paths) {⏎
+            ¶"#]]
+        .assert_eq(&far_window_header(Language::Java, &java));
+        let body: String = (0..300).map(|i| format!("        total += paths[{i}].size();\n")).collect();
+        let cpp = format!(
+            "#include <string>\n#include \"store.h\"\nusing namespace std;\n\nnamespace io {{\nint Store::load(const vector<string>& paths) {{\n    int total = 0;\n{body}    $0\n    return total;\n}}\n}}\n"
+        );
+        expect![[r##"
+            #include <string>⏎
+            #include "store.h"⏎
+            using namespace std;⏎
+            ⏎
+            namespace io {⏎
+            int Store::load(const vector<string>& paths) {⏎
+            ¶"##]]
+        .assert_eq(&far_window_header(Language::Cpp, &cpp));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tree_sitter::Parser;
 
 use crate::syntax::Language;
-use crate::syntax::{self, Import};
+use crate::syntax::{self, Import, ImportPaths};
 
 /// Bounds on what the index holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -700,7 +700,7 @@ impl WorkspaceIndex {
         // binds `a`), else module + name (`from pkg import util`).
         let mut whole: Vec<Vec<&str>> = Vec::new();
         for imp in file.imports {
-            let module = imp.module.as_deref().map(module_segments);
+            let module = imp.module.as_deref().map(|m| module_segments(m, grammar.import_paths));
             if let Some(m) = module.as_ref().filter(|m| !m.is_empty()) {
                 modules.push(m.clone());
                 if imp.names.is_empty() || imp.names.iter().any(|n| n == m[0]) {
@@ -727,7 +727,8 @@ impl WorkspaceIndex {
             }
         }
         // (Paths are normalized: their bytes compare.)
-        let elsewhere = |d: &&Arc<IndexedDef>| d.path.as_os_str() != current.as_os_str() && Language::from_path(&d.path) == lang;
+        let family = lang.family();
+        let elsewhere = |d: &&Arc<IndexedDef>| d.path.as_os_str() != current.as_os_str() && Language::from_path(&d.path).family() == family;
         let cur_dir = cur_rel.parent().unwrap_or(Path::new(""));
 
         // (evidence, rank of the name, definition)
@@ -752,7 +753,7 @@ impl WorkspaceIndex {
                         // this folder or one above it.
                         d.rel_path.parent().is_some_and(|p| cur_dir.starts_with(p))
                     } else {
-                        file_module(&d.rel_path).windows(module.len()).any(|w| w == module.as_slice())
+                        module_holds(&file_module(&d.rel_path), module, grammar.import_paths == ImportPaths::Packages)
                     }
                 })
                 .collect();
@@ -789,8 +790,9 @@ impl WorkspaceIndex {
                 // another crate's file of the same name).
                 let m = file_module(&d.rel_path);
                 let mut best = Evidence::Weak;
-                for i in modules.iter().filter(|i| m.ends_with(i)) {
-                    if cur_dir_parts.starts_with(&m[..m.len() - i.len()]) {
+                for i in modules.iter() {
+                    let Some(shared) = module_tail(&m, i, grammar.import_paths == ImportPaths::Packages) else { continue };
+                    if cur_dir_parts.starts_with(&m[..m.len() - shared]) {
                         return Evidence::Strong;
                     }
                     best = Evidence::Medium;
@@ -854,7 +856,10 @@ impl WorkspaceIndex {
                 continue;
             }
             let fm = file_module(rel);
-            let strong = whole.iter().any(|m| fm.ends_with(m) && cur_dir_parts.starts_with(&fm[..fm.len() - m.len()]));
+            let strong = whole.iter().any(|m| {
+                module_tail(&fm, m, grammar.import_paths == ImportPaths::Packages)
+                    .is_some_and(|n| cur_dir_parts.starts_with(&fm[..fm.len() - n]))
+            });
             if strong && elsewhere(&d0) && !named.contains(&path_id(path)) {
                 api_files.push(entry);
             }
@@ -912,9 +917,47 @@ impl WorkspaceIndex {
 }
 
 /// The segments of an import's module path that name files or folders:
-/// `crate::engine` -> `[engine]`, `..util.text` -> `[util, text]`.
-fn module_segments(module: &str) -> Vec<&str> {
-    module.split([':', '.']).filter(|s| !s.is_empty() && !matches!(*s, "crate" | "self" | "super")).collect()
+/// `crate::engine` -> `[engine]`, `..util.text` -> `[util, text]`,
+/// `./lib/util.js` -> `[lib, util]`, `util.h` -> `[util]`,
+/// `example.com/app/util` -> `[example.com, app, util]`.
+fn module_segments(module: &str, paths: ImportPaths) -> Vec<&str> {
+    let parts: Vec<&str> = match paths {
+        ImportPaths::Modules => module.split([':', '.']).collect(),
+        ImportPaths::Packages => module.split('/').collect(),
+        ImportPaths::Files => {
+            // A file name's extension is not a segment.
+            let module = match module.rsplit_once('.') {
+                Some((stem, ext)) if is_source_extension(ext) && !stem.is_empty() && !stem.ends_with(['.', '/']) => stem,
+                _ => module,
+            };
+            module.split(['/', '\\']).collect()
+        }
+    };
+    parts.into_iter().filter(|s| !s.is_empty() && !matches!(*s, "crate" | "self" | "super" | "." | "..")).collect()
+}
+
+fn is_source_extension(ext: &str) -> bool {
+    syntax::GRAMMARS.iter().any(|g| g.extensions.contains(&ext))
+}
+
+/// How many trailing segments of a file's module `file` match an import's
+/// module `import`: all of `import` (the file's module ends with it:
+/// `src/billing/tax.py` for `billing.tax`), or, with `import_path_prefix`
+/// (Go), all of `file` where the import ends with it (`pkg/util` for
+/// `example.com/app/pkg/util`). None when they do not match.
+fn module_tail(file: &[&str], import: &[&str], import_path_prefix: bool) -> Option<usize> {
+    if file.ends_with(import) {
+        Some(import.len())
+    } else if import_path_prefix && !file.is_empty() && import.ends_with(file) {
+        Some(file.len())
+    } else {
+        None
+    }
+}
+
+/// Does a file of module `file` hold what is imported from `module`?
+fn module_holds(file: &[&str], module: &[&str], import_path_prefix: bool) -> bool {
+    file.windows(module.len()).any(|w| w == module) || (import_path_prefix && module_tail(file, module, true).is_some())
 }
 
 /// The module a file holds, as path segments: its folders and stem, less a
@@ -933,7 +976,7 @@ fn file_module(rel: &Path) -> Vec<&str> {
     let Some(stem) = rel.file_stem().and_then(|s| s.to_str()) else {
         return Vec::new();
     };
-    let folder = syntax::grammar(Language::from_path(rel)).is_some_and(|g| g.folder_modules.contains(&stem));
+    let folder = syntax::grammar(Language::from_path(rel)).is_some_and(|g| g.folder_is_module || g.folder_modules.contains(&stem));
     if !folder {
         parts.push(stem);
     }
@@ -1351,6 +1394,121 @@ mod tests {
         ] {
             assert_eq!(picks(&index, root, rel, doc), strings(&expected), "{doc}");
         }
+    }
+
+    #[test]
+    fn typescript_and_javascript_picks_follow_relative_imports() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "src/lib/users.ts", "export interface User {\n  name: string;\n}\n\nexport function findUser(id: number): User {\n  return { name: String(id) };\n}\n");
+        write(root, "src/lib/format.js", "function shout(s) {\n  return s.toUpperCase();\n}\n\nmodule.exports = { shout };\n");
+        write(root, "src/lib/index.ts", "export const VERSION = 1;\n");
+        write(root, "other/users.ts", "export function findUser(name: string) {\n  return null;\n}\n");
+        let index = built(root, IndexLimits::default());
+        let find = "src/lib/users.ts: function findUser(id: number): User {";
+        let user = "src/lib/users.ts: interface User {";
+        let shout = "src/lib/format.js: function shout(s) {";
+        for (rel, doc, expected) in [
+            // An imported name from the file its relative path names.
+            ("src/app.ts", "import { findUser } from './lib/users';\n\nconst u = findUser(1);\n", vec![find]),
+            // With the extension, from a folder below; a type too.
+            // (`name`, a property of the imported interface, comes with it.)
+            ("src/ui/view.tsx", "import { findUser, User } from '../lib/users.ts';\n\nexport function View(u: User) {\n  return <p>{findUser(1).name}</p>;\n}\n", vec![user, "src/lib/users.ts: name: string", find]),
+            // A module imported whole: the names used through it.
+            ("src/app.ts", "import * as users from './lib/users';\n\nconst u = users.findUser(1);\n", vec![find]),
+            // TypeScript requiring a JavaScript file: one family.
+            ("src/app.ts", "const { shout } = require('./lib/format');\n\nshout('a');\n", vec![shout]),
+            ("src/app.js", "const fmt = require('./lib/format.js');\n\nfmt.shout('a');\n", vec![shout]),
+            // A folder's index file stands for the folder.
+            ("src/app.ts", "import { VERSION } from './lib';\n\nconsole.log(VERSION);\n", vec!["src/lib/index.ts: const VERSION = 1;"]),
+            // Not imported: nothing, though two files define it.
+            ("src/app.ts", "const u = findUser(1);\n", vec![]),
+        ] {
+            assert_eq!(picks(&index, root, rel, doc), strings(&expected), "{doc}");
+        }
+    }
+
+    #[test]
+    fn go_picks_follow_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "go.mod", "module example.com/app\n");
+        write(root, "pkg/util/strings.go", "package util\n\nfunc Clean(s string) string {\n\treturn s\n}\n");
+        write(root, "pkg/util/nums.go", "package util\n\nfunc Double(n int) int {\n\treturn n * 2\n}\n");
+        write(root, "cmd/server/routes.go", "package main\n\nfunc routes() []string {\n\treturn nil\n}\n");
+        write(root, "vendorish/util/strings.go", "package util\n\nfunc Clean(s string) string {\n\treturn \"\"\n}\n");
+        let index = built(root, IndexLimits::default());
+        let clean = "pkg/util/strings.go: func Clean(s string) string {";
+        let double = "pkg/util/nums.go: func Double(n int) int {";
+        for (rel, doc, expected) in [
+            // A package is a folder, named by its import path's tail.
+            // (The package is imported whole: the API of its other files follows.)
+            ("cmd/server/main.go", "package main\n\nimport (\n\t\"fmt\"\n\t\"example.com/app/pkg/util\"\n)\n\nfunc main() {\n\tfmt.Println(util.Clean(\"a\"))\n}\n", vec![double, clean]),
+            // Renamed.
+            ("cmd/server/main.go", "package main\n\nimport u \"example.com/app/pkg/util\"\n\nfunc main() {\n\tu.Double(2)\n}\n", vec![double]),
+            // A file of the same package needs no import.
+            ("cmd/server/main.go", "package main\n\nfunc main() {\n\t_ = routes()\n}\n", vec!["cmd/server/routes.go: func routes() []string {"]),
+            // Not imported, another package: nothing.
+            ("cmd/server/main.go", "package main\n\nfunc main() {\n\tClean(\"a\")\n}\n", vec![]),
+        ] {
+            assert_eq!(picks(&index, root, rel, doc), strings(&expected), "{doc}");
+        }
+    }
+
+    #[test]
+    fn c_and_cpp_picks_follow_includes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "src/geom.h", "#pragma once\n\nstruct point {\n    int x, y;\n};\n\nint dist2(struct point a, struct point b);\n");
+        write(root, "src/shape.hpp", "class Shape {\npublic:\n    virtual double area() const = 0;\n};\n");
+        write(root, "lib/other.c", "int dist2(int a, int b) {\n    return a - b;\n}\n");
+        let index = built(root, IndexLimits::default());
+        let dist = "src/geom.h: int dist2(struct point a, struct point b);";
+        for (rel, doc, expected) in [
+            // A C file: the header it includes (read as C++, one family).
+            ("src/main.c", "#include <stdio.h>\n#include \"geom.h\"\n\nint main(void) {\n    return dist2(p, q);\n}\n", vec![dist]),
+            ("src/main.cpp", "#include \"shape.hpp\"\n\nclass Square : public Shape {\n};\n", vec!["src/shape.hpp: class Shape {"]),
+            // Not included: nothing.
+            ("src/main.c", "int main(void) {\n    return dist2(1, 2);\n}\n", vec![]),
+        ] {
+            assert_eq!(picks(&index, root, rel, doc), strings(&expected), "{doc}");
+        }
+    }
+
+    #[test]
+    fn java_picks_follow_packages_and_imports() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let base = "src/main/java/com/acme";
+        write(root, &format!("{base}/util/Strings.java"), "package com.acme.util;\n\npublic class Strings {\n    public static String shout(String s) {\n        return s.toUpperCase();\n    }\n}\n");
+        write(root, &format!("{base}/shop/Item.java"), "package com.acme.shop;\n\npublic record Item(String name, int price) {}\n");
+        write(root, "legacy/Strings.java", "public class Strings {\n}\n");
+        let index = built(root, IndexLimits::default());
+        let strings_class = "src/main/java/com/acme/util/Strings.java: public class Strings {";
+        let shout = "src/main/java/com/acme/util/Strings.java: public static String shout(String s) {";
+        for (doc, expected) in [
+            // An imported class, from its package's folder.
+            ("package com.acme.shop;\n\nimport com.acme.util.Strings;\n\nclass Cart {\n    String f() { return Strings.shout(\"a\"); }\n}\n", vec![strings_class, shout]),
+            // A class of the same package needs no import.
+            ("package com.acme.shop;\n\nclass Cart {\n    Item first;\n}\n", vec!["src/main/java/com/acme/shop/Item.java: public record Item(String name, int price) {}"]),
+        ] {
+            assert_eq!(picks(&index, root, &format!("{base}/shop/Cart.java"), doc), strings(&expected), "{doc}");
+        }
+    }
+
+    #[test]
+    fn module_paths_per_language() {
+        assert_eq!(module_segments("crate::engine::Engine", ImportPaths::Modules), ["engine", "Engine"]);
+        assert_eq!(module_segments("..util.text", ImportPaths::Modules), ["util", "text"]);
+        assert_eq!(module_segments("./lib/util.js", ImportPaths::Files), ["lib", "util"]);
+        assert_eq!(module_segments("../a/b", ImportPaths::Files), ["a", "b"]);
+        assert_eq!(module_segments("util.h", ImportPaths::Files), ["util"]);
+        assert_eq!(module_segments("lodash.merge", ImportPaths::Files), ["lodash.merge"]);
+        assert_eq!(module_segments("example.com/app/pkg/util", ImportPaths::Packages), ["example.com", "app", "pkg", "util"]);
+        assert_eq!(file_module(Path::new("pkg/util/strings.go")), ["pkg", "util"]);
+        assert_eq!(file_module(Path::new("src/lib/index.ts")), ["src", "lib"]);
+        assert_eq!(module_tail(&["pkg", "util"], &["example.com", "app", "pkg", "util"], true), Some(2));
+        assert_eq!(module_tail(&["pkg", "util"], &["example.com", "app", "pkg", "util"], false), None);
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl Trimmer {
         let cursor_w = self.cursor_indent.as_deref().map_or(0, indent_width);
         let Some((i, last)) = lines.iter().enumerate().rev().find(|(_, l)| !l.trim().is_empty()) else { return true };
         let width = indent_width(last) + if i == 0 { cursor_w } else { 0 };
-        if width == next && ends_flow(last) {
+        if width == next && ends_flow(self.language, last) {
             return false;
         }
         if !syntax::grammar(self.language).is_some_and(|g| g.indent_blocks) {
@@ -432,11 +432,11 @@ impl Trimmer {
 }
 
 /// Does this line leave its block (nothing after it in the block runs)?
-fn ends_flow(line: &str) -> bool {
+/// Per the language's jump statements (`return`, `raise`, `throw`...).
+fn ends_flow(lang: Language, line: &str) -> bool {
     let t = line.trim();
-    ["return", "break", "continue", "raise"]
-        .iter()
-        .any(|k| t.strip_prefix(k).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ';', '('])))
+    let jumps: &[&str] = syntax::grammar(lang).map_or(&["return", "break", "continue"], |g| g.jumps);
+    jumps.iter().any(|k| t.strip_prefix(k).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ';', '('])))
 }
 
 /// The lines of a block suggestion, without trailing blanks.
@@ -457,7 +457,7 @@ fn cut_points(text: &str, mode: Mode) -> Vec<usize> {
         Mode::SingleLine => {
             let b = text.as_bytes();
             for i in (1..text.len()).rev() {
-                let after_closer = matches!(b[i - 1], b')' | b']' | b'}' | b'"' | b'\'');
+                let after_closer = matches!(b[i - 1], b')' | b']' | b'}' | b'"' | b'\'' | b'`');
                 let word_end = (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_') && !(b[i].is_ascii_alphanumeric() || b[i] == b'_');
                 if (after_closer || word_end) && text.is_char_boundary(i) {
                     cuts.push(i);
@@ -701,6 +701,76 @@ mod tests {
         );
         // An opener with no body at all is left out (it would not parse).
         check(Language::Python, "def f(xs):\n    y = 1\n    $0\n", "if y:\n", "");
+    }
+
+    #[test]
+    fn brace_languages_block_after_an_opener() {
+        // TypeScript: the body after the `{`, not the next function.
+        check(
+            Language::TypeScript,
+            "function square(x: number): number {$0\n}\n",
+            "\n    const y = x * x;\n    return y;\n}\n\nfunction cube(x: number) {}\n",
+            "\n    const y = x * x;\n    return y;",
+        );
+        check(
+            Language::TypeScript,
+            "class A {\n    total(xs: number[]): number {\n        $0\n    }\n}\n",
+            "let t = 0;\n        for (const x of xs) t += x;\n        return t;\n    }\n}\n",
+            "let t = 0;\n        for (const x of xs) t += x;\n        return t;",
+        );
+        check(Language::JavaScript, "const f = (xs) => {\n  $0\n};\n", "return xs.length;\n};\n\nf([]);\n", "return xs.length;");
+        check(Language::Go, "func f(n int) int {\n\t$0\n}\n", "return n * 2\n}\n\nfunc g() {}\n", "return n * 2");
+        check(Language::Java, "class A {\n    int f(int n) {\n        $0\n    }\n}\n", "return n + 1;\n    }\n}\n", "return n + 1;");
+        check(Language::Cpp, "int f(int n) {\n    $0\n}\n", "return n - 1;\n}\n\nint main() {}\n", "return n - 1;");
+        check(Language::C, "int f(int n) {\n    $0\n}\n", "return n % 2;\n}\n", "return n % 2;");
+    }
+
+    #[test]
+    fn brace_languages_generated_opener_brings_its_body() {
+        check(
+            Language::TypeScript,
+            "function total(xs: number[]): number {\n    let s = 0;\n    $0\n    return s;\n}\n",
+            "for (const x of xs) {\n        s += x;\n    }\n    return s;\n}\n",
+            "for (const x of xs) {\n        s += x;\n    }",
+        );
+        check(
+            Language::Go,
+            "func total(xs []int) int {\n\ts := 0\n\t$0\n\treturn s\n}\n",
+            "for _, x := range xs {\n\t\ts += x\n\t}\n\treturn s\n}\n",
+            "for _, x := range xs {\n\t\ts += x\n\t}",
+        );
+        check(
+            Language::Cpp,
+            "int total(vector<int> xs) {\n    int s = 0;\n    $0\n    return s;\n}\n",
+            "for (int x : xs) {\n        s += x;\n    }\n    return s;\n}\n",
+            "for (int x : xs) {\n        s += x;\n    }",
+        );
+        check(
+            Language::Java,
+            "class A {\n    int total(int[] xs) {\n        int s = 0;\n        $0\n        return s;\n    }\n}\n",
+            "for (int x : xs) {\n            s += x;\n        }\n        return s;\n",
+            "for (int x : xs) {\n            s += x;\n        }",
+        );
+    }
+
+    #[test]
+    fn brace_languages_cut_adds_no_syntax_errors() {
+        // TypeScript: a closer too many, cut at the word end.
+        check(Language::TypeScript, "const n = Math.max(xs.length, $0);\n", "limit));\n", "limit");
+        // A block whose last line opens something it never closes.
+        check(Language::TypeScript, "function f(): number {$0\n}\n", "\n    const x = 1;\n    const y = (x\n", "\n    const x = 1;");
+        check(Language::JavaScript, "console.log(`${$0}`);\n", "name}`);\n", "name");
+        check(Language::Go, "func f() {\n\tx := g($0)\n}\n", "a, b))\n", "a, b");
+        check(Language::Java, "class A {\n    void f() {\n        int x = g($0);\n    }\n}\n", "a, b));\n", "a, b");
+        check(Language::Cpp, "int f() {\n    return max($0);\n}\n", "a, b));\n", "a, b");
+        // Unreachable code after a jump is left out, per the language's jumps.
+        check_ended(
+            Language::Java,
+            "class A {\n    int f(int x) {\n        $0\n        return 0;\n    }\n}\n",
+            "if (x < 0) {\n            return 1;\n        }\n        throw new IllegalStateException();\n",
+            true,
+            "if (x < 0) {\n            return 1;\n        }",
+        );
     }
 
     #[test]

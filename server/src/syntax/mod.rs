@@ -32,6 +32,21 @@ mod language;
 pub use items::enclosing_item;
 pub use language::Language;
 
+/// How a language's imports name what they import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportPaths {
+    /// Module paths (`crate::engine`, `billing.tax`, `com.acme.util`),
+    /// whose segments are folders and a file's stem.
+    Modules,
+    /// File paths (`./lib/util.js`, `util.h`): folders, then a file name
+    /// whose extension may be left out.
+    Files,
+    /// Package paths (Go's `example.com/app/pkg/util`): the package is the
+    /// last folders, after a module path that names no folder of the
+    /// workspace, so a file's folder matches a path that ends with it.
+    Packages,
+}
+
 /// One language's grammar and query folder.
 pub struct Grammar {
     pub language: Language,
@@ -50,8 +65,10 @@ pub struct Grammar {
     /// where the parser could not make sense of the code (an ERROR node).
     pub block_openers: &'static [&'static str],
     /// Words that every import statement contains as a token of its own
-    /// (`use`, `import`): [`imports`] finds statements by looking these up
-    /// in the text instead of walking the whole tree. Empty: walk the tree.
+    /// (`use`, `import`, `require`): [`imports`] finds statements by looking
+    /// these up in the text instead of walking the whole tree (the statement
+    /// is the token's nearest ancestor of an import kind). Empty: walk the
+    /// tree.
     pub import_keywords: &'static [&'static str],
     /// A name can come from another file of the same folder without an
     /// import (Rust: a sibling module named by a path, `util::helper()`,
@@ -60,8 +77,23 @@ pub struct Grammar {
     /// is imported (Python).
     pub sibling_modules: bool,
     /// File stems that stand for their folder's module (`mod`, `lib`,
-    /// `main`; `__init__`): `engine/mod.rs` is the module `engine`.
+    /// `main`; `__init__`; `index`): `engine/mod.rs` is the module `engine`.
     pub folder_modules: &'static [&'static str],
+    /// Every file is part of its folder's module (a Go package): a file's
+    /// module is its folder, whatever its stem.
+    pub folder_is_module: bool,
+    /// How its imports name what they import.
+    pub import_paths: ImportPaths,
+    /// Languages whose files see each other's definitions share a family
+    /// (C and C++ through headers; JavaScript and TypeScript); else the
+    /// folder name.
+    pub family: &'static str,
+    /// What starts a comment that runs to the end of the line.
+    pub line_comment: &'static str,
+    /// Characters that open and close a string literal on one line.
+    pub quotes: &'static [char],
+    /// Statements after which nothing more of their block runs.
+    pub jumps: &'static [&'static str],
     ts: fn() -> tree_sitter::Language,
     tags: &'static str,
     scopes: &'static str,
@@ -74,12 +106,17 @@ pub struct Grammar {
     builtins: &'static str,
     compiled: OnceLock<Option<Compiled>>,
     builtin_names: OnceLock<HashSet<&'static str>>,
+    /// Whether the grammar loads into a parser (its ABI is one this
+    /// tree-sitter reads) and its queries compile: checked once.
+    loads: OnceLock<bool>,
 }
 
 macro_rules! grammar {
-    ($lang:expr, $ts:expr, $dir:literal, language_ids: $ids:expr, extensions: $exts:expr,
+    ($lang:expr, $ts:expr, $dir:literal, queries: $q:literal, language_ids: $ids:expr, extensions: $exts:expr,
      indent_blocks: $indent:expr, block_openers: $openers:expr, import_keywords: $keywords:expr,
-     sibling_modules: $siblings:expr, folder_modules: $folder_modules:expr) => {
+     sibling_modules: $siblings:expr, folder_modules: $folder_modules:expr, folder_is_module: $folder_is_module:expr,
+     import_paths: $paths:expr, family: $family:literal, line_comment: $comment:literal, quotes: $quotes:expr,
+     jumps: $jumps:expr) => {
         Grammar {
             language: $lang,
             dir: $dir,
@@ -90,46 +127,201 @@ macro_rules! grammar {
             import_keywords: $keywords,
             sibling_modules: $siblings,
             folder_modules: $folder_modules,
+            folder_is_module: $folder_is_module,
+            import_paths: $paths,
+            family: $family,
+            line_comment: $comment,
+            quotes: $quotes,
+            jumps: $jumps,
             ts: || $ts.into(),
-            tags: include_str!(concat!("../../../grammars/", $dir, "/tags.scm")),
-            scopes: include_str!(concat!("../../../grammars/", $dir, "/scopes.scm")),
-            imports: include_str!(concat!("../../../grammars/", $dir, "/imports.scm")),
-            blocks: include_str!(concat!("../../../grammars/", $dir, "/blocks.scm")),
-            identifiers: include_str!(concat!("../../../grammars/", $dir, "/identifiers.scm")),
-            bindings: include_str!(concat!("../../../grammars/", $dir, "/bindings.scm")),
-            items: include_str!(concat!("../../../grammars/", $dir, "/items.scm")),
-            builtins: include_str!(concat!("../../../grammars/", $dir, "/builtins.txt")),
+            tags: include_str!(concat!("../../../grammars/", $q, "/tags.scm")),
+            scopes: include_str!(concat!("../../../grammars/", $q, "/scopes.scm")),
+            imports: include_str!(concat!("../../../grammars/", $q, "/imports.scm")),
+            blocks: include_str!(concat!("../../../grammars/", $q, "/blocks.scm")),
+            identifiers: include_str!(concat!("../../../grammars/", $q, "/identifiers.scm")),
+            bindings: include_str!(concat!("../../../grammars/", $q, "/bindings.scm")),
+            items: include_str!(concat!("../../../grammars/", $q, "/items.scm")),
+            builtins: include_str!(concat!("../../../grammars/", $q, "/builtins.txt")),
             compiled: OnceLock::new(),
             builtin_names: OnceLock::new(),
+            loads: OnceLock::new(),
         }
     };
 }
 
-/// The languages with a grammar: the one table to extend.
-pub static GRAMMARS: [Grammar; 2] = [
+/// The languages with a grammar: the one table to extend. (`queries`: the
+/// folder of its query files, shared by dialects of one grammar.)
+pub static GRAMMARS: [Grammar; 9] = [
     grammar!(
         Language::Rust,
         tree_sitter_rust::LANGUAGE,
         "rust",
+        queries: "rust",
         language_ids: &["rust"],
         extensions: &["rs"],
         indent_blocks: false,
         block_openers: &["{"],
         import_keywords: &["use", "extern"],
         sibling_modules: true,
-        folder_modules: &["mod", "lib", "main"]
+        folder_modules: &["mod", "lib", "main"],
+        folder_is_module: false,
+        import_paths: ImportPaths::Modules,
+        family: "rust",
+        line_comment: "//",
+        quotes: &['"'],
+        jumps: &["return", "break", "continue"]
     ),
     grammar!(
         Language::Python,
         tree_sitter_python::LANGUAGE,
         "python",
+        queries: "python",
         language_ids: &["python"],
         extensions: &["py", "pyi"],
         indent_blocks: true,
         block_openers: &[":"],
         import_keywords: &["import"],
         sibling_modules: false,
-        folder_modules: &["__init__"]
+        folder_modules: &["__init__"],
+        folder_is_module: false,
+        import_paths: ImportPaths::Modules,
+        family: "python",
+        line_comment: "#",
+        quotes: &['"', '\''],
+        jumps: &["return", "break", "continue", "raise"]
+    ),
+    grammar!(
+        Language::JavaScript,
+        tree_sitter_javascript::LANGUAGE,
+        "javascript",
+        queries: "javascript",
+        language_ids: &["javascript", "javascriptreact"],
+        extensions: &["js", "mjs", "cjs", "jsx"],
+        indent_blocks: false,
+        block_openers: &["{"],
+        import_keywords: &["import", "require"],
+        sibling_modules: false,
+        folder_modules: &["index"],
+        folder_is_module: false,
+        import_paths: ImportPaths::Files,
+        family: "js",
+        line_comment: "//",
+        quotes: &['"', '\'', '`'],
+        jumps: &["return", "break", "continue", "throw"]
+    ),
+    grammar!(
+        Language::TypeScript,
+        tree_sitter_typescript::LANGUAGE_TYPESCRIPT,
+        "typescript",
+        queries: "typescript",
+        language_ids: &["typescript"],
+        extensions: &["ts", "mts", "cts"],
+        indent_blocks: false,
+        block_openers: &["{"],
+        import_keywords: &["import", "require"],
+        sibling_modules: false,
+        folder_modules: &["index"],
+        folder_is_module: false,
+        import_paths: ImportPaths::Files,
+        family: "js",
+        line_comment: "//",
+        quotes: &['"', '\'', '`'],
+        jumps: &["return", "break", "continue", "throw"]
+    ),
+    grammar!(
+        Language::Tsx,
+        tree_sitter_typescript::LANGUAGE_TSX,
+        "tsx",
+        queries: "typescript",
+        language_ids: &["typescriptreact"],
+        extensions: &["tsx"],
+        indent_blocks: false,
+        block_openers: &["{"],
+        import_keywords: &["import", "require"],
+        sibling_modules: false,
+        folder_modules: &["index"],
+        folder_is_module: false,
+        import_paths: ImportPaths::Files,
+        family: "js",
+        line_comment: "//",
+        quotes: &['"', '\'', '`'],
+        jumps: &["return", "break", "continue", "throw"]
+    ),
+    grammar!(
+        Language::Go,
+        tree_sitter_go::LANGUAGE,
+        "go",
+        queries: "go",
+        language_ids: &["go"],
+        extensions: &["go"],
+        indent_blocks: false,
+        block_openers: &["{"],
+        import_keywords: &["import"],
+        sibling_modules: true,
+        folder_modules: &[],
+        folder_is_module: true,
+        import_paths: ImportPaths::Packages,
+        family: "go",
+        line_comment: "//",
+        quotes: &['"', '\'', '`'],
+        jumps: &["return", "break", "continue", "goto", "panic"]
+    ),
+    grammar!(
+        Language::C,
+        tree_sitter_c::LANGUAGE,
+        "c",
+        queries: "c",
+        language_ids: &["c"],
+        extensions: &["c"],
+        indent_blocks: false,
+        block_openers: &["{"],
+        import_keywords: &["#include"],
+        sibling_modules: false,
+        folder_modules: &[],
+        folder_is_module: false,
+        import_paths: ImportPaths::Files,
+        family: "c",
+        line_comment: "//",
+        quotes: &['"', '\''],
+        jumps: &["return", "break", "continue", "goto"]
+    ),
+    grammar!(
+        Language::Cpp,
+        tree_sitter_cpp::LANGUAGE,
+        "cpp",
+        queries: "cpp",
+        language_ids: &["cpp", "cuda-cpp"],
+        extensions: &["cpp", "cc", "cxx", "c++", "hpp", "hh", "hxx", "h", "ipp", "tpp"],
+        indent_blocks: false,
+        block_openers: &["{"],
+        import_keywords: &["#include", "using"],
+        sibling_modules: false,
+        folder_modules: &[],
+        folder_is_module: false,
+        import_paths: ImportPaths::Files,
+        family: "c",
+        line_comment: "//",
+        quotes: &['"', '\''],
+        jumps: &["return", "break", "continue", "throw", "goto"]
+    ),
+    grammar!(
+        Language::Java,
+        tree_sitter_java::LANGUAGE,
+        "java",
+        queries: "java",
+        language_ids: &["java"],
+        extensions: &["java"],
+        indent_blocks: false,
+        block_openers: &["{"],
+        import_keywords: &["import"],
+        sibling_modules: true,
+        folder_modules: &[],
+        folder_is_module: false,
+        import_paths: ImportPaths::Modules,
+        family: "java",
+        line_comment: "//",
+        quotes: &['"', '\''],
+        jumps: &["return", "break", "continue", "throw"]
     ),
 ];
 
@@ -221,6 +413,23 @@ impl Grammar {
             .contains(name)
     }
 
+    /// Does the grammar load (a parser takes it, its queries compile)? A
+    /// language whose grammar does not is plain text: said once in the log.
+    pub fn loads(&self) -> bool {
+        *self.loads.get_or_init(|| {
+            let lang = (self.ts)();
+            if let Err(e) = Parser::new().set_language(&lang) {
+                tracing::warn!("the {} grammar cannot be loaded ({e}): its files get plain-text completions", self.dir);
+                return false;
+            }
+            if self.compiled().is_none() {
+                tracing::warn!("the {} queries do not compile: its files get plain-text completions", self.dir);
+                return false;
+            }
+            true
+        })
+    }
+
     fn compiled(&self) -> Option<&Compiled> {
         self.compiled
             .get_or_init(|| match self.compile() {
@@ -264,12 +473,12 @@ fn root_kinds_capturing(query: &Query, source: &str, capture: &str) -> Option<Ve
 /// rather than on the first request that needs them. Returns the languages
 /// whose queries failed to compile (logged; their functions return nothing).
 pub fn warm_up() -> Vec<Language> {
-    GRAMMARS.iter().filter(|g| g.compiled().is_none()).map(|g| g.language).collect()
+    GRAMMARS.iter().filter(|g| !g.loads()).map(|g| g.language).collect()
 }
 
-/// The grammar of `lang`, if it has one.
+/// The grammar of `lang`, if it has one that loads.
 pub fn grammar(lang: Language) -> Option<&'static Grammar> {
-    GRAMMARS.iter().find(|g| g.language == lang)
+    GRAMMARS.iter().find(|g| g.language == lang).filter(|g| g.loads())
 }
 
 fn compiled(lang: Language) -> Option<(&'static Grammar, &'static Compiled)> {
@@ -410,7 +619,9 @@ pub fn definitions(lang: Language, tree: &Tree, src: &str) -> Vec<Definition> {
     defs
 }
 
-/// An import statement (`use ...;`, `import ...`, `from ... import ...`).
+/// An import statement (`use ...;`, `import ...`, `from ... import ...`),
+/// or an import inside one (a spec of Go's `import ( ... )`, listed after
+/// the statement that holds it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import {
     pub byte_range: Range<usize>,
@@ -426,6 +637,9 @@ pub struct Import {
 /// For a grammar without import keywords: how deep in the tree an import
 /// statement is looked for (the root's children are at depth 1).
 const IMPORT_MAX_DEPTH: u32 = 6;
+
+/// How far above an import keyword's token its statement may be.
+const KEYWORD_MAX_DEPTH: usize = 4;
 
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
@@ -464,23 +678,26 @@ fn statements_at_keywords<'t>(tree: &'t Tree, src: &str, kinds: &[String], keywo
                 return;
             }
         }
-        let mut parent = root;
+        // The path down to the keyword's token; the statement is its
+        // nearest ancestor of an import kind, a few levels up at most (the
+        // `import` token's parent; the statement around a `require(...)` call).
+        let mut path: Vec<Node> = vec![root];
         let mut node = top.node();
         down.reset(node);
         loop {
             if node.start_byte() > at {
                 break;
             }
-            if node.start_byte() == at && node.end_byte() == end && !node.is_named() {
-                if kinds.iter().any(|k| k == parent.kind()) {
-                    out.push(parent);
+            if node.start_byte() == at && node.end_byte() == end && node.child_count() == 0 {
+                if let Some(stmt) = path.iter().rev().take(KEYWORD_MAX_DEPTH).find(|p| kinds.iter().any(|k| k == p.kind())) {
+                    out.push(*stmt);
                 }
                 break;
             }
             if down.goto_first_child_for_byte(at).is_none() {
                 break;
             }
-            parent = node;
+            path.push(node);
             node = down.node();
         }
     }
@@ -515,8 +732,13 @@ pub fn imports(lang: Language, tree: &Tree, src: &str) -> Vec<Import> {
     }
     stmts.sort_by_key(|n| (n.start_byte(), std::cmp::Reverse(n.end_byte())));
     stmts.dedup_by_key(|n| n.id());
-    // Then the names and modules within each statement.
+    // Then the names and modules within each statement, and the imports
+    // a statement holds of its own (each spec of Go's `import ( ... )`).
     cursor.set_max_start_depth(None);
+    let mut nested: Vec<Node> = Vec::new();
+    // Statements a pattern captured as `@import` (a keyword's statement
+    // may match none: `const x = f(require('y'))`).
+    let mut captured: HashSet<usize> = HashSet::new();
     for stmt in &stmts {
         let mut matches = cursor.matches(&c.imports, *stmt, src.as_bytes());
         while let Some(m) = matches.next() {
@@ -526,10 +748,19 @@ pub fn imports(lang: Language, tree: &Tree, src: &str) -> Vec<Import> {
                     parts.push((cap.node, false));
                 } else if ix == c.import_module {
                     parts.push((cap.node, true));
+                } else if ix == c.import {
+                    captured.insert(cap.node.id());
+                    if cap.node.id() != stmt.id() {
+                        nested.push(cap.node);
+                    }
                 }
             }
         }
     }
+    stmts.retain(|n| captured.contains(&n.id()));
+    stmts.extend(nested);
+    stmts.sort_by_key(|n| (n.start_byte(), std::cmp::Reverse(n.end_byte())));
+    stmts.dedup_by_key(|n| n.id());
     let mut out: Vec<Import> = stmts
         .iter()
         .map(|n| Import {
@@ -902,12 +1133,14 @@ mod tests {
             let has = |q: &Query, prefix: &str| q.capture_names().iter().any(|n| n.starts_with(prefix));
             assert!(c.tags_name.is_some() && has(&c.tags, "definition."), "{}: tags.scm", g.dir);
             assert!(c.scopes_body.is_some() && has(&c.scopes, "scope."), "{}: scopes.scm", g.dir);
-            assert!(c.import.is_some() && c.import_name.is_some() && c.import_module.is_some(), "{}: imports.scm", g.dir);
+            // (`@import.name` may be missing: C's includes bind no names.)
+            assert!(c.import.is_some() && c.import_module.is_some(), "{}: imports.scm", g.dir);
             assert!(c.blocks_block.is_some() && c.blocks_body.is_some(), "{}: blocks.scm", g.dir);
             assert!(c.identifiers.capture_index_for_name("name").is_some(), "{}: identifiers.scm", g.dir);
             assert!(c.bindings_name.is_some(), "{}: bindings.scm", g.dir);
             assert!(c.items_item.is_some(), "{}: items.scm", g.dir);
-            assert!(g.is_builtin("self") || g.is_builtin("len"), "{}: builtins.txt", g.dir);
+            let first = g.builtins.lines().map(|l| l.split('#').next().unwrap_or("")).find_map(|l| l.split_whitespace().next());
+            assert!(first.is_some_and(|w| g.is_builtin(w)), "{}: builtins.txt", g.dir);
             assert!(!g.language_ids.is_empty() && !g.extensions.is_empty() && !g.block_openers.is_empty(), "{}", g.dir);
         }
         assert!(warm_up().is_empty());
@@ -1401,6 +1634,389 @@ fn run<const N: usize>(cfg: &Config, mut count: u8, (left, right): (u8, u8)) -> 
         let t = tree(Language::Python, "print(1\n");
         assert!(problem_count(&t) >= 1);
         assert!(parse(Language::PlainText, "x").is_none());
+    }
+
+    const TS_ITEMS: &str = r#"import { Config, load as loadConfig } from "./config";
+import * as path from "node:path";
+import Default from '../lib/util';
+import fs = require("fs");
+const { join } = require("./join");
+
+export interface Shape {
+    area(): number;
+    name: string;
+}
+
+export type Id = string | number;
+
+enum Color { Red, Green }
+
+export abstract class Base {
+    abstract size(): number;
+}
+
+export class Circle extends Base implements Shape {
+    name = "circle";
+    constructor(private r: number) { super(); }
+    area(): number {
+        return Math.PI * this.r ** 2;
+    }
+    size() { return 1; }
+}
+
+export function describe(s: Shape, verbose?: boolean): string {
+    return s.name;
+}
+
+export const double = (x: number): number => x * 2;
+const LIMIT = 10;
+"#;
+
+    #[test]
+    fn typescript_definitions_and_imports() {
+        let ts = Language::TypeScript;
+        assert_eq!(
+            defs(ts, TS_ITEMS),
+            owned(&[
+                ("Shape", "trait", 6),
+                ("area", "method", 7),
+                ("name", "attribute", 8),
+                ("Id", "type", 11),
+                ("Color", "enum", 13),
+                ("Base", "class", 15),
+                ("size", "method", 16),
+                ("Circle", "class", 19),
+                ("name", "attribute", 20),
+                ("constructor", "method", 21),
+                ("area", "method", 22),
+                ("size", "method", 25),
+                ("describe", "function", 28),
+                ("double", "function", 32),
+                ("LIMIT", "constant", 33),
+            ])
+        );
+        let t = tree(ts, TS_ITEMS);
+        let all = definitions(ts, &t, TS_ITEMS);
+        let sig = |name: &str| all.iter().find(|d| d.name == name).unwrap().signature.clone();
+        // (An exported item is the declaration in the export statement.)
+        assert_eq!(sig("describe"), "function describe(s: Shape, verbose?: boolean): string");
+        assert_eq!(sig("Circle"), "class Circle extends Base implements Shape");
+        let got: Vec<_> = imports(ts, &t, TS_ITEMS).into_iter().map(|i| (i.start_line, i.module, i.names)).collect();
+        assert_eq!(
+            got,
+            vec![
+                imp(0, Some("./config"), &["Config", "loadConfig"]),
+                imp(1, Some("node:path"), &["path"]),
+                imp(2, Some("../lib/util"), &["Default"]),
+                imp(3, Some("fs"), &["fs"]),
+                imp(4, Some("./join"), &["join"]),
+            ]
+        );
+        // The same queries serve TSX.
+        let tsx = "import React from 'react';\nexport function App(p: Props) {\n  return <div>{p.title}</div>;\n}\n";
+        assert_eq!(defs(Language::Tsx, tsx), owned(&[("App", "function", 1)]));
+        assert_eq!(imports(Language::Tsx, &tree(Language::Tsx, tsx), tsx)[0].names, ["React"]);
+    }
+
+    #[test]
+    fn javascript_definitions_and_imports() {
+        let js = Language::JavaScript;
+        let src = r#"const fs = require('fs');
+const { helper, other: renamed } = require("./util");
+import def, { a } from "./mod.js";
+
+class Stack {
+  items = [];
+  push(x) { this.items.push(x); }
+}
+
+function sum(xs) {
+  return xs.reduce((a, b) => a + b, 0);
+}
+
+const mean = (xs) => sum(xs) / xs.length;
+let count = 0;
+module.exports = { sum, mean };
+"#;
+        assert_eq!(
+            defs(js, src),
+            owned(&[
+                ("Stack", "class", 4),
+                ("items", "attribute", 5),
+                ("push", "method", 6),
+                ("sum", "function", 9),
+                ("mean", "function", 13),
+                ("count", "constant", 14),
+            ])
+        );
+        let got: Vec<_> = imports(js, &tree(js, src), src).into_iter().map(|i| (i.start_line, i.module, i.names)).collect();
+        assert_eq!(
+            got,
+            vec![imp(0, Some("fs"), &["fs"]), imp(1, Some("./util"), &["helper", "renamed"]), imp(2, Some("./mod.js"), &["def", "a"])]
+        );
+        // Required names are imports, not bindings; declared ones are bound.
+        let b = bound(js, src);
+        assert!(!b.contains(&"fs".to_string()) && !b.contains(&"helper".to_string()), "{b:?}");
+        for n in ["Stack", "sum", "mean", "count", "xs", "x", "a", "b"] {
+            assert!(b.contains(&n.to_string()), "{n}: {b:?}");
+        }
+    }
+
+    #[test]
+    fn go_definitions_and_imports() {
+        let go = Language::Go;
+        let src = r#"package store
+
+import (
+	"fmt"
+	u "example.com/app/pkg/util"
+)
+import "strings"
+
+const Limit = 10
+
+type Item struct {
+	Name string
+}
+
+type Store interface {
+	Get(id int) Item
+}
+
+func (s *memStore) Get(id int) Item {
+	return s.items[id]
+}
+
+func New(names ...string) *memStore {
+	for i, n := range names {
+		fmt.Println(i, u.Clean(n), strings.ToUpper(n))
+	}
+	return nil
+}
+"#;
+        assert_eq!(
+            defs(go, src),
+            owned(&[
+                ("Limit", "constant", 8),
+                ("Item", "struct", 10),
+                ("Name", "attribute", 11),
+                ("Store", "trait", 14),
+                ("Get", "method", 15),
+                ("Get", "method", 18),
+                ("New", "function", 22),
+            ])
+        );
+        let got: Vec<_> = imports(go, &tree(go, src), src).into_iter().map(|i| (i.start_line, i.module, i.names)).collect();
+        // The statement, then each spec in it.
+        assert_eq!(
+            got,
+            vec![
+                imp(2, None, &[]),
+                imp(3, Some("fmt"), &[]),
+                imp(4, Some("example.com/app/pkg/util"), &["u"]),
+                imp(6, None, &[]),
+                imp(6, Some("strings"), &[]),
+            ]
+        );
+        let b = bound(go, src);
+        for n in ["Limit", "Item", "Name", "Store", "Get", "s", "id", "New", "names", "i", "n"] {
+            assert!(b.contains(&n.to_string()), "{n}: {b:?}");
+        }
+        assert!(!b.contains(&"u".to_string()) && !b.contains(&"fmt".to_string()));
+    }
+
+    #[test]
+    fn c_and_cpp_definitions_and_includes() {
+        let c = Language::C;
+        let src = "#include <stdio.h>\n#include \"util.h\"\n#define MAX 10\n\ntypedef struct point { int x; int y; } point_t;\n\nstatic int count = 0;\nint add(int a, int b);\n\nchar *dup(const char *s) {\n    return 0;\n}\n\nint add(int a, int b) {\n    return a + b;\n}\n";
+        assert_eq!(
+            defs(c, src),
+            owned(&[
+                ("MAX", "constant", 2),
+                ("point_t", "type", 4),
+                ("point", "struct", 4),
+                ("count", "constant", 6),
+                ("add", "function", 7),
+                ("dup", "function", 9),
+                ("add", "function", 13),
+            ])
+        );
+        let got: Vec<_> = imports(c, &tree(c, src), src).into_iter().map(|i| (i.start_line, i.module, i.names)).collect();
+        assert_eq!(got, vec![imp(0, Some("<stdio.h>"), &[]), imp(1, Some("util.h"), &[])]);
+
+        let cpp = Language::Cpp;
+        let src = r#"#include <vector>
+#include "shape.h"
+using namespace std;
+using geo::Point;
+
+namespace geo {
+class Circle : public Shape {
+public:
+    explicit Circle(double r) : r_(r) {}
+    double area() const override;
+private:
+    double r_;
+};
+
+double Circle::area() const {
+    return 3.14 * r_ * r_;
+}
+}
+
+template <typename T>
+T largest(const vector<T>& xs) {
+    T best = xs[0];
+    for (const auto& x : xs) {
+        if (x > best) best = x;
+    }
+    return best;
+}
+"#;
+        assert_eq!(
+            defs(cpp, src),
+            owned(&[
+                ("geo", "module", 5),
+                ("Circle", "class", 6),
+                ("Circle", "method", 8),
+                ("area", "method", 9),
+                ("r_", "attribute", 11),
+                ("area", "method", 14),
+                ("largest", "function", 20),
+            ])
+        );
+        let got: Vec<_> = imports(cpp, &tree(cpp, src), src).into_iter().map(|i| (i.start_line, i.module, i.names)).collect();
+        assert_eq!(
+            got,
+            vec![imp(0, Some("<vector>"), &[]), imp(1, Some("shape.h"), &[]), imp(2, Some("std"), &[]), imp(3, Some("geo"), &["Point"])]
+        );
+        let b = bound(cpp, src);
+        for n in ["Circle", "area", "r", "r_", "largest", "xs", "best", "x", "T", "geo"] {
+            assert!(b.contains(&n.to_string()), "{n}: {b:?}");
+        }
+    }
+
+    #[test]
+    fn java_definitions_and_imports() {
+        let java = Language::Java;
+        let src = r#"package com.acme.shop;
+
+import java.util.*;
+import com.acme.util.Strings;
+import static com.acme.util.Math.clamp;
+
+public class Cart implements Priced {
+    public static final int LIMIT = 10;
+    private final List<Item> items = new ArrayList<>();
+
+    public Cart() {}
+
+    public int total(int discount) {
+        int sum = 0;
+        for (Item it : items) {
+            sum += it.price();
+        }
+        return clamp(sum - discount);
+    }
+}
+
+interface Priced { int total(int discount); }
+"#;
+        assert_eq!(
+            defs(java, src),
+            owned(&[
+                ("Cart", "class", 6),
+                ("LIMIT", "constant", 7),
+                ("items", "attribute", 8),
+                ("Cart", "method", 10),
+                ("total", "method", 12),
+                ("Priced", "trait", 21),
+                ("total", "method", 21),
+            ])
+        );
+        let got: Vec<_> = imports(java, &tree(java, src), src).into_iter().map(|i| (i.start_line, i.module, i.names)).collect();
+        assert_eq!(
+            got,
+            vec![
+                imp(2, Some("java.util"), &[]),
+                imp(3, Some("com.acme.util"), &["Strings"]),
+                imp(4, Some("com.acme.util.Math"), &["clamp"]),
+            ]
+        );
+        let b = bound(java, src);
+        for n in ["Cart", "LIMIT", "items", "total", "discount", "sum", "it", "Priced"] {
+            assert!(b.contains(&n.to_string()), "{n}: {b:?}");
+        }
+    }
+
+    #[test]
+    fn brace_languages_block_openers() {
+        for (lang, yes, no) in [
+            (
+                Language::TypeScript,
+                vec![
+                    "function f(x: number) {$0}\n",
+                    "if (x) {\n    $0\n}\n",
+                    "class A {\n  m() {\n    $0\n  }\n}\n",
+                    "const f = () => {\n  $0\n};\n",
+                ],
+                vec!["const o = {$0};\n", "f(x);\n$0\n", "function f() {\n  return 1;$0\n}\n"],
+            ),
+            (
+                Language::JavaScript,
+                vec!["for (const x of xs) {\n  $0\n}\n", "function f() {\n  $0"],
+                vec!["const o = { a: $0 };\n", "let x = 1;$0\n"],
+            ),
+            (
+                Language::Go,
+                vec!["func f() {\n\t$0\n}\n", "func f() {\n\tfor i := range xs {\n\t\t$0\n\t}\n}\n", "type T struct {\n\t$0\n}\n"],
+                vec!["func f() {\n\tx := T{$0}\n}\n", "func f() {\n\tx := 1\n\t$0\n}\n"],
+            ),
+            (
+                Language::C,
+                vec!["int f(void) {\n    $0\n}\n", "int f(int n) {\n    while (n) {\n        $0\n    }\n}\n"],
+                vec!["int a[] = {$0};\n", "int f(void) {\n    int x = 1;$0\n}\n"],
+            ),
+            (
+                Language::Cpp,
+                vec![
+                    "int f(vector<int> v) {\n    for (auto x : v) {\n        $0\n    }\n}\n",
+                    "class A {\n    $0\n};\n",
+                    "auto g = [](int x) {\n    $0\n};\n",
+                ],
+                vec!["vector<int> v = {$0};\n", "int f() {\n    return 1;$0\n}\n"],
+            ),
+            (
+                Language::Java,
+                vec![
+                    "class A {\n    int f() {\n        $0\n    }\n}\n",
+                    "class A {\n    void f() {\n        try {\n            $0\n        }\n    }\n}\n",
+                ],
+                vec!["class A {\n    int[] a = {$0};\n}\n", "class A {\n    int f() {\n        return 1;$0\n    }\n}\n"],
+            ),
+        ] {
+            for f in yes {
+                assert!(opens(lang, f), "{lang:?} opens: {f}");
+            }
+            for f in no {
+                assert!(!opens(lang, f), "{lang:?} does not open: {f}");
+            }
+        }
+    }
+
+    #[test]
+    fn brace_languages_enclosing_scopes() {
+        let fixture = "export class A {\n  m(x: number): number {\n    return x + $0;\n  }\n}\n";
+        assert_eq!(scopes_at(Language::TypeScript, fixture), sc(&[("method", "m(x: number): number"), ("class", "class A")]));
+        let fixture = "func (s *S) Run(n int) error {\n\tgo func() {\n\t\t$0\n\t}()\n\treturn nil\n}\n";
+        assert_eq!(scopes_at(Language::Go, fixture), sc(&[("closure", "func()"), ("method", "func (s *S) Run(n int) error")]));
+        let fixture = "namespace n {\nstruct P {\n    int f(int a) const {\n        return $0;\n    }\n};\n}\n";
+        assert_eq!(
+            scopes_at(Language::Cpp, fixture),
+            sc(&[("function", "int f(int a) const"), ("struct", "struct P"), ("module", "namespace n")])
+        );
+        let fixture = "class A {\n    public static int f(int a) {\n        return $0;\n    }\n}\n";
+        assert_eq!(scopes_at(Language::Java, fixture), sc(&[("method", "public static int f(int a)"), ("class", "class A")]));
     }
 
     #[test]

@@ -1,0 +1,9 @@
+; Items a command works on when nothing is selected: explain and refactor
+; take the innermost `@item` around the cursor.
+;
+; An `@item` whose parent node is an `@item` too is taken with its parent.
+
+(function_definition) @item
+(struct_specifier body: (_)) @item
+(enum_specifier body: (_)) @item
+(type_definition) @item

@@ -1,0 +1,3 @@
+; Names used in code: what the workspace index is asked about.
+(identifier) @name
+(type_identifier) @name

@@ -1,0 +1,17 @@
+; Scopes a cursor can be inside, innermost first when nested.
+;
+; `@scope.<kind>` is the whole scope, `@body` its body: the text before the
+; body is the scope's header (e.g. `function f(a: number): number`).
+
+(function_declaration body: (statement_block) @body) @scope.function
+(generator_function_declaration body: (statement_block) @body) @scope.function
+(function_expression body: (statement_block) @body) @scope.function
+(generator_function body: (statement_block) @body) @scope.function
+(method_definition body: (statement_block) @body) @scope.method
+(arrow_function body: (statement_block) @body) @scope.closure
+(class_declaration body: (class_body) @body) @scope.class
+(abstract_class_declaration body: (class_body) @body) @scope.class
+(class body: (class_body) @body) @scope.class
+(interface_declaration body: (interface_body) @body) @scope.trait
+(enum_declaration body: (enum_body) @body) @scope.enum
+(internal_module body: (statement_block) @body) @scope.module
