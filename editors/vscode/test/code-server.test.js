@@ -75,6 +75,15 @@ let serverLog = '';
 let browser;
 let page;
 
+/** Ends code-server's process group (code-server, the extension host, locode). */
+function stopServer(signal = 'SIGKILL') {
+    try {
+        process.kill(-server.pid, signal);
+    } catch {
+        // already gone
+    }
+}
+
 /** The ghost text shown in the active editor, line by line ('' when none). */
 async function ghostText() {
     return page.evaluate(() => {
@@ -110,8 +119,10 @@ async function openAt(file, line, column) {
     await page.keyboard.press('Control+G');
     const input = page.locator('.quick-input-widget input');
     await input.waitFor({ state: 'visible' });
-    await input.fill(`${line}:${column}`);
+    await input.fill(`:${line}:${column}`); // Go to Line: the `:` prefix
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: `Go to line ${line}` }).first().waitFor({ timeout: 10_000 });
     await page.keyboard.press('Enter');
+    await input.waitFor({ state: 'hidden' });
     await sleep(300);
 }
 
@@ -140,6 +151,9 @@ function writeUserSettings(extra) {
         'editor.suggestOnTriggerCharacters': false,
         'editor.wordBasedSuggestions': 'off',
         'editor.inlineSuggest.enabled': true,
+        // What is typed is what the document holds (no closing bracket added).
+        'editor.autoClosingBrackets': 'never',
+        'editor.autoClosingQuotes': 'never',
         'locode.threads': Math.max(1, Math.min(4, os.cpus().length)),
         'locode.trace.server': 'messages',
         ...extra,
@@ -205,11 +219,15 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
                 ws,
             ],
             {
+                // Its own process group, so that it and everything it started
+                // (the extension host, the locode server) end together.
+                detached: true,
                 stdio: ['ignore', 'pipe', 'pipe'],
                 // No traffic beyond loopback: the extension gallery is a closed local port.
                 env: { ...process.env, EXTENSIONS_GALLERY: JSON.stringify({ serviceUrl: 'http://127.0.0.1:9/gallery', itemUrl: 'http://127.0.0.1:9/item' }) },
             },
         );
+        process.on('exit', () => stopServer());
         const log = (d) => {
             serverLog += d.toString();
         };
@@ -229,11 +247,10 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         }
         await browser?.close().catch(() => {});
         if (server && server.exitCode === null) {
-            server.kill('SIGTERM');
-            await Promise.race([new Promise((r) => server.once('exit', r)), sleep(5000)]);
-            if (server.exitCode === null) {
-                server.kill('SIGKILL');
-            }
+            const exited = new Promise((r) => server.once('exit', r));
+            stopServer('SIGTERM');
+            await Promise.race([exited, sleep(5000)]);
+            stopServer('SIGKILL');
         }
         fs.writeFileSync(path.join(OUT, 'code-server.log'), serverLog);
         fs.writeFileSync(path.join(OUT, 'lsp-trace.log'), userData ? traceLog() : '');
@@ -271,8 +288,9 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         await sleep(300);
         await save();
         const accepted = read('greet.py').split('\n')[1].slice('    print('.length);
+        // The next word by VS Code's rule (a leading blank counts as one).
         assert.ok(
-            accepted.length > 0 && /\w/.test(accepted) && accepted.length < firstLine.length && firstLine.startsWith(accepted),
+            accepted.length > 0 && accepted.length < firstLine.length && firstLine.startsWith(accepted),
             `one word of ${JSON.stringify(ghost)} accepted, got ${JSON.stringify(accepted)}`,
         );
         await page.keyboard.press('Escape');
@@ -281,8 +299,9 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
     it('an early answer grows into the whole answer without a keystroke', { timeout: 2 * STEP }, async () => {
         const { line } = earlySource();
         await openAt('early.py', line, 5);
-        // Asked for at the empty body (Alt+\ triggers an inline suggestion).
-        await page.keyboard.press('Alt+Backslash');
+        // Asked for at the empty body (Alt+\ in a desktop VS Code; the
+        // palette here, where the browser keeps that key).
+        await command('Trigger Inline Suggestion');
         const first = await waitFor('the early answer', ghostText);
         // Then no key is pressed: the rest must show by itself.
         const whole = await waitFor('the whole answer', async () => {
@@ -332,9 +351,9 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         await page.locator('.part.statusbar [aria-label*="off for python"]').first().waitFor({ timeout: 10_000 });
         const settings = fs.readFileSync(path.join(userData, 'User', 'settings.json'), 'utf8');
         assert.match(settings, /"\[python\]"\s*:\s*\{[^}]*"locode\.enabled"\s*:\s*false/, settings);
-        // Off: typing on, and asking outright (Alt+\\), gets nothing.
+        // Off: typing on, and asking outright, gets nothing.
         await page.keyboard.type('n a', { delay: 100 });
-        await page.keyboard.press('Alt+Backslash');
+        await command('Trigger Inline Suggestion');
         await sleep(5000);
         assert.equal(await ghostText(), '', 'ghost text while locode is off for Python');
     });
