@@ -155,7 +155,8 @@ function writeUserSettings(extra) {
         'editor.autoClosingBrackets': 'never',
         'editor.autoClosingQuotes': 'never',
         'locode.threads': Math.max(1, Math.min(4, os.cpus().length)),
-        'locode.trace.server': 'messages',
+        // With params and results: the initialize answer is in the trace.
+        'locode.trace.server': 'verbose',
         ...extra,
     };
     fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
@@ -319,6 +320,7 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         const trace = traceLog();
         assert.match(trace, /textDocument\/inlineCompletion/, 'the trace has the ghost-text requests');
         assert.doesNotMatch(trace, /Sending request 'textDocument\/completion/, 'a completion-item request was sent');
+        assert.match(trace, /"inlineCompletionProvider"/, 'the trace has the initialize answer');
         assert.doesNotMatch(trace, /"completionProvider"/, 'the server offered completion items to VS Code');
     });
 
