@@ -121,6 +121,95 @@ fn completion_item_for_clients_without_inline_completion() {
     c.shutdown();
 }
 
+/// VS Code's capabilities, in short: ghost text (`inlineCompletion`) and
+/// completion providers that may be registered dynamically.
+fn inline_client_caps() -> Value {
+    json!({"textDocument": {"inlineCompletion": {"dynamicRegistration": true},
+                            "completion": {"dynamicRegistration": true}}})
+}
+
+/// A client with ghost text gets no completion items (`completionItems`
+/// `auto`): no `completionProvider` in the `initialize` answer, no items
+/// when it asks all the same. `always` offers them, and a settings change
+/// registers and withdraws the provider with `client/registerCapability`.
+#[test]
+fn a_client_with_inline_completion_gets_no_completion_items() {
+    model_path();
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    let init = c.initialize(inline_client_caps(), json!({}));
+    assert!(init["capabilities"].get("completionProvider").is_none(), "{init}");
+    assert!(init["capabilities"]["inlineCompletionProvider"].as_bool().unwrap_or(false), "{init}");
+    assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
+    let uri = "file:///tmp/locode-e2e/items-auto.py";
+    let (text, line, col) = cursor("import math\n\n\ndef circle_area(radius):\n    return math.pi * rad$0\n");
+    open(&mut c, uri, "python", &text);
+    let pos = json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col}});
+    assert_eq!(c.request("textDocument/completion", pos.clone()), json!([]), "items for a client with ghost text");
+    assert!(!first_text(&inline(&mut c, uri, line, col)).is_empty(), "ghost text still comes");
+
+    // `always`: registered, and items come.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"locode": {"completionItems": "always"}}}));
+    let reg = c
+        .wait_for(Duration::from_secs(10), |m| m["method"] == "client/registerCapability")
+        .expect("completionItems always registers the completion provider");
+    assert_eq!(reg["params"]["registrations"][0]["method"], "textDocument/completion", "{reg}");
+    let items = c.request("textDocument/completion", pos.clone());
+    let new_text = items["items"][0]["textEdit"]["newText"].as_str().unwrap_or("").to_string();
+    assert!(new_text.starts_with("rad") && new_text.len() > 3, "{items}");
+
+    // `never`: withdrawn, and none come.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"locode": {"completionItems": "never"}}}));
+    let unreg = c
+        .wait_for(Duration::from_secs(10), |m| m["method"] == "client/unregisterCapability")
+        .expect("completionItems never withdraws the registration");
+    assert_eq!(unreg["params"]["unregisterations"][0]["id"], reg["params"]["registrations"][0]["id"], "{unreg}");
+    assert_eq!(c.request("textDocument/completion", pos), json!([]));
+    c.shutdown();
+
+    // A client without ghost text gets items by default; with `never`, none.
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    assert!(c.initialize(json!({}), json!({}))["capabilities"]["completionProvider"].is_object());
+    c.shutdown();
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    assert!(c.initialize(json!({}), json!({"completionItems": "never"}))["capabilities"].get("completionProvider").is_none());
+    c.shutdown();
+    // A client with ghost text that asks for items from the start.
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    let init = c.initialize(inline_client_caps(), json!({"locode": {"completionItems": "always"}}));
+    assert!(init["capabilities"]["completionProvider"].is_object(), "{init}");
+    c.shutdown();
+}
+
+/// A client that asks for ghost text and items at the same spot (VS Code
+/// with `completionItems: always`) gets both: the two kinds of request do
+/// not cancel each other (a newer request of the same kind still
+/// supersedes the older: `superseded_and_cancelled_requests_return_quickly`).
+#[test]
+fn ghost_text_and_item_requests_do_not_cancel_each_other() {
+    model_path();
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    c.initialize(inline_client_caps(), json!({"completionItems": "always"}));
+    assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
+    let uri = "file:///tmp/locode-e2e/both.py";
+    // A long file, so the cold prompt is still being evaluated when the
+    // second request comes.
+    let mut text: String =
+        (0..120).map(|i| format!("def function_{i}(value):\n    total = value * {i} + {}\n    return total\n\n", i * 7)).collect();
+    text.push_str("def final(value):\n    return \n");
+    let line = text.lines().count() as u32 - 1;
+    open(&mut c, uri, "python", &text);
+    let pos = json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": 11}, "context": {"triggerKind": 2}});
+    let ghost = c.send_request("textDocument/inlineCompletion", pos.clone());
+    std::thread::sleep(Duration::from_millis(200));
+    let items = c.send_request("textDocument/completion", pos.clone());
+    let ghost = c.response(ghost, Duration::from_secs(600));
+    let items = c.response(items, Duration::from_secs(600));
+    assert!(!first_text(&ghost["result"]).is_empty(), "the ghost text was cancelled by the item request: {ghost}");
+    let item = &items["result"]["items"][0];
+    assert!(item["textEdit"]["newText"].as_str().is_some_and(|t| !t.trim().is_empty()), "no item: {items}");
+    c.shutdown();
+}
+
 #[test]
 fn utf16_and_utf8_positions_with_non_ascii_text() {
     // UTF-16: an emoji before the cursor counts two units.

@@ -126,6 +126,32 @@ impl Default for CompletionConfig {
     }
 }
 
+/// `completionItems`: whether suggestions are also answered as
+/// `textDocument/completion` items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum CompletionItems {
+    /// Only to clients without inline completion (ghost text): a client that
+    /// has it would show the same suggestion twice, once in its suggest list.
+    #[default]
+    Auto,
+    /// To every client.
+    Always,
+    /// To none: ghost text only.
+    Never,
+}
+
+impl CompletionItems {
+    /// Are suggestions offered as completion items to this client?
+    pub fn offered(self, client_has_inline: bool) -> bool {
+        match self {
+            CompletionItems::Auto => !client_has_inline,
+            CompletionItems::Always => true,
+            CompletionItems::Never => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Config {
@@ -136,6 +162,7 @@ pub struct Config {
     /// Explain/refactor, cloud escalation and remote engines (`commands`).
     #[serde(flatten)]
     pub commands: CommandsConfig,
+    pub completion_items: CompletionItems,
 }
 
 impl Config {
@@ -242,6 +269,17 @@ mod tests {
         let cloud = serde_json::to_value(CloudConfig::default()).unwrap();
         let engine = serde_json::to_value(RemoteEngineConfig::default()).unwrap();
         assert!(c.merged(&json!({"cloud": cloud, "completionEngine": engine, "someClientKey": 1})).is_ok());
+    }
+
+    #[test]
+    fn completion_items_is_a_top_level_key() {
+        let c = Config::default();
+        assert_eq!(c.completion_items, CompletionItems::Auto);
+        assert_eq!(c.merged(&json!({"completionItems": "always"})).unwrap().completion_items, CompletionItems::Always);
+        assert_eq!(c.merged(&json!({"locode": {"completionItems": "never"}})).unwrap().completion_items, CompletionItems::Never);
+        assert!(c.merged(&json!({"completionItems": "sometimes"})).is_err());
+        assert!(CompletionItems::Auto.offered(false) && !CompletionItems::Auto.offered(true));
+        assert!(CompletionItems::Always.offered(true) && !CompletionItems::Never.offered(false));
     }
 
     #[test]

@@ -40,6 +40,24 @@ pub struct Workspace<'a> {
     pub path: &'a Path,
 }
 
+/// The two kinds of completion request: ghost text
+/// (`textDocument/inlineCompletion`) and completion items
+/// (`textDocument/completion`). Each kind has its own request in flight, so
+/// a client that sends both never has one cancel the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Inline,
+    Items,
+}
+
+/// One kind's newest request: a newer one of the same kind cancels it.
+#[derive(Debug, Default)]
+pub struct Requests {
+    pub inflight: Option<CancelToken>,
+    /// When the last request arrived (burst hold).
+    pub last_request: Option<Instant>,
+}
+
 /// What a completion request starts from.
 pub enum Prepared {
     /// The user typed the start of the last suggestion: the rest of it
@@ -57,12 +75,11 @@ pub struct Session {
     /// The last suggestion shown, for answering typed-through requests;
     /// cleared by any edit that starts before its cursor.
     pub last_suggestion: Option<ShownSuggestion>,
-    /// The newest completion request; a newer one cancels it.
-    pub inflight: Option<CancelToken>,
+    /// The newest ghost-text request and the newest item request.
+    pub inline: Requests,
+    pub items: Requests,
     /// Stops the background rest of the last early answer.
     pub continuation: Option<CancelToken>,
-    /// When the last completion request arrived (burst hold).
-    pub last_request: Option<Instant>,
     /// Statistics of the last completion.
     pub last_stats: Option<Generation>,
 }
@@ -88,9 +105,9 @@ impl Session {
             doc,
             layout: Layout::default(),
             last_suggestion: None,
-            inflight: None,
+            inline: Requests::default(),
+            items: Requests::default(),
             continuation: None,
-            last_request: None,
             last_stats: None,
         }
     }
@@ -183,12 +200,31 @@ impl Session {
         self.layout.cross_file = Some(Arc::new(cf));
     }
 
-    /// Cancels the request in flight and the rest of the last early answer
-    /// (the document is closed).
-    pub fn close(self) {
-        if let Some(t) = self.inflight {
+    /// The requests of one kind.
+    pub fn requests(&mut self, kind: RequestKind) -> &mut Requests {
+        match kind {
+            RequestKind::Inline => &mut self.inline,
+            RequestKind::Items => &mut self.items,
+        }
+    }
+
+    /// No completion request of either kind in flight.
+    pub fn idle(&self) -> bool {
+        self.inline.inflight.is_none() && self.items.inflight.is_none()
+    }
+
+    /// Cancels the requests in flight (the document is closed, or the
+    /// client leaves).
+    pub fn cancel_requests(&mut self) {
+        for t in [&self.inline.inflight, &self.items.inflight].into_iter().flatten() {
             t.cancel();
         }
+    }
+
+    /// Cancels the requests in flight and the rest of the last early answer
+    /// (the document is closed).
+    pub fn close(mut self) {
+        self.cancel_requests();
         if let Some(t) = self.continuation {
             t.cancel();
         }

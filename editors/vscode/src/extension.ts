@@ -1,9 +1,13 @@
-// locode for VS Code: starts `locode serve` with vscode-languageclient and
+// locode for VS Code: starts `locode serve` (the binary bundled in the
+// platform package, or `locode.serverPath`) with vscode-languageclient and
 // gets ghost text through LSP inline completion (the client's proposed
 // InlineCompletionItemFeature), plus explain / refactor commands, a status
-// bar item and settings forwarded to the server.
+// bar item with a menu (per-language enabling, snooze) and settings
+// forwarded to the server.
 
+import * as fs from 'fs';
 import * as os from 'os';
+import * as path from 'path';
 import * as vscode from 'vscode';
 import {
     WorkspaceEdit as ProtocolWorkspaceEdit,
@@ -14,9 +18,8 @@ import {
     RevealOutputChannelOn,
     ServerOptions,
     State,
-    TransportKind,
 } from 'vscode-languageclient/node';
-import { didChangeConfigurationParams, serverSettings } from './settings';
+import { cloudEnabled, didChangeConfigurationParams, LANGUAGES, serverSettings } from './settings';
 
 const SECTION = 'locode';
 
@@ -29,10 +32,16 @@ let client: LanguageClient | undefined;
 let output: vscode.OutputChannel;
 let statusBar: StatusBar;
 let explanationPanel: vscode.WebviewPanel | undefined;
+let extensionPath = '';
+/** Completions are snoozed until this time (ms since the epoch). */
+let snoozedUntil = 0;
+let snoozeTimer: NodeJS.Timeout | undefined;
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
+    extensionPath = context.extensionPath;
     output = vscode.window.createOutputChannel('locode');
     statusBar = new StatusBar();
+    updateContextKeys();
     context.subscriptions.push(
         output,
         statusBar,
@@ -44,17 +53,30 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
             refactorSelection(true, uri, range),
         ),
         vscode.commands.registerCommand('locode.toggle', toggle),
+        vscode.commands.registerCommand('locode.menu', showMenu),
+        vscode.commands.registerCommand('locode.snooze', (minutes?: number) => snooze(minutes)),
+        vscode.commands.registerCommand('locode.resume', resume),
+        vscode.window.onDidChangeActiveTextEditor(() => statusBar.update()),
         vscode.commands.registerCommand('locode.showStatus', () => output.show(true)),
         vscode.commands.registerCommand('locode.restart', restart),
         vscode.workspace.onDidChangeConfiguration(onConfigurationChanged),
         vscode.languages.registerCodeActionsProvider(
-            [{ scheme: 'file' }, { scheme: 'untitled' }],
+            documentSelector(),
             new LocodeCodeActions(),
             { providedCodeActionKinds: LocodeCodeActions.kinds },
         ),
         { dispose: () => void client?.stop() },
+        { dispose: () => snoozeTimer && clearTimeout(snoozeTimer) },
     );
     await start();
+}
+
+/** The documents locode serves: its languages, saved or not. */
+function documentSelector(): { scheme: string; language: string }[] {
+    return LANGUAGES.flatMap((language) => [
+        { scheme: 'file', language },
+        { scheme: 'untitled', language },
+    ]);
 }
 
 export async function deactivate(): Promise<void> {
@@ -69,25 +91,73 @@ function configuration(): vscode.WorkspaceConfiguration {
     return vscode.workspace.getConfiguration(SECTION);
 }
 
+/** The binary a platform package bundles (as rust-analyzer's does). */
+function bundledServer(): string | undefined {
+    const exe = path.join(extensionPath, 'server', process.platform === 'win32' ? 'locode.exe' : 'locode');
+    return fs.existsSync(exe) ? exe : undefined;
+}
+
+/** `locode.serverPath`, else the bundled binary, else `locode` on `PATH`. */
 function serverCommand(): string {
-    const p = (configuration().get<string>('serverPath') || 'locode').trim();
-    return p.startsWith('~/') ? os.homedir() + p.slice(1) : p;
+    const p = (configuration().get<string>('serverPath') ?? '').trim();
+    if (p !== '') {
+        return p.startsWith('~/') ? os.homedir() + p.slice(1) : p;
+    }
+    return bundledServer() ?? 'locode';
+}
+
+function snoozed(): boolean {
+    return Date.now() < snoozedUntil;
+}
+
+/** `locode.enabled` for a document's language (the setting is language-overridable). */
+function enabledFor(document: vscode.TextDocument | undefined): boolean {
+    const scope = document ? { uri: document.uri, languageId: document.languageId } : undefined;
+    return vscode.workspace.getConfiguration(SECTION, scope).get<boolean>('enabled', true);
+}
+
+/**
+ * What the server is told of `enabled`: off while snoozed or when no
+ * language locode serves has it on (then the server does no background work
+ * either); otherwise on, and the extension asks for nothing in a language
+ * where it is off.
+ */
+function serverEnabled(): boolean {
+    if (snoozed()) {
+        return false;
+    }
+    return LANGUAGES.some((languageId) => vscode.workspace.getConfiguration(SECTION, { languageId }).get<boolean>('enabled', true));
+}
+
+function currentServerSettings() {
+    return serverSettings(configuration(), serverEnabled());
+}
+
+function updateContextKeys(): void {
+    void vscode.commands.executeCommand('setContext', 'locode.cloudEnabled', cloudEnabled(configuration()));
+    void vscode.commands.executeCommand('setContext', 'locode.snoozed', snoozed());
+    void vscode.commands.executeCommand('setContext', 'locode.active', true);
 }
 
 function createClient(): LanguageClient {
+    // stdio, without naming the transport: with TransportKind.stdio the
+    // client appends `--stdio`, which `locode serve` refuses.
     const serverOptions: ServerOptions = {
         command: serverCommand(),
         args: ['serve'],
-        transport: TransportKind.stdio,
     };
     const clientOptions: LanguageClientOptions = {
-        documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
-        initializationOptions: serverSettings(configuration()),
+        documentSelector: documentSelector(),
+        initializationOptions: currentServerSettings(),
         outputChannel: output,
         revealOutputChannelOn: RevealOutputChannelOn.Never,
         middleware: {
             // Ghost text: time each request for the status bar.
+            // Nothing is asked while snoozed or off for this language.
             provideInlineCompletionItems: async (document, position, context, token, next) => {
+                if (snoozed() || !enabledFor(document)) {
+                    return null;
+                }
                 const t0 = Date.now();
                 const result = await next(document, position, context, token);
                 const items = Array.isArray(result) ? result : result?.items;
@@ -183,18 +253,132 @@ function onConfigurationChanged(e: vscode.ConfigurationChangeEvent): void {
         void restart();
         return;
     }
-    const settings = serverSettings(configuration());
+    updateContextKeys();
     statusBar.update();
+    sendSettings();
+}
+
+function sendSettings(): void {
     if (client?.state === State.Running) {
-        void client.sendNotification(DidChangeConfigurationNotification.type, didChangeConfigurationParams(settings));
+        void client.sendNotification(DidChangeConfigurationNotification.type, didChangeConfigurationParams(currentServerSettings()));
     }
 }
 
+/** Where a write of `locode.enabled` takes effect: the scope whose value wins now. */
+function enabledTarget(languageId: string | undefined): { target: vscode.ConfigurationTarget; inLanguage: boolean } {
+    const folder = vscode.window.activeTextEditor?.document.uri;
+    const i = vscode.workspace.getConfiguration(SECTION, languageId ? { uri: folder, languageId } : folder).inspect<boolean>('enabled');
+    const T = vscode.ConfigurationTarget;
+    // Most specific first: a language's value wins over any plain one.
+    const scopes: [unknown, vscode.ConfigurationTarget, boolean][] = [
+        [i?.workspaceFolderLanguageValue, T.WorkspaceFolder, true],
+        [i?.workspaceLanguageValue, T.Workspace, true],
+        [i?.globalLanguageValue, T.Global, true],
+        [i?.workspaceFolderValue, T.WorkspaceFolder, false],
+        [i?.workspaceValue, T.Workspace, false],
+        [i?.globalValue, T.Global, false],
+    ];
+    for (const [value, target, inLanguage] of scopes) {
+        if (value !== undefined && (languageId || !inLanguage)) {
+            return { target, inLanguage };
+        }
+    }
+    return { target: T.Global, inLanguage: false };
+}
+
+/**
+ * Sets `locode.enabled` for a language (or for all, without one) where it
+ * takes effect: the scope that decides it now, so a workspace value is not
+ * left to override the change; a new per-language value goes to the user
+ * settings.
+ */
+async function setEnabled(enabled: boolean, languageId?: string): Promise<void> {
+    let { target, inLanguage } = enabledTarget(languageId);
+    if (languageId && !inLanguage) {
+        // The plain value decides now; a language override at the same
+        // level or above wins over it.
+        inLanguage = true;
+    }
+    const scope = languageId ? { uri: vscode.window.activeTextEditor?.document.uri, languageId } : undefined;
+    await vscode.workspace.getConfiguration(SECTION, scope).update('enabled', enabled, target, inLanguage);
+}
+
+/** Turns completions on or off for the active editor's language (all languages without one). */
 async function toggle(): Promise<void> {
-    const cfg = configuration();
-    const enabled = cfg.get<boolean>('enabled', true);
-    await cfg.update('enabled', !enabled, vscode.ConfigurationTarget.Global);
-    void vscode.window.setStatusBarMessage(`locode: completions ${enabled ? 'off' : 'on'}`, 2000);
+    const doc = vscode.window.activeTextEditor?.document;
+    const languageId = doc && LANGUAGES.includes(doc.languageId as (typeof LANGUAGES)[number]) ? doc.languageId : undefined;
+    const enabled = languageId ? enabledFor(doc) : configuration().get<boolean>('enabled', true);
+    await setEnabled(!enabled, languageId);
+    const where = languageId ? ` for ${languageId}` : '';
+    void vscode.window.setStatusBarMessage(`locode: completions ${enabled ? 'off' : 'on'}${where}`, 2000);
+}
+
+async function snooze(minutes?: number): Promise<void> {
+    if (minutes === undefined) {
+        const pick = await vscode.window.showQuickPick(
+            [5, 15, 30, 60, 120].map((m) => ({ label: m < 60 ? `${m} minutes` : `${m / 60} hour${m > 60 ? 's' : ''}`, minutes: m })),
+            { title: 'locode: snooze completions for' },
+        );
+        if (!pick) {
+            return;
+        }
+        minutes = pick.minutes;
+    }
+    snoozedUntil = Date.now() + minutes * 60_000;
+    if (snoozeTimer) {
+        clearTimeout(snoozeTimer);
+    }
+    snoozeTimer = setTimeout(resume, minutes * 60_000);
+    void vscode.commands.executeCommand('editor.action.inlineSuggest.hide');
+    updateContextKeys();
+    statusBar.update();
+    sendSettings();
+}
+
+function resume(): void {
+    snoozedUntil = 0;
+    if (snoozeTimer) {
+        clearTimeout(snoozeTimer);
+        snoozeTimer = undefined;
+    }
+    updateContextKeys();
+    statusBar.update();
+    sendSettings();
+}
+
+/** The status bar item's menu: on/off for this language or all, snooze, output, restart. */
+async function showMenu(): Promise<void> {
+    type Item = vscode.QuickPickItem & { run?: () => unknown };
+    const doc = vscode.window.activeTextEditor?.document;
+    const lang = doc && LANGUAGES.includes(doc.languageId as (typeof LANGUAGES)[number]) ? doc.languageId : undefined;
+    const all = configuration().get<boolean>('enabled', true);
+    const items: Item[] = [];
+    if (snoozed()) {
+        const left = Math.ceil((snoozedUntil - Date.now()) / 60_000);
+        items.push({ label: '$(play) Resume completions', description: `snoozed, ${left} min left`, run: resume });
+    } else {
+        items.push(
+            { label: '$(clock) Snooze for 5 minutes', run: () => snooze(5) },
+            { label: '$(clock) Snooze for 30 minutes', run: () => snooze(30) },
+            { label: '$(clock) Snooze for 1 hour', run: () => snooze(60) },
+        );
+    }
+    items.push({ label: '', kind: vscode.QuickPickItemKind.Separator });
+    if (lang) {
+        const on = enabledFor(doc);
+        items.push({
+            label: on ? `$(circle-slash) Disable for ${lang}` : `$(check) Enable for ${lang}`,
+            run: () => setEnabled(!on, lang),
+        });
+    }
+    items.push(
+        { label: all ? '$(circle-slash) Disable completions' : '$(check) Enable completions', run: () => setEnabled(!all) },
+        { label: '', kind: vscode.QuickPickItemKind.Separator },
+        { label: '$(output) Show output', run: () => output.show(true) },
+        { label: '$(debug-restart) Restart server', run: restart },
+    );
+    const pick = await vscode.window.showQuickPick(items, { title: 'locode', placeHolder: statusBar.summary() });
+    await pick?.run?.();
 }
 
 function runningClient(): LanguageClient | undefined {
@@ -260,6 +444,12 @@ async function explainSelection(uri?: vscode.Uri, range?: vscode.Range): Promise
 }
 
 async function refactorSelection(cloud: boolean, uri?: vscode.Uri, range?: vscode.Range): Promise<void> {
+    if (cloud && !cloudEnabled(configuration())) {
+        void vscode.window
+            .showInformationMessage('locode: cloud escalation is off (`locode.cloud.route` is `never`).', 'Open Settings')
+            .then((pick) => pick && vscode.commands.executeCommand('workbench.action.openSettings', 'locode.cloud'));
+        return;
+    }
     const t = target(uri, range);
     const c = t && runningClient();
     if (!t || !c) {
@@ -375,6 +565,9 @@ class LocodeCodeActions implements vscode.CodeActionProvider {
         const kind = vscode.CodeActionKind.RefactorRewrite.append('locode');
         const refactor = new vscode.CodeAction('Refactor with locode…', kind);
         refactor.command = { command: 'locode.refactorSelection', title: 'Refactor', arguments: [document.uri, range] };
+        if (!cloudEnabled(configuration())) {
+            return [explain, refactor]; // cloud escalation is off: nothing to offer
+        }
         const cloud = new vscode.CodeAction('Refactor with cloud model…', kind);
         cloud.command = { command: 'locode.refactorSelectionCloud', title: 'Refactor (cloud)', arguments: [document.uri, range] };
         return [explain, refactor, cloud];
@@ -398,7 +591,8 @@ interface LastStats {
 
 /** Model, last latency, local/cloud, on/off; polls locode/status and locode/lastStats. */
 class StatusBar implements vscode.Disposable {
-    private readonly item = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
+    private readonly item = vscode.window.createStatusBarItem('locode.status', vscode.StatusBarAlignment.Right, 100);
+    private text = 'locode';
     private timer: NodeJS.Timeout | undefined;
     private polling = false;
     private c: LanguageClient | undefined;
@@ -409,7 +603,7 @@ class StatusBar implements vscode.Disposable {
     private error: string | undefined;
 
     constructor() {
-        this.item.command = 'locode.toggle';
+        this.item.command = 'locode.menu';
         this.item.name = 'locode';
         this.update();
         this.item.show();
@@ -468,31 +662,45 @@ class StatusBar implements vscode.Disposable {
         }
     }
 
+    /** What the item says, in words (the menu's placeholder, the item's accessible label). */
+    summary(): string {
+        return this.text;
+    }
+
     update(): void {
-        const enabled = configuration().get<boolean>('enabled', true);
+        const doc = vscode.window.activeTextEditor?.document;
+        const lang = doc && LANGUAGES.includes(doc.languageId as (typeof LANGUAGES)[number]) ? doc.languageId : undefined;
+        const enabled = lang ? enabledFor(doc) : configuration().get<boolean>('enabled', true);
+        let words: string;
         const tip = new vscode.MarkdownString(undefined, true);
         tip.appendMarkdown('**locode**: offline code completion\n\n');
         let text: string;
         if (this.error) {
             text = '$(error) locode';
+            words = 'locode: the server failed to start';
             tip.appendText(`Server failed to start: ${this.error}`);
         } else if (!this.status || this.c?.state !== State.Running) {
             text = '$(loading~spin) locode';
+            words = 'locode: starting';
             tip.appendText('Starting the server…');
         } else if (this.status.state === 'loading') {
             text = '$(loading~spin) locode: loading model';
+            words = 'locode: loading the model';
             tip.appendText('Loading the model…');
         } else if (this.status.state === 'failed') {
             text = '$(error) locode';
+            words = 'locode: the model failed to load';
             tip.appendText(`The model failed to load: ${this.status.error ?? 'unknown error'}`);
         } else {
             const m = this.status.model ?? {};
             const name = m.path ? m.path.split(/[\\/]/).pop() : 'model';
-            const parts = [enabled ? '$(sparkle) locode' : '$(circle-slash) locode off'];
-            if (enabled && this.lastMs !== undefined) {
+            const off = snoozed() ? 'snoozed' : !enabled ? (lang ? `off for ${lang}` : 'off') : undefined;
+            const parts = [off ? `${snoozed() ? '$(clock)' : '$(circle-slash)'} locode ${off}` : '$(sparkle) locode'];
+            if (!off && this.lastMs !== undefined) {
                 parts.push(`${this.lastMs} ms`, this.where);
             }
             text = parts.join(' · ');
+            words = `locode: model ready (${name})${off ? `, completions ${off}` : ''}`;
             tip.appendMarkdown(`Model: \`${name}\` (${m.family ?? '?'})  \n`);
             if (m.threads !== undefined) {
                 tip.appendMarkdown(`Threads: ${m.threads}, GPU layers: ${m.gpu_layers ?? 0}  \n`);
@@ -508,10 +716,12 @@ class StatusBar implements vscode.Disposable {
             if (this.lastMs !== undefined) {
                 tip.appendMarkdown(`Last request: ${this.lastMs} ms (${this.where})  \n`);
             }
-            tip.appendMarkdown(`\nCompletions are **${enabled ? 'on' : 'off'}**; click to turn them ${enabled ? 'off' : 'on'}.`);
+            tip.appendMarkdown(`\nCompletions are **${off ?? 'on'}**; click for the menu (on/off, snooze).`);
         }
+        this.text = words;
         this.item.text = text;
         this.item.tooltip = tip;
+        this.item.accessibilityInformation = { label: words, role: 'button' };
     }
 
     dispose(): void {

@@ -38,7 +38,7 @@ const settingsModule = path.join(__dirname, '..', 'out', 'src', 'settings.js');
 if (!fs.existsSync(settingsModule)) {
     throw new Error(`${settingsModule} is missing: run \`npm run build\` first`);
 }
-const { serverSettings, configurationFromPackageJson, didChangeConfigurationParams } = require(settingsModule);
+const { serverSettings, configurationFromPackageJson, didChangeConfigurationParams, cloudEnabled } = require(settingsModule);
 
 // LOCODE_BIN relative to the current directory; default: the repository's release build.
 const BIN = process.env.LOCODE_BIN ? path.resolve(process.env.LOCODE_BIN) : path.join(root, 'target', 'release', 'locode');
@@ -130,6 +130,11 @@ describe('locode with the VS Code extension protocol layer', { timeout: 10 * TIM
             prefixLines: 256,
             suffixLines: 64,
             earlyAnswerMs: 800,
+            cloud: {},
+            completionEngine: {},
+            // Ghost text only; explanations shown by the extension alone.
+            completionItems: 'never',
+            explainOutput: 'result',
         });
         initResult = await connection.sendRequest(InitializeRequest.type, {
             processId: process.pid,
@@ -151,6 +156,8 @@ describe('locode with the VS Code extension protocol layer', { timeout: 10 * TIM
         await connection.sendNotification(InitializedNotification.type, {});
         const caps = initResult.capabilities;
         assert.ok(caps.inlineCompletionProvider, `no inlineCompletionProvider: ${JSON.stringify(caps)}`);
+        // No completion items next to the ghost text (the suggest widget keeps the language's own).
+        assert.equal(caps.completionProvider, undefined, `completionProvider offered: ${JSON.stringify(caps)}`);
         const sync = typeof caps.textDocumentSync === 'object' ? caps.textDocumentSync.change : caps.textDocumentSync;
         assert.equal(sync, TextDocumentSyncKind.Incremental);
     });
@@ -242,5 +249,31 @@ describe('locode with the VS Code extension protocol layer', { timeout: 10 * TIM
         assert.ok(items.length >= 1, 'no completion after re-enabling');
         assert.ok(insertTextOf(items[0]).includes('b'), `after re-enabling: ${JSON.stringify(items)}`);
         assert.deepEqual(messages, []);
+    });
+
+    it('forwards the cloud and completionEngine settings, which the server accepts', { timeout: TIMEOUT }, async () => {
+        const cloud = { route: 'ask', provider: 'anthropic', model: 'claude-test', endpoint: 'http://127.0.0.1:9/v1/messages' };
+        const sent = settings({ cloud, completionEngine: { kind: 'embedded' } });
+        assert.deepEqual(sent.cloud, cloud);
+        assert.deepEqual(sent.completionEngine, { kind: 'embedded' });
+        assert.equal(cloudEnabled(configurationFromPackageJson(pkg, { cloud })), true);
+        assert.equal(cloudEnabled(configurationFromPackageJson(pkg)), false, 'cloud actions shown with cloud off');
+        await connection.sendNotification(DidChangeConfigurationNotification.type, didChangeConfigurationParams(sent));
+        // The server read them: its code actions now include the cloud ones.
+        const uri = 'file:///tmp/locode-vscode-test/add.py';
+        const actions = async () =>
+            (
+                await connection.sendRequest('textDocument/codeAction', {
+                    textDocument: { uri },
+                    range: { start: { line: 0, character: 0 }, end: { line: 1, character: 10 } },
+                    context: { diagnostics: [] },
+                })
+            ).map((a) => a.title);
+        const titles = await actions();
+        assert.ok(titles.some((t) => /cloud/i.test(t)), `no cloud action with cloud.route ask: ${JSON.stringify(titles)}`);
+        assert.deepEqual(messages, [], 'the server rejected the forwarded settings');
+        await connection.sendNotification(DidChangeConfigurationNotification.type, didChangeConfigurationParams(settings()));
+        const off = await actions();
+        assert.ok(!off.some((t) => /cloud/i.test(t)) && off.length > 0, `cloud actions with cloud off: ${JSON.stringify(off)}`);
     });
 });

@@ -100,7 +100,7 @@ impl Backend {
             let (snap, anchor) = {
                 let mut docs = state.sessions.lock().unwrap();
                 // A request in flight has the engine; it warms its own prompt.
-                let Some(session) = docs.get_mut(&key).filter(|s| s.inflight.is_none() && s.doc.version == version) else { return };
+                let Some(session) = docs.get_mut(&key).filter(|s| s.idle() && s.doc.version == version) else { return };
                 session.plan(cursor, &cfg, workspace)
             };
             let spot = complete::Spot { snap: &snap, cursor, anchor };

@@ -1,7 +1,9 @@
 //! Completion requests: `textDocument/inlineCompletion`,
 //! `textDocument/completion` and `locode/lastStats`, all answered by
-//! `suggest` (one request in flight per document, burst hold, typed-through
-//! answers, early answers whose rest comes later).
+//! `suggest` (one request of each kind in flight per document, burst hold,
+//! typed-through answers, early answers whose rest comes later).
+//! Completion items go only to clients without inline completion unless
+//! `completionItems` says otherwise.
 
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use super::{invalid_params, to_pos, Backend, ModelState};
 use crate::complete::{self, Suggestion};
 use crate::documents;
 use crate::engine::{CancelOnDrop, CancelToken, EngineError, Generation};
-use crate::session::{Prepared, ShownSuggestion, Workspace};
+use crate::session::{Prepared, RequestKind, ShownSuggestion, Workspace};
 
 /// A completion request that supersedes one that arrived less than this long
 /// before it waits this long before it reaches the engine (see `suggest`). Keystrokes come 50 ms or more apart; bursts of requests from a
@@ -21,15 +23,19 @@ const BURST_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Backend {
     /// Computes the suggestion at a position; None when there is nothing to
-    /// offer (no model, cancelled, superseded, stale).
-    pub(super) async fn suggest(&self, uri: &Uri, position: Position) -> Result<Option<(Suggestion, Range)>> {
+    /// offer (no model, cancelled, superseded, stale). A request supersedes
+    /// only the one of its own kind: a client that asks for ghost text and
+    /// items at each keystroke gets both.
+    pub(super) async fn suggest(&self, uri: &Uri, position: Position, kind: RequestKind) -> Result<Option<(Suggestion, Range)>> {
         let key = uri.as_str().to_string();
         let enc = self.encoding();
         let mut cfg = self.state.config.read().unwrap().completion.clone();
         if !cfg.enabled {
             return Ok(None);
         }
-        if !*self.state.client_asks_again.read().unwrap() {
+        // Early answers only as ghost text, to a client that asks again
+        // for the rest (a completion list shows one answer).
+        if kind == RequestKind::Items || !*self.state.client_asks_again.read().unwrap() {
             cfg.early_answer_ms = 0;
         }
         let family = match &*self.state.model.read().unwrap() {
@@ -52,7 +58,7 @@ impl Backend {
             let session = docs.get_mut(&key).ok_or_else(|| invalid_params(format!("document not open: {key}")))?;
             let cursor = documents::pos_to_char(&session.doc.rope, to_pos(position), enc).map_err(invalid_params)?;
             let prepared = session.prepare(cursor, &cfg, workspace);
-            let superseded = session.inflight.replace(cancel.clone());
+            let superseded = session.requests(kind).inflight.replace(cancel.clone());
             if let Some(old) = &superseded {
                 old.cancel();
             }
@@ -73,7 +79,7 @@ impl Backend {
             // coming in. A request that finds none in flight, or comes at
             // typing pace, goes to the engine at once.
             let now = Instant::now();
-            let prev = session.last_request.replace(now);
+            let prev = session.requests(kind).last_request.replace(now);
             let burst = superseded.is_some() && prev.is_some_and(|t| now.duration_since(t) < BURST_HOLD);
             (snap, cursor, anchor, burst)
         };
@@ -84,15 +90,20 @@ impl Backend {
             }
         }
         let spot = complete::Spot { snap: &snap, cursor, anchor };
+        // A ghost-text request ends the rest of the last early answer (it
+        // may start its own); an item request leaves it running.
         let rest_cancel = CancelToken::new();
-        let old = self.state.sessions.lock().unwrap().get_mut(&key).and_then(|s| s.continuation.replace(rest_cancel.clone()));
-        if let Some(old) = old {
-            old.cancel();
+        if kind == RequestKind::Inline {
+            let old = self.state.sessions.lock().unwrap().get_mut(&key).and_then(|s| s.continuation.replace(rest_cancel.clone()));
+            if let Some(old) = old {
+                old.cancel();
+            }
         }
         let result = complete::suggest_early(&self.state.engine, &family, &key, &spot, &cfg, cancel.clone(), rest_cancel).await;
         if let Some(session) = self.state.sessions.lock().unwrap().get_mut(&key) {
-            if session.inflight.as_ref().is_some_and(|t| t.same_as(&cancel)) {
-                session.inflight = None;
+            let requests = session.requests(kind);
+            if requests.inflight.as_ref().is_some_and(|t| t.same_as(&cancel)) {
+                requests.inflight = None;
             }
         }
         let (suggestion, rest) = match result {
@@ -137,7 +148,12 @@ impl Backend {
             if suggestion.stats.cancelled || suggestion.text.is_empty() || session.doc.version != suggestion.version {
                 return Ok(None);
             }
-            session.last_suggestion = Some(ShownSuggestion::new(cursor, suggestion.text.clone()));
+            // An item answer does not replace the ghost text shown at the
+            // same spot, whose rest may still be coming.
+            let keep = kind == RequestKind::Items && session.last_suggestion.as_ref().is_some_and(|s| s.cursor == cursor);
+            if !keep {
+                session.last_suggestion = Some(ShownSuggestion::new(cursor, suggestion.text.clone()));
+            }
         }
         if let Some(rest) = rest {
             self.offer_rest(uri.clone(), cursor, position, suggestion.text.clone(), rest);
@@ -150,7 +166,7 @@ impl Backend {
 
     pub(super) async fn inline_completion(&self, params: InlineCompletionParams) -> Result<Option<InlineCompletionResponse>> {
         let tdp = params.text_document_position;
-        let Some((s, range)) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+        let Some((s, range)) = self.suggest(&tdp.text_document.uri, tdp.position, RequestKind::Inline).await? else {
             return Ok(Some(InlineCompletionResponse::Array(vec![])));
         };
         Ok(Some(InlineCompletionResponse::Array(vec![InlineCompletionItem {
@@ -164,7 +180,12 @@ impl Backend {
 
     pub(super) async fn completion_items(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         let tdp = params.text_document_position;
-        let Some((s, _)) = self.suggest(&tdp.text_document.uri, tdp.position).await? else {
+        // A client with ghost text gets none (`completionItems: auto`): the
+        // same suggestion in its list would sit above the language's own.
+        if !self.state.items_offered() {
+            return Ok(Some(CompletionResponse::Array(vec![])));
+        }
+        let Some((s, _)) = self.suggest(&tdp.text_document.uri, tdp.position, RequestKind::Items).await? else {
             return Ok(Some(CompletionResponse::Array(vec![])));
         };
         let (word, start) = self.word_before(&tdp.text_document.uri, tdp.position).unwrap_or_default();

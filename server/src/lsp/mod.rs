@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::documents::{Encoding, Pos};
 use crate::engine::Engine;
 use crate::index::{IndexLimits, WorkspaceIndex};
-use state::{ModelState, State};
+use state::{ItemsRegistration, ModelState, State};
 
 mod background;
 mod commands;
@@ -73,9 +73,54 @@ fn invalid_params(msg: impl std::fmt::Display) -> RpcError {
     RpcError::invalid_params(msg.to_string())
 }
 
+/// What the server says of its completion items (static or registered).
+fn completion_options() -> CompletionOptions {
+    CompletionOptions { resolve_provider: Some(false), ..Default::default() }
+}
+
+/// The id of the dynamic registration of `textDocument/completion`.
+const ITEMS_REGISTRATION_ID: &str = "locode/completionItems";
+
 impl Backend {
     fn encoding(&self) -> Encoding {
         *self.state.encoding.read().unwrap()
+    }
+
+    /// After a settings change: registers the completion-item provider when
+    /// `completionItems` now offers items and it is not registered, or
+    /// withdraws a dynamic registration when it no longer does (clients
+    /// that register dynamically; the others keep what `initialize` said,
+    /// and items requests are answered with nothing while they are off).
+    async fn register_items(&self) {
+        if !*self.state.client_items_dynamic.read().unwrap() {
+            return;
+        }
+        let offered = self.state.items_offered();
+        let now = *self.state.items_registration.lock().unwrap();
+        match (offered, now) {
+            (true, ItemsRegistration::None) => {
+                let options = TextDocumentRegistrationOptions { document_selector: None };
+                let mut value = serde_json::to_value(completion_options()).unwrap_or_default();
+                if let (Some(v), Ok(serde_json::Value::Object(sel))) = (value.as_object_mut(), serde_json::to_value(options)) {
+                    v.extend(sel);
+                }
+                let r = Registration {
+                    id: ITEMS_REGISTRATION_ID.into(),
+                    method: "textDocument/completion".into(),
+                    register_options: Some(value),
+                };
+                if self.client.register_capability(vec![r]).await.is_ok() {
+                    *self.state.items_registration.lock().unwrap() = ItemsRegistration::Dynamic;
+                }
+            }
+            (false, ItemsRegistration::Dynamic) => {
+                let u = Unregistration { id: ITEMS_REGISTRATION_ID.into(), method: "textDocument/completion".into() };
+                if self.client.unregister_capability(vec![u]).await.is_ok() {
+                    *self.state.items_registration.lock().unwrap() = ItemsRegistration::None;
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The stand-in for a message the input filter dropped (over the size
@@ -111,6 +156,10 @@ impl LanguageServer for Backend {
         *self.state.client_progress.write().unwrap() =
             params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
         *self.state.client_asks_again.write().unwrap() = asks_again(&params.capabilities);
+        let text_caps = params.capabilities.text_document.as_ref();
+        *self.state.client_inline.write().unwrap() = text_caps.is_some_and(|t| t.inline_completion.is_some());
+        *self.state.client_items_dynamic.write().unwrap() =
+            text_caps.and_then(|t| t.completion.as_ref()).and_then(|c| c.dynamic_registration).unwrap_or(false);
         if let Some(opts) = &params.initialization_options {
             // The model loads on `initialized`, whatever changed.
             if let (_, Some(e)) = self.apply_settings(opts) {
@@ -127,6 +176,10 @@ impl LanguageServer for Backend {
             _ => Vec::new(),
         };
         roots.retain(|r| r.is_dir());
+        let items = self.state.items_offered();
+        if items {
+            *self.state.items_registration.lock().unwrap() = ItemsRegistration::Static;
+        }
         if !roots.is_empty() && self.state.config.read().unwrap().completion.cross_file_chars > 0 {
             let index = WorkspaceIndex::new(roots, IndexLimits::default());
             index.set_refuse_files(self.state.config.read().unwrap().commands.cloud.refuse_files.clone());
@@ -143,7 +196,7 @@ impl LanguageServer for Backend {
                     save: Some(TextDocumentSyncSaveOptions::SaveOptions(SaveOptions { include_text: Some(false) })),
                     ..Default::default()
                 })),
-                completion_provider: Some(CompletionOptions { resolve_provider: Some(false), ..Default::default() }),
+                completion_provider: items.then(completion_options),
                 inline_completion_provider: Some(OneOf::Left(true)),
                 code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
                 execute_command_provider: Some(ExecuteCommandOptions {
@@ -165,9 +218,7 @@ impl LanguageServer for Backend {
             index.cancel();
         }
         for session in self.state.sessions.lock().unwrap().values_mut() {
-            if let Some(t) = &session.inflight {
-                t.cancel();
-            }
+            session.cancel_requests();
             // No early answer's rest is offered to a client that is leaving.
             if let Some(t) = session.continuation.take() {
                 t.cancel();
@@ -201,6 +252,7 @@ impl LanguageServer for Backend {
             self.client.log_message(MessageType::ERROR, format!("locode: {e}")).await;
             self.client.show_message(MessageType::ERROR, format!("locode: {e}")).await;
         }
+        self.register_items().await;
     }
 
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {

@@ -43,6 +43,13 @@ pub(super) struct State {
     /// `capabilities.experimental.locode.suggestionReady`): only such a
     /// client is given early answers, since no other ever sees their rest.
     pub(super) client_asks_again: RwLock<bool>,
+    /// The client announces inline completion (ghost text): with
+    /// `completionItems: auto` it gets no completion items.
+    pub(super) client_inline: RwLock<bool>,
+    /// The client can register `textDocument/completion` dynamically.
+    pub(super) client_items_dynamic: RwLock<bool>,
+    /// How the completion-item provider is registered now.
+    pub(super) items_registration: Mutex<ItemsRegistration>,
     /// Reports a remote completion engine's failures once per kind.
     pub(super) remote_errors: crate::engine::remote::ErrorLatch,
     /// Background cache warm-ups that ran to the end (`locode/status`).
@@ -59,7 +66,24 @@ pub(super) struct State {
     pub(super) reindex_pending: Mutex<std::collections::HashSet<String>>,
 }
 
+/// How the server told the client it answers `textDocument/completion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ItemsRegistration {
+    None,
+    /// In the `initialize` answer (it cannot be withdrawn; requests are then
+    /// answered with no items while the setting says so).
+    Static,
+    /// With `client/registerCapability` (withdrawn with `unregisterCapability`).
+    Dynamic,
+}
+
 impl State {
+    /// Are suggestions offered as completion items now (the
+    /// `completionItems` setting and the client's inline completion)?
+    pub(super) fn items_offered(&self) -> bool {
+        self.config.read().unwrap().completion_items.offered(*self.client_inline.read().unwrap())
+    }
+
     pub(super) fn new(config: Config, engine: Engine) -> Self {
         State {
             sessions: Mutex::new(HashMap::new()),
@@ -71,6 +95,9 @@ impl State {
             engine,
             client_progress: RwLock::new(false),
             client_asks_again: RwLock::new(false),
+            client_inline: RwLock::new(false),
+            client_items_dynamic: RwLock::new(false),
+            items_registration: Mutex::new(ItemsRegistration::None),
             remote_errors: Default::default(),
             warmups: Default::default(),
             building: Default::default(),
