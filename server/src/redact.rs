@@ -175,7 +175,7 @@ const VALUE: &str = concat!(
     r###"|b?r##"(?P<rr2>[\s\S]*?)"##"###,
     r##"|b?r#"(?P<rr1>[\s\S]*?)"#"##,
     r#"|(?:[rRbBuUfF@]{1,2})?"(?P<dq>(?:[^"\\\n]|\\.)*)""#,
-    r#"|(?:[rRbBuUfF]{1,2})?'(?P<sq>(?:[^'\\\n]|\\.)*)'"#,
+    r#"|(?:[rRbBuUfF$]{1,2})?'(?P<sq>(?:[^'\\\n]|\\.)*)'"#,
     r#"|`(?P<bt>[^`\n]*)`"#,
     r#"|(?P<bare>[^\s"'`,;(){}\[\]<>#][^\s"'`,;(){}\[\]<>]*)"#,
     r#")"#
@@ -221,11 +221,11 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ),
         rule("cli-password", r#"\bredis-cli\b[^\n|;&]*?[ \t](?:-a|--pass)[ \t]+["']?([^\s"'\-][^\s"']*)"#, 1, Credential),
         rule("cli-password", r#"\bsqlcmd\b[^\n|;&]*?[ \t]-P[ \t]+["']?([^\s"'\-][^\s"']*)"#, 1, Credential),
-        rule("cli-password", &format!(r#"(?:^|[\s'"])--{SECRET_OPTION}[ \t]+["']?([^\s"'\-\\][^\s"']*)"#), 1, Credential),
+        rule("cli-password", &format!(r#"(?:^|[\s'"])--{SECRET_OPTION}(?:=|[ \t]+)["']?([^\s"'\-\\][^\s"']*)"#), 1, Credential),
         // Prose and comments: "the password is hunter2", "our API key was `abc`".
         rule(
             "prose-password",
-            r#"(?i)\b(?:password|passwd|passphrase|pass\s?word|pw|pwd|pin|secret|token|api[ _\-]?key)s?(?:\s+(?:for|of|to|on)\s+[\w.@\-]+)?\s+(?:is|was|would\s+be|will\s+be|set\s+to|becomes|remains)\s*:?\s+(?:"([^"\n]+)"|'([^'\n]+)'|`([^`\n]+)`|([^\s"'`]+))"#,
+            r#"(?i)\b(?:password|passwd|passphrase|pass\s?word|pw|pwd|pin|secret|token|api[ _\-]?key)s?(?:\s+(?:for|of|to|on|at)(?:\s+[\w.@\-]+){1,3})?\s+(?:is|was|would\s+be|will\s+be|set\s+to|becomes|remains)\s*:?\s+(?:"([^"\n]+)"|'([^'\n]+)'|`([^`\n]+)`|([^\s"'`]+))"#,
             1,
             Prose,
         ),
@@ -482,9 +482,18 @@ fn find_secrets(text: &str) -> Vec<(usize, usize, &'static str)> {
             }
         }
     }
-    for caps in ASSIGNMENT.captures_iter(text) {
-        let key = caps.name("key").unwrap().as_str();
-        let Some(strength) = secret_key(key) else { continue };
+    // Overlapping matches: `cli: "tool --password=x"` holds an assignment inside the value of another.
+    let mut at = 0;
+    while let Some(caps) = ASSIGNMENT.captures_at(text, at) {
+        let key_match = caps.name("key").unwrap();
+        let key = key_match.as_str();
+        // `Outcome::Pass => "pass"`: an enum variant's label.
+        let variant = text[..key_match.start()].ends_with("::");
+        let Some(strength) = secret_key(key).filter(|_| !variant) else {
+            at = key_match.end();
+            continue;
+        };
+        at = caps.get(0).unwrap().end();
         let op = caps.name("op").unwrap().as_str();
         let quoted = ["tq2", "tq1", "rr2", "rr1", "dq", "sq"].iter().find_map(|g| caps.name(g));
         let (m, ok) = match (quoted, caps.name("bt").or(caps.name("bare"))) {
@@ -1198,10 +1207,12 @@ mod tests {
         ("cli-password", "redis-cli -h cache -a Red1s-Auth-3 ping", "Red1s-Auth-3"),
         ("cli-password", "tool sync --password hunter2x --verbose", "hunter2x"),
         ("cli-password", "gh-release --api-key Zk29-ab-Q1 publish", "Zk29-ab-Q1"),
+        ("cli-password", "scripts = {cli: \"admin --password=Opt-Pw-44 rotate\"}", "Opt-Pw-44"),
         ("prose-password", "# the password is hunter2\n", "hunter2"),
         ("prose-password", "The admin password for staging is \"Winter.abcd.Coming\".", "Winter.abcd.Coming"),
         ("prose-password", "// API key was `k3y-live-9Qz`, rotate it", "k3y-live-9Qz"),
         ("prose-password", "Note: our token is Tk_82hsd91.\n", "Tk_82hsd91"),
+        ("prose-password", "// the password for the staging ledger is Stg-Ledger-77 (ops)\n", "Stg-Ledger-77"),
     ];
 
     // (what, text): code and prose that must stay as they are.
@@ -1255,6 +1266,8 @@ mod tests {
         ("{\"db_pass\": \"json-pass-1\"}\n", "json-pass-1"),
         ("conn = connect(password=\"kwarg-pass-7\")\n", "kwarg-pass-7"),
         ("export GITHUB_TOKEN=shell-token-42\n", "shell-token-42"),
+        ("DEPLOY_SECRET=$'ansi-c-Secret-7'\n", "ansi-c-Secret-7"),
+        ("scripts = {db: \"PGPASSWORD=Pg-Pw-44 psql -h db\"}\n", "Pg-Pw-44"),
         ("pw: hunter2\n", "hunter2"),
         ("X-Api-Key: 8f2k1m0z9q\n", "8f2k1m0z9q"),
         ("PGPASSWORD=pg-pass-5 psql -h db\n", "pg-pass-5"),
@@ -1287,6 +1300,8 @@ mod tests {
         ("a kwarg passing a variable", "connect(host=h, password=pw)\n"),
         ("a comparison with a variable", "if token == expected:\n"),
         ("a tokenizer", "tokenizer = \"bpe-v2\"\n"),
+        ("an enum variant's label", "Outcome::Pass => \"pass\",\n"),
+        ("an assignment inside another value", "cmd = \"tool --token $TOKEN\"\n"),
     ];
 
     #[test]
