@@ -313,6 +313,19 @@ impl Redactor {
                 }
             }
         }
+        // A snippet cut short inside a secret (an error message quoting 40
+        // characters of code): its start, up to a backtick, ellipsis or the end.
+        for (secret, kind) in known.iter().filter(|(s, _)| s.len() >= 12 && s.is_char_boundary(6)) {
+            for (s, _) in text.match_indices(&secret[..6]) {
+                let common = text[s..].bytes().zip(secret.bytes()).take_while(|(a, b)| a == b).count();
+                let e = s + common;
+                let rest = &text[e..];
+                let truncated = rest.is_empty() || rest.starts_with(['`', '\u{2026}']) || rest.starts_with("...");
+                if common < secret.len() && text.is_char_boundary(e) && truncated && bounded(text, s, e) && !overlaps(&spans, s, e) {
+                    spans.push((s, e, kind));
+                }
+            }
+        }
         spans.sort_by_key(|&(s, _, _)| s);
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
@@ -454,9 +467,9 @@ fn repeatable(secret: &str) -> bool {
 /// The occurrence at s..e is not part of a longer word.
 fn bounded(text: &str, s: usize, e: usize) -> bool {
     let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-    let first_word = word(text[s..e].chars().next());
-    let last_word = word(text[s..e].chars().next_back());
-    !(first_word && word(text[..s].chars().next_back())) && !(last_word && word(text[e..].chars().next()))
+    let glued_before = word(text[s..e].chars().next()) && word(text[..s].chars().next_back());
+    let glued_after = word(text[s..e].chars().next_back()) && word(text[e..].chars().next());
+    !glued_before && !glued_after
 }
 
 /// Every secret in `text`: (start, end, kind), non-overlapping.
@@ -1173,18 +1186,19 @@ mod tests {
 
     #[test]
     fn formats_known_only_by_their_key() {
-        let mut f = vec![];
-        f.push(caught("heroku-api-key", "HEROKU_API_KEY: 22faf40e-5f8e-2992-6a1c-9d728e022e35\n", "22faf40e-5f8e-2992-6a1c-9d728e022e35"));
-        f.push(clean("a uuid", "request_id: 22faf40e-5f8e-2992-6a1c-9d728e022e35\n"));
-        f.push(caught("atlassian-api-token", "jira_token = \"t597hoeckatmiyr80j4a3463\"\n", "t597hoeckatmiyr80j4a3463"));
-        f.push(clean("jira url", "jira_url = \"https://acme.atlassian.net\"\n"));
-        f.push(caught("aws-secret-access-key", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n", "wJalrXUtnFEMI"));
-        f.push(caught(
-            "private-key",
-            "k = '''-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----'''\n",
-            "b3BlbnNzaC1rZXk",
-        ));
-        f.push(clean("public key", "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQY\n-----END PUBLIC KEY-----\n"));
+        let f = vec![
+            caught("heroku-api-key", "HEROKU_API_KEY: 22faf40e-5f8e-2992-6a1c-9d728e022e35\n", "22faf40e-5f8e-2992-6a1c-9d728e022e35"),
+            clean("a uuid", "request_id: 22faf40e-5f8e-2992-6a1c-9d728e022e35\n"),
+            caught("atlassian-api-token", "jira_token = \"t597hoeckatmiyr80j4a3463\"\n", "t597hoeckatmiyr80j4a3463"),
+            clean("jira url", "jira_url = \"https://acme.atlassian.net\"\n"),
+            caught("aws-secret-access-key", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n", "wJalrXUtnFEMI"),
+            caught(
+                "private-key",
+                "k = '''-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----'''\n",
+                "b3BlbnNzaC1rZXk",
+            ),
+            clean("public key", "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQY\n-----END PUBLIC KEY-----\n"),
+        ];
         none_failed(f);
     }
 
@@ -1344,6 +1358,11 @@ mod tests {
         r.redact("SMTP_PASS=mail-pass-9\n");
         let later = r.redact("send(login, 'mail-pass-9')  # not mail-pass-99\n");
         assert!(later.contains("send(login, 'REDACTED_SECRET_ASSIGNMENT_1_") && later.contains("mail-pass-99"), "{later}");
+        // A quote cut short inside a secret.
+        let mut r = Redactor::new();
+        r.redact("TOKEN = \"dp.pt.Xh2p3ZqKtjccBQkP7Ozlk0g4Wxr7GVbDKNn938wWHR6\"\n");
+        let error = r.redact("syntax error at `TOKEN = \"dp.pt.Xh2p`");
+        assert!(!error.contains("dp.pt.") && error.contains("`TOKEN = \"REDACTED_DOPPLER_TOKEN_"), "{error}");
         // Short plain words are not chased through the text.
         let (out, _) = redacted("url = 'https://u:pass@h'\nfor x in y:\n    pass\n");
         assert!(out.ends_with("    pass\n"), "{out}");

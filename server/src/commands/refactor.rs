@@ -265,12 +265,13 @@ async fn cloud_refactor(
         match result {
             Ok(code) => return Ok(Outcome { code, source: "cloud", attempts: attempt }),
             Err(e) => {
-                tracing::info!("cloud refactor attempt {attempt} unusable: {e}");
-                last = e.clone();
+                // The error may quote restored code: logged and sent redacted.
+                let error = plan.redactor.redact(&e);
+                tracing::info!("cloud refactor attempt {attempt} unusable: {error}");
+                last = e;
                 if attempt == 2 {
                     break;
                 }
-                let error = plan.redactor.redact(&e);
                 plan.messages = p.retry(sel.language, std::mem::take(&mut plan.messages), &reply, &error);
                 plan.request = cloud::build_request(&cfg.cloud, &plan.messages, plan.request_max_tokens())
                     .map_err(|e| Failure::Other(format!("locode: {e}")))?;
