@@ -558,6 +558,8 @@ fn find_secrets(text: &str) -> Vec<(usize, usize, &'static str)> {
             let tok = piece.trim_end_matches('=');
             if high_entropy(tok) {
                 add(&mut spans, s, s + tok.len(), "high-entropy-string");
+            } else if random_hex(tok) && !names_a_digest(&text[text.floor_char_boundary(s.saturating_sub(48))..s]) {
+                add(&mut spans, s, s + tok.len(), "high-entropy-hex");
             }
         }
     }
@@ -1001,9 +1003,8 @@ pub fn entropy(s: &str) -> f64 {
 /// words nor as an identifier. Two signs of randomness, either enough: many
 /// digits and class switches (`q8Fz2LmX0pRt7VbN4kWs`), or letter pairs that
 /// are rare in English and in names (`XopTHBPgrufJWLMpuKq`): identifiers such
-/// as `getUserAccountDetails2` are mostly common pairs. Bare hex is a digest
-/// (a checksum, a commit) far more often than a secret; hex keys are caught
-/// by their prefix or their key's name.
+/// as `getUserAccountDetails2` are mostly common pairs. Hex is judged apart
+/// ([`random_hex`]): it is a secret unless its context names a digest.
 pub fn high_entropy(tok: &str) -> bool {
     let len = tok.len();
     if len < 20 {
@@ -1032,6 +1033,20 @@ pub fn high_entropy(tok: &str) -> bool {
     let mixed = digits >= 2 && lower > 0 && upper > 0 && switches * 4 >= len && !readable;
     let unreadable = pairs >= 6 && common * 10 < pairs * 4 && lower > 0 && upper > 0;
     mixed || unreadable
+}
+
+/// Hex of 32+ characters mixing letters and digits: a key, or a digest.
+fn random_hex(tok: &str) -> bool {
+    let b = tok.as_bytes();
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    tok.len() >= 32 && b.iter().all(u8::is_ascii_hexdigit) && digits > 0 && digits < tok.len() && entropy(tok) >= 3.0
+}
+
+/// The text before a hex string says it is a digest (a checksum, a commit,
+/// a content hash), not a key.
+fn names_a_digest(before: &str) -> bool {
+    let b = before.to_ascii_lowercase();
+    ["sha", "md5", "hash", "digest", "checksum", "commit", "rev", "etag", "integrity", "crc", "blake", "oid"].iter().any(|w| b.contains(w))
 }
 
 /// The 120 most frequent letter pairs in names of real code (counted over
@@ -1461,13 +1476,21 @@ mod tests {
             "total_number_of_items_in_cart",
             "abcdefabcdefabcdefabcdefabcdefabcdef",
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "--vscode-textCodeBlock-background",
             "HttpRequestHandlerFactory2",
             "MAX_CONNECTIONS_PER_HOST_2",
         ] {
             assert!(!high_entropy(t), "{t}");
         }
+        // Hex: a key unless named a digest.
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        assert!(!high_entropy(hex) && random_hex(hex));
+        none_failed(vec![
+            caught("high-entropy-hex", &format!("Old webhook fingerprint: {hex}\n"), hex),
+            clean("a checksum", &format!("checksum = \"{hex}\"\n")),
+            clean("a sha256", &format!("assert_eq!(rec.sha256, \"{hex}\");\n")),
+            clean("a commit", &format!("see https://github.com/o/r/commit/{}\n", &hex[..40])),
+        ]);
         // In a URL, each path segment is judged alone.
         none_failed(vec![clean("url ids", "// https://groups.google.com/forum/#!original/comp.lang.c/2HtQXvg7iKc/xOJeipH6KLMJ\n")]);
     }
