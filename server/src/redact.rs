@@ -27,8 +27,8 @@
 //! "hunter2"}`), and in every later text redacted by the same [`Redactor`].
 //! Over-redaction is cheap (placeholders are restored locally); a leak is not.
 //!
-//! Placeholders read `REDACTED_<KIND>_<n>_<nonce>`: the nonce is random per
-//! [`Redactor`] and chosen so that it occurs in no text redacted so far, so
+//! Placeholders read `REDACTED_<KIND>_<n>_<nonce>`: the nonce is derived from
+//! the first text a [`Redactor`] sees and chosen so that it occurs in no text redacted so far, so
 //! source text cannot collide with a placeholder. Restoring puts a secret
 //! back only for placeholders this redactor issued, and at most as many
 //! times as the placeholder was sent ([`Redactor::restore_checked`]): a model
@@ -429,23 +429,20 @@ impl Redactor {
     }
 }
 
-/// Six random characters that do not occur in `text` (nor, with the table
-/// of taken placeholders, in later texts' placeholder-like words).
+/// Six characters that do not occur in `text`, derived from it (sha256), so
+/// the same text gets the same placeholders: the preview is byte for byte
+/// what a send carries.
 fn fresh_nonce(text: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
+    use sha2::{Digest, Sha256};
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let state = std::collections::hash_map::RandomState::new();
     for attempt in 0u64.. {
-        let mut h = state.build_hasher();
-        h.write_u64(attempt);
-        let mut x = h.finish();
-        let mut nonce = String::with_capacity(6);
-        for i in 0..6 {
-            // A letter first, so the nonce never reads as a number.
-            let c = if i == 0 { ALPHABET[(x % 24) as usize] } else { ALPHABET[(x % 32) as usize] };
-            nonce.push(c as char);
-            x >>= 5;
-        }
+        let mut h = Sha256::new();
+        h.update(attempt.to_le_bytes());
+        h.update(text.as_bytes());
+        let d = h.finalize();
+        // A letter first, so the nonce never reads as a number.
+        let nonce: String =
+            d.iter().take(6).enumerate().map(|(i, b)| ALPHABET[*b as usize % if i == 0 { 24 } else { 32 }] as char).collect();
         if !text.contains(&nonce) {
             return nonce;
         }
