@@ -154,6 +154,8 @@ async fn local_refactor(
 /// The redacted messages and request for the cloud.
 struct CloudPlan {
     redactor: Redactor,
+    /// The redacted prompt as first sent: an answer may hold its placeholders at most as often.
+    sent: String,
     messages: Vec<ChatMessage>,
     request: cloud::CloudRequest,
     indent: String,
@@ -180,7 +182,8 @@ fn plan_cloud(cfg: &CommandsConfig, sel: &Selection, instruction: &str) -> Resul
         .collect();
     let request = cloud::build_request(&cfg.cloud, &messages, max_refactor_tokens(cfg.cloud.max_tokens, &code))
         .map_err(|e| format!("locode: {e}"))?;
-    Ok(CloudPlan { redactor, messages, request, indent })
+    let sent = messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+    Ok(CloudPlan { redactor, sent, messages, request, indent })
 }
 
 fn max_refactor_tokens(cap: u32, code: &str) -> u32 {
@@ -250,23 +253,29 @@ async fn cloud_refactor(
             NetError::Cancelled => Failure::Other("cancelled".into()),
             e => Failure::Other(format!("locode: the cloud model failed: {e}")),
         })?;
-        let restored = plan.redactor.restore(&reply);
-        let stray = plan.redactor.stray_placeholders(&sel.code, &restored);
-        let result = if stray.is_empty() {
-            candidate(sel, &plan.indent, &restored)
-        } else {
-            Err(format!("the answer altered redaction placeholders ({})", stray.join(", ")))
+        // Secrets go back only where placeholders were sent, as often as they were.
+        let result = match plan.redactor.restore_checked(&plan.sent, &reply) {
+            Err(e) => Err(format!("the answer repeated or invented redaction placeholders ({e})")),
+            Ok(restored) => {
+                let stray = plan.redactor.stray_placeholders(&sel.code, &restored);
+                if stray.is_empty() {
+                    candidate(sel, &plan.indent, &restored)
+                } else {
+                    Err(format!("the answer altered redaction placeholders ({})", stray.join(", ")))
+                }
+            }
         };
         match result {
             Ok(code) => return Ok(Outcome { code, source: "cloud", attempts: attempt }),
             Err(e) => {
+                // The error may quote restored code: sent redacted, logged at debug only.
+                let error = plan.redactor.redact(&e);
                 tracing::info!("cloud refactor attempt {attempt} unusable");
-                tracing::debug!("cloud refactor attempt {attempt} unusable: {e}");
-                last = e.clone();
+                tracing::debug!("cloud refactor attempt {attempt} unusable: {error}");
+                last = e;
                 if attempt == 2 {
                     break;
                 }
-                let error = plan.redactor.redact(&e);
                 plan.messages = p.retry(sel.language, std::mem::take(&mut plan.messages), &reply, &error);
                 plan.request = cloud::build_request(&cfg.cloud, &plan.messages, plan.request_max_tokens())
                     .map_err(|e| Failure::Other(format!("locode: {e}")))?;
