@@ -239,7 +239,7 @@ fn prompts_are_redacted_per_document_and_restored_and_secret_files_get_nothing()
     // that copies a value from the context would.
     let srv = fake_llama_server(|r| {
         let p = r.body["prompt"].as_str().unwrap_or_default();
-        let re = regex::Regex::new(r"REDACTED_[A-Z0-9_]+_[0-9]+").unwrap();
+        let re = regex::Regex::new(r"REDACTED_[A-Z0-9_]+_[0-9]+_[a-z0-9]+").unwrap();
         re.find(p).map(|m| format!("\"{}\"", m.as_str())).unwrap_or_else(|| "None".into())
     });
     let engine = json!({"kind": "llamaServer", "endpoint": srv.url, "stream": false});
