@@ -262,25 +262,27 @@ fn main() -> anyhow::Result<()> {
     // locode: a fresh start, then a restart with the states it saved.
     let mut c = start_locode(&bin, &opts, &model, &kv, &work.path().join("locode-1.log"))?;
     let cold = locode_first(&mut c, &uri, &text, cursor, &typed, opts.key_ms);
-    // Let the whole prompt be built, as it is while the user reads the answer.
+    // Let the whole prompt be built, as it is while the user reads the
+    // answer: wait for the background build (a finished warm-up) without
+    // sending requests, which it would yield to; then ask once.
+    let warmups = |c: &mut lsp::Lsp| {
+        c.request("locode/status", json!(null), Duration::from_secs(10)).ok().and_then(|v| v["warmups"].as_u64()).unwrap_or(0)
+    };
+    let before = warmups(&mut c);
     let deadline = Instant::now() + Duration::from_secs(opts.settle_s);
-    let mut settled = None;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && warmups(&mut c) == before {
         std::thread::sleep(Duration::from_millis(500));
-        let mut doc = text.clone();
-        doc.insert_str(cursor, &typed);
-        let pos = lsp::position(&doc, cursor + typed.len());
-        let _ = c.request(
-            "textDocument/inlineCompletion",
-            json!({"textDocument": {"uri": uri}, "position": pos, "context": {"triggerKind": 2}}),
-            Duration::from_secs(60),
-        );
-        let st = c.request("locode/lastStats", json!({"uri": uri}), Duration::from_secs(10)).unwrap_or_default();
-        if st["first_window"] == false && !st["typed_through"].as_bool().unwrap_or(false) {
-            settled = Some(st);
-            break;
-        }
     }
+    let mut doc = text.clone();
+    doc.insert_str(cursor, &typed);
+    let pos = lsp::position(&doc, cursor + typed.len());
+    let _ = c.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": uri}, "position": pos, "context": {"triggerKind": 2}}),
+        Duration::from_secs(120),
+    );
+    let st = c.request("locode/lastStats", json!({"uri": uri}), Duration::from_secs(10)).unwrap_or_default();
+    let settled = (st["first_window"] == false).then_some(st);
     let _ = c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
     c.shutdown();
     let saved: u64 = std::fs::read_dir(&kv).map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
