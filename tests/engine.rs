@@ -256,7 +256,15 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
 async fn a_cold_document_is_answered_from_a_first_window_then_the_whole_prompt() {
     let engine = Engine::spawn();
     let (_, family) = engine.load(engine_config(), |_| {}).await.expect("model loads");
-    let speed = engine.prompt_speed().expect("the engine measures its speed at load");
+    // The engine measures its speed right after the model loads.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let speed = loop {
+        if let Some(s) = engine.prompt_speed() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the engine never measured its speed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let text = source();
     let line = text.lines().position(|l| l.starts_with("def distance")).unwrap() + 1;
     let mut doc = Session::new(Document::new(&text, 1, Language::Python));
