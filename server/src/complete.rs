@@ -4,7 +4,7 @@
 use crate::config::CompletionConfig;
 use crate::context::{self, CompletionContext, Mode};
 use crate::documents::{CrossFile, Snapshot};
-use crate::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, FirstWindow, Generation, StopRule};
+use crate::engine::{CancelToken, CompletionJob, Early, Engine, EngineError, FirstWindow, Generation, SmallPrompt, StopRule};
 use crate::index::WorkspaceIndex;
 use crate::postprocess::Trimmer;
 use crate::prompt::{Family, FimParts, Piece};
@@ -176,31 +176,29 @@ const CHARS_PER_TOKEN: usize = 3;
 
 /// The prompt of a first window for a spot (see `CompletionJob::first_window`):
 /// the nearest lines, 3/4 before the cursor and 1/4 after it, the imports
-/// and enclosing headers when they fit, no other files. None when it is
-/// off, or not much smaller than the whole prompt.
-fn first_window(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig, tps: f64, whole: &[Piece]) -> Option<Vec<Piece>> {
+/// and enclosing headers when they fit, no other files; None when it is
+/// off. Built only if the engine asks for it (the whole prompt is not
+/// cached), so a warm keystroke does no work for it; that build gives None
+/// when it is not much smaller than the whole prompt.
+fn first_window(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig, tps: f64, whole: &[Piece]) -> Option<SmallPrompt> {
     if cfg.first_answer_ms == 0 {
         return None;
     }
     let chars = first_window_tokens(tps, cfg.first_answer_ms) * CHARS_PER_TOKEN;
     let small = CompletionConfig { prefix_chars: chars * 3 / 4, suffix_chars: chars / 4, cross_file_chars: 0, ..cfg.clone() };
-    let snap = |header: Option<(usize, Arc<str>)>| Snapshot {
-        rope: spot.snap.rope.clone(),
-        version: spot.snap.version,
-        language: spot.snap.language,
-        tree: spot.snap.tree.clone(),
-        window: None,
-        cross_file: None,
-        header,
-    };
-    let mut ctx = context::build(&snap(None), spot.cursor, spot.anchor, &small);
-    if ctx.prefix.len() + ctx.middle.len() > chars {
-        // The header does not fit: the nearest lines alone.
-        ctx = context::build(&snap(Some((ctx.window_start, Arc::from("")))), spot.cursor, spot.anchor, &small);
-    }
     let size = |pieces: &[Piece]| pieces.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 1 }).sum::<usize>();
-    let pieces = family.render_fim(&FimParts { extra: &[], prefix: &ctx.prefix, suffix: &ctx.suffix, middle: &ctx.middle });
-    (size(&pieces) * 3 < size(whole) * 2).then_some(pieces)
+    let whole_size = size(whole);
+    let (family, snap, cursor, anchor) = (family.clone(), spot.snap.clone(), spot.cursor, spot.anchor);
+    Some(Arc::new(move || {
+        let snap = |header: Option<(usize, Arc<str>)>| Snapshot { window: None, cross_file: None, header, ..snap.clone() };
+        let mut ctx = context::build(&snap(None), cursor, anchor, &small);
+        if ctx.prefix.len() + ctx.middle.len() > chars {
+            // The header does not fit: the nearest lines alone.
+            ctx = context::build(&snap(Some((ctx.window_start, Arc::from("")))), cursor, anchor, &small);
+        }
+        let pieces = family.render_fim(&FimParts { extra: &[], prefix: &ctx.prefix, suffix: &ctx.suffix, middle: &ctx.middle });
+        (size(&pieces) * 3 < whole_size * 2).then_some(pieces)
+    }))
 }
 
 /// The engine's stop rule for a completion: post-processing's.

@@ -630,7 +630,10 @@ impl Server<'_> {
             let key = first_window_key(&job.slot);
             let need_ms = (prompt.len() - n_past) as f64 / self.tokens_per_s() * 1e3;
             if !job.background && need_ms > fw.budget_ms as f64 && self.slots.len() > 1 {
-                let small = self.tokenize(&fw.prompt)?;
+                let small = match (fw.prompt)() {
+                    Some(pieces) => self.tokenize(&pieces)?,
+                    None => Vec::new(),
+                };
                 if !small.is_empty() && small.len() + (job.max_tokens as usize) < n_ctx && small.len() < prompt.len() {
                     tracing::debug!(whole = prompt.len(), need_ms, small = small.len(), "answering from the first window");
                     prompt = small;

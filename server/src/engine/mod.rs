@@ -84,9 +84,13 @@ pub struct CompletionJob {
     pub first_window: Option<FirstWindow>,
 }
 
+/// Builds a first window's prompt when the engine needs it; None when it
+/// would not be much smaller than the whole one.
+pub type SmallPrompt = Arc<dyn Fn() -> Option<Vec<Piece>> + Send + Sync>;
+
 /// See `CompletionJob::first_window`.
 pub struct FirstWindow {
-    pub prompt: Vec<Piece>,
+    pub prompt: SmallPrompt,
     /// Most milliseconds the whole prompt's evaluation may take (as the
     /// engine's measured speed predicts it) before the small one is used.
     pub budget_ms: u64,
