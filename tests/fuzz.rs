@@ -905,6 +905,8 @@ fn fuzz(conn: Conn, options: Value, cases: usize, max_ops: usize, huge_limit_kib
         cases: cases as u32,
         failure_persistence: None,
         max_shrink_iters: 64,
+        // Each shrink step may wait out a request timeout: bound the total so a failure stays quick in CI.
+        max_shrink_time: 180_000,
         rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         ..PtConfig::default()
     });

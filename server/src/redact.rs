@@ -537,7 +537,11 @@ fn find_secrets(text: &str) -> Vec<(usize, usize, &'static str)> {
     }
     for m in CANDIDATE.find_iter(text) {
         // In a URL, path segments are judged one by one (`/2HtQXvg7iKc/xOJeipH6KLMJ` is two ids).
-        let word_start = text[..m.start()].rfind(|c: char| c.is_whitespace() || "\"'`(<".contains(c)).map_or(0, |i| i + 1);
+        // The separator may be wider than a byte (U+2028 is whitespace).
+        let word_start = text[..m.start()]
+            .char_indices()
+            .rfind(|&(_, c)| c.is_whitespace() || "\"'`(<".contains(c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let in_url = text[word_start..m.start()].contains("://");
         let pieces: Vec<(usize, &str)> = if in_url {
             m.as_str()
@@ -1185,6 +1189,15 @@ mod tests {
         ("octopus-deploy-key", "API-BXUNYAEY3D4AFK6I2OW44DXJG4", "API-VERSION"),
         ("settlemint-token", "sm_pat_CTWnWF3bEMhcSB7F", "sm_pat_docs"),
     ];
+
+    #[test]
+    fn a_wide_separator_before_a_token_is_not_split() {
+        // U+2028 is whitespace three bytes wide; the fuzzer found a panic here.
+        let token = "sk-proj-Qh7vR2mK9xLp4Tn8Wc3Zb6Yd1Fg5Hj0Ks";
+        let text = format!("x =\u{2028}{token} é\u{2029}\u{a0}é{token}\n");
+        let out = Redactor::new().redact(&text);
+        assert!(!out.contains(token), "{out}");
+    }
 
     #[test]
     fn provider_formats() {
