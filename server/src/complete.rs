@@ -47,7 +47,7 @@ pub async fn suggest(
     cfg: &CompletionConfig,
     cancel: CancelToken,
 ) -> Result<Suggestion, EngineError> {
-    let (job, trimmer, again) = job_for(family, slot, spot, cfg, cancel, engine.prompt_speed());
+    let (job, trimmer, again) = job_for(family, slot, spot, cfg, cancel);
     answer(engine, job, again, &trimmer, spot.snap.version).await
 }
 
@@ -103,7 +103,7 @@ pub async fn suggest_early(
     if cfg.early_answer_ms == 0 {
         return Ok((suggest(engine, family, slot, spot, cfg, cancel).await?, None));
     }
-    let (mut job, trimmer, again) = job_for(family, slot, spot, cfg, cancel, engine.prompt_speed());
+    let (mut job, trimmer, again) = job_for(family, slot, spot, cfg, cancel);
     let (tx, early_rx) = tokio::sync::oneshot::channel();
     job.early = Some(Early { after: std::time::Duration::from_millis(cfg.early_answer_ms), tx, cancel: rest_cancel });
     let version = spot.snap.version;
@@ -127,10 +127,9 @@ fn job_for(
     spot: &Spot<'_>,
     cfg: &CompletionConfig,
     cancel: CancelToken,
-    speed: Option<f64>,
 ) -> (CompletionJob, Trimmer, Option<CompletionJob>) {
     let (ctx, prompt) = prepare(family, spot, cfg);
-    let small = speed.and_then(|tps| first_window(family, spot, cfg, tps, &prompt));
+    let small = first_window(family, spot, cfg, &prompt);
     let trimmer = Trimmer::new(&ctx, cfg.max_lines);
     let code_belongs = ctx.language != crate::syntax::Language::PlainText
         && ctx.line_suffix.trim().is_empty()
@@ -180,16 +179,17 @@ const CHARS_PER_TOKEN: usize = 3;
 /// off. Built only if the engine asks for it (the whole prompt is not
 /// cached), so a warm keystroke does no work for it; that build gives None
 /// when it is not much smaller than the whole prompt.
-fn first_window(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig, tps: f64, whole: &[Piece]) -> Option<SmallPrompt> {
+fn first_window(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig, whole: &[Piece]) -> Option<SmallPrompt> {
     if cfg.first_answer_ms == 0 {
         return None;
     }
-    let chars = first_window_tokens(tps, cfg.first_answer_ms) * CHARS_PER_TOKEN;
-    let small = CompletionConfig { prefix_chars: chars * 3 / 4, suffix_chars: chars / 4, cross_file_chars: 0, ..cfg.clone() };
+    let (budget_ms, cfg) = (cfg.first_answer_ms, cfg.clone());
     let size = |pieces: &[Piece]| pieces.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 1 }).sum::<usize>();
     let whole_size = size(whole);
     let (family, snap, cursor, anchor) = (family.clone(), spot.snap.clone(), spot.cursor, spot.anchor);
-    Some(Arc::new(move || {
+    Some(Arc::new(move |tps: f64| {
+        let chars = first_window_tokens(tps, budget_ms) * CHARS_PER_TOKEN;
+        let small = CompletionConfig { prefix_chars: chars * 3 / 4, suffix_chars: chars / 4, cross_file_chars: 0, ..cfg.clone() };
         let snap = |header: Option<(usize, Arc<str>)>| Snapshot { window: None, cross_file: None, header, ..snap.clone() };
         let mut ctx = context::build(&snap(None), cursor, anchor, &small);
         if ctx.prefix.len() + ctx.middle.len() > chars {

@@ -7,14 +7,15 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::complete;
+use crate::complete::{self, Rest, Suggestion};
 use crate::config::CompletionConfig;
 use crate::context::{self, Layout};
 use crate::documents::{Change, Document, Edit, Encoding, Snapshot};
-use crate::engine::{CancelToken, Generation};
+use crate::engine::{CancelToken, EngineError, Generation};
 use crate::index::WorkspaceIndex;
 
 /// A suggestion as it was shown: the cursor it was for and its text. Edits
@@ -51,11 +52,110 @@ pub enum RequestKind {
 }
 
 /// One kind's newest request: a newer one of the same kind cancels it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Requests {
     pub inflight: Option<CancelToken>,
+    /// The generation the newest request waits for (see `Flight`).
+    pub flight: Option<Flight>,
     /// When the last request arrived (burst hold).
     pub last_request: Option<Instant>,
+}
+
+/// How long a generation nobody waits for any more (its request cancelled
+/// by the client) goes on: long enough for the request of the key that
+/// follows the cancel to join it.
+const ORPHAN_GRACE: Duration = Duration::from_millis(300);
+
+/// What a generation ended with: the suggestion (or the early part of it)
+/// and the rest of an early answer, which the first request still current
+/// takes.
+pub struct FlightOutcome {
+    pub result: Result<Suggestion, EngineError>,
+    pub rest: Mutex<Option<Rest>>,
+}
+
+/// A generation started for one request, which later requests join when
+/// the user typed only at its cursor since: typing through the text it is
+/// generating, a key waits for its answer instead of starting over. Typing
+/// at once in a fresh file would otherwise cancel every answer before its
+/// first line is done. Cancelled by an edit elsewhere, by a request that
+/// does not join it, or once no request has waited for it for a moment.
+pub struct Flight {
+    /// Where it completes; every edit since lies in `cursor..typed_end`.
+    pub cursor: usize,
+    pub typed_end: usize,
+    pub cancel: CancelToken,
+    outcome: tokio::sync::watch::Receiver<Option<Arc<FlightOutcome>>>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Sends a flight's outcome (see `Flight::start`).
+pub type FlightSender = tokio::sync::watch::Sender<Option<Arc<FlightOutcome>>>;
+
+impl Flight {
+    /// A flight at `cursor` and the sender its generation ends with.
+    pub fn start(cursor: usize, cancel: CancelToken) -> (Flight, FlightSender) {
+        let (tx, outcome) = tokio::sync::watch::channel(None);
+        (Flight { cursor, typed_end: cursor, cancel, outcome, waiting: Arc::default() }, tx)
+    }
+
+    /// Ended (or dropped by its generation's task).
+    pub fn finished(&self) -> bool {
+        self.outcome.borrow().is_some() || self.outcome.has_changed().is_err()
+    }
+
+    /// A request at `cursor` can wait for this flight.
+    fn joinable(&self, cursor: usize) -> bool {
+        cursor == self.typed_end && !self.cancel.is_cancelled()
+    }
+
+    /// A handle to wait with; while none is held, the flight is cancelled
+    /// after `ORPHAN_GRACE`.
+    pub fn wait_handle(&self) -> FlightWait {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        FlightWait { outcome: self.outcome.clone(), waiting: self.waiting.clone(), cancel: self.cancel.clone() }
+    }
+}
+
+/// A request's wait for a flight.
+pub struct FlightWait {
+    outcome: tokio::sync::watch::Receiver<Option<Arc<FlightOutcome>>>,
+    waiting: Arc<AtomicUsize>,
+    cancel: CancelToken,
+}
+
+impl FlightWait {
+    /// The outcome; None when the generation's task went away without one.
+    pub async fn outcome(&mut self) -> Option<Arc<FlightOutcome>> {
+        self.outcome.wait_for(|o| o.is_some()).await.ok().and_then(|o| o.clone())
+    }
+}
+
+impl Drop for FlightWait {
+    fn drop(&mut self) {
+        if self.waiting.fetch_sub(1, Ordering::AcqRel) != 1 || self.outcome.borrow().is_some() {
+            return;
+        }
+        let (waiting, cancel) = (self.waiting.clone(), self.cancel.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep(ORPHAN_GRACE).await;
+                if waiting.load(Ordering::Acquire) == 0 {
+                    cancel.cancel();
+                }
+            });
+        } else {
+            cancel.cancel();
+        }
+    }
+}
+
+/// How a request at a cursor relates to its kind's flight.
+pub enum Joined {
+    /// It waits for the flight; the text typed since the flight's cursor.
+    Wait(FlightWait, String),
+    /// It starts a flight of its own.
+    Start,
 }
 
 /// What a completion request starts from.
@@ -128,6 +228,17 @@ impl Session {
 
     fn edited(&mut self, e: Edit) {
         self.layout.edited(e.start);
+        for r in [&mut self.inline, &mut self.items] {
+            if let Some(f) = r.flight.as_mut() {
+                if e.start < f.cursor || e.end > f.typed_end {
+                    // Its answer no longer fits the text: free the engine now.
+                    f.cancel.cancel();
+                    r.flight = None;
+                } else {
+                    f.typed_end = f.typed_end - (e.end - e.start) + e.inserted;
+                }
+            }
+        }
         if let Some(s) = self.last_suggestion.as_mut() {
             if e.start < s.cursor || e.end > s.typed_end {
                 // An edit before the suggestion or into the text after it.
@@ -208,16 +319,41 @@ impl Session {
         }
     }
 
-    /// No completion request of either kind in flight.
+    /// A request of `kind` at `cursor` joins the flight in progress if the
+    /// user typed only at its cursor since; else that flight is cancelled
+    /// and the request starts its own.
+    pub fn join(&mut self, kind: RequestKind, cursor: usize) -> Joined {
+        let flight = self.requests(kind).flight.take();
+        match flight {
+            Some(f) if f.joinable(cursor) => {
+                let typed: String = self.doc.rope.slice(f.cursor..cursor).chars().collect();
+                let wait = f.wait_handle();
+                self.requests(kind).flight = Some(f);
+                Joined::Wait(wait, typed)
+            }
+            Some(f) => {
+                f.cancel.cancel();
+                Joined::Start
+            }
+            None => Joined::Start,
+        }
+    }
+
+    /// No completion request or generation of either kind in flight.
     pub fn idle(&self) -> bool {
-        self.inline.inflight.is_none() && self.items.inflight.is_none()
+        [&self.inline, &self.items].iter().all(|r| r.inflight.is_none() && r.flight.as_ref().is_none_or(Flight::finished))
     }
 
     /// Cancels the requests in flight (the document is closed, or the
     /// client leaves).
     pub fn cancel_requests(&mut self) {
-        for t in [&self.inline.inflight, &self.items.inflight].into_iter().flatten() {
-            t.cancel();
+        for r in [&mut self.inline, &mut self.items] {
+            if let Some(t) = &r.inflight {
+                t.cancel();
+            }
+            if let Some(f) = r.flight.take() {
+                f.cancel.cancel();
+            }
         }
     }
 
@@ -263,6 +399,50 @@ mod tests {
         s.apply_versioned(6, vec![ch(0, 0, 0, 1, "z")], Encoding::Utf16);
         assert_eq!(s.layout.anchor, None);
         assert_eq!(s.last_suggestion, None);
+    }
+
+    #[tokio::test]
+    async fn keys_typed_at_a_generations_cursor_join_it_and_other_edits_cancel_it() {
+        let mut s = Session::new(Document::new("x = \ny = 2\n", 1, Language::Python));
+        assert!(matches!(s.join(RequestKind::Inline, 4), Joined::Start), "nothing in flight");
+        let cancel = CancelToken::new();
+        let (flight, tx) = Flight::start(4, cancel.clone());
+        let first = flight.wait_handle();
+        s.inline.flight = Some(flight);
+        assert!(!s.idle(), "a generation runs");
+        // Two keys typed at its cursor: the request of each joins it, with what was typed.
+        s.apply_versioned(2, vec![ch(0, 4, 0, 4, "c")], Encoding::Utf16);
+        s.apply_versioned(3, vec![ch(0, 5, 0, 5, "o")], Encoding::Utf16);
+        let Joined::Wait(mut wait, typed) = s.join(RequestKind::Inline, 6) else { panic!("typed at its cursor") };
+        assert_eq!(typed, "co");
+        assert!(matches!(s.join(RequestKind::Items, 6), Joined::Start), "the other kind has its own");
+        // The first request goes away: the joined one still waits, nothing is cancelled.
+        drop(first);
+        tokio::time::sleep(ORPHAN_GRACE * 2).await;
+        assert!(!cancel.is_cancelled());
+        let stats = Generation::default();
+        let outcome = FlightOutcome { result: Ok(Suggestion { text: "compute(1)".into(), version: 1, stats }), rest: Mutex::new(None) };
+        tx.send(Some(Arc::new(outcome))).unwrap();
+        let got = wait.outcome().await.expect("an outcome");
+        assert_eq!(got.result.as_ref().unwrap().text, "compute(1)");
+        assert!(s.idle(), "it ended");
+        // A request elsewhere (no edit) does not join it and cancels it.
+        assert!(matches!(s.join(RequestKind::Inline, 2), Joined::Start));
+        assert!(cancel.is_cancelled());
+
+        // An edit before its cursor cancels a generation in flight at once.
+        let cancel = CancelToken::new();
+        s.inline.flight = Some(Flight::start(6, cancel.clone()).0);
+        s.apply_versioned(4, vec![ch(1, 0, 1, 1, "z")], Encoding::Utf16);
+        assert!(cancel.is_cancelled() && s.inline.flight.is_none(), "an edit after the typed text");
+
+        // Nobody waits any more (the client cancelled its request, no key followed): cancelled after a moment.
+        let cancel = CancelToken::new();
+        let (flight, _tx) = Flight::start(6, cancel.clone());
+        drop(flight.wait_handle());
+        s.inline.flight = Some(flight);
+        tokio::time::sleep(ORPHAN_GRACE * 2).await;
+        assert!(cancel.is_cancelled(), "an orphan generation stops");
     }
 
     #[test]

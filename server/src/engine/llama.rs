@@ -630,7 +630,7 @@ impl Server<'_> {
             let key = first_window_key(&job.slot);
             let need_ms = (prompt.len() - n_past) as f64 / self.tokens_per_s() * 1e3;
             if !job.background && need_ms > fw.budget_ms as f64 && self.slots.len() > 1 {
-                let small = match (fw.prompt)() {
+                let small = match (fw.prompt)(self.tokens_per_s()) {
                     Some(pieces) => self.tokenize(&pieces)?,
                     None => Vec::new(),
                 };

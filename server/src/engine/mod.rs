@@ -84,9 +84,10 @@ pub struct CompletionJob {
     pub first_window: Option<FirstWindow>,
 }
 
-/// Builds a first window's prompt when the engine needs it; None when it
+/// Builds a first window's prompt when the engine needs it, sized to the
+/// engine's prompt speed (tokens/s, measured as it runs); None when it
 /// would not be much smaller than the whole one.
-pub type SmallPrompt = Arc<dyn Fn() -> Option<Vec<Piece>> + Send + Sync>;
+pub type SmallPrompt = Arc<dyn Fn(f64) -> Option<Vec<Piece>> + Send + Sync>;
 
 /// See `CompletionJob::first_window`.
 pub struct FirstWindow {
@@ -150,6 +151,10 @@ pub struct Generation {
     pub first_window: bool,
     /// Prompt tokens loaded from a state saved on disk instead of evaluated.
     pub restored_tokens: usize,
+    /// The answer came from a generation started for an earlier keystroke,
+    /// whose text the user typed through while it ran (the request waited
+    /// for it instead of starting over).
+    pub joined: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

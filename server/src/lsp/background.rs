@@ -38,11 +38,13 @@ impl Backend {
     /// suggestion (if that is still the last one, typed through or not), and
     /// the client hears of it with `locode/suggestionReady`, so it can ask
     /// again and get the whole suggestion at once (typed-through).
-    pub(super) fn offer_rest(&self, uri: Uri, cursor: usize, position: Position, shown: String, rest: complete::Rest) {
+    /// `typed`: what the user typed since the generation's own cursor (a
+    /// request that joined it), which the rest starts with.
+    pub(super) fn offer_rest(&self, uri: Uri, cursor: usize, position: Position, typed: String, shown: String, rest: complete::Rest) {
         let state = self.state.clone();
         let client = self.client.clone();
         tokio::spawn(async move {
-            let whole = match rest.await {
+            let mut whole = match rest.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!("the rest of an early answer failed: {e}");
@@ -50,6 +52,11 @@ impl Backend {
                 }
                 Err(_) => return,
             };
+            if let Some(r) = whole.text.strip_prefix(typed.as_str()) {
+                whole.text = r.to_string();
+            } else {
+                return;
+            }
             let extends = whole.text.len() > shown.len() && whole.text.starts_with(&shown);
             tracing::debug!(
                 generated = whole.stats.generated_tokens,

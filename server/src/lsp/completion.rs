@@ -14,12 +14,20 @@ use super::{invalid_params, to_pos, Backend, ModelState};
 use crate::complete::{self, Suggestion};
 use crate::documents;
 use crate::engine::{CancelOnDrop, CancelToken, EngineError, Generation};
-use crate::session::{Prepared, RequestKind, ShownSuggestion, Workspace};
+use crate::session::{Flight, FlightOutcome, FlightWait, Joined, Prepared, RequestKind, ShownSuggestion, Workspace};
 
 /// A completion request that supersedes one that arrived less than this long
 /// before it waits this long before it reaches the engine (see `suggest`). Keystrokes come 50 ms or more apart; bursts of requests from a
 /// client without a debounce, or replayed edits, come faster.
 const BURST_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Resolves once `token` is cancelled (a newer request, or the client's
+/// cancel): a request waiting for a generation returns at once.
+async fn cancelled(token: &CancelToken) {
+    while !token.is_cancelled() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
 
 impl Backend {
     /// Computes the suggestion at a position; None when there is nothing to
@@ -52,8 +60,10 @@ impl Backend {
         let _guard = CancelOnDrop(cancel.clone());
         let range = Range::new(position, position);
         // Under one short lock: the request is planned, supersedes the one
-        // in flight, and (typed through the last suggestion) is answered.
-        let (snap, cursor, anchor, burst) = {
+        // in flight, and is answered (typed through the last suggestion),
+        // joins the generation in flight (typed through what it generates)
+        // or starts its own.
+        let (snap, cursor, anchor, joined, burst) = {
             let mut docs = self.state.sessions.lock().unwrap();
             let session = docs.get_mut(&key).ok_or_else(|| invalid_params(format!("document not open: {key}")))?;
             let cursor = documents::pos_to_char(&session.doc.rope, to_pos(position), enc).map_err(invalid_params)?;
@@ -72,6 +82,7 @@ impl Backend {
                     return Ok(Some((Suggestion { text, version, stats }, range)));
                 }
             };
+            let joined = session.join(kind, cursor);
             // Requests that come faster than any can be answered (a client
             // that asks on every change, with no debounce of its own) wait a
             // moment first: the next one supersedes them before they cost
@@ -81,56 +92,76 @@ impl Backend {
             let now = Instant::now();
             let prev = session.requests(kind).last_request.replace(now);
             let burst = superseded.is_some() && prev.is_some_and(|t| now.duration_since(t) < BURST_HOLD);
-            (snap, cursor, anchor, burst)
+            (snap, cursor, anchor, joined, burst)
         };
-        if burst {
-            tokio::time::sleep(BURST_HOLD).await;
-            if cancel.is_cancelled() {
-                return Ok(None);
+        let version = snap.version;
+        let mut joined = Some(joined);
+        let (suggestion, rest, typed) = loop {
+            let (mut wait, typed) = match joined.take() {
+                Some(Joined::Wait(wait, typed)) => (wait, typed),
+                Some(Joined::Start) | None => {
+                    if burst {
+                        tokio::time::sleep(BURST_HOLD).await;
+                    }
+                    if cancel.is_cancelled() {
+                        return Ok(None);
+                    }
+                    match self.start_flight(&key, kind, &snap, cursor, anchor, &family, &cfg) {
+                        Some(wait) => (wait, String::new()),
+                        None => return Ok(None),
+                    }
+                }
+            };
+            let outcome = tokio::select! {
+                o = wait.outcome() => o,
+                _ = cancelled(&cancel) => return Ok(None),
+            };
+            let Some(outcome) = outcome else { return Ok(None) };
+            let s = match &outcome.result {
+                Ok(s) => s,
+                // A remote engine's failure: an empty completion, and one
+                // message per kind of failure.
+                Err(EngineError::Remote(e)) => {
+                    if let Some(m) = self.state.remote_errors.failed(e) {
+                        self.client.show_message(MessageType::WARNING, m).await;
+                    }
+                    return Ok(None);
+                }
+                Err(e) => {
+                    tracing::warn!("completion failed: {e}");
+                    return Err(RpcError {
+                        code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
+                        message: e.to_string().into(),
+                        data: None,
+                    });
+                }
+            };
+            self.state.remote_errors.succeeded();
+            if s.stats.first_window {
+                self.build_whole_prompt(key.clone(), snap.clone(), cursor, anchor, family.clone(), cfg.clone());
             }
-        }
-        let spot = complete::Spot { snap: &snap, cursor, anchor };
-        // A ghost-text request ends the rest of the last early answer (it
-        // may start its own); an item request leaves it running.
-        let rest_cancel = CancelToken::new();
-        if kind == RequestKind::Inline {
-            let old = self.state.sessions.lock().unwrap().get_mut(&key).and_then(|s| s.continuation.replace(rest_cancel.clone()));
-            if let Some(old) = old {
-                old.cancel();
+            if typed.is_empty() {
+                let rest = outcome.rest.lock().unwrap().take();
+                break (s.clone(), rest, typed);
             }
-        }
-        let result = complete::suggest_early(&self.state.engine, &family, &key, &spot, &cfg, cancel.clone(), rest_cancel).await;
+            // Joined: what the generation brought past the typed text.
+            match s.text.strip_prefix(typed.as_str()).filter(|r| !r.trim().is_empty()) {
+                Some(r) => {
+                    let stats = Generation { joined: true, ..s.stats.clone() };
+                    let rest = outcome.rest.lock().unwrap().take();
+                    break (Suggestion { text: r.to_string(), version, stats }, rest, typed);
+                }
+                // It went another way than the user: a generation of its own.
+                None if !s.stats.cancelled => joined = Some(Joined::Start),
+                None => return Ok(None),
+            }
+        };
         if let Some(session) = self.state.sessions.lock().unwrap().get_mut(&key) {
             let requests = session.requests(kind);
             if requests.inflight.as_ref().is_some_and(|t| t.same_as(&cancel)) {
                 requests.inflight = None;
             }
         }
-        let (suggestion, rest) = match result {
-            Ok(s) => {
-                self.state.remote_errors.succeeded();
-                if s.0.stats.first_window {
-                    self.build_whole_prompt(key.clone(), snap.clone(), cursor, anchor, family.clone(), cfg.clone());
-                }
-                s
-            }
-            // A remote engine's failure: an empty completion, and one
-            // message per kind of failure.
-            Err(EngineError::Remote(e)) => {
-                if let Some(m) = self.state.remote_errors.failed(&e) {
-                    self.client.show_message(MessageType::WARNING, m).await;
-                }
-                return Ok(None);
-            }
-            Err(e) => {
-                tracing::warn!("completion failed: {e}");
-                return Err(RpcError {
-                    code: tower_lsp_server::jsonrpc::ErrorCode::InternalError,
-                    message: e.to_string().into(),
-                    data: None,
-                });
-            }
-        };
         tracing::debug!(
             prompt = suggestion.stats.prompt_tokens,
             evaluated = suggestion.stats.evaluated_tokens,
@@ -145,7 +176,7 @@ impl Backend {
             let mut docs = self.state.sessions.lock().unwrap();
             let Some(session) = docs.get_mut(&key) else { return Ok(None) };
             session.last_stats = Some(suggestion.stats.clone());
-            if suggestion.stats.cancelled || suggestion.text.is_empty() || session.doc.version != suggestion.version {
+            if suggestion.stats.cancelled || suggestion.text.is_empty() || session.doc.version != version {
                 return Ok(None);
             }
             // An item answer does not replace the ghost text shown at the
@@ -156,12 +187,59 @@ impl Backend {
             }
         }
         if let Some(rest) = rest {
-            self.offer_rest(uri.clone(), cursor, position, suggestion.text.clone(), rest);
+            self.offer_rest(uri.clone(), cursor, position, typed, suggestion.text.clone(), rest);
         }
         if cursor - anchor > cfg.middle_chars / 2 {
             self.warm_reanchored(key, snap, cursor, anchor, family, cfg);
         }
         Ok(Some((suggestion, range)))
+    }
+
+    /// Starts the generation for a request at `cursor` as its kind's
+    /// flight (see `session::Flight`), and the request's wait for it; None
+    /// when the document changed or closed since the request was planned.
+    #[allow(clippy::too_many_arguments)]
+    fn start_flight(
+        &self,
+        key: &str,
+        kind: RequestKind,
+        snap: &crate::documents::Snapshot,
+        cursor: usize,
+        anchor: usize,
+        family: &crate::prompt::Family,
+        cfg: &crate::config::CompletionConfig,
+    ) -> Option<FlightWait> {
+        let flight_cancel = CancelToken::new();
+        let rest_cancel = CancelToken::new();
+        let (wait, tx) = {
+            let mut docs = self.state.sessions.lock().unwrap();
+            let session = docs.get_mut(key).filter(|s| s.doc.version == snap.version)?;
+            let (flight, tx) = Flight::start(cursor, flight_cancel.clone());
+            let wait = flight.wait_handle();
+            if let Some(old) = session.requests(kind).flight.replace(flight) {
+                old.cancel.cancel();
+            }
+            // A ghost-text request ends the rest of the last early answer
+            // (it may start its own); an item request leaves it running.
+            if kind == RequestKind::Inline {
+                if let Some(old) = session.continuation.replace(rest_cancel.clone()) {
+                    old.cancel();
+                }
+            }
+            (wait, tx)
+        };
+        let engine = self.state.engine.clone();
+        let (key, snap, family, cfg) = (key.to_string(), snap.clone(), family.clone(), cfg.clone());
+        tokio::spawn(async move {
+            let spot = complete::Spot { snap: &snap, cursor, anchor };
+            let result = complete::suggest_early(&engine, &family, &key, &spot, &cfg, flight_cancel, rest_cancel).await;
+            let outcome = match result {
+                Ok((s, rest)) => FlightOutcome { result: Ok(s), rest: std::sync::Mutex::new(rest) },
+                Err(e) => FlightOutcome { result: Err(e), rest: std::sync::Mutex::new(None) },
+            };
+            let _ = tx.send(Some(std::sync::Arc::new(outcome)));
+        });
+        Some(wait)
     }
 
     pub(super) async fn inline_completion(&self, params: InlineCompletionParams) -> Result<Option<InlineCompletionResponse>> {

@@ -330,10 +330,12 @@ impl Backend {
     pub(super) async fn status(&self) -> Result<serde_json::Value> {
         let warmups = self.state.warmups.load(std::sync::atomic::Ordering::Relaxed);
         let continued = self.state.continued.load(std::sync::atomic::Ordering::Relaxed);
+        // Whole prompts being built after first-window answers.
+        let building = self.state.building.lock().unwrap().len();
         Ok(match &*self.state.model.read().unwrap() {
             ModelState::Loading => serde_json::json!({"state": "loading"}),
             ModelState::Ready { info, .. } => {
-                serde_json::json!({"state": "ready", "model": info, "warmups": warmups, "continued": continued})
+                serde_json::json!({"state": "ready", "model": info, "warmups": warmups, "continued": continued, "building": building})
             }
             ModelState::Failed(e) => serde_json::json!({"state": "failed", "error": e}),
         })
