@@ -356,6 +356,7 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
                 const g = await watch();
                 return g.split('\n').length > first.split('\n').length ? g : '';
             }, 60_000);
+            await page.screenshot({ path: path.join(OUT, 'early-answer.png') });
         } finally {
             fs.writeFileSync(path.join(OUT, 'early-answer.txt'), `ghost text shown, with no key pressed after the trigger:\n\n${timeline()}`);
         }
