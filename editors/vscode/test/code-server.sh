@@ -5,7 +5,7 @@
 #   editors/vscode/test/code-server.sh
 # Needs: `make test-deps` (chromium from apt; code-server and playwright-core
 # from npm, in $LOCODE_VSCODE_TEST_DEPS, default ~/.cache/locode/vscode-test),
-# the locode binary (target/release/locode or LOCODE_BIN) and the model.
+# Node 20, the locode binary (target/release/locode or LOCODE_BIN) and the model.
 # Screenshots and logs go to $LOCODE_TEST_OUT (default target/vscode-e2e).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,4 +26,13 @@ export LOCODE_VSIX="$vsix" LOCODE_TEST_OUT="$out" CHROMIUM="$chromium"
 export CODE_SERVER="$deps/node_modules/.bin/code-server"
 export NODE_PATH="$deps/node_modules${NODE_PATH:+:$NODE_PATH}"
 cd "$ext"
-node --test --test-reporter=spec "$@" test/code-server.test.js
+if ! node --test --test-reporter=spec "$@" test/code-server.test.js; then
+  # The spec reporter lists the failed checks above; say where to look.
+  {
+    echo
+    echo "FAILED: the VS Code test in code-server (editors/vscode/test/code-server.test.js); see the checks marked ✖ above."
+    echo "Screenshots (FAILED-*.png for each failed check, last.png at the end), the LSP trace and code-server's log are in $out:"
+    ls -1 "$out" | sed 's/^/  /'
+  } >&2
+  exit 1
+fi

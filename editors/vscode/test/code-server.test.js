@@ -91,13 +91,12 @@ async function ghostText() {
         if (!editor) {
             return '';
         }
-        // The inline part on the cursor's line, then the lines below it (a view zone).
+        // The inline part on the cursor's line, then the lines below it: a
+        // view zone that VS Code 1.100 fills with `.suggest-preview-text`.
         const inline = [...editor.querySelectorAll('.view-lines .ghost-text-decoration, .view-lines .ghost-text-decoration-preview')]
             .map((e) => e.textContent)
             .join('');
-        const below = [...editor.querySelectorAll('.view-zones .ghost-text .view-line, .ghost-text-view-zone .view-line')].map(
-            (e) => e.textContent,
-        );
+        const below = [...editor.querySelectorAll('.view-zones .suggest-preview-text .view-line')].map((e) => e.textContent);
         return [inline, ...below].join('\n').replace(/\u00a0/g, ' ').replace(/\n+$/, '');
     });
 }
@@ -182,6 +181,25 @@ function traceLog() {
     return found.join('\n');
 }
 
+/**
+ * A check: on a failure, a screenshot of the page and what the editor showed
+ * go to the output folder before the error is reported.
+ */
+function check(name, options, fn) {
+    it(name, options, async () => {
+        try {
+            await fn();
+        } catch (e) {
+            const slug = name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').slice(0, 60);
+            const shot = path.join(OUT, `FAILED-${slug}.png`);
+            await page?.screenshot({ path: shot }).catch(() => {});
+            const ghost = page ? await ghostText().catch(() => '?') : '?';
+            console.error(`FAILED: ${name}\n  ${e.message}\n  ghost text then: ${JSON.stringify(ghost)}\n  screenshot: ${shot}`);
+            throw e;
+        }
+    });
+}
+
 describe('locode in code-server', { timeout: 20 * STEP }, () => {
     before(async () => {
         tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'locode-code-server-'));
@@ -235,8 +253,24 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         server.stdout.on('data', log);
         server.stderr.on('data', log);
         await waitFor('code-server to listen', () => /HTTP server listening/.test(serverLog), 60_000);
-        browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true, args: ['--no-sandbox'] });
-        page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+        // A fresh profile, and nothing the browser would fetch by itself
+        // (this machine may have no network at all).
+        browser = await chromium.launchPersistentContext(path.join(tmp, 'chromium'), {
+            executablePath: process.env.CHROMIUM,
+            headless: true,
+            viewport: { width: 1400, height: 900 },
+            args: [
+                '--headless',
+                '--no-sandbox',
+                '--disable-gpu',
+                '--disable-quic',
+                '--no-first-run',
+                '--disable-background-networking',
+                '--disable-component-update',
+                '--disable-sync',
+            ],
+        });
+        page = browser.pages()[0] ?? (await browser.newPage());
         await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(ws)}`);
         await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
         await page.locator('.explorer-folders-view, .explorer-viewlet').first().waitFor({ timeout: 60_000 });
@@ -260,7 +294,7 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         }
     });
 
-    it('the status bar shows the model ready once a Python file is open', { timeout: STEP }, async () => {
+    check('the status bar shows the model ready once a Python file is open', { timeout: STEP }, async () => {
         await openAt('add.py', 2, 5);
         const item = page.locator('.part.statusbar [aria-label^="locode: model ready"]');
         await item.first().waitFor({ timeout: STEP });
@@ -268,7 +302,7 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         assert.match(label, /qwen2\.5-coder/i, label);
     });
 
-    it('ghost text appears while typing; Tab accepts it into the document', { timeout: STEP }, async () => {
+    check('ghost text appears while typing; Tab accepts it into the document', { timeout: STEP }, async () => {
         await page.keyboard.type('return a + ', { delay: 100 });
         const ghost = await waitFor('ghost text after `return a + `', ghostText);
         assert.match(ghost, /\bb\b/, `ghost text ${JSON.stringify(ghost)}`);
@@ -280,7 +314,7 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         assert.equal(line, `    return a + ${ghost.split('\n')[0]}`, 'the accepted suggestion is in the document');
     });
 
-    it('Ctrl+Right accepts one word of the ghost text', { timeout: STEP }, async () => {
+    check('Ctrl+Right accepts one word of the ghost text', { timeout: STEP }, async () => {
         await openAt('greet.py', 2, 5);
         await page.keyboard.type('print(', { delay: 100 });
         const ghost = await waitFor('ghost text after `print(`', ghostText);
@@ -297,26 +331,42 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         await page.keyboard.press('Escape');
     });
 
-    it('an early answer grows into the whole answer without a keystroke', { timeout: 2 * STEP }, async () => {
+    check('an early answer grows into the whole answer without a keystroke', { timeout: 2 * STEP }, async () => {
         const { line } = earlySource();
         await openAt('early.py', line, 5);
         // Asked for at the empty body (Alt+\ in a desktop VS Code; the
         // palette here, where the browser keeps that key).
-        await command('Trigger Inline Suggestion');
-        const first = await waitFor('the early answer', ghostText);
-        // Then no key is pressed: the rest must show by itself.
-        const whole = await waitFor('the whole answer', async () => {
+        const t0 = Date.now();
+        const seen = []; // each ghost text shown, with when
+        const watch = async () => {
             const g = await ghostText();
-            return g.split('\n').length > first.split('\n').length ? g : '';
-        }, 60_000);
-        fs.writeFileSync(path.join(OUT, 'early-answer.txt'), `first shown:\n${first}\n\nthen, without a keystroke:\n${whole}\n`);
+            if (seen.length === 0 || seen[seen.length - 1].text !== g) {
+                seen.push({ ms: Date.now() - t0, text: g });
+            }
+            return g;
+        };
+        const timeline = () => seen.map((s) => `at ${s.ms} ms:\n${s.text}\n`).join('\n');
+        await command('Trigger Inline Suggestion');
+        let first;
+        let whole;
+        try {
+            first = await waitFor('the early answer', watch);
+            // Then no key is pressed: the rest must show by itself.
+            whole = await waitFor('the whole answer', async () => {
+                const g = await watch();
+                return g.split('\n').length > first.split('\n').length ? g : '';
+            }, 60_000);
+            await page.screenshot({ path: path.join(OUT, 'early-answer.png') });
+        } finally {
+            fs.writeFileSync(path.join(OUT, 'early-answer.txt'), `ghost text shown, with no key pressed after the trigger:\n\n${timeline()}`);
+        }
         assert.ok(whole.startsWith(first.split('\n')[0]), `${JSON.stringify(first)} then ${JSON.stringify(whole)}`);
         const trace = traceLog();
         assert.match(trace, /locode\/suggestionReady/, 'the server sent locode/suggestionReady');
         await page.keyboard.press('Escape');
     });
 
-    it('only ghost text: no textDocument/completion request, no completion provider', { timeout: STEP }, async () => {
+    check('only ghost text: no textDocument/completion request, no completion provider', { timeout: STEP }, async () => {
         const trace = traceLog();
         assert.match(trace, /textDocument\/inlineCompletion/, 'the trace has the ghost-text requests');
         assert.doesNotMatch(trace, /Sending request 'textDocument\/completion/, 'a completion-item request was sent');
@@ -324,7 +374,7 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         assert.doesNotMatch(trace, /"completionProvider"/, 'the server offered completion items to VS Code');
     });
 
-    it('Explain shows one view', { timeout: STEP }, async () => {
+    check('Explain shows one view', { timeout: STEP }, async () => {
         await openAt('circle.py', 4, 1);
         await page.keyboard.press('Shift+ArrowDown');
         await page.keyboard.press('Shift+End');
@@ -340,7 +390,7 @@ describe('locode in code-server', { timeout: 20 * STEP }, () => {
         await page.keyboard.press('Control+W');
     });
 
-    it('disabling locode for Python (status-bar menu) stops suggestions', { timeout: 2 * STEP }, async () => {
+    check('disabling locode for Python (status-bar menu) stops suggestions', { timeout: 2 * STEP }, async () => {
         await openAt('add.py', 3, 1);
         // On: a suggestion at a fresh line of the body.
         await page.keyboard.type('    retur', { delay: 100 });

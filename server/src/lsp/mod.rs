@@ -73,9 +73,21 @@ fn invalid_params(msg: impl std::fmt::Display) -> RpcError {
     RpcError::invalid_params(msg.to_string())
 }
 
+/// Characters after which a client without ghost text (Helix) asks for
+/// items by itself: where code goes on after a member access, an opening
+/// bracket, a separator, an assignment or a space. Without them such a
+/// client asks only after a word's first letters or a manual trigger.
+const TRIGGER_CHARACTERS: [&str; 8] = [".", "(", "[", "{", ",", ":", "=", " "];
+
 /// What the server says of its completion items (static or registered).
+/// Only clients that get items see it: a client with ghost text gets no
+/// `completionProvider` in `auto`, so no trigger characters either.
 fn completion_options() -> CompletionOptions {
-    CompletionOptions { resolve_provider: Some(false), ..Default::default() }
+    CompletionOptions {
+        resolve_provider: Some(false),
+        trigger_characters: Some(TRIGGER_CHARACTERS.iter().map(|c| c.to_string()).collect()),
+        ..Default::default()
+    }
 }
 
 /// The id of the dynamic registration of `textDocument/completion`.
