@@ -532,3 +532,41 @@ fn a_client_that_does_not_ask_again_gets_the_whole_answer() {
     assert_eq!(c.request("locode/status", json!(null))["continued"], 0);
     c.shutdown();
 }
+
+/// Typing fast through the text a generation is producing: each key's
+/// request joins the generation in flight instead of cancelling it, so an
+/// answer comes while the user is still typing (the rest past what was
+/// typed), not only once they stop.
+#[test]
+fn keys_typed_through_a_generation_in_flight_get_its_answer() {
+    let mut c = ready_server();
+    let uri = "file:///tmp/locode-e2e/joined.py";
+    let (text, line, col) = cursor(
+        "import math\n\n\ndef circle_area(radius):\n    return math.pi * radius ** 2\n\n\ndef sphere_volume(radius):\n    return $0\n",
+    );
+    // What the model says there (the prompt is then in the cache).
+    open(&mut c, uri, "python", &text);
+    let whole = first_text(&inline(&mut c, uri, line, col));
+    assert!(whole.chars().count() > 8, "a line to type through: {whole:?}");
+    // Opened again (nothing shown), then its first characters typed 30 ms apart, with a request after each key.
+    c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
+    open(&mut c, uri, "python", &text);
+    let typed: String = whole.chars().take(4).collect();
+    let (mut version, mut col_now, mut ids) = (1, col, Vec::new());
+    for ch in typed.chars() {
+        col_now = type_text(&mut c, uri, &mut version, line, col_now, &ch.to_string());
+        ids.push(c.send_request(
+            "textDocument/inlineCompletion",
+            json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col_now}, "context": {"triggerKind": 2}}),
+        ));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let answers: Vec<String> = ids.iter().map(|&id| first_text(&c.response(id, Duration::from_secs(120))["result"])).collect();
+    let rest = whole.strip_prefix(typed.as_str()).unwrap();
+    assert_eq!(answers.last().unwrap(), rest, "the last key gets the rest of the answer: {answers:?}");
+    assert!(answers[..answers.len() - 1].iter().all(|a| a.is_empty()), "older keys' requests are superseded: {answers:?}");
+    let stats = c.request("locode/lastStats", json!({"uri": uri}));
+    assert_eq!(stats["joined"], true, "answered by the generation the first key started: {stats}");
+    assert!(stats["generated_tokens"].as_u64().unwrap() > 0, "{stats}");
+    c.shutdown();
+}
