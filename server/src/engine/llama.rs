@@ -296,15 +296,26 @@ fn serve(
         saves: Vec::new(),
     };
     server.open_kv_store(config);
-    server.measure_speed();
+    // The speed this model ran at last time on this machine, else a
+    // measure now (which the first request would wait for).
+    let speed_file = speed_file(config);
+    match speed_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
+        Some(v) if v > 0.0 => server.speed.store(v.to_bits(), Ordering::Relaxed),
+        _ => {
+            server.measure_speed();
+            server.store_speed(speed_file.as_deref());
+        }
+    }
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Load { .. } => {
                 server.save_all();
+                server.store_speed(speed_file.as_deref());
                 return Ok(Some(msg));
             }
             Msg::Shutdown => {
                 server.save_all();
+                server.store_speed(speed_file.as_deref());
                 return Ok(None);
             }
             Msg::Release { slot } => server.release(&slot),
@@ -327,7 +338,20 @@ fn serve(
         }
     }
     server.save_all();
+    server.store_speed(speed_file.as_deref());
     Ok(None)
+}
+
+/// Where the prompt speed of a model with these threads is remembered
+/// between runs, beside the KV states (none when those are off).
+fn speed_file(config: &EngineConfig) -> Option<std::path::PathBuf> {
+    if config.kv_cache_mb == 0 {
+        return None;
+    }
+    let model = config.model_path();
+    let size = std::fs::metadata(&model).map(|m| m.len()).unwrap_or(0);
+    let name = model.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Some(config.kv_cache_dir().join(format!("speed-{name}-{size}-t{}-ctx{}.txt", config.threads(), config.context_size)))
 }
 
 /// The slot key of a document's first window (`CompletionJob::first_window`).
@@ -374,6 +398,14 @@ impl Server<'_> {
         });
         if let (true, Ok(h)) = (known, opening) {
             let _ = h.join();
+        }
+    }
+
+    /// Remembers the prompt speed for the next start (`speed_file`).
+    fn store_speed(&self, file: Option<&std::path::Path>) {
+        let v = f64::from_bits(self.speed.load(Ordering::Relaxed));
+        if let (Some(f), true) = (file, v > 0.0) {
+            let _ = std::fs::create_dir_all(f.parent().unwrap_or(f)).and_then(|_| std::fs::write(f, format!("{v:.1}\n")));
         }
     }
 
