@@ -293,13 +293,54 @@ impl Redactor {
 
     /// The text with every secret found replaced by a placeholder.
     pub fn redact(&mut self, text: &str) -> String {
+        self.redact_with(text, Vec::new())
+    }
+
+    /// [`Self::redact`] for a text in which the document around the cursor
+    /// stands in pieces: `runs`, byte ranges of `text` in the document's
+    /// order (a FIM prompt's prefix, typed middle and suffix). What is a
+    /// secret in the runs joined is replaced in each of them, so a cursor
+    /// inside a secret leaks neither half, and a value whose key is on the
+    /// other side of the cursor is still found.
+    pub fn redact_runs(&mut self, text: &str, runs: &[std::ops::Range<usize>]) -> String {
+        let joined: String = runs.iter().map(|r| &text[r.clone()]).collect();
+        let mut forced = Vec::new();
+        for (s, e, kind) in find_secrets(&joined) {
+            if PLACEHOLDER.is_match(&joined[s..e]) {
+                continue;
+            }
+            // The whole value too: it is replaced wherever else it occurs.
+            if self.nonce.is_empty() {
+                self.nonce = fresh_nonce(text);
+            }
+            self.placeholder(&joined[s..e], kind);
+            let mut at = 0;
+            for r in runs {
+                let (a, b) = (s.max(at), e.min(at + r.len()));
+                if a < b {
+                    forced.push((r.start + a - at, r.start + b - at, kind));
+                }
+                at += r.len();
+            }
+        }
+        self.redact_with(text, forced)
+    }
+
+    /// Redacts `text`; `forced` spans (non-overlapping) are replaced whatever
+    /// the rules find there.
+    fn redact_with(&mut self, text: &str, forced: Vec<(usize, usize, &'static str)>) -> String {
         if self.nonce.is_empty() {
             self.nonce = fresh_nonce(text);
         }
         for m in PLACEHOLDER.find_iter(text) {
             self.taken.insert(m.as_str().to_string());
         }
-        let mut spans = find_secrets(text);
+        let mut spans = forced;
+        for (s, e, kind) in find_secrets(text) {
+            if !overlaps(&spans, s, e) {
+                spans.push((s, e, kind));
+            }
+        }
         // Every other occurrence of a secret found here or in an earlier text.
         let mut known: Vec<(String, &'static str)> = spans.iter().map(|&(s, e, k)| (text[s..e].to_string(), k)).collect();
         known.extend(self.table.iter().map(|(s, &(_, k))| (s.clone(), k)));
