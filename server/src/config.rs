@@ -288,9 +288,9 @@ mod tests {
         let err = c.merged(&json!({"cloud": {"caFile": "/nonexistent/locode/corp-ca.pem"}})).unwrap_err();
         assert!(err.contains("cloud.caFile /nonexistent/locode/corp-ca.pem: cannot read it"), "{err}");
         let tmp = tempfile::tempdir().unwrap();
-        let key_only = tmp.path().join("key.pem");
-        std::fs::write(&key_only, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
-        let err = c.merged(&json!({"completionEngine": {"caFile": key_only}})).unwrap_err();
+        let no_cert = tmp.path().join("notes.pem");
+        std::fs::write(&no_cert, "the CA is on the wiki\n").unwrap();
+        let err = c.merged(&json!({"completionEngine": {"caFile": no_cert}})).unwrap_err();
         assert!(err.contains("holds no PEM certificate"), "{err}");
         let err = c.merged(&json!({"cloud": {"caFile": "ca.pem"}})).unwrap_err();
         assert!(err.contains("absolute path"), "{err}");
