@@ -18,7 +18,12 @@
 //!   a mask (`"****"`), or only references and templates (`"${DB_PASS}"`,
 //!   `"{{ secrets.X }}"`, `"<your-token>"`, `f"Bearer {token}"`). A bare value
 //!   must also not read as code (`get_password()`, `None`, `os.environ[...]`,
-//!   `self.password`, a type);
+//!   `self.password`, a type). On a line shaped like a YAML, ini,
+//!   `.properties` or `.env` line (the key first, one word ending the line)
+//!   the whole word is the value (`password = p@ss;word`), and a word of
+//!   letters only counts too where the shape is unambiguous
+//!   (`password: hunter`, `password=hunter`; not `password = hunter`, an
+//!   assignment in most languages);
 //! - passwords in prose and comments ("the password is hunter2");
 //! - high-entropy strings (random-looking tokens of 20+ characters).
 //!
