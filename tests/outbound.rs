@@ -714,6 +714,22 @@ fn cursors(text: &str) -> Vec<(u32, u32)> {
     out
 }
 
+/// A cursor in the middle of each secret of 12 characters or more (its
+/// first occurrence), with the two halves it cuts it into.
+fn cursors_inside(text: &str, secrets: &[String]) -> Vec<(u32, u32, String, String)> {
+    let mut out = Vec::new();
+    for s in secrets.iter().filter(|s| s.chars().count() >= 12 && !s.contains('\n')) {
+        let Some(at) = text.find(s.as_str()) else { continue };
+        let half = s.char_indices().nth(s.chars().count() / 2).unwrap().0;
+        let cut = at + half;
+        let line_start = text[..cut].rfind('\n').map_or(0, |i| i + 1);
+        let line = text[..line_start].matches('\n').count() as u32;
+        let col = text[line_start..cut].encode_utf16().count() as u32;
+        out.push((line, col, s[..half].to_string(), s[half..].to_string()));
+    }
+    out
+}
+
 #[test]
 fn planted_secrets_never_reach_a_remote_engine() {
     let t0 = Instant::now();
@@ -726,6 +742,7 @@ fn planted_secrets_never_reach_a_remote_engine() {
     assert_eq!(engine_state(&mut c)["state"], "ready");
     let mut secrets_checked = 0;
     let mut requests_made = 0;
+    let mut cut_secrets = 0;
     for (path, secrets) in &fixtures {
         let text = std::fs::read_to_string(path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -738,6 +755,19 @@ fn planted_secrets_never_reach_a_remote_engine() {
         let n = completions(&srv).len();
         for (line, col) in cursors(&text) {
             let _ = complete_at(&mut c, &uri, line, col);
+        }
+        // And with the cursor inside each secret: neither half may be sent.
+        for (line, col, left, right) in cursors_inside(&text, secrets) {
+            let m = srv.requests().len();
+            let _ = complete_at(&mut c, &uri, line, col);
+            let wire = everything(&srv.requests()[m..]);
+            for half in [&left, &right] {
+                assert!(
+                    !wire.contains(half.as_str()),
+                    "{name}: {half:?}, half of {left}{right} cut by the cursor, reached the remote engine"
+                );
+            }
+            cut_secrets += 1;
         }
         let sent = completions(&srv).len() - n;
         if locode::outbound::refused_file(&uri, &[]).is_some() {
@@ -762,7 +792,7 @@ fn planted_secrets_never_reach_a_remote_engine() {
     }
     c.shutdown();
     println!(
-        "planted: {} fixtures, {secrets_checked} values, {requests_made} completion requests, none leaked ({:.1} s)",
+        "planted: {} fixtures, {secrets_checked} values, {cut_secrets} cut by the cursor, {requests_made} completion requests, none leaked ({:.1} s)",
         fixtures.len(),
         t0.elapsed().as_secs_f64()
     );
