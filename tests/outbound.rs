@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_http::{json_reply, loopback, Loopback, Recorded, Reply};
+use fake_http::{counting_listener, json_reply, loopback, loopback_tls, test_ca, Loopback, Recorded, Reply, TestCa};
 use locode::commands::cloud::{self, CloudConfig, Provider};
 use locode::config::{RemoteEngineConfig, RemoteKind};
 use locode::engine::{CancelToken, CompletionJob, Engine, EngineError};
@@ -419,6 +419,266 @@ fn redirects_are_errors_and_nothing_reaches_the_second_host() {
     assert!(second.requests().is_empty(), "the second host got {} requests", second.requests().len());
 }
 
+// ------------------------------------------- https -> http, and caFile
+
+/// What a user puts in `caFile`: the CA's certificate, in a PEM file.
+fn write_ca(ca: &TestCa, dir: &Path) -> PathBuf {
+    let path = dir.join("corporate-ca.pem");
+    std::fs::write(&path, &ca.ca_pem).unwrap();
+    path
+}
+
+/// A FIM job for a remote engine, `text` as the prefix.
+fn fim_job(text: &str) -> CompletionJob {
+    CompletionJob {
+        slot: "file:///w/a.py".into(),
+        prompt: vec![Piece::Special("<|fim_prefix|>".into()), Piece::Text(text.into()), Piece::Special("<|fim_middle|>".into())],
+        max_tokens: 8,
+        stop: None,
+        cancel: CancelToken::new(),
+        on_token: None,
+        background: false,
+        forced_prefix: String::new(),
+        early: None,
+        avoid: None,
+        first_window: None,
+    }
+}
+
+#[test]
+fn https_redirects_to_plain_http_are_errors_and_nothing_reaches_the_http_host() {
+    let ca = test_ca();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_path = write_ca(&ca, tmp.path());
+    // The plain-http host is a bare listener: "nothing reached it" is "no connection at all".
+    let http = counting_listener();
+    let target = format!("http://localhost:{}/v1/chat/completions", http.port);
+    let body = "x = 1 + 0  # the body that must not travel";
+    let redirect = |status: u16| {
+        let to = target.clone();
+        move |_: &Recorded, _| Reply {
+            status,
+            content_type: "text/plain",
+            body: "moved".into(),
+            delay_ms: 0,
+            headers: vec![("location", to.clone())],
+        }
+    };
+    let mut checked = 0;
+    for status in [301, 302, 307, 308] {
+        // The cloud path: OpenAI's bearer and Anthropic's x-api-key.
+        for provider in [Provider::Openai, Provider::Anthropic] {
+            let first = loopback_tls(&ca, redirect(status));
+            assert!(first.url.starts_with("https://127.0.0.1:"), "{}", first.url);
+            let cfg = CloudConfig {
+                provider,
+                endpoint: first.url.clone(),
+                model: "m".into(),
+                stream: status % 2 == 0,
+                timeout_ms: 3_000,
+                ca_file: Some(ca_path.clone()),
+                ..Default::default()
+            };
+            let msgs = vec![ChatMessage { role: "user".into(), content: body.into() }];
+            let req = cloud::build_request(&cfg, &msgs, 64).unwrap();
+            let e = rt().block_on(cloud::send(&req, KEY, 3_000, &CancelToken::new(), |_| {})).unwrap_err();
+            match &e {
+                NetError::Redirect { status: s, location, .. } => assert_eq!((*s, location.as_str()), (status, target.as_str())),
+                other => panic!("{status} {provider:?}: not a redirect error: {other}"),
+            }
+            assert!(e.to_string().contains(&target) && e.to_string().contains("not followed"), "{e}");
+            // The configured https host got the request, over TLS, with its key: the test is real.
+            let got = first.requests();
+            assert_eq!(got.len(), 1, "{status} {provider:?}");
+            let key_sent = match provider {
+                Provider::Openai => got[0].headers.get("authorization") == Some(&format!("Bearer {KEY}")),
+                Provider::Anthropic => got[0].headers.get("x-api-key") == Some(&KEY.to_string()),
+            };
+            assert!(key_sent && String::from_utf8_lossy(&got[0].raw).contains(body), "{:?}", got[0].headers);
+            checked += 1;
+        }
+        // A remote engine: the prompt in the body, a bearer token.
+        let first = loopback_tls(&ca, redirect(status));
+        std::env::set_var("LOCODE_TEST_REMOTE_KEY", KEY);
+        let cfg = RemoteEngineConfig {
+            kind: RemoteKind::LlamaServer,
+            endpoint: first.url.clone(),
+            api_key_env: "LOCODE_TEST_REMOTE_KEY".into(),
+            stream: status % 2 == 0,
+            timeout_ms: 3_000,
+            ca_file: Some(ca_path.clone()),
+            ..Default::default()
+        };
+        let rt = rt();
+        let engine = Engine::spawn();
+        rt.block_on(engine.load_remote(cfg)).unwrap();
+        match rt.block_on(engine.complete(fim_job(body))) {
+            Err(EngineError::Remote(e @ NetError::Redirect { .. })) => assert!(e.to_string().contains(&target), "{e}"),
+            other => panic!("{status}: {other:?}"),
+        }
+        engine.shutdown();
+        let got: Vec<Recorded> = first.requests().into_iter().filter(|r| r.path == "/completion").collect();
+        assert_eq!(got.len(), 1, "{status}");
+        assert_eq!(got[0].headers.get("authorization"), Some(&format!("Bearer {KEY}")));
+        assert!(got[0].body["prompt"].as_str().unwrap().contains(body));
+        checked += 1;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(http.accepts.load(std::sync::atomic::Ordering::SeqCst), 0, "the plain-http host was connected to");
+    println!("https -> http: {checked} redirects refused, 0 connections to the http host");
+}
+
+#[test]
+fn an_https_endpoint_signed_by_an_unknown_ca_gets_no_request() {
+    let ca = test_ca();
+    let srv = loopback_tls(&ca, |_, _| json_reply(200, json!({"choices": [{"message": {"content": "x"}}]})));
+    let cfg = CloudConfig { endpoint: srv.url.clone(), model: "m".into(), stream: false, timeout_ms: 3_000, ..Default::default() };
+    let msgs = vec![ChatMessage { role: "user".into(), content: "x = 1".into() }];
+    let req = cloud::build_request(&cfg, &msgs, 64).unwrap();
+    let e = rt().block_on(cloud::send(&req, KEY, 3_000, &CancelToken::new(), |_| {})).unwrap_err();
+    assert!(matches!(&e, NetError::Connect { reason, .. } if reason.contains("certificate")), "{e}");
+    assert!(srv.requests().is_empty());
+    // With the CA in cloud.caFile, the same endpoint answers.
+    let tmp = tempfile::tempdir().unwrap();
+    let req = cloud::build_request(&CloudConfig { ca_file: Some(write_ca(&ca, tmp.path())), ..cfg }, &msgs, 64).unwrap();
+    assert_eq!(rt().block_on(cloud::send(&req, KEY, 3_000, &CancelToken::new(), |_| {})).unwrap(), "x");
+}
+
+#[test]
+fn a_redirect_from_an_https_engine_is_shown_to_the_user_with_its_target() {
+    let ca = test_ca();
+    let tmp = tempfile::tempdir().unwrap();
+    let http = counting_listener();
+    let target = format!("http://localhost:{}/completion", http.port);
+    let to = target.clone();
+    let srv = loopback_tls(&ca, move |r, _| match r.path.as_str() {
+        "/props" => json_reply(200, json!({"total_slots": 1, "default_generation_settings": {"n_ctx": 4096}})),
+        _ => Reply { status: 308, content_type: "text/plain", body: String::new(), delay_ms: 0, headers: vec![("location", to.clone())] },
+    });
+    let engine = json!({"kind": "llamaServer", "endpoint": srv.url, "stream": false, "apiKeyEnv": "LOCODE_TEST_ENGINE_KEY",
+                        "caFile": write_ca(&ca, tmp.path())});
+    let mut c = server(json!({"completionEngine": engine}), &[("LOCODE_TEST_ENGINE_KEY", KEY)], None, None);
+    assert_eq!(engine_state(&mut c)["state"], "ready");
+    let uri = "file:///tmp/locode-outbound/moved.py";
+    open(&mut c, uri, "def f():\n    return ");
+    assert_eq!(complete_at(&mut c, uri, 1, 11), "");
+    assert!(
+        c.await_notification(Duration::from_secs(10), |m| m["method"] == "window/showMessage"
+            && m["params"]["message"].as_str().is_some_and(|t| t.contains(&target) && t.contains("redirect"))),
+        "{:?}",
+        shown_messages(&mut c)
+    );
+    c.shutdown();
+    assert_eq!(completions(&srv).len(), 1);
+    assert_eq!(http.accepts.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[test]
+fn an_unusable_ca_file_is_a_settings_error_and_nothing_is_sent() {
+    let srv = fake_llama_server(|_| "x".into());
+    let tmp = tempfile::tempdir().unwrap();
+    let garbage = tmp.path().join("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n").unwrap();
+    let cases = [
+        (tmp.path().join("missing.pem"), "cannot read it"),
+        (tmp.path().to_path_buf(), "cannot read it"),
+        (garbage, "not a valid CA certificate"),
+        (PathBuf::from("certs/ca.pem"), "absolute path"),
+    ];
+    let engine = json!({"kind": "llamaServer", "endpoint": srv.url, "stream": false});
+    let mut c = server(json!({"completionEngine": engine}), &[], None, None);
+    assert_eq!(engine_state(&mut c)["state"], "ready");
+    let uri = "file:///tmp/locode-outbound/ca.py";
+    open(&mut c, uri, "def f():\n    return ");
+    assert_eq!(complete_at(&mut c, uri, 1, 11), "x");
+    let before = completions(&srv).len();
+    for (path, why) in &cases {
+        let bad = json!({"completionEngine": {"kind": "llamaServer", "endpoint": srv.url, "stream": false, "caFile": path}});
+        c.notify("workspace/didChangeConfiguration", json!({"settings": bad}));
+        let shown = format!("completionEngine.caFile {}: ", path.display());
+        assert!(
+            c.await_notification(Duration::from_secs(10), |m| m["method"] == "window/showMessage"
+                && m["params"]["message"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(&shown) && t.contains(why) && t.contains("nothing leaves this machine"))),
+            "{why}: {:?}",
+            shown_messages(&mut c)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = complete_at(&mut c, uri, 1, 11);
+        assert_eq!(completions(&srv).len(), before, "sent with a bad caFile ({why})");
+    }
+    c.shutdown();
+    // doctor says it for the cloud too.
+    let settings = tmp.path().join("settings.json");
+    let cloud = json!({"cloud": {"route": "ask", "endpoint": "https://gw.internal", "model": "m", "caFile": tmp.path().join("nope.pem")}});
+    std::fs::write(&settings, cloud.to_string()).unwrap();
+    let out = std::process::Command::new(bin()).args(["doctor", "--settings", settings.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("settings:       PROBLEM: invalid locode settings: cloud.caFile ") && stdout.contains("cannot read it"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nothing is sent while the settings are invalid"), "{stdout}");
+}
+
+// ---------------------------------------------- a cursor inside a secret
+
+#[test]
+fn a_cursor_inside_a_secret_sends_neither_half() {
+    let srv = fake_llama_server(|_| String::new());
+    let engine = json!({"kind": "llamaServer", "endpoint": srv.url, "stream": false});
+    let mut c = server(json!({"completionEngine": engine}), &[], None, None);
+    assert_eq!(engine_state(&mut c)["state"], "ready");
+    // (line, value): a format, a quoted password, an unquoted .env-style value, a random token.
+    let lines = [
+        "GITHUB_TOKEN = \"ghp_R8mKq2VxT5nL9wJc3HfY7bPz4sDg6uNa1eQo\"",
+        "db_password = \"Winter.abcd.Coming42\"",
+        "SMTP_PASS=abc123xyz789",
+        "session = Client(\"q7Vx2LmN9pR4tZ8wK3jH6bYc\")",
+    ];
+    let values = ["ghp_R8mKq2VxT5nL9wJc3HfY7bPz4sDg6uNa1eQo", "Winter.abcd.Coming42", "abc123xyz789", "q7Vx2LmN9pR4tZ8wK3jH6bYc"];
+    let text = format!("import os\n\n{}\n\n\ndef main():\n    pass\n", lines.join("\n"));
+    let uri = "file:///tmp/locode-outbound/cut.py";
+    open(&mut c, uri, &text);
+    let mut cuts = 0;
+    for (i, (line, value)) in lines.iter().zip(values).enumerate() {
+        let start = line.find(value).unwrap();
+        // Right after the opening quote, in the middle, one before the end.
+        for cut in [0, value.len() / 2, value.len() - 1] {
+            let col = (start + cut) as u32;
+            let n = completions(&srv).len();
+            let _ = complete_at(&mut c, uri, 2 + i as u32, col);
+            assert!(completions(&srv).len() > n, "no request at {line:?} col {col}");
+            let wire = everything(&completions(&srv)[n..]);
+            let (left, right) = value.split_at(cut);
+            for half in [left, right].into_iter().filter(|h| h.len() >= 3) {
+                assert!(!wire.contains(half), "{half:?} of {value:?} (cursor at {col}) reached the engine:\n{wire}");
+            }
+            cuts += 1;
+        }
+    }
+    // Typing inside the secret: the typed text is the prompt's middle.
+    let (line, col) = (2u32, lines[0].find("T5nL").unwrap() as u32);
+    for (k, ch) in "Zq".chars().enumerate() {
+        let at = col + k as u32;
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": 2 + k}, "contentChanges": [
+                {"range": {"start": {"line": line, "character": at}, "end": {"line": line, "character": at}}, "text": ch.to_string()}]}),
+        );
+        let _ = complete_at(&mut c, uri, line, at + 1);
+        cuts += 1;
+    }
+    let wire = everything(&srv.requests());
+    for half in ["ghp_R8mKq2Vx", "T5nL9wJc3HfY7bPz4sDg6uNa1eQo", "ghp_R8mKq2VxZ", "ZqT5nL9wJc"] {
+        assert!(!wire.contains(half), "{half:?} reached the engine after typing inside the secret");
+    }
+    c.shutdown();
+    println!("cursor inside a secret: {cuts} cursors, {} requests, no half sent", completions(&srv).len());
+}
+
 // ------------------------------------------------------ planted secrets
 
 fn planted_dir() -> PathBuf {
@@ -454,6 +714,22 @@ fn cursors(text: &str) -> Vec<(u32, u32)> {
     out
 }
 
+/// A cursor in the middle of each secret of 12 characters or more (its
+/// first occurrence), with the two halves it cuts it into.
+fn cursors_inside(text: &str, secrets: &[String]) -> Vec<(u32, u32, String, String)> {
+    let mut out = Vec::new();
+    for s in secrets.iter().filter(|s| s.chars().count() >= 12 && !s.contains('\n')) {
+        let Some(at) = text.find(s.as_str()) else { continue };
+        let half = s.char_indices().nth(s.chars().count() / 2).unwrap().0;
+        let cut = at + half;
+        let line_start = text[..cut].rfind('\n').map_or(0, |i| i + 1);
+        let line = text[..line_start].matches('\n').count() as u32;
+        let col = text[line_start..cut].encode_utf16().count() as u32;
+        out.push((line, col, s[..half].to_string(), s[half..].to_string()));
+    }
+    out
+}
+
 #[test]
 fn planted_secrets_never_reach_a_remote_engine() {
     let t0 = Instant::now();
@@ -466,6 +742,7 @@ fn planted_secrets_never_reach_a_remote_engine() {
     assert_eq!(engine_state(&mut c)["state"], "ready");
     let mut secrets_checked = 0;
     let mut requests_made = 0;
+    let mut cut_secrets = 0;
     for (path, secrets) in &fixtures {
         let text = std::fs::read_to_string(path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -478,6 +755,19 @@ fn planted_secrets_never_reach_a_remote_engine() {
         let n = completions(&srv).len();
         for (line, col) in cursors(&text) {
             let _ = complete_at(&mut c, &uri, line, col);
+        }
+        // And with the cursor inside each secret: neither half may be sent.
+        for (line, col, left, right) in cursors_inside(&text, secrets) {
+            let m = srv.requests().len();
+            let _ = complete_at(&mut c, &uri, line, col);
+            let wire = everything(&srv.requests()[m..]);
+            for half in [&left, &right] {
+                assert!(
+                    !wire.contains(half.as_str()),
+                    "{name}: {half:?}, half of {left}{right} cut by the cursor, reached the remote engine"
+                );
+            }
+            cut_secrets += 1;
         }
         let sent = completions(&srv).len() - n;
         if locode::outbound::refused_file(&uri, &[]).is_some() {
@@ -502,7 +792,7 @@ fn planted_secrets_never_reach_a_remote_engine() {
     }
     c.shutdown();
     println!(
-        "planted: {} fixtures, {secrets_checked} values, {requests_made} completion requests, none leaked ({:.1} s)",
+        "planted: {} fixtures, {secrets_checked} values, {cut_secrets} cut by the cursor, {requests_made} completion requests, none leaked ({:.1} s)",
         fixtures.len(),
         t0.elapsed().as_secs_f64()
     );

@@ -188,7 +188,16 @@ impl Config {
         for (k, v) in obj {
             base_obj.insert(k.clone(), v.clone());
         }
-        serde_json::from_value(base).map_err(|e| format!("invalid locode settings: {e}"))
+        let config: Config = serde_json::from_value(base).map_err(|e| format!("invalid locode settings: {e}"))?;
+        // A CA file that cannot be used is found now, not at the first send.
+        let cas =
+            [("cloud.caFile", &config.commands.cloud.ca_file), ("completionEngine.caFile", &config.commands.completion_engine.ca_file)];
+        for (setting, path) in cas {
+            if let Some(path) = path {
+                crate::net::load_ca_file(setting, path).map_err(|e| format!("invalid locode settings: {e}"))?;
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -269,6 +278,24 @@ mod tests {
         let cloud = serde_json::to_value(CloudConfig::default()).unwrap();
         let engine = serde_json::to_value(RemoteEngineConfig::default()).unwrap();
         assert!(c.merged(&json!({"cloud": cloud, "completionEngine": engine, "someClientKey": 1})).is_ok());
+    }
+
+    #[test]
+    fn a_ca_file_is_read_when_the_settings_are() {
+        let c = Config::default();
+        let err = c.merged(&json!({"completionEngine": {"kind": "llamaServer", "caFiel": "/etc/ssl/corp.pem"}})).unwrap_err();
+        assert!(err.contains("did you mean completionEngine.caFile?"), "{err}");
+        let err = c.merged(&json!({"cloud": {"caFile": "/nonexistent/locode/corp-ca.pem"}})).unwrap_err();
+        assert!(err.contains("cloud.caFile /nonexistent/locode/corp-ca.pem: cannot read it"), "{err}");
+        let tmp = tempfile::tempdir().unwrap();
+        let no_cert = tmp.path().join("notes.pem");
+        std::fs::write(&no_cert, "the CA is on the wiki\n").unwrap();
+        let err = c.merged(&json!({"completionEngine": {"caFile": no_cert}})).unwrap_err();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let err = c.merged(&json!({"cloud": {"caFile": "ca.pem"}})).unwrap_err();
+        assert!(err.contains("absolute path"), "{err}");
+        // No CA file: nothing to read.
+        assert_eq!(c.merged(&json!({"cloud": {"caFile": null}})).unwrap().commands.cloud.ca_file, None);
     }
 
     #[test]
@@ -380,6 +407,9 @@ pub struct CloudConfig {
     /// Accept a plain `http://` endpoint on another machine (the code and
     /// the key then travel unencrypted). Loopback endpoints need no setting.
     pub allow_insecure: bool,
+    /// A PEM file of CA certificates trusted for `endpoint` besides the
+    /// built-in roots (a corporate CA, a TLS-inspecting proxy's CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `cloud.route`.
@@ -441,4 +471,7 @@ pub struct RemoteEngineConfig {
     pub allow_remote: bool,
     /// Accept plain `http://` to another machine (needs `allowRemote`).
     pub allow_insecure: bool,
+    /// A PEM file of CA certificates trusted for `endpoint` besides the
+    /// built-in roots (a self-hosted server's own CA).
+    pub ca_file: Option<PathBuf>,
 }

@@ -153,6 +153,13 @@ fn doctor_settings(config: &mut Config, file: &std::path::Path) -> bool {
         }
     }
     println!("settings:       {} ok", file.display());
+    for (setting, ca) in
+        [("cloud.caFile", &config.commands.cloud.ca_file), ("completionEngine.caFile", &config.commands.completion_engine.ca_file)]
+    {
+        if let Some(ca) = ca {
+            println!("TLS:            {setting}: the CAs in {} are trusted besides the built-in roots", ca.display());
+        }
+    }
     let remote = &config.commands.completion_engine;
     let mut ok = true;
     if remote.is_remote() {

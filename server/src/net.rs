@@ -7,6 +7,7 @@
 //! key or a body never reaches a host other than the one configured (and
 //! checked by `outbound`). Every body read is bounded.
 
+use std::path::Path;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -69,9 +70,41 @@ pub const MAX_LINE: usize = 1 << 20;
 /// Most bytes of an error answer that are read (for its message).
 const MAX_ERROR_BODY: usize = 64 << 10;
 
+/// The CA certificates of the PEM file that `setting` (`cloud.caFile`,
+/// `completionEngine.caFile`) names, checked as the client will use them.
+/// The error says what is wrong with the file; a caller sends nothing then.
+pub fn load_ca_file(setting: &str, path: &Path) -> Result<Vec<reqwest::Certificate>, NetError> {
+    let shown = path.display();
+    let path = match path.strip_prefix("~") {
+        Ok(rest) if path.starts_with("~/") => match dirs::home_dir() {
+            Some(home) => home.join(rest),
+            None => return Err(NetError::Config(format!("{setting} {shown}: there is no home directory for ~"))),
+        },
+        _ => path.to_path_buf(),
+    };
+    // Relative to what? The server's working folder is the editor's choice.
+    if !path.is_absolute() {
+        return Err(NetError::Config(format!("{setting} {shown}: give an absolute path (or one starting with ~/)")));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| NetError::Config(format!("{setting} {shown}: cannot read it: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+        .map_err(|e| NetError::Config(format!("{setting} {shown}: not a PEM certificate file: {}", root_cause(&e))))?;
+    if certs.is_empty() {
+        return Err(NetError::Config(format!("{setting} {shown}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)")));
+    }
+    // The certificates are parsed when a client takes them.
+    let mut b = reqwest::Client::builder();
+    for c in &certs {
+        b = b.add_root_certificate(c.clone());
+    }
+    b.build().map_err(|e| NetError::Config(format!("{setting} {shown}: not a valid CA certificate: {}", root_cause(&e))))?;
+    Ok(certs)
+}
+
 /// A client for one request. Proxies from the environment are honoured except
 /// for loopback endpoints; redirects are not followed ([`check_status`]).
-pub fn client(url: &str, timeout_ms: u64) -> Result<reqwest::Client, NetError> {
+/// `roots` are trusted besides the built-in ones ([`load_ca_file`]).
+pub fn client(url: &str, timeout_ms: u64, roots: &[reqwest::Certificate]) -> Result<reqwest::Client, NetError> {
     reqwest::Url::parse(url).map_err(|e| NetError::Config(format!("invalid endpoint URL {url:?}: {e}")))?;
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -80,6 +113,9 @@ pub fn client(url: &str, timeout_ms: u64) -> Result<reqwest::Client, NetError> {
         .user_agent(concat!("locode/", env!("CARGO_PKG_VERSION")));
     if is_loopback(url) {
         b = b.no_proxy();
+    }
+    for c in roots {
+        b = b.add_root_certificate(c.clone());
     }
     b.build().map_err(|e| NetError::Config(format!("cannot build an HTTP client: {e}")))
 }

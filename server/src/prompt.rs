@@ -149,6 +149,42 @@ impl Family {
     }
 }
 
+impl Family {
+    /// The indexes of the pieces of a [`Family::render_fim`] prompt that
+    /// hold the document's text around the cursor, in the document's order:
+    /// prefix, typed middle, suffix (`None` where one is empty). A secret
+    /// the cursor cuts in two is whole only in them joined.
+    pub fn cursor_texts(&self, pieces: &[Piece]) -> [Option<usize>; 3] {
+        let mut out = [None; 3];
+        let entries: Vec<Entry<'_>> = self.fim.layout.iter().filter_map(|e| layout_entry(e)).collect();
+        let after_extra = entries.iter().position(|e| matches!(e, Entry::Text("extra"))).map_or(0, |i| i + 1);
+        let entries = &entries[after_extra..];
+        let Some(Entry::Token(first)) = entries.first() else { return out };
+        // The cross-file part holds other special tokens (file separators) only.
+        let Some(mut i) = pieces.iter().position(|p| matches!(p, Piece::Special(s) if Some(s) == self.tokens.get(*first))) else {
+            return out;
+        };
+        for e in entries {
+            match (e, pieces.get(i)) {
+                (Entry::Token(t), Some(Piece::Special(s))) if Some(s) == self.tokens.get(*t) => i += 1,
+                (Entry::Token(_), _) => break,
+                (Entry::Text(role), Some(Piece::Text(_))) => {
+                    let order = match *role {
+                        "prefix" => 0,
+                        "middle" => 1,
+                        _ => 2,
+                    };
+                    out[order] = Some(i);
+                    i += 1;
+                }
+                // An empty text is left out of the prompt.
+                (Entry::Text(_), _) => {}
+            }
+        }
+        out
+    }
+}
+
 enum Entry<'a> {
     Token(&'a str),
     Text(&'a str),
@@ -219,6 +255,30 @@ mod tests {
     }
 
     const PY: &str = "import math\n\ndef area(radius):\n    return math.pi * rad$0\n\nprint(area(2))\n";
+
+    #[test]
+    fn the_texts_at_the_cursor_in_document_order() {
+        let extra = vec![Piece::Special("<|file_sep|>".into()), Piece::Text("a.py\nx = 1\n".into())];
+        let texts = |family: &Family, parts: &FimParts<'_>| -> Vec<String> {
+            let pieces = family.render_fim(parts);
+            family
+                .cursor_texts(&pieces)
+                .into_iter()
+                .flatten()
+                .map(|i| match &pieces[i] {
+                    Piece::Text(t) => t.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let parts = FimParts { extra: &extra, prefix: "pw = \"hun", suffix: "ter2\"\n", middle: "ter" };
+        for name in ["qwen2.5-coder", "codestral", "starcoder2", "deepseek-coder", "codellama"] {
+            let family = by_name(name).unwrap();
+            assert_eq!(texts(&family, &parts), ["pw = \"hun", "ter", "ter2\"\n"], "{name}");
+            let no_middle = FimParts { middle: "", ..parts };
+            assert_eq!(texts(&family, &no_middle), ["pw = \"hun", "ter2\"\n"], "{name}");
+        }
+    }
 
     #[test]
     fn fim_prompts_for_a_fixture() {

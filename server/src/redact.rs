@@ -18,7 +18,12 @@
 //!   a mask (`"****"`), or only references and templates (`"${DB_PASS}"`,
 //!   `"{{ secrets.X }}"`, `"<your-token>"`, `f"Bearer {token}"`). A bare value
 //!   must also not read as code (`get_password()`, `None`, `os.environ[...]`,
-//!   `self.password`, a type);
+//!   `self.password`, a type). On a line shaped like a YAML, ini,
+//!   `.properties` or `.env` line (the key first, one word ending the line)
+//!   the whole word is the value (`password = p@ss;word`), and a word of
+//!   letters only counts too where the shape is unambiguous
+//!   (`password: hunter`, `password=hunter`; not `password = hunter`, an
+//!   assignment in most languages);
 //! - passwords in prose and comments ("the password is hunter2");
 //! - high-entropy strings (random-looking tokens of 20+ characters).
 //!
@@ -183,6 +188,17 @@ const VALUE: &str = concat!(
 
 static ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"\b{ASSIGN}{VALUE}")).unwrap());
 
+/// A line of a YAML, ini, `.properties` or `.env` file: a key first on its
+/// line (after a list dash, `export` or a comment sign), then one unquoted
+/// word that ends the line (but for a trailing comment). The whole word is
+/// the value, whatever it holds (`p@ss;word`, `sec:ret9`, `abc,def9`).
+static CONFIG_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?m)^[ \t]*(?:-[ \t]+|export[ \t]+|(?:#|//|;)[ \t]*)?(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<before>[ \t]*)(?P<op>[:=])(?P<after>[ \t]*)(?P<value>[^\s\x22'`][^\s]*?)(?:[ \t]+[#;][^\n]*)?[ \t]*\r?$",
+    )
+    .unwrap()
+});
+
 /// Long options that take a secret: `--password x`, `--api-key=x`.
 const SECRET_OPTION: &str = r"(?:[a-z0-9]+-)*(?:password|passwd|pass|token|secret|api-?key|apikey|auth|private-key)";
 
@@ -293,13 +309,54 @@ impl Redactor {
 
     /// The text with every secret found replaced by a placeholder.
     pub fn redact(&mut self, text: &str) -> String {
+        self.redact_with(text, Vec::new())
+    }
+
+    /// [`Self::redact`] for a text in which the document around the cursor
+    /// stands in pieces: `runs`, byte ranges of `text` in the document's
+    /// order (a FIM prompt's prefix, typed middle and suffix). What is a
+    /// secret in the runs joined is replaced in each of them, so a cursor
+    /// inside a secret leaks neither half, and a value whose key is on the
+    /// other side of the cursor is still found.
+    pub fn redact_runs(&mut self, text: &str, runs: &[std::ops::Range<usize>]) -> String {
+        let joined: String = runs.iter().map(|r| &text[r.clone()]).collect();
+        let mut forced = Vec::new();
+        for (s, e, kind) in find_secrets(&joined) {
+            if PLACEHOLDER.is_match(&joined[s..e]) {
+                continue;
+            }
+            // The whole value too: it is replaced wherever else it occurs.
+            if self.nonce.is_empty() {
+                self.nonce = fresh_nonce(text);
+            }
+            self.placeholder(&joined[s..e], kind);
+            let mut at = 0;
+            for r in runs {
+                let (a, b) = (s.max(at), e.min(at + r.len()));
+                if a < b {
+                    forced.push((r.start + a - at, r.start + b - at, kind));
+                }
+                at += r.len();
+            }
+        }
+        self.redact_with(text, forced)
+    }
+
+    /// Redacts `text`; `forced` spans (non-overlapping) are replaced whatever
+    /// the rules find there.
+    fn redact_with(&mut self, text: &str, forced: Vec<(usize, usize, &'static str)>) -> String {
         if self.nonce.is_empty() {
             self.nonce = fresh_nonce(text);
         }
         for m in PLACEHOLDER.find_iter(text) {
             self.taken.insert(m.as_str().to_string());
         }
-        let mut spans = find_secrets(text);
+        let mut spans = forced;
+        for (s, e, kind) in find_secrets(text) {
+            if !overlaps(&spans, s, e) {
+                spans.push((s, e, kind));
+            }
+        }
         // Every other occurrence of a secret found here or in an earlier text.
         let mut known: Vec<(String, &'static str)> = spans.iter().map(|&(s, e, k)| (text[s..e].to_string(), k)).collect();
         known.extend(self.table.iter().map(|(s, &(_, k))| (s.clone(), k)));
@@ -492,6 +549,25 @@ fn find_secrets(text: &str) -> Vec<(usize, usize, &'static str)> {
             }
         }
     }
+    // Config lines: the whole word after the key is the value. A rule's
+    // match inside it (`password = p@ss;word` read as a connection string's
+    // `p@ss;`) gives way to the whole.
+    for caps in CONFIG_LINE.captures_iter(text) {
+        let (key, value) = (caps.name("key").unwrap(), caps.name("value").unwrap());
+        if secret_key(key.as_str()) != Some(Strength::Strong) {
+            continue;
+        }
+        let (before, after) = (!caps["before"].is_empty(), !caps["after"].is_empty());
+        if !config_value(key.as_str(), &caps["op"], before, after, value.as_str()) {
+            continue;
+        }
+        let (s, e) = (value.start(), value.end());
+        if spans.iter().any(|&(a, b, _)| a <= s && e <= b) {
+            continue;
+        }
+        spans.retain(|&(a, b, _)| !(s <= a && b <= e));
+        add(&mut spans, s, e, "secret-assignment");
+    }
     // Overlapping matches: `cli: "tool --password=x"` holds an assignment inside the value of another.
     let mut at = 0;
     while let Some(caps) = ASSIGNMENT.captures_at(text, at) {
@@ -659,6 +735,21 @@ fn is_code_word(v: &str) -> bool {
             | "i64"
             | "number"
             | "any"
+            | "boolean"
+            | "object"
+            | "unknown"
+            | "never"
+            | "void"
+            | "symbol"
+            | "bigint"
+            | "float"
+            | "double"
+            | "char"
+            | "long"
+            | "list"
+            | "dict"
+            | "tuple"
+            | "integer"
             | "secretstr"
             | "required"
             | "yes"
@@ -857,6 +948,11 @@ const NOT_SECRET_LAST: &[&str] = &[
     "str",
     "value",
     "values",
+    "encryption",
+    "algorithm",
+    "method",
+    "strategy",
+    "backend",
 ];
 /// A first word that makes the name about a secret: `is_token`, `max_tokens`, `next_token`.
 const NOT_SECRET_FIRST: &[&str] = &[
@@ -976,6 +1072,99 @@ fn bare_secret(strength: Strength, v: &str, after: &str, env_style: bool) -> boo
         Strength::Weak => v.len() >= 6 && !name_like(v),
     }
 }
+
+/// The unquoted word that ends a config line under a secret-named key is
+/// its value, unless it reads as code: a call, an index, a path of
+/// attributes, a type, a keyword, a reference or YAML's own syntax. A word
+/// of letters only is a value in YAML (`password: hunter`, no space before
+/// the colon; a capitalised word is a type there) and in `.env` and
+/// `.properties` files (`password=hunter`, no spaces); `password = hunter`
+/// is an assignment in too many languages to tell.
+fn config_value(key: &str, op: &str, space_before: bool, space_after: bool, v: &str) -> bool {
+    // Quotes inside: a literal of code (`r"^x$"`), not a config value.
+    if non_value(v)
+        || is_code_word(v)
+        || stand_in(v)
+        || v.starts_with(['$', '*', '&', '!', '|', '>', '/', '~', '\\', ':'])
+        || v.contains(['"', '\'', '`'])
+    {
+        return false;
+    }
+    // Settings that name a choice: `id-token: write`, `credential=always-impersonate`, `true|false`.
+    if CONFIG_WORDS.contains(&v.to_ascii_lowercase().as_str()) || (v.contains(['-', '|']) && name_like(&v.replace('|', "-"))) {
+        return false;
+    }
+    // `-x`, `.5`, `@decorator`: an operator before a name or a number.
+    let body = v.trim_start_matches(['-', '.', '%', '@', '=', '+', '^', '?']);
+    let plain = |t: &str| t.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_') || t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if body.is_empty() || (body.len() < v.len() && plain(body)) {
+        return false;
+    }
+    let name_then =
+        |c: char| v.find(c).is_some_and(|i| i > 0 && v[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.'));
+    let code = name_then('(')
+        || name_then('[')
+        || (v.contains('(') && v.contains(')'))
+        || v.ends_with([')', ':'])
+        || ["::", "->", "=>", "&&", "||", "==", "!=", "()"].iter().any(|op| v.contains(op));
+    if code || v.ends_with([',', ';', '{', '(', '[']) || dotted_path(v) {
+        return false;
+    }
+    // The key's own name, or secret words only: a reference (`password: password`).
+    if v.eq_ignore_ascii_case(key) || words(v).iter().all(|w| SECRET_WORDS.contains(&w.as_str())) {
+        return false;
+    }
+    if v.bytes().all(|b| b.is_ascii_digit()) {
+        return v.len() >= 6;
+    }
+    if v.len() < 4 {
+        return false;
+    }
+    if !v.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_') {
+        return true;
+    }
+    // Letters only: a name in code, unless the line's shape is a config file's.
+    if v.contains('_') {
+        return false;
+    }
+    match op {
+        ":" => !space_before && !v.starts_with(|c: char| c.is_ascii_uppercase()),
+        _ => !space_before && !space_after && !v.chars().skip(1).any(|c| c.is_ascii_uppercase()),
+    }
+}
+
+/// Values of settings that choose, not secrets (`permissions: id-token: write`).
+const CONFIG_WORDS: &[&str] = &[
+    "write",
+    "read",
+    "all",
+    "always",
+    "never",
+    "auto",
+    "default",
+    "optional",
+    "enabled",
+    "disabled",
+    "enable",
+    "disable",
+    "inherit",
+    "public",
+    "private",
+    "empty",
+    "unset",
+    "none",
+    "ask",
+    "prompt",
+    "env",
+    "file",
+    "plain",
+    "hidden",
+    "masked",
+    "redacted",
+    "random",
+    "generated",
+    "required",
+];
 
 /// Reads as a name, not a key: `app-state`, `created_at`, `user.settings`.
 fn name_like(v: &str) -> bool {
@@ -1349,6 +1538,87 @@ mod tests {
             ASSIGNMENT_FIXTURES.iter().map(|&(text, secret)| caught("secret-assignment", text, secret)).collect();
         f.extend(ASSIGNMENT_NEAR_MISSES.iter().map(|&(what, text)| clean(what, text)));
         none_failed(f);
+    }
+
+    // (text, secret): unquoted values of YAML, ini, `.properties` and `.env`
+    // lines, the whole word whatever it holds.
+    const CONFIG_LINE_FIXTURES: &[(&str, &str)] = &[
+        ("password: hunter2hunter2\n", "hunter2hunter2"),
+        ("db:\n  password: hunter\n", "hunter"),
+        ("  db_password: correcthorsebatterystaple\n", "correcthorsebatterystaple"),
+        ("db_password = s3cr3t!x\n", "s3cr3t!x"),
+        ("SMTP_PASS=abc123xyz\n", "abc123xyz"),
+        ("password=hunter\n", "hunter"),
+        ("spring.datasource.password=Hunter\n", "Hunter"),
+        ("[db]\npassword = p@ss;word\n", "p@ss;word"),
+        ("password = abc,def9\n", "abc,def9"),
+        ("password: sec:ret9\n", "sec:ret9"),
+        ("password: secret9.\n", "secret9."),
+        ("password: -secret9\n", "-secret9"),
+        ("password: @secret9 # prod\n", "@secret9"),
+        ("password = hunter2 ; prod\n", "hunter2"),
+        ("- name: db\n  password: Pa55w0rd\n", "Pa55w0rd"),
+        ("# password: hunter2x\n", "hunter2x"),
+        ("export DB_PASS=abc123xyz\n", "abc123xyz"),
+        ("mysql_root_password: r00t\n", "r00t"),
+        ("repo_token: SIAeZjKYlHK74rbcFvNHMUzjRiMp\n", "SIAeZjKYlHK74rbcFvNHMUzjRiMp"),
+    ];
+
+    // Config-shaped lines of code, prose and settings that choose.
+    const CONFIG_LINE_NEAR_MISSES: &[(&str, &str)] = &[
+        ("prose after a colon", "token: OpenAI-compatible servers\n"),
+        ("a spaced assignment of a name", "password = hunter\n"),
+        ("a type", "    password: Secret\n"),
+        ("a lowercase type", "    token: boolean\n"),
+        ("the key's own name", "    password: password\n"),
+        ("a kwarg passing a name", "    password=pw\n"),
+        ("a workflow permission", "permissions:\n  id-token: write\n"),
+        ("a match arm", "TokenTree::Group(g) => g,\n        TokenTree::Ident(ident)\n"),
+        ("a call", "    password=get_password(user)\n"),
+        ("an expression", "token_number = self.tokens_taken+len(self.tokens)\n"),
+        ("a signature", "def sign(rsa_private_key: str):\n"),
+        ("a method", "#password_encryption = scram-sha-256\n"),
+        ("a YAML alias", "password: *db_password\n"),
+        ("a YAML tag", "password: !vault |\n"),
+        ("a reference", "password: ${DB_PASSWORD}\n"),
+        ("a path", "password_file: /run/secrets/db\npassword: /run/secrets/db\n"),
+        ("an attribute", "token = self.token\n"),
+        ("a short number", "api_key = 12345\n"),
+    ];
+
+    #[test]
+    fn unquoted_config_values() {
+        let mut f: Vec<Option<String>> =
+            CONFIG_LINE_FIXTURES.iter().map(|&(text, secret)| caught("secret-assignment", text, secret)).collect();
+        f.extend(CONFIG_LINE_NEAR_MISSES.iter().map(|&(what, text)| clean(what, text)));
+        none_failed(f);
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_cursor_is_replaced_in_both_halves() {
+        // A FIM prompt: the prefix ends inside the token, the suffix starts with its rest.
+        let token = "ghp_R8mKq2VxT5nL9wJc3HfY7bPz4sDg6uNa1eQo";
+        let pw = "Winter.abcd.Coming42";
+        for (before, after, secret) in [
+            ("TOKEN = \"ghp_R8mKq2VxT5", "nL9wJc3HfY7bPz4sDg6uNa1eQo\"\n", token),
+            ("db_password = \"Win", "ter.abcd.Coming42\"\n", pw),
+            ("db_password = \"", "Winter.abcd.Coming42\"\n", pw),
+            ("SMTP_PASS=abc123", "xyz789\n", "abc123xyz789"),
+        ] {
+            let text = format!("<pre>x = 1\n{before}<suf>{after}<mid>");
+            let p = "<pre>x = 1\n".len();
+            let runs = [p..p + before.len(), p + before.len() + 5..p + before.len() + 5 + after.len()];
+            let mut r = Redactor::new();
+            let out = r.redact_runs(&text, &runs);
+            let (left, right) = secret.split_at(before.len() - before.rfind(['"', '=']).map_or(0, |i| i + 1));
+            for half in [left, right].into_iter().filter(|h| h.len() >= 3) {
+                assert!(!out.contains(half), "{half:?} left in {out:?}");
+            }
+            assert!(out.starts_with("<pre>x = 1\n") && out.contains("<suf>") && out.ends_with("<mid>"), "{out}");
+            assert_eq!(r.restore(&out), text);
+            // The whole secret, elsewhere later, gets its own placeholder too.
+            assert!(!r.redact(&format!("print({secret:?})\n")).contains(secret));
+        }
     }
 
     #[test]

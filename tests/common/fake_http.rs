@@ -52,6 +52,78 @@ impl Loopback {
 /// An HTTP server on 127.0.0.1 (its own thread and runtime) that records
 /// every request and answers with `reply(request, n)` (n counts from 1).
 pub fn loopback(reply: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Loopback {
+    serve(None, reply)
+}
+
+/// A certificate authority made for one test run, and a server certificate
+/// it signed for 127.0.0.1 and localhost.
+pub struct TestCa {
+    /// The CA's certificate, PEM: what a user's `caFile` holds.
+    pub ca_pem: String,
+    server_cert: Vec<u8>,
+    server_key: Vec<u8>,
+}
+
+pub fn test_ca() -> TestCa {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "locode test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "locode test server");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    TestCa { ca_pem, server_cert: cert.der().to_vec(), server_key: key.serialize_der() }
+}
+
+/// [`loopback`] over HTTPS with `ca`'s server certificate: `https://127.0.0.1:PORT`.
+/// A client that does not trust `ca` fails its handshake, and no request is recorded.
+pub fn loopback_tls(ca: &TestCa, reply: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Loopback {
+    use tokio_rustls::rustls::{self, pki_types};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = pki_types::PrivateKeyDer::Pkcs8(pki_types::PrivatePkcs8KeyDer::from(ca.server_key.clone()));
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki_types::CertificateDer::from(ca.server_cert.clone())], key)
+        .unwrap();
+    let mut srv = serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))), reply);
+    srv.url = srv.url.replace("http://", "https://");
+    srv
+}
+
+/// TCP connections accepted once their TLS handshake succeeds.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else { continue };
+            // One at a time is enough for tests; a failed handshake is a client that did not trust us.
+            if let Ok(Ok(io)) = tokio::time::timeout(Duration::from_secs(5), self.tls.accept(tcp)).await {
+                return (io, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+fn serve(tls: Option<tokio_rustls::TlsAcceptor>, reply: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Loopback {
     let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
     let reply: ReplyFn = Arc::new(reply);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -94,7 +166,10 @@ pub fn loopback(reply: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'stati
                     b.body(axum::body::Body::from(r.body)).unwrap()
                 }
             });
-            axum::serve(listener, app).await.unwrap();
+            match tls {
+                Some(tls) => axum::serve(TlsListener { tcp: listener, tls }, app).await.unwrap(),
+                None => axum::serve(listener, app).await.unwrap(),
+            }
         });
     });
     let port = rx.recv().unwrap();

@@ -41,6 +41,7 @@ impl Default for CloudConfig {
             audit_log: None,
             refuse_files: Vec::new(),
             allow_insecure: false,
+            ca_file: None,
         }
     }
 }
@@ -108,6 +109,8 @@ pub struct CloudRequest {
     pub model: String,
     pub stream: bool,
     pub body: Vec<u8>,
+    /// `cloud.caFile`: CA certificates trusted besides the built-in roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl CloudRequest {
@@ -169,6 +172,7 @@ pub fn build_request(cfg: &CloudConfig, messages: &[ChatMessage], max_tokens: u3
         model: cfg.model.clone(),
         stream: cfg.stream,
         body: serde_json::to_vec(&body).expect("JSON body"),
+        ca_file: cfg.ca_file.clone(),
     })
 }
 
@@ -182,7 +186,11 @@ pub async fn send(
     mut on_text: impl FnMut(&str) + Send,
 ) -> Result<String, NetError> {
     let url = req.url.as_str();
-    let client = net::client(url, timeout_ms)?;
+    let roots = match &req.ca_file {
+        Some(path) => net::load_ca_file("cloud.caFile", path)?,
+        None => Vec::new(),
+    };
+    let client = net::client(url, timeout_ms, &roots)?;
     let mut rb = client.post(url).header("content-type", "application/json").body(req.body.clone());
     rb = match req.provider {
         Provider::Openai => rb.bearer_auth(api_key),

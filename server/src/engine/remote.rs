@@ -57,6 +57,7 @@ impl Default for RemoteEngineConfig {
             stream: true,
             allow_remote: false,
             allow_insecure: false,
+            ca_file: None,
         }
     }
 }
@@ -105,6 +106,25 @@ pub fn prompt_text(pieces: &[Piece]) -> Result<String, EngineError> {
         }
     }
     Ok(out)
+}
+
+/// Byte ranges of [`prompt_text`]`(pieces) + forced` that hold the document
+/// around the cursor, in its order: prefix, typed middle, the forced
+/// (token-healing) text cut from their end, suffix.
+fn cursor_runs(family: &Family, pieces: &[Piece], forced: usize) -> Vec<std::ops::Range<usize>> {
+    let mut starts = Vec::with_capacity(pieces.len());
+    let mut at = 0;
+    for p in pieces {
+        starts.push(at);
+        if let Piece::Special(t) | Piece::Text(t) = p {
+            at += t.len();
+        }
+    }
+    let run = |i: Option<usize>| i.map(|i| starts[i]..starts.get(i + 1).copied().unwrap_or(at));
+    let [prefix, middle, suffix] = family.cursor_texts(pieces);
+    // The healed text was cut from the end of the prefix or middle.
+    let healed = (forced > 0).then_some(at..at + forced);
+    [run(prefix), run(middle), healed, run(suffix)].into_iter().flatten().collect()
 }
 
 /// llama-server slots, one per document: its own while it has one, else a
@@ -236,7 +256,11 @@ pub async fn connect_with(cfg: RemoteEngineConfig, outbound: Outbound) -> Result
     }
     let url = cfg.url();
     let endpoint = outbound::check_endpoint(&url, consent(&cfg)).map_err(EngineError::Remote)?;
-    let client = net::client(&url, cfg.timeout_ms).map_err(EngineError::Remote)?;
+    let roots = match &cfg.ca_file {
+        Some(path) => net::load_ca_file("completionEngine.caFile", path).map_err(EngineError::Remote)?,
+        None => Vec::new(),
+    };
+    let client = net::client(&url, cfg.timeout_ms, &roots).map_err(EngineError::Remote)?;
     let key = match cfg.api_key_env.trim() {
         "" => Ok(None),
         var => std::env::var(var)
@@ -565,12 +589,15 @@ impl Remote {
         // A token-healing prefix cannot be constrained remotely: it is written
         // into the prompt, and the text starts with it as the embedded engine's does.
         let prompt = prompt_text(&job.prompt)? + &run.forced;
+        let runs = cursor_runs(&self.family, &job.prompt, run.forced.len());
         // Redacted as one text (cross-file context, prefix, suffix, the typed
-        // middle), with the document's own table.
+        // middle), with the document's own table, and what is around the
+        // cursor also joined as the document has it: a cursor inside a
+        // secret splits it between the prefix and the suffix.
         let (prompt, redactions) = {
             let mut redactors = self.redactors.lock().unwrap_or_else(|e| e.into_inner());
             let r = redactors.get_or_insert_mut(job.slot.clone(), Redactor::new);
-            let prompt = r.redact(&prompt);
+            let prompt = r.redact_runs(&prompt, &runs);
             let redactions = r.summary();
             // Only the table is kept: the list would grow with every keystroke.
             r.redactions.clear();
