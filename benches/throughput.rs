@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use locode::config::EngineConfig;
-use locode::engine::{CancelToken, CompletionJob, Engine, Generation};
+use locode::engine::{CompletionJob, Engine, Generation};
 use locode::prompt::Piece;
 use serde_json::{json, Value};
 
@@ -80,19 +80,7 @@ fn summary(runs: &[Run]) -> Run {
 }
 
 fn job(slot: &str, text: &str, gen: u32) -> CompletionJob {
-    CompletionJob {
-        slot: slot.to_string(),
-        prompt: vec![Piece::Text(text.to_string())],
-        max_tokens: gen,
-        stop: None,
-        cancel: CancelToken::new(),
-        on_token: None,
-        background: false,
-        forced_prefix: String::new(),
-        early: None,
-        avoid: None,
-        first_window: None,
-    }
+    CompletionJob::new(slot.to_string(), vec![Piece::Text(text.to_string())], gen)
 }
 
 fn from_generation(g: &Generation) -> Run {

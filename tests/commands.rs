@@ -638,19 +638,11 @@ fn streamer(n: usize, piece: &'static str, every_ms: u64) -> Streamer {
 }
 
 fn job(slot: &str, prompt: &str, max_tokens: u32) -> CompletionJob {
-    CompletionJob {
-        slot: slot.into(),
-        prompt: vec![Piece::Special("<|fim_prefix|>".into()), Piece::Text(prompt.into()), Piece::Special("<|fim_middle|>".into())],
+    CompletionJob::new(
+        slot,
+        vec![Piece::Special("<|fim_prefix|>".into()), Piece::Text(prompt.into()), Piece::Special("<|fim_middle|>".into())],
         max_tokens,
-        stop: None,
-        cancel: CancelToken::new(),
-        on_token: None,
-        background: false,
-        forced_prefix: String::new(),
-        early: None,
-        avoid: None,
-        first_window: None,
-    }
+    )
 }
 
 /// A runtime whose tasks (the HTTP client's connections) go on between

@@ -397,19 +397,11 @@ fn redirects_are_errors_and_nothing_reaches_the_second_host() {
         let rt = rt();
         let engine = Engine::spawn();
         rt.block_on(engine.load_remote(cfg)).unwrap();
-        let job = CompletionJob {
-            slot: "file:///w/a.py".into(),
-            prompt: vec![Piece::Special("<|fim_prefix|>".into()), Piece::Text(body.into()), Piece::Special("<|fim_middle|>".into())],
-            max_tokens: 8,
-            stop: None,
-            cancel: CancelToken::new(),
-            on_token: None,
-            background: false,
-            forced_prefix: String::new(),
-            early: None,
-            avoid: None,
-            first_window: None,
-        };
+        let job = CompletionJob::new(
+            "file:///w/a.py",
+            vec![Piece::Special("<|fim_prefix|>".into()), Piece::Text(body.into()), Piece::Special("<|fim_middle|>".into())],
+            8,
+        );
         match rt.block_on(engine.complete(job)) {
             Err(EngineError::Remote(NetError::Redirect { location, .. })) => assert_eq!(location, target),
             other => panic!("{status}: {other:?}"),
@@ -430,19 +422,11 @@ fn write_ca(ca: &TestCa, dir: &Path) -> PathBuf {
 
 /// A FIM job for a remote engine, `text` as the prefix.
 fn fim_job(text: &str) -> CompletionJob {
-    CompletionJob {
-        slot: "file:///w/a.py".into(),
-        prompt: vec![Piece::Special("<|fim_prefix|>".into()), Piece::Text(text.into()), Piece::Special("<|fim_middle|>".into())],
-        max_tokens: 8,
-        stop: None,
-        cancel: CancelToken::new(),
-        on_token: None,
-        background: false,
-        forced_prefix: String::new(),
-        early: None,
-        avoid: None,
-        first_window: None,
-    }
+    CompletionJob::new(
+        "file:///w/a.py",
+        vec![Piece::Special("<|fim_prefix|>".into()), Piece::Text(text.into()), Piece::Special("<|fim_middle|>".into())],
+        8,
+    )
 }
 
 #[test]

@@ -223,19 +223,7 @@ fn finish(trimmer: &Trimmer, stats: Generation, version: i32) -> Suggestion {
 /// to the end.
 pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig) -> bool {
     let (_, prompt) = prepare(family, spot, cfg);
-    let job = CompletionJob {
-        slot: slot.to_string(),
-        prompt,
-        max_tokens: 0,
-        stop: None,
-        cancel: CancelToken::new(),
-        on_token: None,
-        background: true,
-        forced_prefix: String::new(),
-        early: None,
-        avoid: None,
-        first_window: None,
-    };
+    let job = CompletionJob { background: true, ..CompletionJob::new(slot, prompt, 0) };
     matches!(engine.complete(job).await, Ok(g) if !g.cancelled)
 }
 

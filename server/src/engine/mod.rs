@@ -84,6 +84,26 @@ pub struct CompletionJob {
     pub first_window: Option<FirstWindow>,
 }
 
+impl CompletionJob {
+    /// A job for `prompt` in `slot`: no stop rule, callback, healing, early
+    /// answer or first window (benches, tests, plain generations).
+    pub fn new(slot: impl Into<String>, prompt: Vec<Piece>, max_tokens: u32) -> Self {
+        CompletionJob {
+            slot: slot.into(),
+            prompt,
+            max_tokens,
+            stop: None,
+            cancel: CancelToken::new(),
+            on_token: None,
+            background: false,
+            forced_prefix: String::new(),
+            early: None,
+            avoid: None,
+            first_window: None,
+        }
+    }
+}
+
 /// Builds a first window's prompt when the engine needs it, sized to the
 /// engine's prompt speed (tokens/s, measured as it runs); None when it
 /// would not be much smaller than the whole one.
