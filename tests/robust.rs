@@ -325,7 +325,8 @@ fn big_cases() -> Vec<Case> {
 fn big_and_odd_documents_keep_requests_and_memory_bounded() {
     // A smaller prompt than the default keeps the test quick on a CPU; the
     // point is that no input makes a request cost more than an ordinary one.
-    let mut c = ready(json!({"maxTokens": 16, "prefixChars": 1500, "suffixChars": 500}), &[], None);
+    // Whole prompts only (no first window), so each case's prompt compares with the baseline's.
+    let mut c = ready(json!({"maxTokens": 16, "prefixChars": 1500, "suffixChars": 500, "firstAnswerMs": 0}), &[], None);
     let pid = c.pid();
     let base_rss = rss_mib(pid);
     println!("big inputs: RSS with the model loaded {base_rss:.0} MiB");
