@@ -348,6 +348,46 @@ mod tests {
     }
 
     #[test]
+    fn typescript_definitions_from_an_imported_file_lead_the_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("shop");
+        std::fs::create_dir_all(root.join("lib")).unwrap();
+        let users = "export function findUser(id: number): string {\n  return String(id);\n}\n\nexport function unrelated() {}\n";
+        std::fs::write(root.join("lib/users.ts"), users).unwrap();
+        let main =
+            "import { findUser } from './lib/users';\n\nfunction greet(id: number): string {\n  const name = findUser(id);\n  return \n}\n";
+        std::fs::write(root.join("app.ts"), main).unwrap();
+        let index = WorkspaceIndex::new(vec![root.clone()], IndexLimits::default());
+        index.build();
+
+        let mut doc = Document::new(main, 1, Language::TypeScript);
+        let mut layout = context::Layout::default();
+        let cfg = CompletionConfig::default();
+        let cursor = doc.rope.line_to_char(4) + "  return ".len();
+        let anchor = context::plan(&mut doc, &mut layout, cursor, &cfg);
+        let window = layout.window.unwrap();
+        let cf = cross_file(&index, &root.join("app.ts"), &doc.snapshot(), cursor, window, cfg.cross_file_chars);
+        let chunks: Vec<(&str, &str)> = cf.chunks.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        assert_eq!(chunks, [("lib/users.ts", "function findUser(id: number): string {\n  return String(id);\n}")]);
+        layout.cross_file = Some(std::sync::Arc::new(cf));
+
+        let family = crate::prompt::by_name("qwen2.5-coder").unwrap();
+        let snap = layout.snapshot(&mut doc);
+        let (_, pieces) = prepare(&family, &Spot { snap: &snap, cursor, anchor }, &cfg);
+        let text: Vec<&str> = pieces
+            .iter()
+            .take(6)
+            .map(|p| match p {
+                Piece::Special(t) | Piece::Text(t) => t.as_str(),
+                Piece::Chat(_) => "",
+            })
+            .collect();
+        assert_eq!(text[..3], ["<|repo_name|>", "shop\n", "<|file_sep|>"]);
+        assert!(text[3].starts_with("lib/users.ts\nfunction findUser(id: number): string {"), "{text:?}");
+        assert_eq!(text[4..], ["<|file_sep|>", "app.ts\n"]);
+    }
+
+    #[test]
     fn files_opened_earlier_but_unrelated_give_no_context() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("tasks");

@@ -293,7 +293,9 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
                     .map(|l| line_text(rope, l))
                     .find(|l| !l.trim().is_empty() && (l.len() > line_prefix.len() || cur_line == 0))
                     .map_or(0, |l| indent_width(&l));
-                mode = Mode::Block { opener_indent };
+                if !body_goes_on_below(rope, cur_line, opener_indent) {
+                    mode = Mode::Block { opener_indent };
+                }
             }
         }
     }
@@ -384,6 +386,16 @@ fn is_only_closers(s: &str) -> bool {
     s.trim().chars().all(|c| matches!(c, ')' | ']' | '}' | ';' | ','))
 }
 
+/// Below an opener at `opener_indent`, does its body already go on after
+/// the cursor's line (the first line of code below is deeper than the opener,
+/// not its closer)? Then the cursor is on a line of that body, not in an
+/// empty one: an answer there is a line, or lines that join the code below
+/// (the open-line rule), not a block of the model's own.
+fn body_goes_on_below(rope: &Rope, cur_line: usize, opener_indent: usize) -> bool {
+    let next = (cur_line + 1..rope.len_lines().min(cur_line + 200)).map(|l| line_text(rope, l)).find(|l| !l.trim().is_empty());
+    next.is_some_and(|l| indent_width(&l) > opener_indent && !is_only_closers(&l))
+}
+
 fn choose_mode(rope: &Rope, lang: Language, cur_line: usize, line_prefix: &str, line_suffix: &str) -> Mode {
     if !is_only_closers(line_suffix) {
         return Mode::SingleLine;
@@ -392,7 +404,7 @@ fn choose_mode(rope: &Rope, lang: Language, cur_line: usize, line_prefix: &str, 
         // An empty line: a block when the line above opens one.
         let prev = (cur_line.saturating_sub(50)..cur_line).rev().map(|l| line_text(rope, l)).find(|l| !l.trim().is_empty());
         if let Some(prev) = prev {
-            if lang.opens_block(&prev) {
+            if lang.opens_block(&prev) && !body_goes_on_below(rope, cur_line, indent_width(&prev)) {
                 return Mode::Block { opener_indent: indent_width(&prev) };
             }
         }
@@ -750,6 +762,36 @@ mod tests {
         assert_eq!(c.mode, Mode::Block { opener_indent: 0 });
         let c = ctx(Language::Rust, "fn main() {$0}\n");
         assert_eq!(c.mode, Mode::Block { opener_indent: 0 });
+    }
+
+    #[test]
+    fn a_body_that_goes_on_below_is_not_a_new_block() {
+        // The cursor on the first line of a body that goes on below it (a
+        // blank line after the opener or not): one line, by the open-line rule.
+        for (lang, fixture) in [
+            (
+                Language::Java,
+                "class Solution {\n    public List<Integer> f(List<Integer> lst){\n\n        $0\n        List<Integer> b = lst;\n        return b;\n    }\n}\n",
+            ),
+            (Language::JavaScript, "const maximum = (arr, k) => {\n\n  $0\n  for (let j = 0; j < p.length; j++) {\n  }\n  return p\n}\n"),
+            (Language::TypeScript, "function f(xs: number[]): number {\n    $0\n    return t;\n}\n"),
+            (Language::Go, "func f(xs []int) int {\n\tfor _, x := range xs {\n\t\t$0\n\t\tt += x\n\t}\n\treturn t\n}\n"),
+            (Language::Cpp, "int f(int n) {\n    if (n > 0) {\n        $0\n        n--;\n    }\n}\n"),
+            (Language::Rust, "fn main() { // entry\n    $0\n    run();\n}\n"),
+            (Language::Python, "def f(x):\n    $0\n    return y\n"),
+            (Language::Python, "def f(x):  # double it\n    $0\n    return y\n"),
+        ] {
+            assert_eq!(ctx(lang, fixture).mode, Mode::SingleLine, "{lang:?}: {fixture}");
+        }
+        // An empty body, or the code below after the block: a block.
+        for (lang, fixture, opener_indent) in [
+            (Language::Java, "class A {\n    int f(int n) {\n\n        $0\n    }\n}\n", 4),
+            (Language::JavaScript, "function f(p) {\n  if (p) {\n    $0\n  }\n  return p\n}\n", 2),
+            (Language::TypeScript, "function f(): number {\n    $0\n}\nconst x = f();\n", 0),
+            (Language::Python, "def f(xs):\n    for x in xs:\n        $0\n    return 0\n", 4),
+        ] {
+            assert_eq!(ctx(lang, fixture).mode, Mode::Block { opener_indent }, "{lang:?}: {fixture}");
+        }
     }
 
     #[test]

@@ -141,6 +141,14 @@ pub const PARSE_BUDGET: Duration = Duration::from_millis(2);
 /// none) and the parse finishes in the background.
 pub const EXACT_WAIT: Duration = Duration::from_secs(1);
 
+/// After this many reparses in a row past `PARSE_BUDGET`, the next ones
+/// start in the background at once: where the parser recovers from errors
+/// all over the file (ggml's C sources: about 9 ms per reparse wherever the
+/// edit is) every keystroke takes as long, and a try here first only costs
+/// the request its budget. One that is quick again in the background brings
+/// back the tries.
+const SLOW_STREAK: u32 = 2;
+
 fn point_at(rope: &Rope, byte: usize) -> Point {
     let row = rope.byte_to_line(byte);
     Point { row, column: byte - rope.line_to_byte(row) }
@@ -161,18 +169,25 @@ pub struct Document {
     /// `EXACT_WAIT`).
     pub exact_wait: Duration,
     background: Option<BackgroundParse>,
+    /// Reparses in a row that took longer than `parse_budget` (see `SLOW_STREAK`).
+    slow_reparses: u32,
 }
 
 /// A reparse that ran past the parse budget, finishing on its own thread
 /// with the document's parser; the tree it makes is of the text as it was
 /// when it started.
 struct BackgroundParse {
-    handle: JoinHandle<(Parser, Option<Tree>)>,
+    /// The parser, its tree, and the thread's CPU time (wall time where
+    /// that cannot be read).
+    handle: JoinHandle<(Parser, Option<Tree>, Duration)>,
     /// The edits applied since it started, to bring its tree up to date;
     /// None once the whole text was replaced (its tree is of no use then).
     edits: Option<Vec<InputEdit>>,
     cancel: Arc<AtomicBool>,
     started: Instant,
+    /// Started without a try within the budget first (see `SLOW_STREAK`):
+    /// its CPU time says whether the next reparse tries again.
+    at_once: bool,
 }
 
 /// The rope's text from `byte` to the end of its chunk, for tree-sitter.
@@ -241,6 +256,7 @@ impl Document {
             parse_budget: PARSE_BUDGET,
             exact_wait: EXACT_WAIT,
             background: None,
+            slow_reparses: 0,
         }
     }
 
@@ -320,9 +336,16 @@ impl Document {
     pub fn tree(&mut self) -> Option<&Tree> {
         self.collect_background(None);
         if self.tree_stale && self.background.is_none() {
-            // Without a tree to fall back on, it is worth waiting longer.
-            let budget = if self.tree.is_some() { self.parse_budget } else { self.exact_wait.max(self.parse_budget) };
-            self.reparse(Some(budget));
+            if self.tree.is_none() {
+                // Without a tree to fall back on, it is worth waiting longer.
+                self.reparse(Some(self.exact_wait.max(self.parse_budget)));
+            } else if self.slow_reparses >= SLOW_STREAK {
+                self.parse_in_background(true);
+            } else if self.reparse(Some(self.parse_budget)) {
+                self.slow_reparses = 0;
+            } else {
+                self.slow_reparses += 1;
+            }
         }
         self.tree.as_ref()
     }
@@ -347,10 +370,12 @@ impl Document {
         !self.tree_stale
     }
 
-    fn reparse(&mut self, budget: Option<Duration>) {
+    /// Reparses here within `budget`; false when it went past it and goes on
+    /// in the background.
+    fn reparse(&mut self, budget: Option<Duration>) -> bool {
         let Some(parser) = self.parser.as_mut() else {
             self.tree_stale = false;
-            return;
+            return true;
         };
         let rope = &self.rope;
         let mut read = |byte: usize, _: Point| read_rope(rope, byte);
@@ -368,33 +393,39 @@ impl Document {
                 if parsed.is_none() {
                     // Past the budget: the same parser resumes where it
                     // stopped, on its own thread.
-                    self.parse_in_background();
-                    return;
+                    self.parse_in_background(false);
+                    return false;
                 }
                 parsed
             }
         };
         self.tree = parsed;
         self.tree_stale = false;
+        true
     }
 
-    fn parse_in_background(&mut self) {
+    /// Goes on with the parse on a thread of its own; `at_once`: without a
+    /// try here first.
+    fn parse_in_background(&mut self, at_once: bool) {
         let Some(mut parser) = self.parser.take() else { return };
         let rope = self.rope.clone();
         let old = self.tree.clone();
         let cancel = Arc::new(AtomicBool::new(false));
         let stop = cancel.clone();
         let spawned = std::thread::Builder::new().name("locode-parse".into()).spawn(move || {
+            let (wall, cpu) = (Instant::now(), cpu_time::ThreadTime::try_now().ok());
             let mut read = |byte: usize, _: Point| read_rope(&rope, byte);
             let mut cancelled = |_: &ParseState| stop.load(Ordering::Relaxed);
             let tree = parser.parse_with_options(&mut read, old.as_ref(), Some(ParseOptions::new().progress_callback(&mut cancelled)));
             if tree.is_none() {
                 parser.reset();
             }
-            (parser, tree)
+            (parser, tree, cpu.and_then(|c| c.try_elapsed().ok()).unwrap_or_else(|| wall.elapsed()))
         });
         match spawned {
-            Ok(handle) => self.background = Some(BackgroundParse { handle, edits: Some(Vec::new()), cancel, started: Instant::now() }),
+            Ok(handle) => {
+                self.background = Some(BackgroundParse { handle, edits: Some(Vec::new()), cancel, started: Instant::now(), at_once })
+            }
             Err(e) => {
                 // No thread: parse here after all, with a fresh parser.
                 tracing::warn!("cannot start a parse thread: {e}");
@@ -419,8 +450,12 @@ impl Document {
         }
         let bg = self.background.take().expect("checked above");
         match bg.handle.join() {
-            Ok((parser, tree)) => {
+            Ok((parser, tree, cpu)) => {
                 self.parser = Some(parser);
+                // Quick this time: the next reparse tries here again.
+                if bg.at_once && tree.is_some() && cpu <= self.parse_budget {
+                    self.slow_reparses = 0;
+                }
                 if let (Some(mut tree), Some(edits)) = (tree, bg.edits) {
                     for e in &edits {
                         tree.edit(e);
@@ -605,6 +640,30 @@ mod tests {
         // The parser came back: the next edit reparses here again.
         doc.apply_versioned(5, vec![ch(0, 0, 0, 3, "")], Encoding::Utf16);
         assert_reparsed_here(&mut doc);
+    }
+
+    #[test]
+    fn reparses_that_keep_going_past_the_budget_start_in_the_background() {
+        let mut doc = Document::new(&big_python(), 1, Language::Python);
+        doc.tree();
+        let mut version = 1;
+        let mut type_x = |doc: &mut Document| {
+            version += 1;
+            doc.apply_versioned(version, vec![ch(3, 4, 3, 4, "x")], Encoding::Utf16);
+            doc.tree();
+            let in_place = doc.tree_is_current();
+            doc.exact_tree();
+            in_place
+        };
+        // Two past the budget (none fits in zero)...
+        doc.parse_budget = Duration::ZERO;
+        assert!(!type_x(&mut doc) && !type_x(&mut doc));
+        // ... and the next starts in the background, though it would fit now.
+        doc.parse_budget = Duration::MAX;
+        assert!(!type_x(&mut doc), "no try here");
+        // That one was quick: the tries are back.
+        assert!(type_x(&mut doc), "reparsed here");
+        assert!(doc.exact_tree().unwrap().root_node().to_sexp() == fresh_sexp(&doc.text()));
     }
 
     #[test]

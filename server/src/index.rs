@@ -166,6 +166,8 @@ pub struct IndexStats {
 const DEF_OVERHEAD: usize = std::mem::size_of::<IndexedDef>() + 16 + 2 * 8;
 /// Per-file overhead: the map entry and the path (counted once, shared).
 const FILE_OVERHEAD: usize = 64;
+/// Per module key of a file (`module_keys`): its map entry and the path's slot.
+const MODULE_KEY_OVERHEAD: usize = 48;
 
 /// Names with more definitions than this in the files the evidence points
 /// to are ambiguous (`new`, `__init__`, `fmt`) and left out of the context.
@@ -189,6 +191,10 @@ struct FileEntry {
 struct Inner {
     files: HashMap<Arc<Path>, FileEntry>,
     by_name: HashMap<String, Vec<Arc<IndexedDef>>>,
+    /// Files with definitions by their stem and by their folder's name
+    /// (`module_keys`): the files a module imported whole may be, found
+    /// without a pass over every file on each request.
+    by_module_key: HashMap<String, Vec<Arc<Path>>>,
     definitions: usize,
     bytes: usize,
     /// Files whose content came from the editor (or that it removed): the
@@ -210,6 +216,16 @@ impl Inner {
                 list.retain(|d| !Arc::ptr_eq(d, def));
                 if list.is_empty() {
                     self.by_name.remove(&def.name);
+                }
+            }
+        }
+        if let Some(d0) = entry.defs.first() {
+            for key in module_keys(&d0.rel_path) {
+                if let Some(list) = self.by_module_key.get_mut(key) {
+                    list.retain(|p| **p != *path);
+                    if list.is_empty() {
+                        self.by_module_key.remove(key);
+                    }
                 }
             }
         }
@@ -241,6 +257,12 @@ impl Inner {
         }
         for def in &kept {
             self.by_name.entry(def.name.clone()).or_default().push(def.clone());
+        }
+        if let Some(d0) = kept.first() {
+            for key in module_keys(&d0.rel_path) {
+                bytes += key.len() + MODULE_KEY_OVERHEAD;
+                self.by_module_key.entry(key.to_string()).or_default().push(path.clone());
+            }
         }
         self.definitions += kept.len();
         self.bytes += bytes;
@@ -845,17 +867,13 @@ impl WorkspaceIndex {
         let named: HashSet<usize> = cands.iter().map(|c| path_id(&c.2.path)).collect();
         let mut api_files: Vec<&FileEntry> = Vec::new();
         let lasts: HashSet<&str> = whole.iter().filter_map(|m| m.last().copied()).collect();
-        // One pass over the files (the index may hold thousands), a cheap
-        // test first: the module's last segment names the file or its folder.
-        for (path, entry) in inner.files.iter().filter(|_| !lasts.is_empty()) {
+        // A cheap test first, through the index of module keys: the
+        // module's last segment names the file or its folder.
+        let mut seen_files: HashSet<usize> = HashSet::new();
+        for path in lasts.iter().filter_map(|l| inner.by_module_key.get(*l)).flatten() {
+            let Some(entry) = inner.files.get(path).filter(|_| seen_files.insert(path_id(path))) else { continue };
             let Some(d0) = entry.defs.first() else { continue };
-            let rel = &d0.rel_path;
-            let stem = rel.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            let folder = rel.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()).unwrap_or("");
-            if !lasts.contains(stem) && !lasts.contains(folder) {
-                continue;
-            }
-            let fm = file_module(rel);
+            let fm = file_module(&d0.rel_path);
             let strong = whole.iter().any(|m| {
                 module_tail(&fm, m, grammar.import_paths == ImportPaths::Packages)
                     .is_some_and(|n| cur_dir_parts.starts_with(&fm[..fm.len() - n]))
@@ -981,6 +999,15 @@ fn file_module(rel: &Path) -> Vec<&str> {
         parts.push(stem);
     }
     parts
+}
+
+/// The keys a file is found by for a module imported whole: its stem and
+/// its folder's name (one key when they are the same; none for a path that
+/// is not UTF-8).
+fn module_keys(rel: &Path) -> impl Iterator<Item = &str> {
+    let stem = rel.file_stem().and_then(|s| s.to_str()).filter(|s| !s.is_empty());
+    let folder = rel.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()).filter(|f| Some(*f) != stem);
+    stem.into_iter().chain(folder)
 }
 
 /// How many leading folders two paths share.
@@ -1394,6 +1421,32 @@ mod tests {
         ] {
             assert_eq!(picks(&index, root, rel, doc), strings(&expected), "{doc}");
         }
+    }
+
+    #[test]
+    fn a_module_imported_whole_follows_edits_and_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "pkg/util.py", "def helper(x):\n    return x\n");
+        // Found by its folder's name, not its stem.
+        write(root, "lib/text/__init__.py", "def shout(s):\n    return s.upper()\n");
+        let index = built(root, IndexLimits::default());
+        let doc = "from pkg import util\nimport lib.text\n\nx = 1\n";
+        let both = ["lib/text/__init__.py: def shout(s):", "pkg/util.py: def helper(x):"];
+        assert_eq!(picks(&index, root, "pkg/main.py", doc), strings(&both));
+        // Edited: the new API, once.
+        assert!(index.update_file(&root.join("pkg/util.py"), "def helper2(x):\n    return x\n"));
+        assert_eq!(picks(&index, root, "pkg/main.py", doc), strings(&[both[0], "pkg/util.py: def helper2(x):"]));
+        // No definitions left, then removed: nothing of it.
+        assert!(index.update_file(&root.join("pkg/util.py"), "x = 1\n"));
+        assert_eq!(picks(&index, root, "pkg/main.py", doc), strings(&both[..1]));
+        assert!(index.update_file(&root.join("pkg/util.py"), "def helper(x):\n    return x\n"));
+        index.remove_file(&root.join("lib/text/__init__.py"));
+        assert_eq!(picks(&index, root, "pkg/main.py", doc), strings(&both[1..]));
+        // Nothing stale left behind: `pkg/util.py` once, `text` gone.
+        let mut keys: Vec<(String, usize)> = index.read().by_module_key.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+        keys.sort();
+        assert_eq!(keys, [("pkg".to_string(), 1), ("util".to_string(), 1)]);
     }
 
     #[test]

@@ -113,6 +113,17 @@ impl Trimmer {
         self.below.iter().enumerate().any(|(i, (w, l))| *w == width && l == line && (i == 0 || l.len() >= JOIN_MIN_CHARS))
     }
 
+    /// On an open line inside a block whose closing brace is already below
+    /// (the first line below is `}` or `} else {`, left of the cursor), does
+    /// the answer start by closing that block (`} else {`, `}`)? It leaves
+    /// the line it was asked for empty, and what follows belongs elsewhere:
+    /// nothing is suggested (the second try starts differently).
+    fn leaves_its_block(&self, generated: &str) -> bool {
+        let Some(cursor_w) = self.cursor_indent.as_deref().map(indent_width).filter(|_| self.open_line) else { return false };
+        let closed_below = self.below.first().is_some_and(|(w, l)| *w < cursor_w && l.starts_with('}'));
+        closed_below && generated.trim_start().starts_with('}')
+    }
+
     /// Where the lines of an answer on an open line end: at the first
     /// complete line that repeats the first line below the cursor at its
     /// indentation (the answer has joined the code that follows), or that is
@@ -215,6 +226,9 @@ impl Trimmer {
         if generated.len() > MAX_BLANK_RUN && generated.bytes().all(|b| b == b' ' || b == b'\t') {
             return true;
         }
+        if self.leaves_its_block(generated) {
+            return true;
+        }
         if self.open_line {
             let complete = match generated.rfind('\n') {
                 Some(i) => &generated[..i],
@@ -309,6 +323,9 @@ impl Trimmer {
     /// itself (an end-of-generation token), not at a limit.
     pub fn finish_with(&self, generated: &str, ended: bool) -> String {
         let Ok(generated) = self.healed(generated) else { return String::new() };
+        if self.leaves_its_block(generated) {
+            return String::new();
+        }
         if let Some((open, rest)) = self.next_line_answer(generated) {
             // Not the line below again (it follows already).
             let first = rest.split('\n').find(|l| !l.trim().is_empty());
@@ -771,6 +788,61 @@ mod tests {
             true,
             "if (x < 0) {\n            return 1;\n        }",
         );
+    }
+
+    #[test]
+    fn a_body_that_goes_on_below_gets_a_line_not_a_new_block() {
+        // The first line of a body that goes on below (HumanEval-X Java/136,
+        // JavaScript/120): the model's own lines, not joined to the code below
+        // before a limit, are cut to the first.
+        let java = "class Solution {\n    public List<Integer> f(List<Integer> lst) {\n\n        $0\n        List<Integer> largest = lst;\n        return largest;\n    }\n}\n";
+        check(
+            Language::Java,
+            java,
+            "List<Integer> smallest = lst;\n        int n = 0;\n        for (int x : lst) {\n            n += x;\n",
+            "List<Integer> smallest = lst;",
+        );
+        // Lines that join the code below are kept up to it.
+        check(
+            Language::Java,
+            java,
+            "List<Integer> smallest = lst;\n        smallest.sort(null);\n        List<Integer> largest = lst;\n",
+            "List<Integer> smallest = lst;\n        smallest.sort(null);",
+        );
+        let js = "const maximum = (arr, k) => {\n\n  $0\n  for (let j = 0; j < p.length; j++) {\n    p[j] = 0\n  }\n  return p\n}\n";
+        check(Language::JavaScript, js, "let p = arr\n  let q = 1\n  let r = 2\n", "let p = arr");
+        let ts = "function f(xs: number[]): number {\n    $0\n    return t;\n}\n";
+        check(Language::TypeScript, ts, "let t = 0;\n    for (const x of xs) {\n        t += x;\n", "let t = 0;");
+        // An empty body still takes the block.
+        check(
+            Language::Java,
+            "class A {\n    int f(int n) {\n\n        $0\n    }\n}\n",
+            "int m = n * 2;\n        return m;\n",
+            "int m = n * 2;\n        return m;",
+        );
+    }
+
+    #[test]
+    fn an_answer_does_not_close_the_block_it_was_asked_in() {
+        // Above `} else {` (HumanEval-X Java/6): the line the block needs, not `} else {`.
+        let java = "class A {\n    int f(String g) {\n        int depth = 0, max = 0;\n        for (char c : g.toCharArray()) {\n            if (c == '(') {\n                depth += 1;\n                $0\n            } else {\n                depth -= 1;\n            }\n        }\n        return max;\n    }\n}\n";
+        check(Language::Java, java, "} else {\n                depth -= 1;\n", "");
+        check(Language::Java, java, "max = Math.max(depth, max);\n", "max = Math.max(depth, max);");
+        // Above a lone `}` (Java/140), in JavaScript and TypeScript too.
+        check(
+            Language::Java,
+            "class A {\n    void f(int e) {\n        if (e > 2) {\n            g();\n            $0\n        }\n    }\n}\n",
+            "}\n",
+            "",
+        );
+        check(Language::JavaScript, "function f(p) {\n  if (p) {\n    g(p)\n    $0\n  }\n}\n", "} else {\n    h(p)\n", "");
+        check(Language::TypeScript, "function f(p: number) {\n    if (p) {\n        g(p);\n        $0\n    }\n}\n", "}\n", "");
+        // The engine stops at once.
+        let t = Trimmer::new(&crate::fixture::context(Language::Java, java), 12);
+        assert!(t.is_done("}"));
+        assert!(!t.is_done("max ="));
+        // Without a closing brace below (typing at the end of the file), a `}` closes the block.
+        check_ended(Language::TypeScript, "function f(p: number) {\n    if (p) {\n        g(p);\n        $0", "}\n}\n", true, "}\n}");
     }
 
     #[test]
