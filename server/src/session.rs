@@ -357,6 +357,17 @@ impl Session {
         }
     }
 
+    /// Drops the answers made so far (the last one shown, and the
+    /// generations keys could join): settings changed.
+    pub fn forget_answers(&mut self) {
+        self.last_suggestion = None;
+        for r in [&mut self.inline, &mut self.items] {
+            if let Some(f) = r.flight.take() {
+                f.cancel.cancel();
+            }
+        }
+    }
+
     /// Cancels the requests in flight and the rest of the last early answer
     /// (the document is closed).
     pub fn close(mut self) {
@@ -443,6 +454,12 @@ mod tests {
         s.inline.flight = Some(flight);
         tokio::time::sleep(ORPHAN_GRACE * 2).await;
         assert!(cancel.is_cancelled(), "an orphan generation stops");
+
+        // New settings: no answer made under the old ones is joined.
+        let cancel = CancelToken::new();
+        s.inline.flight = Some(Flight::start(6, cancel.clone()).0);
+        s.forget_answers();
+        assert!(cancel.is_cancelled() && matches!(s.join(RequestKind::Inline, 6), Joined::Start));
     }
 
     #[test]

@@ -320,7 +320,7 @@ impl Backend {
         // Suggestions made under the old settings are not offered again.
         if changed {
             for session in self.state.sessions.lock().unwrap().values_mut() {
-                session.last_suggestion = None;
+                session.forget_answers();
             }
         }
         (reload, error)
