@@ -342,6 +342,19 @@ fn the_first_send_to_another_machine_is_audited_once() {
 
 const KEY: &str = "test-key-must-stay-on-the-first-host-0123";
 
+/// Sends `body` to the cloud endpoint of `cfg`, which answers `status`
+/// towards `target`: the error, which must be that redirect (not followed).
+fn cloud_redirect(cfg: &CloudConfig, body: &str, status: u16, target: &str) -> NetError {
+    let msgs = vec![ChatMessage { role: "user".into(), content: body.into() }];
+    let req = cloud::build_request(cfg, &msgs, 64).unwrap();
+    let e = rt().block_on(cloud::send(&req, KEY, 3_000, &CancelToken::new(), |_| {})).unwrap_err();
+    match &e {
+        NetError::Redirect { status: s, location, .. } => assert_eq!((*s, location.as_str()), (status, target)),
+        other => panic!("{status} {:?}: not a redirect error: {other}", cfg.provider),
+    }
+    e
+}
+
 /// A server that answers every request with `status` and a Location on
 /// another host (`localhost` rather than `127.0.0.1`, another port).
 fn redirecting(status: u16, to: &str) -> Loopback {
@@ -373,13 +386,7 @@ fn redirects_are_errors_and_nothing_reaches_the_second_host() {
                 timeout_ms: 3_000,
                 ..Default::default()
             };
-            let msgs = vec![ChatMessage { role: "user".into(), content: body.into() }];
-            let req = cloud::build_request(&cfg, &msgs, 64).unwrap();
-            let e = rt().block_on(cloud::send(&req, KEY, 3_000, &CancelToken::new(), |_| {})).unwrap_err();
-            match &e {
-                NetError::Redirect { status: s, location, .. } => assert_eq!((*s, location.as_str()), (status, target.as_str())),
-                other => panic!("{status}: not a redirect error: {other}"),
-            }
+            let e = cloud_redirect(&cfg, body, status, &target);
             assert!(e.to_string().contains(&target), "{e}");
             assert_eq!(first.requests().len(), 1);
         }
@@ -463,13 +470,7 @@ fn https_redirects_to_plain_http_are_errors_and_nothing_reaches_the_http_host() 
                 ca_file: Some(ca_path.clone()),
                 ..Default::default()
             };
-            let msgs = vec![ChatMessage { role: "user".into(), content: body.into() }];
-            let req = cloud::build_request(&cfg, &msgs, 64).unwrap();
-            let e = rt().block_on(cloud::send(&req, KEY, 3_000, &CancelToken::new(), |_| {})).unwrap_err();
-            match &e {
-                NetError::Redirect { status: s, location, .. } => assert_eq!((*s, location.as_str()), (status, target.as_str())),
-                other => panic!("{status} {provider:?}: not a redirect error: {other}"),
-            }
+            let e = cloud_redirect(&cfg, body, status, &target);
             assert!(e.to_string().contains(&target) && e.to_string().contains("not followed"), "{e}");
             // The configured https host got the request, over TLS, with its key: the test is real.
             let got = first.requests();
