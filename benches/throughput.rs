@@ -120,7 +120,7 @@ fn cut(src: &str, chars: usize) -> String {
 /// `OMP_WAIT_POLICY` is set. llama-server gets OpenMP's default.
 fn ensure_wait_policy() {
     use std::os::unix::process::CommandExt;
-    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() && std::env::var_os("GOMP_SPINCOUNT").is_none() {
         if let Ok(exe) = std::env::current_exe() {
             let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OMP_WAIT_POLICY", "passive").exec();
             eprintln!("throughput: could not restart with OMP_WAIT_POLICY=passive: {err}");

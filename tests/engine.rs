@@ -221,7 +221,7 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
     let spot = Spot { snap: &snap, cursor, anchor };
 
     let (shown, rest) =
-        complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new()).await.unwrap();
+        complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new(), None).await.unwrap();
     let rest = rest.expect("a multi-line answer is answered early");
     let whole = rest.await.unwrap().unwrap();
     let waited = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
@@ -238,7 +238,7 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
 
     // A request arriving while the rest is generated goes first.
     let (shown, rest) =
-        complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new()).await.unwrap();
+        complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new(), None).await.unwrap();
     let rest = rest.expect("answered early again");
     let other = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
     let partial = rest.await.unwrap().unwrap();

@@ -47,9 +47,13 @@ pub async fn suggest(
     cfg: &CompletionConfig,
     cancel: CancelToken,
 ) -> Result<Suggestion, EngineError> {
-    let (job, trimmer, again) = job_for(family, slot, spot, cfg, cancel);
+    let (job, trimmer, again) = job_for(family, slot, spot, cfg, cancel, None);
     answer(engine, job, again, &trimmer, spot.snap.version).await
 }
+
+/// Called with the text generated past the cursor so far (the left-out
+/// partial word already covered), after each token of a first try.
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The suggestion from `job`; where code belongs but it came to nothing
 /// (the model wrote a line that does not fit, only blanks, or nothing),
@@ -99,11 +103,12 @@ pub async fn suggest_early(
     cfg: &CompletionConfig,
     cancel: CancelToken,
     rest_cancel: CancelToken,
+    progress: Option<Progress>,
 ) -> Result<(Suggestion, Option<Rest>), EngineError> {
+    let (mut job, trimmer, again) = job_for(family, slot, spot, cfg, cancel, progress);
     if cfg.early_answer_ms == 0 {
-        return Ok((suggest(engine, family, slot, spot, cfg, cancel).await?, None));
+        return Ok((answer(engine, job, again, &trimmer, spot.snap.version).await?, None));
     }
-    let (mut job, trimmer, again) = job_for(family, slot, spot, cfg, cancel);
     let (tx, early_rx) = tokio::sync::oneshot::channel();
     job.early = Some(Early { after: std::time::Duration::from_millis(cfg.early_answer_ms), tx, cancel: rest_cancel });
     let version = spot.snap.version;
@@ -127,6 +132,7 @@ fn job_for(
     spot: &Spot<'_>,
     cfg: &CompletionConfig,
     cancel: CancelToken,
+    progress: Option<Progress>,
 ) -> (CompletionJob, Trimmer, Option<CompletionJob>) {
     let (ctx, prompt) = prepare(family, spot, cfg);
     let small = first_window(family, spot, cfg, &prompt);
@@ -149,7 +155,16 @@ fn job_for(
         first_window: small.clone().map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms }),
     };
     let again = code_belongs.then(|| job(prompt.clone(), cancel.clone()));
-    (job(prompt, cancel), trimmer, again)
+    let mut first = job(prompt, cancel);
+    if let Some(progress) = progress {
+        let t = trimmer.clone();
+        first.on_token = Some(Box::new(move |generated: &str| {
+            if let Some(text) = t.past_cursor(generated) {
+                progress(text);
+            }
+        }));
+    }
+    (first, trimmer, again)
 }
 
 /// Prompt tokens a first window may take, from the engine's speed: what

@@ -214,6 +214,12 @@ impl Trimmer {
         }
     }
 
+    /// What `generated` holds past the cursor, once it has covered the
+    /// text the prompt left out (see `healed`).
+    pub fn past_cursor<'a>(&self, generated: &'a str) -> Option<&'a str> {
+        self.healed(generated).ok()
+    }
+
     /// True once `generated` holds everything the suggestion can use.
     pub fn is_done(&self, generated: &str) -> bool {
         let generated = match self.healed(generated) {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::complete::{self, Rest, Suggestion};
+use crate::complete::{self, Progress, Rest, Suggestion};
 use crate::config::CompletionConfig;
 use crate::context::{self, Layout};
 use crate::documents::{Change, Document, Edit, Encoding, Snapshot};
@@ -86,6 +86,8 @@ pub struct Flight {
     pub typed_end: usize,
     pub cancel: CancelToken,
     outcome: tokio::sync::watch::Receiver<Option<Arc<FlightOutcome>>>,
+    /// The text generated past its cursor so far.
+    partial: tokio::sync::watch::Receiver<String>,
     waiting: Arc<AtomicUsize>,
 }
 
@@ -93,10 +95,15 @@ pub struct Flight {
 pub type FlightSender = tokio::sync::watch::Sender<Option<Arc<FlightOutcome>>>;
 
 impl Flight {
-    /// A flight at `cursor` and the sender its generation ends with.
-    pub fn start(cursor: usize, cancel: CancelToken) -> (Flight, FlightSender) {
+    /// A flight at `cursor`, the sender its generation ends with, and the
+    /// progress callback its generation reports its text to.
+    pub fn start(cursor: usize, cancel: CancelToken) -> (Flight, FlightSender, Progress) {
         let (tx, outcome) = tokio::sync::watch::channel(None);
-        (Flight { cursor, typed_end: cursor, cancel, outcome, waiting: Arc::default() }, tx)
+        let (partial_tx, partial) = tokio::sync::watch::channel(String::new());
+        let progress: Progress = Arc::new(move |text: &str| {
+            partial_tx.send_replace(text.to_string());
+        });
+        (Flight { cursor, typed_end: cursor, cancel, outcome, partial, waiting: Arc::default() }, tx, progress)
     }
 
     /// Ended (or dropped by its generation's task).
@@ -113,13 +120,19 @@ impl Flight {
     /// after `ORPHAN_GRACE`.
     pub fn wait_handle(&self) -> FlightWait {
         self.waiting.fetch_add(1, Ordering::AcqRel);
-        FlightWait { outcome: self.outcome.clone(), waiting: self.waiting.clone(), cancel: self.cancel.clone() }
+        FlightWait {
+            outcome: self.outcome.clone(),
+            partial: self.partial.clone(),
+            waiting: self.waiting.clone(),
+            cancel: self.cancel.clone(),
+        }
     }
 }
 
 /// A request's wait for a flight.
 pub struct FlightWait {
     outcome: tokio::sync::watch::Receiver<Option<Arc<FlightOutcome>>>,
+    partial: tokio::sync::watch::Receiver<String>,
     waiting: Arc<AtomicUsize>,
     cancel: CancelToken,
 }
@@ -129,6 +142,27 @@ impl FlightWait {
     pub async fn outcome(&mut self) -> Option<Arc<FlightOutcome>> {
         self.outcome.wait_for(|o| o.is_some()).await.ok().and_then(|o| o.clone())
     }
+
+    /// Resolves as soon as the text generated so far goes another way than
+    /// `typed` (never, if it does not): the answer would be of no use, and
+    /// each token more delays the generation that fits what was typed.
+    pub fn goes_another_way(&self, typed: &str) -> impl std::future::Future<Output = ()> + 'static {
+        let (mut partial, typed) = (self.partial.clone(), typed.to_string());
+        async move {
+            if partial.wait_for(|p| diverges(p, &typed)).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Whether a generation's text so far can no longer start with `typed`.
+/// Only within a line: across lines, post-processing may re-indent.
+fn diverges(partial: &str, typed: &str) -> bool {
+    if typed.contains('\n') {
+        return false;
+    }
+    !(partial.starts_with(typed) || typed.starts_with(partial))
 }
 
 impl Drop for FlightWait {
@@ -417,7 +451,7 @@ mod tests {
         let mut s = Session::new(Document::new("x = \ny = 2\n", 1, Language::Python));
         assert!(matches!(s.join(RequestKind::Inline, 4), Joined::Start), "nothing in flight");
         let cancel = CancelToken::new();
-        let (flight, tx) = Flight::start(4, cancel.clone());
+        let (flight, tx, progress) = Flight::start(4, cancel.clone());
         let first = flight.wait_handle();
         s.inline.flight = Some(flight);
         assert!(!s.idle(), "a generation runs");
@@ -427,6 +461,12 @@ mod tests {
         let Joined::Wait(mut wait, typed) = s.join(RequestKind::Inline, 6) else { panic!("typed at its cursor") };
         assert_eq!(typed, "co");
         assert!(matches!(s.join(RequestKind::Items, 6), Joined::Start), "the other kind has its own");
+        // Its text so far agrees with the keys (shorter, then longer): the wait goes on.
+        let quiet = Duration::from_millis(20);
+        progress("c");
+        assert!(tokio::time::timeout(quiet, wait.goes_another_way(&typed)).await.is_err());
+        progress("compu");
+        assert!(tokio::time::timeout(quiet, wait.goes_another_way(&typed)).await.is_err());
         // The first request goes away: the joined one still waits, nothing is cancelled.
         drop(first);
         tokio::time::sleep(ORPHAN_GRACE * 2).await;
@@ -449,11 +489,18 @@ mod tests {
 
         // Nobody waits any more (the client cancelled its request, no key followed): cancelled after a moment.
         let cancel = CancelToken::new();
-        let (flight, _tx) = Flight::start(6, cancel.clone());
+        let (flight, _tx, _) = Flight::start(6, cancel.clone());
         drop(flight.wait_handle());
         s.inline.flight = Some(flight);
         tokio::time::sleep(ORPHAN_GRACE * 2).await;
         assert!(cancel.is_cancelled(), "an orphan generation stops");
+
+        // A generation whose text so far went another way than the keys: the waiting request learns at once.
+        let (flight, _tx, progress) = Flight::start(4, CancelToken::new());
+        let mut wait = flight.wait_handle();
+        progress("pr");
+        assert!(tokio::time::timeout(quiet, wait.goes_another_way("co")).await.is_ok());
+        assert!(tokio::time::timeout(quiet, wait.goes_another_way("p\nx")).await.is_err(), "not across lines");
 
         // New settings: no answer made under the old ones is joined.
         let cancel = CancelToken::new();

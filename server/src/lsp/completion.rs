@@ -112,9 +112,16 @@ impl Backend {
                     }
                 }
             };
+            let another_way = wait.goes_another_way(&typed);
             let outcome = tokio::select! {
                 o = wait.outcome() => o,
                 _ = cancelled(&cancel) => return Ok(None),
+                // Joined, but its text so far already differs from what was
+                // typed: a generation of its own at once (which cancels it).
+                _ = another_way => {
+                    joined = Some(Joined::Start);
+                    continue;
+                }
             };
             let Some(outcome) = outcome else { return Ok(None) };
             let s = match &outcome.result {
@@ -211,10 +218,10 @@ impl Backend {
     ) -> Option<FlightWait> {
         let flight_cancel = CancelToken::new();
         let rest_cancel = CancelToken::new();
-        let (wait, tx) = {
+        let (wait, tx, progress) = {
             let mut docs = self.state.sessions.lock().unwrap();
             let session = docs.get_mut(key).filter(|s| s.doc.version == snap.version)?;
-            let (flight, tx) = Flight::start(cursor, flight_cancel.clone());
+            let (flight, tx, progress) = Flight::start(cursor, flight_cancel.clone());
             let wait = flight.wait_handle();
             if let Some(old) = session.requests(kind).flight.replace(flight) {
                 old.cancel.cancel();
@@ -226,13 +233,13 @@ impl Backend {
                     old.cancel();
                 }
             }
-            (wait, tx)
+            (wait, tx, progress)
         };
         let engine = self.state.engine.clone();
         let (key, snap, family, cfg) = (key.to_string(), snap.clone(), family.clone(), cfg.clone());
         tokio::spawn(async move {
             let spot = complete::Spot { snap: &snap, cursor, anchor };
-            let result = complete::suggest_early(&engine, &family, &key, &spot, &cfg, flight_cancel, rest_cancel).await;
+            let result = complete::suggest_early(&engine, &family, &key, &spot, &cfg, flight_cancel, rest_cancel, Some(progress)).await;
             let outcome = match result {
                 Ok((s, rest)) => FlightOutcome { result: Ok(s), rest: std::sync::Mutex::new(rest) },
                 Err(e) => FlightOutcome { result: Err(e), rest: std::sync::Mutex::new(None) },
