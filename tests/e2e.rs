@@ -570,3 +570,34 @@ fn keys_typed_through_a_generation_in_flight_get_its_answer() {
     assert!(stats["generated_tokens"].as_u64().unwrap() > 0, "{stats}");
     c.shutdown();
 }
+
+#[test]
+fn keys_that_go_another_way_than_the_generation_in_flight_get_an_answer_of_their_own() {
+    let mut c = ready_server();
+    let uri = "file:///tmp/locode-e2e/another-way.py";
+    let (text, line, col) = cursor(
+        "import math\n\n\ndef circle_area(radius):\n    return math.pi * radius ** 2\n\n\ndef sphere_volume(radius):\n    return $0\n",
+    );
+    open(&mut c, uri, "python", &text);
+    let whole = first_text(&inline(&mut c, uri, line, col));
+    c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
+    open(&mut c, uri, "python", &text);
+    // Keys the model would not write there, each request joining the
+    // generation the one before started until its text differs.
+    let typed = "4 / 3 * ";
+    assert!(!whole.starts_with(typed), "the model's own answer: {whole:?}");
+    let (mut version, mut col_now, mut ids) = (1, col, Vec::new());
+    for ch in typed.chars() {
+        col_now = type_text(&mut c, uri, &mut version, line, col_now, &ch.to_string());
+        ids.push(c.send_request(
+            "textDocument/inlineCompletion",
+            json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col_now}, "context": {"triggerKind": 2}}),
+        ));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let answers: Vec<String> = ids.iter().map(|&id| first_text(&c.response(id, Duration::from_secs(120))["result"])).collect();
+    let last = answers.last().unwrap();
+    assert!(last.contains("radius"), "the last key gets an answer after what was typed: {answers:?}");
+    assert!(answers[..answers.len() - 1].iter().all(|a| a.is_empty()), "older keys' requests are superseded: {answers:?}");
+    c.shutdown();
+}

@@ -220,8 +220,7 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
     let (snap, anchor) = doc.plan(cursor, &cfg, None);
     let spot = Spot { snap: &snap, cursor, anchor };
 
-    let (shown, rest) =
-        complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new(), None).await.unwrap();
+    let (shown, rest) = complete::suggest_early(&engine, &family, "early", &spot, &cfg, Default::default()).await.unwrap();
     let rest = rest.expect("a multi-line answer is answered early");
     let whole = rest.await.unwrap().unwrap();
     let waited = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
@@ -237,8 +236,7 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
     assert!(!whole.stats.yielded);
 
     // A request arriving while the rest is generated goes first.
-    let (shown, rest) =
-        complete::suggest_early(&engine, &family, "early", &spot, &cfg, CancelToken::new(), CancelToken::new(), None).await.unwrap();
+    let (shown, rest) = complete::suggest_early(&engine, &family, "early", &spot, &cfg, Default::default()).await.unwrap();
     let rest = rest.expect("answered early again");
     let other = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
     let partial = rest.await.unwrap().unwrap();

@@ -55,6 +55,16 @@ pub async fn suggest(
 /// partial word already covered), after each token of a first try.
 pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// How a caller steers a suggestion in progress (`suggest_early`).
+#[derive(Default)]
+pub struct Flow {
+    /// Stops the generation (the answer comes back cancelled).
+    pub cancel: CancelToken,
+    /// Stops the rest of an early answer.
+    pub rest_cancel: CancelToken,
+    pub progress: Option<Progress>,
+}
+
 /// The suggestion from `job`; where code belongs but it came to nothing
 /// (the model wrote a line that does not fit, only blanks, or nothing),
 /// a second try with `again`, which may neither start with the first try's
@@ -101,10 +111,9 @@ pub async fn suggest_early(
     slot: &str,
     spot: &Spot<'_>,
     cfg: &CompletionConfig,
-    cancel: CancelToken,
-    rest_cancel: CancelToken,
-    progress: Option<Progress>,
+    flow: Flow,
 ) -> Result<(Suggestion, Option<Rest>), EngineError> {
+    let Flow { cancel, rest_cancel, progress } = flow;
     let (mut job, trimmer, again) = job_for(family, slot, spot, cfg, cancel, progress);
     if cfg.early_answer_ms == 0 {
         return Ok((answer(engine, job, again, &trimmer, spot.snap.version).await?, None));

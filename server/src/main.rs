@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use locode::config::{self, Config};
 use locode::documents::Document;
-use locode::engine::{self, CancelToken, Engine};
+use locode::engine::{self, Engine};
 use locode::session::{Prepared, Session};
 use locode::syntax::Language;
 
@@ -122,7 +122,7 @@ async fn complete(at: &str, json: bool, config: Config) -> anyhow::Result<()> {
     let Prepared::Fresh { snap, anchor } = session.prepare(cursor, &cfg, None) else { unreachable!("nothing was shown") };
     let key = path.display().to_string();
     let spot = locode::complete::Spot { snap: &snap, cursor, anchor };
-    let s = locode::complete::suggest_early(&engine, &family, &key, &spot, &cfg, CancelToken::new(), CancelToken::new(), None).await;
+    let s = locode::complete::suggest_early(&engine, &family, &key, &spot, &cfg, Default::default()).await;
     engine.shutdown();
     let (s, _) = s?;
     if json {

@@ -497,7 +497,7 @@ mod tests {
 
         // A generation whose text so far went another way than the keys: the waiting request learns at once.
         let (flight, _tx, progress) = Flight::start(4, CancelToken::new());
-        let mut wait = flight.wait_handle();
+        let wait = flight.wait_handle();
         progress("pr");
         assert!(tokio::time::timeout(quiet, wait.goes_another_way("co")).await.is_ok());
         assert!(tokio::time::timeout(quiet, wait.goes_another_way("p\nx")).await.is_err(), "not across lines");

@@ -239,7 +239,8 @@ impl Backend {
         let (key, snap, family, cfg) = (key.to_string(), snap.clone(), family.clone(), cfg.clone());
         tokio::spawn(async move {
             let spot = complete::Spot { snap: &snap, cursor, anchor };
-            let result = complete::suggest_early(&engine, &family, &key, &spot, &cfg, flight_cancel, rest_cancel, Some(progress)).await;
+            let flow = complete::Flow { cancel: flight_cancel, rest_cancel, progress: Some(progress) };
+            let result = complete::suggest_early(&engine, &family, &key, &spot, &cfg, flow).await;
             let outcome = match result {
                 Ok((s, rest)) => FlightOutcome { result: Ok(s), rest: std::sync::Mutex::new(rest) },
                 Err(e) => FlightOutcome { result: Err(e), rest: std::sync::Mutex::new(None) },
