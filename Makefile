@@ -1,9 +1,10 @@
 # locode: the two commands a new machine needs are `make demo` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
-# llama.cpp's OpenMP threads wait passively (see server/src/main.rs); the
-# in-process engine tests need it set before they start.
-export OMP_WAIT_POLICY ?= passive
+# llama.cpp's OpenMP threads spin briefly, then sleep (see
+# engine::OPENMP_SPIN_ROUNDS); the in-process engine tests need it set before
+# they start.
+export GOMP_SPINCOUNT ?= 1000
 # llama.cpp built for this machine's CPU (AVX-512, VNNI where it has them), as
 # llama.cpp's own default build is: prompts evaluate 1.3x faster than on the
 # AVX2 baseline (benches/README.md, throughput). `make vsix` builds for any

@@ -65,6 +65,13 @@ struct Opts {
     /// Output folder (default: <target>/quality).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// locode's `firstAnswerMs`. Each task is a document just opened, whose
+    /// first request the server answers from a small first window; 0 (the
+    /// default) scores the answer from the whole prompt, which the server
+    /// builds next and every later request gets. 1500 (the server's
+    /// default) scores the first window.
+    #[arg(long, default_value_t = 0)]
+    first_answer_ms: u64,
     /// Timeout of each test run, seconds.
     #[arg(long, default_value_t = 10)]
     test_timeout_s: u64,
@@ -128,7 +135,8 @@ impl Locode {
         let t = Instant::now();
         let (info, family) = engine.load(ecfg, |_| {}).await.context("locode cannot load the model")?;
         eprintln!("locode: {} ({}) loaded in {:.1} s", info.description, info.family, t.elapsed().as_secs_f64());
-        Ok(Locode { engine, family, cfg: config.completion })
+        let cfg = locode::config::CompletionConfig { first_answer_ms: opts.first_answer_ms, ..config.completion };
+        Ok(Locode { engine, family, cfg })
     }
 
     /// Asks as the server does for a document just opened with this text and
@@ -374,10 +382,11 @@ fn main() -> anyhow::Result<()> {
     let load_line = format!("load average (1/5/15 min) {} at the start of generation, {} at its end", loads.0, loads.1);
     md.push_str("# Quality: pass@1, locode vs llama-server /infill\n\n");
     md.push_str(&format!(
-        "model `{}`, {} threads per engine, greedy, seed {}, {} test runs\n\n",
+        "model `{}`, {} threads per engine, greedy, seed {}, locode firstAnswerMs {}, {} test runs\n\n",
         model.display(),
         opts.run.threads,
         opts.run.seed,
+        opts.first_answer_ms,
         scorer.runs
     ));
     md.push_str(&table);
@@ -387,6 +396,7 @@ fn main() -> anyhow::Result<()> {
     println!("{breakdown}");
     let results = json!({
         "model": model, "threads": opts.run.threads, "seed": opts.run.seed, "sets": opts.sets, "limit": opts.limit,
+        "first_answer_ms": opts.first_answer_ms,
         "load_average": loads, "summary": summary, "records": records,
     });
     write_report(&out_dir, &md, &results)?;

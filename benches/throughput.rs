@@ -6,7 +6,7 @@
 //! their slots.
 //!
 //! cargo bench --bench throughput -- [--prompt-chars 7000] [--gen 64] [--reps 3] [--threads N]
-//! (`OMP_WAIT_POLICY=active cargo bench ...` for locode's engine with OpenMP's active wait.)
+//! (`OMP_WAIT_POLICY=passive` or `GOMP_SPINCOUNT=N cargo bench ...` for locode's engine with another OpenMP wait.)
 //!
 //! locode runs in-process (`Engine::complete`, a fresh slot each repetition,
 //! no stop rule, no KV states on disk); llama-server gets `/completion` with
@@ -115,21 +115,9 @@ fn cut(src: &str, chars: usize) -> String {
     out
 }
 
-/// The server restarts itself with OpenMP's passive wait policy (see
-/// server/src/main.rs); the engine here runs under the same one unless
-/// `OMP_WAIT_POLICY` is set. llama-server gets OpenMP's default.
-fn ensure_wait_policy() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("OMP_WAIT_POLICY").is_none() && std::env::var_os("GOMP_SPINCOUNT").is_none() {
-        if let Ok(exe) = std::env::current_exe() {
-            let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OMP_WAIT_POLICY", "passive").exec();
-            eprintln!("throughput: could not restart with OMP_WAIT_POLICY=passive: {err}");
-        }
-    }
-}
-
 fn main() -> anyhow::Result<()> {
-    ensure_wait_policy();
+    // The wait the server runs its engine with (see `ensure_openmp_wait`).
+    locode::engine::ensure_openmp_wait("throughput");
     tokio::runtime::Runtime::new()?.block_on(run())
 }
 
@@ -143,11 +131,15 @@ async fn run() -> anyhow::Result<()> {
     let model = opts.model.clone().unwrap_or_else(locode::config::default_model_path);
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2));
     println!(
-        "throughput: {} chars of requests_sessions.py, {} tokens generated, {} repetitions, {threads} threads, locode's OpenMP wait policy {}; load {}",
+        "throughput: {} chars of requests_sessions.py, {} tokens generated, {} repetitions, {threads} threads, locode's OpenMP wait {}; load {}",
         text.len(),
         opts.gen,
         opts.reps,
-        std::env::var("OMP_WAIT_POLICY").unwrap_or_default(),
+        ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(" "),
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
 

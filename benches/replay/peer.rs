@@ -46,9 +46,10 @@ impl LlamaServer {
         ];
         let child = Command::new(bin)
             .args(&args)
-            // As its users run it: OpenMP's default wait policy, not the
-            // passive one locode sets for itself (and `make` exports).
+            // As its users run it: OpenMP's default wait, not the
+            // short spin locode sets for itself (and `make` exports).
             .env_remove("OMP_WAIT_POLICY")
+            .env_remove("GOMP_SPINCOUNT")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))

@@ -249,27 +249,8 @@ async fn doctor(mut config: Config, settings: Option<PathBuf>) -> bool {
     }
 }
 
-/// llama.cpp's OpenMP threads spin while waiting by default. When another
-/// program wants the same cores (the editor, a compiler, a browser) that
-/// turns each generated token from milliseconds into seconds: measured here
-/// on 2 busy cores, 34 tokens took 88 s spinning and 1.5 s passive. libgomp
-/// reads its settings before `main`, so set them and start again.
-#[cfg(unix)]
-fn ensure_passive_openmp() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
-        if let Ok(exe) = std::env::current_exe() {
-            let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OMP_WAIT_POLICY", "passive").exec();
-            eprintln!("locode: could not restart with OMP_WAIT_POLICY=passive: {err}");
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn ensure_passive_openmp() {}
-
 fn main() -> ExitCode {
-    ensure_passive_openmp();
+    engine::ensure_openmp_wait("locode");
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run())
 }
 

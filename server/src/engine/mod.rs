@@ -435,3 +435,30 @@ fn run(rx: std::sync::mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>, _speed: Ar
         }
     }
 }
+
+/// How many rounds llama.cpp's OpenMP threads spin at a barrier before they
+/// sleep. OpenMP's default (300,000) turns each token into a fight for the
+/// cores when other programs want them, and passive waiting (0) makes the
+/// hundreds of barriers of each token a sleep and a wake-up. 1,000 rounds
+/// cover the gap between two operations of one token, no more: on 2 cores,
+/// 47 ms a token against 65 passive and 42 for llama-server's default, and
+/// with both cores busy with other programs 82-98 ms against 91-134 passive
+/// and 300-900 at the default (benches/README.md, throughput).
+pub const OPENMP_SPIN_ROUNDS: &str = "1000";
+
+/// Starts the process again with `GOMP_SPINCOUNT` set to
+/// `OPENMP_SPIN_ROUNDS` unless the OpenMP wait is set already (libgomp reads
+/// it before `main`). `who` names the program in the error.
+#[cfg(unix)]
+pub fn ensure_openmp_wait(who: &str) {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() && std::env::var_os("GOMP_SPINCOUNT").is_none() {
+        if let Ok(exe) = std::env::current_exe() {
+            let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("GOMP_SPINCOUNT", OPENMP_SPIN_ROUNDS).exec();
+            eprintln!("{who}: could not restart with GOMP_SPINCOUNT={OPENMP_SPIN_ROUNDS}: {err}");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub fn ensure_openmp_wait(_who: &str) {}
