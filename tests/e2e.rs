@@ -533,6 +533,32 @@ fn a_client_that_does_not_ask_again_gets_the_whole_answer() {
     c.shutdown();
 }
 
+/// A document where the model answers a line (`whole`), opened again
+/// (nothing shown), then `keys` typed 30 ms apart from its cursor, a request
+/// after each key: each request's answer.
+fn type_through_a_generation(c: &mut LspClient, uri: &str, keys: impl Fn(&str) -> String) -> (String, String, Vec<String>) {
+    let (text, line, col) = cursor(
+        "import math\n\n\ndef circle_area(radius):\n    return math.pi * radius ** 2\n\n\ndef sphere_volume(radius):\n    return $0\n",
+    );
+    // What the model says there (the prompt is then in the cache).
+    open(c, uri, "python", &text);
+    let whole = first_text(&inline(c, uri, line, col));
+    c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
+    open(c, uri, "python", &text);
+    let typed = keys(&whole);
+    let (mut version, mut col_now, mut ids) = (1, col, Vec::new());
+    for ch in typed.chars() {
+        col_now = type_text(c, uri, &mut version, line, col_now, &ch.to_string());
+        ids.push(c.send_request(
+            "textDocument/inlineCompletion",
+            json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col_now}, "context": {"triggerKind": 2}}),
+        ));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let answers = ids.iter().map(|&id| first_text(&c.response(id, Duration::from_secs(120))["result"])).collect();
+    (whole, typed, answers)
+}
+
 /// Typing fast through the text a generation is producing: each key's
 /// request joins the generation in flight instead of cancelling it, so an
 /// answer comes while the user is still typing (the rest past what was
@@ -541,27 +567,9 @@ fn a_client_that_does_not_ask_again_gets_the_whole_answer() {
 fn keys_typed_through_a_generation_in_flight_get_its_answer() {
     let mut c = ready_server();
     let uri = "file:///tmp/locode-e2e/joined.py";
-    let (text, line, col) = cursor(
-        "import math\n\n\ndef circle_area(radius):\n    return math.pi * radius ** 2\n\n\ndef sphere_volume(radius):\n    return $0\n",
-    );
-    // What the model says there (the prompt is then in the cache).
-    open(&mut c, uri, "python", &text);
-    let whole = first_text(&inline(&mut c, uri, line, col));
+    // The answer's first characters typed.
+    let (whole, typed, answers) = type_through_a_generation(&mut c, uri, |whole| whole.chars().take(4).collect());
     assert!(whole.chars().count() > 8, "a line to type through: {whole:?}");
-    // Opened again (nothing shown), then its first characters typed 30 ms apart, with a request after each key.
-    c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
-    open(&mut c, uri, "python", &text);
-    let typed: String = whole.chars().take(4).collect();
-    let (mut version, mut col_now, mut ids) = (1, col, Vec::new());
-    for ch in typed.chars() {
-        col_now = type_text(&mut c, uri, &mut version, line, col_now, &ch.to_string());
-        ids.push(c.send_request(
-            "textDocument/inlineCompletion",
-            json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col_now}, "context": {"triggerKind": 2}}),
-        ));
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    let answers: Vec<String> = ids.iter().map(|&id| first_text(&c.response(id, Duration::from_secs(120))["result"])).collect();
     let rest = whole.strip_prefix(typed.as_str()).unwrap();
     assert_eq!(answers.last().unwrap(), rest, "the last key gets the rest of the answer: {answers:?}");
     assert!(answers[..answers.len() - 1].iter().all(|a| a.is_empty()), "older keys' requests are superseded: {answers:?}");
@@ -575,27 +583,10 @@ fn keys_typed_through_a_generation_in_flight_get_its_answer() {
 fn keys_that_go_another_way_than_the_generation_in_flight_get_an_answer_of_their_own() {
     let mut c = ready_server();
     let uri = "file:///tmp/locode-e2e/another-way.py";
-    let (text, line, col) = cursor(
-        "import math\n\n\ndef circle_area(radius):\n    return math.pi * radius ** 2\n\n\ndef sphere_volume(radius):\n    return $0\n",
-    );
-    open(&mut c, uri, "python", &text);
-    let whole = first_text(&inline(&mut c, uri, line, col));
-    c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
-    open(&mut c, uri, "python", &text);
-    // Keys the model would not write there, each request joining the
+    // Keys the model would not write there: each request joins the
     // generation the one before started until its text differs.
-    let typed = "4 / 3 * ";
-    assert!(!whole.starts_with(typed), "the model's own answer: {whole:?}");
-    let (mut version, mut col_now, mut ids) = (1, col, Vec::new());
-    for ch in typed.chars() {
-        col_now = type_text(&mut c, uri, &mut version, line, col_now, &ch.to_string());
-        ids.push(c.send_request(
-            "textDocument/inlineCompletion",
-            json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col_now}, "context": {"triggerKind": 2}}),
-        ));
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    let answers: Vec<String> = ids.iter().map(|&id| first_text(&c.response(id, Duration::from_secs(120))["result"])).collect();
+    let (whole, typed, answers) = type_through_a_generation(&mut c, uri, |_| "4 / 3 * ".into());
+    assert!(!whole.starts_with(&typed), "the model's own answer: {whole:?}");
     let last = answers.last().unwrap();
     assert!(last.contains("radius"), "the last key gets an answer after what was typed: {answers:?}");
     assert!(answers[..answers.len() - 1].iter().all(|a| a.is_empty()), "older keys' requests are superseded: {answers:?}");
