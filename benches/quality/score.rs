@@ -65,6 +65,10 @@ fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> std::io::Result<Opt
     Ok(status.map(|s| (s.success(), err)))
 }
 
+/// Bytes of address space a test may take (the JVM reserves a quarter of
+/// the machine's memory for its heap up front).
+const MEMORY_CAP: u64 = 12 << 30;
+
 impl Scorer {
     pub fn new(run_timeout: Duration) -> Scorer {
         Scorer { cache: HashMap::new(), run_timeout, compile_timeout: Duration::from_secs(180), runs: 0, nice: 0 }
@@ -100,8 +104,8 @@ impl Scorer {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("prog.py");
         std::fs::write(&file, program)?;
-        let mut cmd = Command::new("nice");
-        cmd.args(["-n", &self.nice.to_string(), "python3"]).arg(&file).current_dir(dir.path()).env("PYTHONDONTWRITEBYTECODE", "1");
+        let mut cmd = self.niced("python3");
+        cmd.arg(&file).current_dir(dir.path()).env("PYTHONDONTWRITEBYTECODE", "1");
         Ok(match run_with_timeout(&mut cmd, self.run_timeout)? {
             None => Outcome::Timeout,
             Some((true, _)) => Outcome::Pass,
@@ -110,9 +114,13 @@ impl Scorer {
         })
     }
 
+    /// `program` at the scorer's priority, with at most `MEMORY_CAP` of
+    /// address space: a wrong fill that allocates without end (a Go test
+    /// took 22 GB once) fails its test instead of waking the kernel's OOM
+    /// killer, which may pick another process.
     fn niced(&self, program: &str) -> Command {
-        let mut cmd = Command::new("nice");
-        cmd.args(["-n", &self.nice.to_string(), program]);
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--as={MEMORY_CAP}")).args(["nice", "-n", &self.nice.to_string(), program]);
         cmd
     }
 
@@ -195,10 +203,9 @@ impl Scorer {
         let src = dir.path().join("main.rs");
         let bin = dir.path().join("tests");
         std::fs::write(&src, program)?;
-        let mut rustc = Command::new("nice");
+        let rustc_bin = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        let mut rustc = self.niced(&rustc_bin);
         rustc
-            .args(["-n", &self.nice.to_string()])
-            .arg(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
             .args(["--edition", "2021", "--test", "-C", "opt-level=0", "-C", "debuginfo=0", "-A", "warnings", "--crate-name", "prog"])
             .arg("-o")
             .arg(&bin)
@@ -209,8 +216,8 @@ impl Scorer {
             Some((false, _)) => return Ok(Outcome::Syntax),
             Some((true, _)) => {}
         }
-        let mut run = Command::new("nice");
-        run.args(["-n", &self.nice.to_string()]).arg(&bin).args(["--test-threads", "1"]).current_dir(dir.path());
+        let mut run = self.niced(&bin.to_string_lossy());
+        run.args(["--test-threads", "1"]).current_dir(dir.path());
         Ok(match run_with_timeout(&mut run, self.run_timeout)? {
             None => Outcome::Timeout,
             Some((true, _)) => Outcome::Pass,
