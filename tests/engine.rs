@@ -223,7 +223,10 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
     let (shown, rest) = complete::suggest_early(&engine, &family, "early", &spot, &cfg, Default::default()).await.unwrap();
     let rest = rest.expect("a multi-line answer is answered early");
     let whole = rest.await.unwrap().unwrap();
-    let waited = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
+    // In the same slot: another slot's cells give other rounding in the
+    // attention sums (seen with AVX-512), and greedy decoding may then
+    // take another word.
+    let waited = complete::suggest(&engine, &family, "early", &spot, &cfg, CancelToken::new()).await.unwrap();
     eprintln!(
         "early {:?} after {} tokens; whole {:?} after {}",
         shown.text, shown.stats.generated_tokens, whole.text, whole.stats.generated_tokens
@@ -238,7 +241,7 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
     // A request arriving while the rest is generated goes first.
     let (shown, rest) = complete::suggest_early(&engine, &family, "early", &spot, &cfg, Default::default()).await.unwrap();
     let rest = rest.expect("answered early again");
-    let other = complete::suggest(&engine, &family, "waited", &spot, &cfg, CancelToken::new()).await.unwrap();
+    let other = complete::suggest(&engine, &family, "early", &spot, &cfg, CancelToken::new()).await.unwrap();
     let partial = rest.await.unwrap().unwrap();
     assert!(partial.stats.yielded, "the background part yields to a request");
     assert!(partial.stats.generated_tokens < whole.stats.generated_tokens);
