@@ -149,7 +149,8 @@ impl FlightWait {
     pub fn goes_another_way(&self, typed: &str) -> impl std::future::Future<Output = ()> + 'static {
         let (mut partial, typed) = (self.partial.clone(), typed.to_string());
         async move {
-            if partial.wait_for(|p| diverges(p, &typed)).await.is_err() {
+            // Nothing typed yet: nothing to go against, no look at each token.
+            if typed.is_empty() || partial.wait_for(|p| diverges(p, &typed)).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
