@@ -144,6 +144,10 @@ fn job_for(
     progress: Option<Progress>,
 ) -> (CompletionJob, Trimmer, Option<CompletionJob>) {
     let (ctx, prompt) = prepare(family, spot, cfg);
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let shown: String = prompt.iter().map(|p| match p { Piece::Special(t) | Piece::Text(t) => t.as_str(), Piece::Chat(_) => "<chat>" }).collect();
+        tracing::trace!(mode = ?ctx.mode, prompt = %shown, "completion prompt");
+    }
     let small = first_window(family, spot, cfg, &prompt);
     let trimmer = Trimmer::new(&ctx, cfg.max_lines);
     let code_belongs = ctx.language != crate::syntax::Language::PlainText

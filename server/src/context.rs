@@ -62,7 +62,10 @@ fn line_text(rope: &Rope, line: usize) -> String {
 /// keystroke costs only its own tokens. `current` is kept while it is before
 /// the cursor and at most `budget` chars behind it; otherwise the new anchor
 /// is the start of the cursor's line (or the cursor itself on a line longer
-/// than the budget).
+/// than the budget). A fresh anchor on a line follows its indentation: the
+/// prefix ends with it, as in the FIM training data (a prefix cut after
+/// `"}\n        "`), where a model given `"}\n"` and made to start the
+/// middle with the blanks writes worse code, or none.
 pub fn choose_anchor(current: Option<usize>, cursor: usize, rope: &Rope, budget: usize) -> usize {
     if let Some(a) = current {
         if a <= cursor && cursor - a <= budget {
@@ -71,7 +74,8 @@ pub fn choose_anchor(current: Option<usize>, cursor: usize, rope: &Rope, budget:
     }
     let line_start = rope.line_to_char(rope.char_to_line(cursor));
     if cursor - line_start <= budget {
-        line_start
+        let indent = rope.slice(line_start..cursor).chars().take_while(|c| *c == ' ' || *c == '\t').count();
+        line_start + indent
     } else {
         cursor
     }
@@ -238,7 +242,13 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
             .last()
             .map_or(before.len(), |(i, _)| i);
         let kept = before[..word_start].trim_end_matches([' ', '\t']);
-        before[kept.len()..].to_string()
+        // (A line's indentation at the end of the prefix stays there.)
+        let indentation = middle.is_empty() && word_start == before.len() && (kept.is_empty() || kept.ends_with('\n'));
+        if indentation {
+            String::new()
+        } else {
+            before[kept.len()..].to_string()
+        }
     };
     if middle.is_empty() {
         prefix.truncate(prefix.len() - heal.len());
@@ -484,25 +494,25 @@ mod tests {
             Language::Python,
             "class A:\n    def f(self, xs):\n        for x in xs:\n            $0\n        return 0\n",
             expect![[r#"
-            mode: Block { opener_indent: 8 }
-            scope_indent: Some(4)
-            heal: "            "
-            line_prefix: "            "
-            line_suffix: ""
-            next_line: Some("return 0")
-            window_start: 0
-            --- prefix
-            class A:⏎
-                def f(self, xs):⏎
-                    for x in xs:⏎
-            ¶
-            --- middle
-            ¶
-            --- suffix
-            ⏎
-                    return 0⏎
-            ¶
-        "#]],
+                mode: Block { opener_indent: 8 }
+                scope_indent: Some(4)
+                heal: ""
+                line_prefix: "            "
+                line_suffix: ""
+                next_line: Some("return 0")
+                window_start: 0
+                --- prefix
+                class A:⏎
+                    def f(self, xs):⏎
+                        for x in xs:⏎
+                            ¶
+                --- middle
+                ¶
+                --- suffix
+                ⏎
+                        return 0⏎
+                ¶
+            "#]],
         );
     }
 
@@ -513,26 +523,26 @@ mod tests {
             Language::Rust,
             "impl A {\n    fn total(xs: &[u32]) -> u32 {\n        let mut t = 0;\n        $0\n    }\n}\n",
             expect![[r#"
-            mode: SingleLine
-            scope_indent: Some(4)
-            heal: "        "
-            line_prefix: "        "
-            line_suffix: ""
-            next_line: Some("}")
-            window_start: 0
-            --- prefix
-            impl A {⏎
-                fn total(xs: &[u32]) -> u32 {⏎
-                    let mut t = 0;⏎
-            ¶
-            --- middle
-            ¶
-            --- suffix
-            ⏎
+                mode: SingleLine
+                scope_indent: Some(4)
+                heal: ""
+                line_prefix: "        "
+                line_suffix: ""
+                next_line: Some("}")
+                window_start: 0
+                --- prefix
+                impl A {⏎
+                    fn total(xs: &[u32]) -> u32 {⏎
+                        let mut t = 0;⏎
+                        ¶
+                --- middle
+                ¶
+                --- suffix
+                ⏎
+                    }⏎
                 }⏎
-            }⏎
-            ¶
-        "#]],
+                ¶
+            "#]],
         );
         // Right after an opener, text after the cursor on its line.
         check(
@@ -614,7 +624,7 @@ mod tests {
             expect![[r#"
                 mode: Block { opener_indent: 4 }
                 scope_indent: Some(4)
-                heal: "        "
+                heal: ""
                 line_prefix: "        "
                 line_suffix: ""
                 next_line: Some("}")
@@ -622,7 +632,7 @@ mod tests {
                 --- prefix
                 export class Cart {⏎
                     total(items: Item[]): number { // the sum⏎
-                ¶
+                        ¶
                 --- middle
                 ¶
                 --- suffix
@@ -922,12 +932,14 @@ mod tests {
     fn anchor_is_kept_while_typing_and_moves_past_the_budget() {
         let rope = Rope::from_str("def f(x):\n    return x * 2\n");
         let line1 = 10;
-        assert_eq!(choose_anchor(None, line1 + 6, &rope, 600), line1);
+        // A fresh anchor follows the line's indentation.
+        assert_eq!(choose_anchor(None, line1 + 6, &rope, 600), line1 + 4);
+        assert_eq!(choose_anchor(None, line1 + 2, &rope, 600), line1 + 2);
         assert_eq!(choose_anchor(Some(line1), line1 + 12, &rope, 600), line1);
         // The cursor moved before the anchor: re-anchor at its line start.
         assert_eq!(choose_anchor(Some(line1), 3, &rope, 600), 0);
         // Past the budget: re-anchor.
-        assert_eq!(choose_anchor(Some(0), line1 + 12, &rope, 14), line1);
+        assert_eq!(choose_anchor(Some(0), line1 + 12, &rope, 14), line1 + 4);
         // A line longer than the budget anchors at the cursor.
         assert_eq!(choose_anchor(None, line1 + 12, &rope, 5), line1 + 12);
     }

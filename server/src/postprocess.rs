@@ -161,6 +161,13 @@ impl Trimmer {
         }
         let lines: Vec<&str> = generated.split('\n').collect();
         let end = self.open_end(&lines, ended)?;
+        // Between two statements of a block that goes on below, several
+        // lines only where the model came back to the code below: else
+        // the lines after the first are a guess at what that code does.
+        let joined = lines.get(end).is_some_and(|l| self.joins_below(l, indent_width(l) + if end == 0 { self.cursor_w() } else { 0 }));
+        if !joined && self.block_goes_on_below() {
+            return None;
+        }
         let mut kept = kept_lines(&lines[..end]);
         // With indentation blocks, the code below must fit after the last
         // line: deeper only after an opener, never deeper otherwise.
@@ -172,6 +179,17 @@ impl Trimmer {
         }
         let code = kept.iter().filter(|l| !l.trim().is_empty()).count();
         (code >= 2).then(|| kept.join("\n"))
+    }
+
+    fn cursor_w(&self) -> usize {
+        self.cursor_indent.as_deref().map_or(0, indent_width)
+    }
+
+    /// Is the first line below the cursor's, at the cursor's indentation,
+    /// more of the same block (not its end: `}`, `)`, `]`)?
+    fn block_goes_on_below(&self) -> bool {
+        let w = self.cursor_w();
+        w > 0 && self.below.first().is_some_and(|(bw, l)| *bw == w && !l.starts_with(['}', ')', ']']))
     }
 
     /// Does the first line below the cursor's follow `lines` (inserted at
@@ -658,7 +676,7 @@ mod tests {
         check(
             Language::Python,
             "def is_even(n):\n    $0\n\nprint(is_even(2))\n",
-            "    return n % 2 == 0\n\n\ndef is_odd(n):\n    return not is_even(n)\n",
+            "return n % 2 == 0\n\n\ndef is_odd(n):\n    return not is_even(n)\n",
             "return n % 2 == 0",
         );
         check(
@@ -671,7 +689,7 @@ mod tests {
 
     #[test]
     fn block_stops_where_it_repeats_the_suffix() {
-        check(Language::Python, "for x in xs:\n    $0\n    total += x\n", "    y = x * 2\n    total += x\n    print(total)\n", "y = x * 2");
+        check(Language::Python, "for x in xs:\n    $0\n    total += x\n", "y = x * 2\n    total += x\n    print(total)\n", "y = x * 2");
     }
 
     #[test]
@@ -815,6 +833,9 @@ mod tests {
             "List<Integer> smallest = lst;\n        smallest.sort(null);\n        List<Integer> largest = lst;\n",
             "List<Integer> smallest = lst;\n        smallest.sort(null);",
         );
+        // Ended by the model, but not where the code below goes on (HumanEval-X
+        // CPP/9): still its first line.
+        check_ended(Language::Java, java, "List<Integer> smallest = lst;\n        int n = 0;", true, "List<Integer> smallest = lst;");
         let js = "const maximum = (arr, k) => {\n\n  $0\n  for (let j = 0; j < p.length; j++) {\n    p[j] = 0\n  }\n  return p\n}\n";
         check(Language::JavaScript, js, "let p = arr\n  let q = 1\n  let r = 2\n", "let p = arr");
         let ts = "function f(xs: number[]): number {\n    $0\n    return t;\n}\n";

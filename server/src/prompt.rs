@@ -348,12 +348,12 @@ mod tests {
             Language::Rust,
             "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n    $0\n}\n",
             expect![[r#"
-            special <|fim_prefix|>
-            text "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n"
-            special <|fim_suffix|>
-            text "\n}\n"
-            special <|fim_middle|>
-        "#]],
+                special <|fim_prefix|>
+                text "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n    "
+                special <|fim_suffix|>
+                text "\n}\n"
+                special <|fim_middle|>
+            "#]],
         );
     }
 
