@@ -145,7 +145,13 @@ fn job_for(
 ) -> (CompletionJob, Trimmer, Option<CompletionJob>) {
     let (ctx, prompt) = prepare(family, spot, cfg);
     if tracing::enabled!(tracing::Level::TRACE) {
-        let shown: String = prompt.iter().map(|p| match p { Piece::Special(t) | Piece::Text(t) => t.as_str(), Piece::Chat(_) => "<chat>" }).collect();
+        let shown: String = prompt
+            .iter()
+            .map(|p| match p {
+                Piece::Special(t) | Piece::Text(t) => t.as_str(),
+                Piece::Chat(_) => "<chat>",
+            })
+            .collect();
         tracing::trace!(mode = ?ctx.mode, prompt = %shown, "completion prompt");
     }
     let small = first_window(family, spot, cfg, &prompt);
