@@ -92,6 +92,9 @@ pub use process::CHILDREN;
 #[derive(Debug, Clone, Default, Serialize)]
 struct Answer {
     text: String,
+    /// locode: the model's generation before post-processing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<String>,
     ms: f64,
     prompt_tokens: usize,
     evaluated_tokens: usize,
@@ -159,6 +162,7 @@ impl Locode {
         match r {
             Ok(s) => Answer {
                 text: s.text,
+                raw: Some(s.stats.text),
                 ms,
                 prompt_tokens: s.stats.prompt_tokens,
                 evaluated_tokens: s.stats.evaluated_tokens,
@@ -185,6 +189,7 @@ fn ask_peer(port: u16, task: &Task, timeout: Duration) -> Answer {
                 evaluated_tokens: n("/timings/prompt_n"),
                 generated_tokens: n("/timings/predicted_n"),
                 mode: None,
+                raw: None,
                 error: None,
             }
         }

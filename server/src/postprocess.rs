@@ -110,7 +110,7 @@ impl Trimmer {
     /// skipped ahead), at the same depth?
     fn joins_below(&self, line: &str, width: usize) -> bool {
         let line = line.trim();
-        self.below.iter().enumerate().any(|(i, (w, l))| *w == width && l == line && (i == 0 || l.len() >= JOIN_MIN_CHARS))
+        self.below.iter().enumerate().any(|(i, (w, l))| *w == width && same_code(l, line) && (i == 0 || l.len() >= JOIN_MIN_CHARS))
     }
 
     /// On an open line inside a block whose closing brace is already below
@@ -161,6 +161,15 @@ impl Trimmer {
         }
         let lines: Vec<&str> = generated.split('\n').collect();
         let end = self.open_end(&lines, ended)?;
+        // The code below is deeper than the answer's first line: that line
+        // opens the block whose body is already there (the line itself was
+        // emptied), so it is the whole answer, never a new body.
+        if !syntax::grammar(self.language).is_some_and(|g| g.indent_blocks) {
+            let first_w = lines.first().map_or(0, |l| indent_width(l)) + self.cursor_w();
+            if self.next_indent.is_some_and(|n| n > first_w) {
+                return None;
+            }
+        }
         // Between two statements of a block that goes on below, several
         // lines only where the model came back to the code below: else
         // the lines after the first are a guess at what that code does.
@@ -510,6 +519,12 @@ fn cut_points(text: &str, mode: Mode) -> Vec<usize> {
     cuts
 }
 
+/// Two lines of code alike but for their blanks (`"one":   1,` is
+/// `"one": 1,` aligned by a formatter).
+fn same_code(a: &str, b: &str) -> bool {
+    a.split_whitespace().flat_map(str::chars).eq(b.split_whitespace().flat_map(str::chars))
+}
+
 /// Does this text indent with tabs (more lines start with a tab than with spaces)?
 fn uses_tabs(text: &str) -> bool {
     let (mut tabs, mut spaces) = (0, 0);
@@ -847,6 +862,34 @@ mod tests {
             "int m = n * 2;\n        return m;\n",
             "int m = n * 2;\n        return m;",
         );
+    }
+
+    #[test]
+    fn an_emptied_opener_gets_its_line_not_a_second_body() {
+        // The body is already below, deeper than the cursor (HumanEval-X
+        // Go/114): the model's opener comes with a body of its own, which
+        // would repeat or contradict the one below.
+        let go = "package main\n\nfunc f(nums []int) int {\n    s := 0\n    $0\n        s += -num\n        if s < 0 {\n            s = 0\n        }\n    }\n    return s\n}\n";
+        check_ended(
+            Language::Go,
+            go,
+            "for _, num := range nums {\n        s += num\n    }\n    return s\n",
+            true,
+            "for _, num := range nums {",
+        );
+        let java = "class A {\n    int f(int[] xs) {\n        int t = 0;\n        $0\n            t += x;\n        }\n        return t;\n    }\n}\n";
+        check_ended(Language::Java, java, "for (int x : xs) {\n            t += 2 * x;\n        }\n", true, "for (int x : xs) {");
+    }
+
+    #[test]
+    fn a_line_aligned_otherwise_still_joins_the_code_below() {
+        // gofmt aligns map values (HumanEval-X Go/19); the model does not.
+        let go = "package main\n\nfunc f() map[string]int {\n\tm := map[string]int{\n\t\t\"zero\":  0,\n\t\t$0\n\t\t\"two\":   2,\n\t}\n\treturn m\n}\n";
+        check(Language::Go, go, "\"one\": 1,\n\t\t\"two\": 2,\n\t\t\"three\": 3,\n", "\"one\": 1,");
+        // So generation stops there, not at the line limit.
+        let t = Trimmer::new(&crate::fixture::context(Language::Go, go), 12);
+        assert!(t.is_done("\"one\": 1,\n\t\t\"two\": 2,\n"));
+        assert!(!t.is_done("\"one\": 1,\n\t\t\"one_half\": 2,\n"));
     }
 
     #[test]
