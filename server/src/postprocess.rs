@@ -109,8 +109,14 @@ impl Trimmer {
     /// the first line below, or a longer one further down (the model has
     /// skipped ahead), at the same depth?
     fn joins_below(&self, line: &str, width: usize) -> bool {
+        self.join_at(line, width).is_some()
+    }
+
+    /// Which line below (0: the first) a generated line at `width` is, as
+    /// `joins_below` tells.
+    fn join_at(&self, line: &str, width: usize) -> Option<usize> {
         let line = line.trim();
-        self.below.iter().enumerate().any(|(i, (w, l))| *w == width && same_code(l, line) && (i == 0 || l.len() >= JOIN_MIN_CHARS))
+        self.below.iter().enumerate().position(|(i, (w, l))| *w == width && same_code(l, line) && (i == 0 || l.len() >= JOIN_MIN_CHARS))
     }
 
     /// On an open line inside a block whose closing brace is already below
@@ -173,9 +179,21 @@ impl Trimmer {
         // Between two statements of a block that goes on below, several
         // lines only where the model came back to the code below: else
         // the lines after the first are a guess at what that code does.
-        let joined = lines.get(end).is_some_and(|l| self.joins_below(l, indent_width(l) + if end == 0 { self.cursor_w() } else { 0 }));
-        if !joined && self.block_goes_on_below() {
+        // And only where it came back to the very next line: a join
+        // further down means the model's lines stand for the lines it
+        // skipped (HumanEval-X CPP/6, CPP/14), which are there already.
+        let joined = lines.get(end).and_then(|l| self.join_at(l, indent_width(l) + if end == 0 { self.cursor_w() } else { 0 }));
+        if joined != Some(0) && self.block_goes_on_below() {
             return None;
+        }
+        // A control header without its brace (`for (...)` in C++, Java,
+        // JavaScript) takes the statement below as its body: the model's
+        // own body would come before it (CPP/26, CPP/40).
+        if let Some(first) = lines.first().filter(|l| self.language.braceless_header(l)) {
+            let w = indent_width(first) + self.cursor_w();
+            if self.below.first().is_some_and(|(bw, l)| *bw >= w && !l.starts_with('}')) {
+                return None;
+            }
         }
         let mut kept = kept_lines(&lines[..end]);
         // With indentation blocks, the code below must fit after the last
@@ -185,6 +203,15 @@ impl Trimmer {
             while kept.last().is_some_and(|l| l.trim().is_empty()) {
                 kept.pop();
             }
+        }
+        // The model began with a line break: its code starts on the next
+        // line, which goes on the cursor's, when it is at the cursor's
+        // indentation (`\n    true` at the end of a Rust function).
+        let lead = kept.iter().take_while(|l| l.trim().is_empty()).count();
+        if lead > 0 {
+            let first = kept.get(lead).filter(|l| indent_width(l) == self.cursor_w())?;
+            let rest = &kept[lead + 1..];
+            return Some(std::iter::once(first.trim_start()).chain(rest.iter().copied()).collect::<Vec<_>>().join("\n"));
         }
         let code = kept.iter().filter(|l| !l.trim().is_empty()).count();
         (code >= 2).then(|| kept.join("\n"))
@@ -879,6 +906,43 @@ mod tests {
         );
         let java = "class A {\n    int f(int[] xs) {\n        int t = 0;\n        $0\n            t += x;\n        }\n        return t;\n    }\n}\n";
         check_ended(Language::Java, java, "for (int x : xs) {\n            t += 2 * x;\n        }\n", true, "for (int x : xs) {");
+    }
+
+    #[test]
+    fn lines_that_skip_the_code_below_give_their_first() {
+        // The model's lines come back to the code below further down
+        // (HumanEval-X CPP/6): they stand for the lines skipped, which are
+        // there already.
+        let cpp = "vector<int> f(string s){\n    $0\n    string cur;\n    int level=0;\n    for (int i=0;i<s.length();i++)\n        cur+=s[i];\n    return out;\n}\n";
+        check(Language::Cpp, cpp, "vector<int> out;\n    int i;\n    for (int i=0;i<s.length();i++)\n", "vector<int> out;");
+        // Back at the very next line: the lines before it.
+        check(Language::Cpp, cpp, "vector<int> out;\n    out.reserve(4);\n    string cur;\n", "vector<int> out;\n    out.reserve(4);");
+    }
+
+    #[test]
+    fn a_header_without_its_brace_takes_the_statement_below() {
+        // `for (...)` without a brace: its body is the statement below, at
+        // any indentation (HumanEval-X CPP/26, CPP/7).
+        let cpp = "vector<int> f(vector<int> xs){\n    vector<int> out;\n    $0\n    if (xs[i]>0)\n        out.push_back(xs[i]);\n    return out;\n}\n";
+        check(
+            Language::Cpp,
+            cpp,
+            "for (int i=0;i<xs.size();i++)\n    {\n        out.push_back(2*xs[i]);\n    }\n    if (xs[i]>0)\n",
+            "for (int i=0;i<xs.size();i++)",
+        );
+        // The body the statement below is not (it belongs to an outer block).
+        let js = "function f(xs) {\n  for (const x of xs)\n    $0\n  return t\n}\n";
+        check_ended(Language::JavaScript, js, "if (x > 0)\n      t += x", true, "if (x > 0)\n      t += x");
+    }
+
+    #[test]
+    fn an_answer_that_starts_with_a_line_break_starts_on_the_cursors_line() {
+        // HumanEval-X Rust/56: the model writes a blank line first.
+        let rust = "fn f(level: i32) -> bool {\n    if level != 0 {\n        return false;\n    }\n    $0\n}\n";
+        check(Language::Rust, rust, "\n    true\n}\n\n", "true");
+        check(Language::Rust, rust, "\n\n    let ok = level == 0;\n    ok\n}\n", "let ok = level == 0;\n    ok");
+        // Not at the cursor's indentation: nothing.
+        check(Language::Rust, rust, "\n        true\n}\n", "");
     }
 
     #[test]

@@ -47,6 +47,22 @@ impl Language {
         openers.iter().any(|o| t.ends_with(o))
     }
 
+    /// Is this line a control header without its brace (`if (x)`,
+    /// `for (...)`, `else`), in a language whose blocks are braces? Its
+    /// body is then the next statement, whatever its indentation.
+    pub fn braceless_header(self, line: &str) -> bool {
+        if !grammar(self).is_some_and(|g| g.block_openers == ["{"]) {
+            return false;
+        }
+        let t = self.code_of_line(line).trim();
+        let word = t.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
+        match word {
+            "if" | "for" | "while" => t.ends_with(')'),
+            "else" => t == "else" || (t.starts_with("else if") && t.ends_with(')')),
+            _ => false,
+        }
+    }
+
     /// A line without the comment that ends it (`if (x) { // why`), per the
     /// language's comment and string rules: a comment marker inside a
     /// string (`"http://a"`) is not one. The line as it is in plain text.
