@@ -51,7 +51,7 @@ impl Language {
     /// `for (...)`, `else`), in a language whose blocks are braces? Its
     /// body is then the next statement, whatever its indentation.
     pub fn braceless_header(self, line: &str) -> bool {
-        if !grammar(self).is_some_and(|g| g.block_openers == ["{"]) {
+        if grammar(self).is_none_or(|g| g.block_openers != ["{"]) {
             return false;
         }
         let t = self.code_of_line(line).trim();
