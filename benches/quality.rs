@@ -152,7 +152,7 @@ impl Locode {
         let slot = format!("file:///quality/{}.{}", task.set.key(), task.lang.ext());
         let mut doc = Document::new(&task.doc, 1, lang);
         let cursor = doc.rope.byte_to_char(task.cursor);
-        let anchor = choose_anchor(None, cursor, &doc.rope, cfg.middle_chars);
+        let anchor = choose_anchor(None, cursor, &doc.rope, cfg.middle_chars, lang);
         let snap = doc.snapshot();
         let spot = Spot { snap: &snap, cursor, anchor };
         let mode = format!("{:?}", complete::prepare(&self.family, &spot, cfg).0.mode);

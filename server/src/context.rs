@@ -62,11 +62,12 @@ fn line_text(rope: &Rope, line: usize) -> String {
 /// keystroke costs only its own tokens. `current` is kept while it is before
 /// the cursor and at most `budget` chars behind it; otherwise the new anchor
 /// is the start of the cursor's line (or the cursor itself on a line longer
-/// than the budget). A fresh anchor on a line follows its indentation: the
-/// prefix ends with it, as in the FIM training data (a prefix cut after
-/// `"}\n        "`), where a model given `"}\n"` and made to start the
-/// middle with the blanks writes worse code, or none.
-pub fn choose_anchor(current: Option<usize>, cursor: usize, rope: &Rope, budget: usize) -> usize {
+/// than the budget). In a language whose prefix keeps a line's indentation
+/// (`Grammar::indentation_in_prefix`), a fresh anchor on a line follows
+/// its indentation: the prefix ends with it, as in the FIM training data (a
+/// prefix cut after `"}\n        "`), where a model given `"}\n"` and
+/// made to start the middle with the blanks writes worse Java, or none.
+pub fn choose_anchor(current: Option<usize>, cursor: usize, rope: &Rope, budget: usize, language: Language) -> usize {
     if let Some(a) = current {
         if a <= cursor && cursor - a <= budget {
             return a;
@@ -74,11 +75,19 @@ pub fn choose_anchor(current: Option<usize>, cursor: usize, rope: &Rope, budget:
     }
     let line_start = rope.line_to_char(rope.char_to_line(cursor));
     if cursor - line_start <= budget {
-        let indent = rope.slice(line_start..cursor).chars().take_while(|c| *c == ' ' || *c == '\t').count();
+        let indent = if indentation_in_prefix(language) {
+            rope.slice(line_start..cursor).chars().take_while(|c| *c == ' ' || *c == '\t').count()
+        } else {
+            0
+        };
         line_start + indent
     } else {
         cursor
     }
+}
+
+fn indentation_in_prefix(language: Language) -> bool {
+    crate::syntax::grammar(language).is_some_and(|g| g.indentation_in_prefix)
 }
 
 /// How far past its budget (in lines and chars) a kept window may grow
@@ -132,7 +141,7 @@ impl Layout {
 /// remembers them in the layout. Returns the anchor.
 pub fn plan(doc: &mut Document, layout: &mut Layout, cursor: usize, cfg: &CompletionConfig) -> usize {
     let cursor = cursor.min(doc.rope.len_chars());
-    let anchor = choose_anchor(layout.anchor, cursor, &doc.rope, cfg.middle_chars);
+    let anchor = choose_anchor(layout.anchor, cursor, &doc.rope, cfg.middle_chars, doc.language);
     layout.anchor = Some(anchor);
     let window = choose_window(layout.window, anchor, &doc.rope, cfg);
     layout.window = Some(window);
@@ -243,7 +252,10 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
             .map_or(before.len(), |(i, _)| i);
         let kept = before[..word_start].trim_end_matches([' ', '\t']);
         // (A line's indentation at the end of the prefix stays there.)
-        let indentation = middle.is_empty() && word_start == before.len() && (kept.is_empty() || kept.ends_with('\n'));
+        let indentation = indentation_in_prefix(snap.language)
+            && middle.is_empty()
+            && word_start == before.len()
+            && (kept.is_empty() || kept.ends_with('\n'));
         if indentation {
             String::new()
         } else {
@@ -496,7 +508,7 @@ mod tests {
             expect![[r#"
                 mode: Block { opener_indent: 8 }
                 scope_indent: Some(4)
-                heal: ""
+                heal: "            "
                 line_prefix: "            "
                 line_suffix: ""
                 next_line: Some("return 0")
@@ -505,7 +517,7 @@ mod tests {
                 class A:⏎
                     def f(self, xs):⏎
                         for x in xs:⏎
-                            ¶
+                ¶
                 --- middle
                 ¶
                 --- suffix
@@ -525,7 +537,7 @@ mod tests {
             expect![[r#"
                 mode: SingleLine
                 scope_indent: Some(4)
-                heal: ""
+                heal: "        "
                 line_prefix: "        "
                 line_suffix: ""
                 next_line: Some("}")
@@ -534,7 +546,7 @@ mod tests {
                 impl A {⏎
                     fn total(xs: &[u32]) -> u32 {⏎
                         let mut t = 0;⏎
-                        ¶
+                ¶
                 --- middle
                 ¶
                 --- suffix
@@ -932,16 +944,18 @@ mod tests {
     fn anchor_is_kept_while_typing_and_moves_past_the_budget() {
         let rope = Rope::from_str("def f(x):\n    return x * 2\n");
         let line1 = 10;
-        // A fresh anchor follows the line's indentation.
-        assert_eq!(choose_anchor(None, line1 + 6, &rope, 600), line1 + 4);
-        assert_eq!(choose_anchor(None, line1 + 2, &rope, 600), line1 + 2);
-        assert_eq!(choose_anchor(Some(line1), line1 + 12, &rope, 600), line1);
+        // A fresh anchor follows the line's indentation, where the
+        // language keeps it in the prefix (not Rust's).
+        assert_eq!(choose_anchor(None, line1 + 6, &rope, 600, Language::Java), line1 + 4);
+        assert_eq!(choose_anchor(None, line1 + 6, &rope, 600, Language::Rust), line1);
+        assert_eq!(choose_anchor(None, line1 + 2, &rope, 600, Language::Java), line1 + 2);
+        assert_eq!(choose_anchor(Some(line1), line1 + 12, &rope, 600, Language::Java), line1);
         // The cursor moved before the anchor: re-anchor at its line start.
-        assert_eq!(choose_anchor(Some(line1), 3, &rope, 600), 0);
+        assert_eq!(choose_anchor(Some(line1), 3, &rope, 600, Language::Java), 0);
         // Past the budget: re-anchor.
-        assert_eq!(choose_anchor(Some(0), line1 + 12, &rope, 14), line1 + 4);
+        assert_eq!(choose_anchor(Some(0), line1 + 12, &rope, 14, Language::Java), line1 + 4);
         // A line longer than the budget anchors at the cursor.
-        assert_eq!(choose_anchor(None, line1 + 12, &rope, 5), line1 + 12);
+        assert_eq!(choose_anchor(None, line1 + 12, &rope, 5, Language::Java), line1 + 12);
     }
 
     #[test]

@@ -349,7 +349,7 @@ mod tests {
             "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n    $0\n}\n",
             expect![[r#"
                 special <|fim_prefix|>
-                text "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n    "
+                text "fn total(xs: &[u32]) -> u32 {\n    let mut t = 0;\n"
                 special <|fim_suffix|>
                 text "\n}\n"
                 special <|fim_middle|>

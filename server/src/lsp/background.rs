@@ -159,7 +159,7 @@ impl Backend {
         family: Arc<Family>,
         cfg: CompletionConfig,
     ) {
-        let new_anchor = context::choose_anchor(None, cursor, &snap.rope, cfg.middle_chars);
+        let new_anchor = context::choose_anchor(None, cursor, &snap.rope, cfg.middle_chars, snap.language);
         if new_anchor <= anchor {
             return;
         }
