@@ -736,8 +736,15 @@ impl Server {
     fn start(bin: &Path, opts: &Opts, model: &Path, root: &Path, log: &Path) -> anyhow::Result<Server> {
         let args: Vec<String> =
             vec!["serve".into(), "--threads".into(), opts.run.threads.to_string(), "--model".into(), model.display().to_string()];
-        eprintln!("quality_server: starting {} {}", bin.display(), args.join(" "));
-        let mut lsp = lsp::Lsp::spawn(bin, &args, log)?;
+        // A KV folder of its own, empty: no prompt is restored from an
+        // earlier run's saved states, and the prompt speed that sizes first
+        // windows is measured afresh.
+        let kv = root.with_file_name(format!("kv-{}", root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+        if kv.exists() {
+            std::fs::remove_dir_all(&kv).with_context(|| format!("cannot empty {}", kv.display()))?;
+        }
+        eprintln!("quality_server: starting {} {} (LOCODE_KV_DIR={})", bin.display(), args.join(" "), kv.display());
+        let mut lsp = lsp::Lsp::spawn_with_env(bin, &args, &[("LOCODE_KV_DIR", &kv)], log)?;
         lsp.keep = vec![SUGGESTION_READY];
         let pid = lsp.pid();
         let root_uri = file_uri(root);
@@ -890,8 +897,10 @@ impl Server {
             f != it.file && siblings.get(&f) == Some(&it.problem)
         });
         a.final_ = a.first.clone();
-        // The server answers an empty suggestion without offering a rest.
-        if !a.first.empty {
+        // The server offers no rest after an empty suggestion, unless it
+        // came from a first window: the whole prompt's answer may follow.
+        let first_window = a.first_stats["first_window"].as_bool() == Some(true);
+        if !a.first.empty || first_window {
             match self.wait_rest(&uri, &pos, Duration::from_millis(opts.idle_ms), Duration::from_secs(opts.rest_timeout_s)) {
                 Ok(Some(at)) => {
                     a.rest = true;
@@ -916,7 +925,7 @@ impl Server {
     fn finish(mut self) -> Value {
         let status = self.lsp.request("locode/status", json!(null), Duration::from_secs(10)).unwrap_or(Value::Null);
         let problems = self.lsp.problems.clone();
-        self.meta["final_status"] = json!({"continued": status["continued"], "warmups": status["warmups"]});
+        self.meta["final_status"] = json!({"continued": status["continued"], "upgraded": status["upgraded"], "warmups": status["warmups"]});
         self.meta["problems"] = json!(problems);
         self.meta["stderr_log"] = json!(self.log);
         let meta = self.meta.clone();
@@ -1257,8 +1266,8 @@ fn main() -> anyhow::Result<()> {
         }
         breakdown.push_str(&t.outcome_lines(10));
         breakdown.push_str(&format!(
-            "  rests (suggestionReady, asked again): {rests} (first passed {}, final passed {}); waits past --rest-timeout-s: {rest_timeouts}; server's `continued`: {}\n",
-            rest_passes[0], rest_passes[1], run.server["final_status"]["continued"]
+            "  rests (suggestionReady, asked again): {rests} (first passed {}, final passed {}); waits past --rest-timeout-s: {rest_timeouts}; server's `continued`: {}, `upgraded`: {}\n",
+            rest_passes[0], rest_passes[1], run.server["final_status"]["continued"], run.server["final_status"]["upgraded"]
         ));
         breakdown.push_str(&format!(
             "  prompts with other files' definitions: {with_cf}; with a sibling task's file (same problem): {sibling}; failed requests: {errors}\n"

@@ -518,6 +518,46 @@ fn early_answer_source() -> (String, u32) {
     (text, line)
 }
 
+/// A document opened cold is answered at once from a small first window of
+/// the nearest lines; once its whole prompt is in (built in the
+/// background), the whole prompt answers at the same spot, and its answer,
+/// which here needs a name from the top of the file, replaces the shown
+/// one: `locode/suggestionReady`, then asking again gets it without the
+/// model.
+#[test]
+fn a_first_window_answer_is_replaced_by_the_whole_prompts() {
+    model_path();
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    c.initialize(json!({"experimental": {"locode": {"suggestionReady": true}}}), json!({"earlyAnswerMs": 0}));
+    assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
+    let uri = "file:///tmp/locode-e2e/upgrade.py";
+    let mut text = String::from("UPLOAD_RETRY_LIMIT = 17\n\n\n");
+    for i in 0..24 {
+        text.push_str(&format!("def scale_{i}(values, factor):\n    return [v * factor + {i} for v in values]\n\n\n"));
+    }
+    text.push_str("def upload_attempts_left(attempts_made):\n    return \n");
+    let line = text.lines().count() as u32 - 1;
+    open(&mut c, uri, "python", &text);
+    let first = first_text(&inline(&mut c, uri, line, 11));
+    let stats = c.request("locode/lastStats", json!({"uri": uri}));
+    assert_eq!(stats["first_window"], true, "answered from a first window: {stats}");
+    assert!(!first.contains("UPLOAD_RETRY_LIMIT"), "the first window does not reach the top: {first:?}");
+    let ready = c
+        .wait_for(Duration::from_secs(180), |m| m["method"] == "locode/suggestionReady")
+        .expect("no locode/suggestionReady after the whole prompt");
+    assert_eq!(ready["params"]["textDocument"], json!({"uri": uri, "version": 1}));
+    assert_eq!(ready["params"]["position"], json!({"line": line, "character": 11}));
+    let whole = first_text(&inline(&mut c, uri, line, 11));
+    let stats = c.request("locode/lastStats", json!({"uri": uri}));
+    println!("first window {first:?}, then {whole:?}");
+    assert!(whole.contains("UPLOAD_RETRY_LIMIT"), "the whole prompt's answer: {whole:?}");
+    assert_eq!(stats["typed_through"], true, "answered from what was generated: {stats}");
+    assert_eq!(c.request("locode/status", json!(null))["upgraded"], 1);
+    // Asked again: the same answer.
+    assert_eq!(first_text(&inline(&mut c, uri, line, 11)), whole);
+    c.shutdown();
+}
+
 /// A client that does not say it asks again on `locode/suggestionReady`
 /// (Helix, plain Neovim) would never see the rest of an early answer: it
 /// gets the whole block in its one answer, whatever `earlyAnswerMs` says.

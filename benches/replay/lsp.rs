@@ -32,9 +32,15 @@ fn write_msg(w: &mut impl Write, v: &Value) -> std::io::Result<()> {
 
 impl Lsp {
     pub fn spawn(bin: &Path, args: &[String], stderr_log: &Path) -> anyhow::Result<Lsp> {
+        Lsp::spawn_with_env(bin, args, &[], stderr_log)
+    }
+
+    /// `spawn`, with these environment variables set for the server.
+    pub fn spawn_with_env(bin: &Path, args: &[String], env: &[(&str, &Path)], stderr_log: &Path) -> anyhow::Result<Lsp> {
         let log = std::fs::File::create(stderr_log)?;
         let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

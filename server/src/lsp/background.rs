@@ -13,12 +13,14 @@ use crate::complete;
 use crate::config::CompletionConfig;
 use crate::context;
 use crate::documents::Snapshot;
+use crate::engine::CancelToken;
 use crate::prompt::Family;
-use crate::session::Workspace;
+use crate::session::{Session, ShownSuggestion, Workspace};
 
-/// `locode/suggestionReady` (server to client): the rest of an early answer
-/// is ready at `position` of `textDocument` (uri, version); asking there
-/// again gets the whole suggestion at once.
+/// `locode/suggestionReady` (server to client): the rest of an early answer,
+/// or the whole prompt's answer after a first-window one, is ready at
+/// `position` of `textDocument` (uri, version); asking there again gets it
+/// at once.
 enum SuggestionReady {}
 
 impl notification::Notification for SuggestionReady {
@@ -123,6 +125,15 @@ impl Backend {
     /// have taken too long): build the whole prompt's cache now, in the
     /// background, yielding to every request; once it is in, requests use
     /// it. One build in flight per document.
+    ///
+    /// `upgrade`: the position the first-window answer was shown at. When
+    /// the build is done and the user has neither edited nor asked
+    /// elsewhere, the whole prompt answers there too; if that answer
+    /// differs, it replaces the shown one and the client hears of it with
+    /// `locode/suggestionReady` (the small window's answer is the worse one
+    /// on every quality set; see benches/README.md, "First answers and
+    /// upgrades").
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn build_whole_prompt(
         &self,
         key: String,
@@ -131,11 +142,13 @@ impl Backend {
         anchor: usize,
         family: Arc<Family>,
         cfg: CompletionConfig,
+        upgrade: Option<Position>,
     ) {
         if !self.state.building.lock().unwrap().insert(key.clone()) {
             return;
         }
         let state = self.state.clone();
+        let client = self.client.clone();
         tokio::spawn(async move {
             let spot = complete::Spot { snap: &snap, cursor, anchor };
             let done = complete::warm(&state.engine, &family, &key, &spot, &cfg).await;
@@ -144,6 +157,50 @@ impl Backend {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             tracing::debug!(done, "whole prompt after a first-window answer");
+            let Some(position) = upgrade.filter(|_| done) else { return };
+            // Still where the first answer was shown: no edit, no request in
+            // flight, and no suggestion shown elsewhere since.
+            let still = |s: &Session| {
+                s.doc.version == snap.version
+                    && s.idle()
+                    && s.last_suggestion.as_ref().is_none_or(|l| l.cursor == cursor && l.typed_end == cursor)
+            };
+            let cancel = CancelToken::new();
+            {
+                let mut docs = state.sessions.lock().unwrap();
+                let Some(session) = docs.get_mut(&key).filter(|s| still(s)) else { return };
+                // A ghost-text request stops it, as it stops an early answer's rest.
+                if let Some(old) = session.continuation.replace(cancel.clone()) {
+                    old.cancel();
+                }
+            }
+            let cfg = CompletionConfig { early_answer_ms: 0, ..cfg };
+            let better = match complete::suggest(&state.engine, &family, &key, &spot, &cfg, cancel).await {
+                Ok(s) if !s.stats.cancelled && !s.stats.first_window && !s.text.is_empty() => s,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!("the whole prompt's answer failed: {e}");
+                    return;
+                }
+            };
+            let version = {
+                let mut docs = state.sessions.lock().unwrap();
+                let Some(session) = docs.get_mut(&key).filter(|s| still(s)) else { return };
+                let same = session.last_suggestion.as_ref().is_some_and(|l| l.text == better.text);
+                tracing::debug!(same, text = %better.text, "the whole prompt's answer");
+                if same {
+                    return;
+                }
+                session.last_suggestion = Some(ShownSuggestion::new(cursor, better.text));
+                session.last_stats = Some(better.stats);
+                state.upgraded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                session.doc.version
+            };
+            let params = serde_json::json!({
+                "textDocument": { "uri": key, "version": version },
+                "position": position,
+            });
+            client.send_notification::<SuggestionReady>(params).await;
         });
     }
 

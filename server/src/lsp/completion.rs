@@ -145,7 +145,9 @@ impl Backend {
             };
             self.state.remote_errors.succeeded();
             if s.stats.first_window {
-                self.build_whole_prompt(key.clone(), snap.clone(), cursor, anchor, family.clone(), cfg.clone());
+                // (A request that joined a generation is not at its cursor.)
+                let upgrade = typed.is_empty().then_some(position);
+                self.build_whole_prompt(key.clone(), snap.clone(), cursor, anchor, family.clone(), cfg.clone(), upgrade);
             }
             if typed.is_empty() {
                 let rest = outcome.rest.lock().unwrap().take();

@@ -59,6 +59,8 @@ pub(super) struct State {
     pub(super) building: Mutex<std::collections::HashSet<String>>,
     /// Early answers whose rest was generated and offered (`locode/status`).
     pub(super) continued: std::sync::atomic::AtomicUsize,
+    /// First-window answers replaced by the whole prompt's (`locode/status`).
+    pub(super) upgraded: std::sync::atomic::AtomicUsize,
     /// Definitions of the workspace's files, for cross-file context; built
     /// in the background after `initialize`.
     pub(super) index: RwLock<Option<Arc<WorkspaceIndex>>>,
@@ -102,6 +104,7 @@ impl State {
             warmups: Default::default(),
             building: Default::default(),
             continued: Default::default(),
+            upgraded: Default::default(),
             index: RwLock::new(None),
             reindex_pending: Mutex::new(Default::default()),
         }
@@ -330,12 +333,13 @@ impl Backend {
     pub(super) async fn status(&self) -> Result<serde_json::Value> {
         let warmups = self.state.warmups.load(std::sync::atomic::Ordering::Relaxed);
         let continued = self.state.continued.load(std::sync::atomic::Ordering::Relaxed);
+        let upgraded = self.state.upgraded.load(std::sync::atomic::Ordering::Relaxed);
         // Whole prompts being built after first-window answers.
         let building = self.state.building.lock().unwrap().len();
         Ok(match &*self.state.model.read().unwrap() {
             ModelState::Loading => serde_json::json!({"state": "loading"}),
             ModelState::Ready { info, .. } => {
-                serde_json::json!({"state": "ready", "model": info, "warmups": warmups, "continued": continued, "building": building})
+                serde_json::json!({"state": "ready", "model": info, "warmups": warmups, "continued": continued, "upgraded": upgraded, "building": building})
             }
             ModelState::Failed(e) => serde_json::json!({"state": "failed", "error": e}),
         })
