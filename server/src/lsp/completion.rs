@@ -145,8 +145,11 @@ impl Backend {
             };
             self.state.remote_errors.succeeded();
             if s.stats.first_window {
-                // (A request that joined a generation is not at its cursor.)
-                let upgrade = typed.is_empty().then_some(position);
+                // Only to a client that asks again on suggestionReady, for
+                // ghost text (a completion list is not asked again), at the
+                // request's own cursor (one that joined a generation is not).
+                let asks_again = kind == RequestKind::Inline && *self.state.client_asks_again.read().unwrap();
+                let upgrade = (asks_again && typed.is_empty()).then_some(position);
                 self.build_whole_prompt(key.clone(), snap.clone(), cursor, anchor, family.clone(), cfg.clone(), upgrade);
             }
             if typed.is_empty() {
