@@ -28,6 +28,12 @@ impl notification::Notification for SuggestionReady {
     const METHOD: &'static str = "locode/suggestionReady";
 }
 
+/// Tells the client a better suggestion waits at `position` of `uri`.
+async fn suggestion_ready(client: &tower_lsp_server::Client, uri: &str, version: i32, position: Position) {
+    let params = serde_json::json!({ "textDocument": { "uri": uri, "version": version }, "position": position });
+    client.send_notification::<SuggestionReady>(params).await;
+}
+
 /// How long a document must stay unchanged before its definitions are
 /// indexed again.
 const REINDEX_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -81,11 +87,7 @@ impl Backend {
                 state.continued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 session.doc.version
             };
-            let params = serde_json::json!({
-                "textDocument": { "uri": uri.as_str(), "version": version },
-                "position": position,
-            });
-            client.send_notification::<SuggestionReady>(params).await;
+            suggestion_ready(&client, uri.as_str(), version, position).await;
         });
     }
 
@@ -196,11 +198,7 @@ impl Backend {
                 state.upgraded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 session.doc.version
             };
-            let params = serde_json::json!({
-                "textDocument": { "uri": key, "version": version },
-                "position": position,
-            });
-            client.send_notification::<SuggestionReady>(params).await;
+            suggestion_ready(&client, &key, version, position).await;
         });
     }
 
