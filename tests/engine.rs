@@ -151,6 +151,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
         on_token: None,
         background: false,
         forced_prefix: forced.into(),
+        no_deeper: false,
         early: None,
         avoid: None,
         first_window: None,
@@ -164,6 +165,31 @@ async fn healing_holds_the_generation_to_the_typed_word() {
     }
     // No forced text: the model's own choice, unconstrained.
     assert!(!free.starts_with("zqx_"));
+}
+
+/// `no_deeper`: the first line starts at the cursor's indentation, which
+/// ends the prompt. Right below a loop header, the model on its own writes
+/// the loop's body, deeper than the cursor. (With the blanks forced instead,
+/// `adds_blank` refuses the same pieces: unit test in engine::llama.)
+#[tokio::test(flavor = "multi_thread")]
+async fn no_deeper_keeps_the_first_line_at_the_cursor() {
+    use locode::engine::CompletionJob;
+    use locode::prompt::FimParts;
+    let engine = Engine::spawn();
+    let (_, family) = engine.load(engine_config(), |_| {}).await.expect("model loads");
+    let prefix = "def total(xs):\n    t = 0\n    for x in xs:\n    ";
+    let suffix = "\n    return t\n";
+    let job = |no_deeper: bool| {
+        let mut j = CompletionJob::new("deeper", family.render_fim(&FimParts { extra: &[], prefix, suffix, middle: "" }), 12);
+        j.no_deeper = no_deeper;
+        j
+    };
+    let free = engine.complete(job(false)).await.unwrap().text;
+    let held = engine.complete(job(true)).await.unwrap().text;
+    eprintln!("held {held:?}, free {free:?}");
+    // The model goes deeper on its own here; held, it does not.
+    assert!(free.starts_with([' ', '\t']), "free: {free:?}");
+    assert!(!held.starts_with(char::is_whitespace) && !held.is_empty(), "held: {held:?}");
 }
 
 /// One KV slot per document: switching between two files keeps both caches;

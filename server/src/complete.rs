@@ -169,6 +169,7 @@ fn job_for(
         on_token: None,
         background: false,
         forced_prefix: ctx.heal.clone(),
+        no_deeper: ctx.settled_indent,
         early: None,
         avoid: None,
         first_window: small.clone().map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms }),

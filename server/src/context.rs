@@ -43,6 +43,10 @@ pub struct CompletionContext {
     pub scope_indent: Option<usize>,
     /// Char index where the prefix window starts.
     pub window_start: usize,
+    /// The cursor's line holds only its indentation, and that is where the
+    /// line's code starts (see `settled_indent`): the answer's first line
+    /// starts at the cursor, never deeper.
+    pub settled_indent: bool,
 }
 
 /// Width of a line's leading whitespace (a tab counts as four).
@@ -321,6 +325,7 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
             }
         }
     }
+    let settled_indent = settled_indent(rope, snap.language, cur_line, &line_prefix, &line_suffix);
     CompletionContext {
         language: snap.language,
         prefix,
@@ -333,7 +338,28 @@ pub fn build(snap: &Snapshot, cursor: usize, anchor: usize, cfg: &CompletionConf
         heal,
         scope_indent,
         window_start: start,
+        settled_indent,
     }
+}
+
+/// Is the cursor's indentation the line's own: an open line, indented, below
+/// a line that neither goes on (an operator, comma or open bracket at its
+/// end: a continuation may sit anywhere) nor opens a block the cursor is not
+/// yet inside? A model that starts such a line deeper has taken the cursor to
+/// be in a block that is not there (HumanEval-X Go/12: the loop's body below
+/// an emptied `for` line, written again instead of the `for`).
+fn settled_indent(rope: &Rope, lang: Language, cur_line: usize, line_prefix: &str, line_suffix: &str) -> bool {
+    let cursor_w = indent_width(line_prefix);
+    if lang == Language::PlainText || !line_prefix.trim().is_empty() || !line_suffix.trim().is_empty() || cursor_w == 0 {
+        return false;
+    }
+    let Some(prev) = (0..cur_line).rev().map(|l| line_text(rope, l)).find(|l| !l.trim().is_empty()) else { return true };
+    let code = lang.code_of_line(&prev).trim_end();
+    if lang.opens_block(code) || lang.braceless_header(code) {
+        return cursor_w > indent_width(&prev);
+    }
+    // A comment line, or a finished one.
+    code.trim().is_empty() || ends_finished_line(lang, code, "")
 }
 
 /// Most chars of import lines and of scope headers kept above a window.
@@ -938,6 +964,27 @@ mod tests {
         let c = ctx(Language::PlainText, &text);
         assert_eq!(c.prefix.chars().count(), CompletionConfig::default().prefix_chars);
         assert!(c.prefix.ends_with("1+1+;"));
+    }
+
+    #[test]
+    fn an_indented_open_line_below_a_finished_one_has_its_indentation_settled() {
+        let settled = |lang, fixture| ctx(lang, fixture).settled_indent;
+        // Below a statement, or a comment: the line starts where the cursor is.
+        assert!(settled(Language::Go, "func f() {\n    n := 0\n    $0\n        g(n)\n    }\n}\n"));
+        assert!(settled(Language::Python, "def f(xs):\n    # the total\n    $0\n"));
+        assert!(settled(
+            Language::Java,
+            "class A {\n    void f() {\n        if (a) {\n            g();\n        }\n        $0\n    }\n}\n"
+        ));
+        // Inside the block an opener starts, once the cursor is in it.
+        assert!(settled(Language::Rust, "fn f() {\n    $0\n}\n"));
+        assert!(!settled(Language::Rust, "fn f() {\n$0\n}\n"));
+        assert!(settled(Language::Cpp, "int f(int a) {\n    if (a > 1)\n        $0\n}\n"));
+        assert!(!settled(Language::Cpp, "int f(int a) {\n    if (a > 1)\n    $0\n}\n"));
+        // A line that goes on, code on the cursor's line, plain text: not settled.
+        assert!(!settled(Language::JavaScript, "const x = f(a,\n    $0\n"));
+        assert!(!settled(Language::Go, "func f() {\n    n := 0\n    n$0\n}\n"));
+        assert!(!settled(Language::PlainText, "a\n    $0\n"));
     }
 
     #[test]

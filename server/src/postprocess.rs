@@ -150,11 +150,21 @@ impl Trimmer {
                 continue;
             }
             let width = indent_width(line) + if i == 0 { cursor_w } else { 0 };
-            if self.joins_below(line, width) || self.scope_indent.is_some_and(|s| width <= s) {
+            if self.joins_below(line, width) || self.scope_indent.is_some_and(|s| width <= s) || self.closes_early(line, width) {
                 return Some(i);
             }
         }
         ended.then_some(lines.len())
+    }
+
+    /// Does a line at `width` close the block the cursor is in (`}`,
+    /// `} catch (E e) {`) where the code below closes it already (its first
+    /// line is left of the cursor)? What follows belongs outside the block,
+    /// where the code is there already (HumanEval-X Java/67: a second
+    /// `catch` of the same exception).
+    fn closes_early(&self, line: &str, width: usize) -> bool {
+        let cursor_w = self.cursor_w();
+        width < cursor_w && line.trim_start().starts_with(['}', ')', ']']) && self.below.first().is_some_and(|(w, _)| *w < cursor_w)
     }
 
     /// A multi-line answer on an open line, kept only when the model closed
@@ -971,6 +981,21 @@ mod tests {
         );
         check(Language::JavaScript, "function f(p) {\n  if (p) {\n    g(p)\n    $0\n  }\n}\n", "} else {\n    h(p)\n", "");
         check(Language::TypeScript, "function f(p: number) {\n    if (p) {\n        g(p);\n        $0\n    }\n}\n", "}\n", "");
+        // A line, then the block's end and code after it (Java/67): the line.
+        let java_try = "class A {\n    void f(String[] xs) {\n        for (String i : xs) {\n            try {\n                $0\n            } catch (NumberFormatException ignored) {\n            }\n        }\n    }\n}\n";
+        check(
+            Language::Java,
+            java_try,
+            "lis.add(Integer.parseInt(i));\n            } catch (NumberFormatException e) {\n                log(i);\n",
+            "lis.add(Integer.parseInt(i));",
+        );
+        // Two lines before it stay.
+        check(
+            Language::Java,
+            java_try,
+            "int n = Integer.parseInt(i);\n                lis.add(n);\n            } catch (NumberFormatException e) {\n",
+            "int n = Integer.parseInt(i);\n                lis.add(n);",
+        );
         // The engine stops at once.
         let t = Trimmer::new(&crate::fixture::context(Language::Java, java), 12);
         assert!(t.is_done("}"));

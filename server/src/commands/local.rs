@@ -79,6 +79,7 @@ pub(super) async fn generate(
         on_token: Some(Box::new(on_token)),
         background: false,
         forced_prefix: String::new(),
+        no_deeper: false,
         early: None,
         avoid: None,
         first_window: None,

@@ -731,7 +731,8 @@ impl Server<'_> {
         let mut history = prompt;
         let forced = std::mem::take(&mut job.forced_prefix).into_bytes();
         let avoid = job.avoid.take().map(String::into_bytes);
-        let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes, avoid.as_deref());
+        let no_deeper = job.no_deeper;
+        let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes, avoid.as_deref(), no_deeper);
         let mut early = job.early.take();
         // Complete lines already looked at for an early answer (bytes).
         let mut early_seen = 0;
@@ -798,7 +799,7 @@ impl Server<'_> {
             self.slots[seq].tokens.push(token);
             n_past += 1;
             gen.drafted_tokens += draft.len();
-            next = self.pick(0, &forced, &bytes, avoid.as_deref());
+            next = self.pick(0, &forced, &bytes, avoid.as_deref(), no_deeper);
             for (i, &d) in draft.iter().enumerate() {
                 if next != d {
                     break;
@@ -833,8 +834,10 @@ impl Server<'_> {
     /// The greedy choice from the logits of batch entry `i`. While the text
     /// so far (`done`) does not yet cover `forced`, only tokens whose text
     /// agrees with the rest of `forced` are candidates: the model continues
-    /// a half-typed word instead of starting a new one.
-    fn pick(&mut self, i: i32, forced: &[u8], done: &[u8], avoid: Option<&[u8]>) -> LlamaToken {
+    /// a half-typed word instead of starting a new one. With `no_deeper`,
+    /// the token after `forced` (and `forced`'s own last token) does not add
+    /// blanks to it.
+    fn pick(&mut self, i: i32, forced: &[u8], done: &[u8], avoid: Option<&[u8]>, no_deeper: bool) -> LlamaToken {
         // A second try: until there is code, neither the first try's first
         // word nor the end of the generation.
         let banned;
@@ -847,10 +850,11 @@ impl Server<'_> {
             }
             _ => self.ctx.get_logits_ith(i),
         };
-        if done.len() >= forced.len() || !forced.starts_with(done) {
+        let settling = no_deeper && done == forced;
+        if !settling && (done.len() >= forced.len() || !forced.starts_with(done)) {
             return argmax(logits);
         }
-        let rest = &forced[done.len()..];
+        let rest = &forced[done.len().min(forced.len())..];
         let pieces = self.pieces.get_or_insert_with(|| {
             let vocab = self.model.vocab();
             let mut buf = Vec::new();
@@ -873,6 +877,19 @@ impl Server<'_> {
         for (t, &v) in logits.iter().enumerate() {
             if v > best_v[0] {
                 let p = pieces.get(t).map(Vec::as_slice).unwrap_or_default();
+                if no_deeper && adds_blank(p, rest) {
+                    continue;
+                }
+                if settling {
+                    // `forced` is covered: any token but a blank one.
+                    for k in 0..2 {
+                        if v > best_v[k] {
+                            best_v[k] = v;
+                            best[k] = Some(t);
+                        }
+                    }
+                    continue;
+                }
                 let fit = match heal_fit(p, rest) {
                     HealFit::Natural => 0,
                     HealFit::Agrees => 1,
@@ -965,6 +982,12 @@ fn heal_fit(piece: &[u8], rest: &[u8]) -> HealFit {
     }
 }
 
+/// Does `piece`, coming where `rest` of the forced text is still to be
+/// written, go on with a blank past it (deeper than the forced indentation)?
+fn adds_blank(piece: &[u8], rest: &[u8]) -> bool {
+    piece.len() > rest.len() && piece.starts_with(rest) && matches!(piece[rest.len()], b' ' | b'\t')
+}
+
 /// Most prompt tokens evaluated between two looks at the cancel flag.
 const EVAL_CHUNK: usize = 128;
 
@@ -1043,6 +1066,24 @@ mod tests {
         assert_eq!(heal_fit(b" radius", b" rad"), HealFit::Natural);
         assert_eq!(heal_fit(b" r", b" rad"), HealFit::Natural);
         assert_eq!(heal_fit(b" rb", b" rad"), HealFit::No);
+    }
+
+    #[test]
+    fn no_deeper_refuses_only_blanks_past_the_forced_ones() {
+        let indent = b"    ";
+        // Past the indentation: more blanks are deeper.
+        assert!(adds_blank(b"      ", indent));
+        assert!(adds_blank(b"     x", indent));
+        assert!(adds_blank(b"    \t", indent));
+        assert!(adds_blank(b" ", b""));
+        // The indentation itself, code right after it, a blank line, a
+        // piece still inside it.
+        assert!(!adds_blank(b"    ", indent));
+        assert!(!adds_blank(b"    if", indent));
+        assert!(!adds_blank(b"    \n", indent));
+        assert!(!adds_blank(b"  ", indent));
+        assert!(!adds_blank(b"for", b""));
+        assert!(!adds_blank(b"", b""));
     }
 
     #[test]

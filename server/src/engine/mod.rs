@@ -71,6 +71,10 @@ pub struct CompletionJob {
     /// out the partial word and blanks before the cursor, and decoding is
     /// constrained to tokens consistent with them until they are covered.
     pub forced_prefix: String,
+    /// Once `forced_prefix` is covered, the next character is not a blank:
+    /// the first line starts at the cursor's indentation, never deeper
+    /// (`CompletionContext::settled_indent`).
+    pub no_deeper: bool,
     /// Answer early with what is settled, then go on in the background.
     pub early: Option<Early>,
     /// A second try after an answer that came to nothing: the first token
@@ -97,6 +101,7 @@ impl CompletionJob {
             on_token: None,
             background: false,
             forced_prefix: String::new(),
+            no_deeper: false,
             early: None,
             avoid: None,
             first_window: None,
