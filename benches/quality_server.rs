@@ -631,6 +631,8 @@ struct LocodeAnswer {
     final_: Shown,
     /// `locode/suggestionReady` arrived for this document and position.
     rest: bool,
+    /// How many times (a rest, then an upgrade: 2).
+    notifications: usize,
     /// When it arrived, from the first request, milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     rest_ms: Option<f64>,
@@ -900,20 +902,30 @@ impl Server {
         // The server offers no rest after an empty suggestion, unless it
         // came from a first window: the whole prompt's answer may follow.
         let first_window = a.first_stats["first_window"].as_bool() == Some(true);
-        if !a.first.empty || first_window {
+        // Every notification until the server is idle: an early answer's
+        // rest may come first and the whole prompt's upgrade after it; the
+        // final answer is the last one, what a user who waits sees.
+        while !a.first.empty || first_window {
             match self.wait_rest(&uri, &pos, Duration::from_millis(opts.idle_ms), Duration::from_secs(opts.rest_timeout_s)) {
                 Ok(Some(at)) => {
                     a.rest = true;
+                    a.notifications += 1;
                     a.rest_ms = Some(at.duration_since(t0).as_secs_f64() * 1000.0);
                     match self.lsp.request("textDocument/inlineCompletion", inline_params(&uri, &pos), timeout) {
                         Ok(r) => {
                             a.final_ = Shown::new(inline_text(&r, doc, it.task.cursor, self.utf8), t0.elapsed().as_secs_f64() * 1000.0)
                         }
-                        Err(e) => a.error = Some(format!("asking again after {SUGGESTION_READY}: {e}")),
+                        Err(e) => {
+                            a.error = Some(format!("asking again after {SUGGESTION_READY}: {e}"));
+                            break;
+                        }
                     }
                 }
-                Ok(None) => {}
-                Err(()) => a.rest_timed_out = true,
+                Ok(None) => break,
+                Err(()) => {
+                    a.rest_timed_out = true;
+                    break;
+                }
             }
         }
         if opts.close_after {
@@ -1173,6 +1185,7 @@ fn main() -> anyhow::Result<()> {
         let mut ran = 0;
         let (mut fms, mut lms, mut pms) = (Vec::new(), Vec::new(), Vec::new());
         let (mut empty_first, mut empty_final, mut blocks, mut lines, mut rests, mut rest_timeouts) = (0, 0, 0, 0, 0, 0);
+        let mut several = 0;
         let (mut with_cf, mut sibling, mut errors) = (0, 0, 0);
         let mut rest_passes = [0usize; 2];
         for it in &run.items {
@@ -1208,6 +1221,7 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 rests += a.rest as usize;
+                several += (a.notifications > 1) as usize;
                 rest_timeouts += a.rest_timed_out as usize;
                 with_cf += !a.cross_file.is_empty() as usize;
                 sibling += a.sibling_context as usize;
@@ -1266,7 +1280,7 @@ fn main() -> anyhow::Result<()> {
         }
         breakdown.push_str(&t.outcome_lines(10));
         breakdown.push_str(&format!(
-            "  rests (suggestionReady, asked again): {rests} (first passed {}, final passed {}); waits past --rest-timeout-s: {rest_timeouts}; server's `continued`: {}, `upgraded`: {}\n",
+            "  rests (suggestionReady, asked again): {rests}, {several} of them more than once (first passed {}, final passed {}); waits past --rest-timeout-s: {rest_timeouts}; server's `continued`: {}, `upgraded`: {}\n",
             rest_passes[0], rest_passes[1], run.server["final_status"]["continued"], run.server["final_status"]["upgraded"]
         ));
         breakdown.push_str(&format!(
