@@ -905,7 +905,9 @@ impl Server {
         // Every notification until the server is idle: an early answer's
         // rest may come first and the whole prompt's upgrade after it; the
         // final answer is the last one, what a user who waits sees.
-        while !a.first.empty || first_window {
+        let mut waiting = !a.first.empty || first_window;
+        while waiting {
+            waiting = false;
             match self.wait_rest(&uri, &pos, Duration::from_millis(opts.idle_ms), Duration::from_secs(opts.rest_timeout_s)) {
                 Ok(Some(at)) => {
                     a.rest = true;
@@ -913,19 +915,14 @@ impl Server {
                     a.rest_ms = Some(at.duration_since(t0).as_secs_f64() * 1000.0);
                     match self.lsp.request("textDocument/inlineCompletion", inline_params(&uri, &pos), timeout) {
                         Ok(r) => {
-                            a.final_ = Shown::new(inline_text(&r, doc, it.task.cursor, self.utf8), t0.elapsed().as_secs_f64() * 1000.0)
+                            a.final_ = Shown::new(inline_text(&r, doc, it.task.cursor, self.utf8), t0.elapsed().as_secs_f64() * 1000.0);
+                            waiting = true;
                         }
-                        Err(e) => {
-                            a.error = Some(format!("asking again after {SUGGESTION_READY}: {e}"));
-                            break;
-                        }
+                        Err(e) => a.error = Some(format!("asking again after {SUGGESTION_READY}: {e}")),
                     }
                 }
-                Ok(None) => break,
-                Err(()) => {
-                    a.rest_timed_out = true;
-                    break;
-                }
+                Ok(None) => {}
+                Err(()) => a.rest_timed_out = true,
             }
         }
         if opts.close_after {

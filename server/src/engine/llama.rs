@@ -854,7 +854,7 @@ impl Server<'_> {
         if !settling && (done.len() >= forced.len() || !forced.starts_with(done)) {
             return argmax(logits);
         }
-        let rest = &forced[done.len().min(forced.len())..];
+        let rest = &forced[done.len()..];
         let pieces = self.pieces.get_or_insert_with(|| {
             let vocab = self.model.vocab();
             let mut buf = Vec::new();
@@ -880,17 +880,10 @@ impl Server<'_> {
                 if no_deeper && adds_blank(p, rest) {
                     continue;
                 }
-                if settling {
-                    // `forced` is covered: any token but a blank one.
-                    for k in 0..2 {
-                        if v > best_v[k] {
-                            best_v[k] = v;
-                            best[k] = Some(t);
-                        }
-                    }
-                    continue;
-                }
+                // Once `forced` is covered, any token but a blank one (the
+                // end of the generation too).
                 let fit = match heal_fit(p, rest) {
+                    _ if settling => 0,
                     HealFit::Natural => 0,
                     HealFit::Agrees => 1,
                     HealFit::No => continue,
