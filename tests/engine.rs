@@ -154,6 +154,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
         no_deeper: false,
         early: None,
         avoid: None,
+        avoid_breaks: false,
         first_window: None,
     };
     let free = engine.complete(job("")).await.unwrap().text;

@@ -84,6 +84,7 @@ async fn answer(
         return Ok(first);
     };
     job.avoid = Some(first.stats.first_word.clone());
+    job.avoid_breaks = trimmer.open_line();
     let mut second = finish(trimmer, engine.complete(job).await?, version);
     // What the suggestion cost, both tries together.
     let (a, b) = (&first.stats, &mut second.stats);
@@ -172,6 +173,7 @@ fn job_for(
         no_deeper: ctx.settled_indent,
         early: None,
         avoid: None,
+        avoid_breaks: false,
         first_window: small.clone().map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms }),
     };
     let again = code_belongs.then(|| job(prompt.clone(), cancel.clone()));

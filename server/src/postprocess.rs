@@ -37,6 +37,9 @@ pub struct Trimmer {
     /// The non-blank lines below the cursor's (up to `BELOW_LINES`): their
     /// indentation and trimmed text.
     below: Vec<(usize, String)>,
+    /// The non-blank lines above the cursor's, nearest first (up to
+    /// `BELOW_LINES`): their indentation and trimmed text.
+    above: Vec<(usize, String)>,
     /// At the end of a finished line: the trimmer of a new line opened
     /// below it, for an answer that starts with a line break (see `next_line_answer`).
     new_line: Option<Box<Trimmer>>,
@@ -73,6 +76,11 @@ impl Trimmer {
                 .take(BELOW_LINES)
                 .map(|l| (indent_width(l), l.trim().to_string()))
                 .collect(),
+            above: {
+                let before = format!("{}{}", ctx.prefix, ctx.middle);
+                let above = before.rsplit_once('\n').map_or("", |(a, _)| a);
+                above.rsplit('\n').filter(|l| !l.trim().is_empty()).take(BELOW_LINES).map(|l| (indent_width(l), l.trim().to_string())).collect()
+            },
             new_line: None,
         }
         .with_new_line()
@@ -130,6 +138,18 @@ impl Trimmer {
         closed_below && generated.trim_start().starts_with('}')
     }
 
+    /// On an open line, does the answer's first line repeat a line above
+    /// that opens a block and is less indented than the cursor (the
+    /// enclosing function's header, HumanEval-X CPP/8)? The model has lost
+    /// its place: what it writes is that block again. Nothing is suggested
+    /// (the second try starts differently).
+    fn repeats_an_opener(&self, generated: &str) -> bool {
+        let Some(cursor_w) = self.cursor_indent.as_deref().map(indent_width).filter(|_| self.open_line) else { return false };
+        let Some((first, _)) = generated.split_once('\n') else { return false };
+        !first.trim().is_empty()
+            && self.above.iter().any(|(w, l)| *w < cursor_w && l.len() >= JOIN_MIN_CHARS && same_code(l, first) && self.language.opens_block(l))
+    }
+
     /// Where the lines of an answer on an open line end: at the first
     /// complete line that repeats the first line below the cursor at its
     /// indentation (the answer has joined the code that follows), or that is
@@ -150,11 +170,24 @@ impl Trimmer {
                 continue;
             }
             let width = indent_width(line) + if i == 0 { cursor_w } else { 0 };
-            if self.joins_below(line, width) || self.scope_indent.is_some_and(|s| width <= s) || self.closes_early(line, width) {
+            if self.joins_below(line, width)
+                || self.scope_indent.is_some_and(|s| width <= s)
+                || self.closes_early(line, width)
+                || (i > 0 && self.repeats_line_above(line, width))
+            {
                 return Some(i);
             }
         }
         ended.then_some(lines.len())
+    }
+
+    /// Is a line at `width` the line just above the cursor again, both at
+    /// the cursor's indentation? The model has gone back to the code above
+    /// (HumanEval-X JavaScript/113: `let p = 0;` once more); the answer ends
+    /// before it.
+    fn repeats_line_above(&self, line: &str, width: usize) -> bool {
+        let cursor_w = self.cursor_w();
+        width == cursor_w && self.above.first().is_some_and(|(w, l)| *w == cursor_w && l.len() >= JOIN_MIN_CHARS && same_code(l, line))
     }
 
     /// Does a line at `width` close the block the cursor is in (`}`,
@@ -205,6 +238,13 @@ impl Trimmer {
                 return None;
             }
         }
+        // The body of a control header without its brace above (`if (x)`
+        // in C++): one statement, the first line (HumanEval-X CPP/113).
+        if self.above.first().is_some_and(|(_, l)| self.language.braceless_header(l))
+            && lines.first().is_some_and(|l| !l.trim().is_empty() && !l.trim().starts_with('{') && !self.language.braceless_header(l))
+        {
+            return None;
+        }
         let mut kept = kept_lines(&lines[..end]);
         // With indentation blocks, the code below must fit after the last
         // line: deeper only after an opener, never deeper otherwise.
@@ -225,6 +265,11 @@ impl Trimmer {
         }
         let code = kept.iter().filter(|l| !l.trim().is_empty()).count();
         (code >= 2).then(|| kept.join("\n"))
+    }
+
+    /// Only blanks on the cursor's line, in a language with code.
+    pub fn open_line(&self) -> bool {
+        self.open_line
     }
 
     fn cursor_w(&self) -> usize {
@@ -296,7 +341,7 @@ impl Trimmer {
         if generated.len() > MAX_BLANK_RUN && generated.bytes().all(|b| b == b' ' || b == b'\t') {
             return true;
         }
-        if self.leaves_its_block(generated) {
+        if self.leaves_its_block(generated) || self.repeats_an_opener(generated) {
             return true;
         }
         if self.open_line {
@@ -393,7 +438,7 @@ impl Trimmer {
     /// itself (an end-of-generation token), not at a limit.
     pub fn finish_with(&self, generated: &str, ended: bool) -> String {
         let Ok(generated) = self.healed(generated) else { return String::new() };
-        if self.leaves_its_block(generated) {
+        if self.leaves_its_block(generated) || self.repeats_an_opener(&format!("{generated}\n")) {
             return String::new();
         }
         if let Some((open, rest)) = self.next_line_answer(generated) {
@@ -436,6 +481,11 @@ impl Trimmer {
             }
             Mode::SingleLine => {
                 let first = generated.split('\n').next().unwrap_or("");
+                // On an open line, the line below again is no answer (it
+                // follows already).
+                if self.open_line && self.join_at(first, indent_width(first) + self.cursor_w()) == Some(0) {
+                    return String::new();
+                }
                 trim_suffix_overlap(first.trim_end(), &self.line_suffix).to_string()
             }
             Mode::Block { .. } => {
@@ -1002,6 +1052,31 @@ mod tests {
         assert!(!t.is_done("max ="));
         // Without a closing brace below (typing at the end of the file), a `}` closes the block.
         check_ended(Language::TypeScript, "function f(p: number) {\n    if (p) {\n        g(p);\n        $0", "}\n}\n", true, "}\n}");
+    }
+
+    #[test]
+    fn an_answer_that_loses_its_place_stops_where_it_does() {
+        // The body of a braceless `if` (HumanEval-X CPP/113): one statement.
+        let cpp = "int f(string s){\n    int n=0;\n    for (int i=0;i<3;i++)\n        {\n            for (int j=0;j<s.length();j++)\n                if (s[j]=='a')\n                $0\n            string t=\"\";\n            g(t);\n        }\n    return n;\n}\n";
+        check(Language::Cpp, cpp, "    n+=1;\n            g(s);\n        }\n", "    n+=1;");
+        // Allman braces after it keep their block.
+        check(Language::Cpp, cpp, "{\n                    n+=1;\n                }\n            string t=\"\";\n", "{\n                    n+=1;\n                }");
+        // The line just above again (JavaScript/113): the lines before it.
+        let js = "const f = (lst) => {\n  for (let i = 0; i < lst.length; i++) {\n    let p = 0;\n    $0\n    for (let j = 0; j < h; j++) {\n      p++\n    }\n  }\n}\n";
+        check(Language::JavaScript, js, "let h = lst[i].length\n    let p = 0;\n    for (let j = 0; j < h; j++) {\n", "let h = lst[i].length");
+        check(Language::JavaScript, js, "let h = lst[i].length\n    p += 1;\n    for (let j = 0; j < h; j++) {\n", "let h = lst[i].length\n    p += 1;");
+        // The enclosing function's header again (CPP/8): nothing, and the engine stops there.
+        let cpp = "vector<int> sum_product(vector<int> numbers){\n    int sum=0,product=1;\n    for (int i=0;i<numbers.size();i++)\n    {\n        sum+=numbers[i];\n    }\n    $0\n}\n";
+        check(Language::Cpp, cpp, "vector<int> sum_product(vector<int> numbers){\n        int sum=0;\n", "");
+        check(Language::Cpp, cpp, "return {sum,product};\n}\n", "return {sum,product};");
+        // The line below again (Java/20): nothing.
+        let java = "class A {\n    List<Double> f(List<Double> xs) {\n        for (double x : xs) {\n            g(x);\n        }\n        $0\n        return closest_pair;\n    }\n}\n";
+        check(Language::Java, java, "return closest_pair;\n    }\n", "");
+        check(Language::Java, java, "Collections.sort(closest_pair);\n        return closest_pair;\n", "Collections.sort(closest_pair);");
+        let t = Trimmer::new(&crate::fixture::context(Language::Cpp, cpp), 12);
+        assert!(t.is_done("vector<int> sum_product(vector<int> numbers){\n"));
+        assert!(!t.is_done("vector<int> sum_product(vector<int> numbers){"));
+        assert!(!t.is_done("for (int i=0;i<numbers.size();i++)\n"));
     }
 
     #[test]

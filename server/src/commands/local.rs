@@ -82,6 +82,7 @@ pub(super) async fn generate(
         no_deeper: false,
         early: None,
         avoid: None,
+        avoid_breaks: false,
         first_window: None,
     };
     let gen = local.engine.complete(job).await.map_err(|e| e.to_string())?;

@@ -228,6 +228,8 @@ struct Server<'m> {
     /// Every token that ends a generation (end-of-generation and the
     /// family's stops); built the first time a second try needs it.
     enders: Option<Vec<LlamaToken>>,
+    /// Tokens with a line break in their text (`ban`), found once.
+    breakers: Option<Vec<LlamaToken>>,
     stops: HashSet<LlamaToken>,
     specials: std::collections::HashMap<String, LlamaToken>,
     add_bos: bool,
@@ -286,6 +288,7 @@ fn serve(
         recency: lru::LruCache::new(std::num::NonZeroUsize::new(n_slots as usize).expect("at least one slot")),
         pieces: None,
         enders: None,
+        breakers: None,
         stops,
         specials,
         add_bos: model.vocab().should_add_bos(),
@@ -730,9 +733,9 @@ impl Server<'_> {
         // The prompt is the history drafts are looked up in.
         let mut history = prompt;
         let forced = std::mem::take(&mut job.forced_prefix).into_bytes();
-        let avoid = job.avoid.take().map(String::into_bytes);
+        let avoid = job.avoid.take().map(|w| (w.into_bytes(), job.avoid_breaks));
         let no_deeper = job.no_deeper;
-        let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes, avoid.as_deref(), no_deeper);
+        let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes, avoid.as_ref().map(|(w, b)| (&w[..], *b)), no_deeper);
         let mut early = job.early.take();
         // Complete lines already looked at for an early answer (bytes).
         let mut early_seen = 0;
@@ -799,7 +802,7 @@ impl Server<'_> {
             self.slots[seq].tokens.push(token);
             n_past += 1;
             gen.drafted_tokens += draft.len();
-            next = self.pick(0, &forced, &bytes, avoid.as_deref(), no_deeper);
+            next = self.pick(0, &forced, &bytes, avoid.as_ref().map(|(w, b)| (&w[..], *b)), no_deeper);
             for (i, &d) in draft.iter().enumerate() {
                 if next != d {
                     break;
@@ -837,14 +840,14 @@ impl Server<'_> {
     /// a half-typed word instead of starting a new one. With `no_deeper`,
     /// the token after `forced` (and `forced`'s own last token) does not add
     /// blanks to it.
-    fn pick(&mut self, i: i32, forced: &[u8], done: &[u8], avoid: Option<&[u8]>, no_deeper: bool) -> LlamaToken {
+    fn pick(&mut self, i: i32, forced: &[u8], done: &[u8], avoid: Option<(&[u8], bool)>, no_deeper: bool) -> LlamaToken {
         // A second try: until there is code, neither the first try's first
-        // word nor the end of the generation.
+        // word nor the end of the generation (nor a line break, `breaks`).
         let banned;
         let logits = match avoid {
-            Some(word) if !has_code(done, forced) => {
+            Some((word, breaks)) if !has_code(done, forced) => {
                 let mut l = self.ctx.get_logits_ith(i).to_vec();
-                self.ban(&mut l, word);
+                self.ban(&mut l, word, breaks);
                 banned = l;
                 &banned[..]
             }
@@ -900,9 +903,28 @@ impl Server<'_> {
     }
 
     /// Sets the logits of `word` and of every token that ends the
-    /// generation to minus infinity.
-    fn ban(&mut self, logits: &mut [f32], word: &[u8]) {
+    /// generation (with `breaks`, every token with a line break) to minus
+    /// infinity.
+    fn ban(&mut self, logits: &mut [f32], word: &[u8], breaks: bool) {
         let vocab = self.model.vocab();
+        if breaks {
+            let mut buf = Vec::new();
+            let breakers = self.breakers.get_or_insert_with(|| {
+                (0..vocab.n_tokens())
+                    .map(LlamaToken)
+                    .filter(|&t| {
+                        buf.clear();
+                        vocab.token_to_piece_into(t, &mut buf, false, None);
+                        buf.contains(&b'\n')
+                    })
+                    .collect()
+            });
+            for t in breakers.iter() {
+                if let Some(v) = logits.get_mut(t.0 as usize) {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+        }
         let stops = &self.stops;
         let enders = self
             .enders

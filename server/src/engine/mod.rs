@@ -81,6 +81,9 @@ pub struct CompletionJob {
     /// with code in it (past `forced_prefix`) must not be this one, and the
     /// generation must not end before it has code.
     pub avoid: Option<String>,
+    /// With `avoid`: nor may a line break come before the code (on an open
+    /// line, where the code belongs on the cursor's line).
+    pub avoid_breaks: bool,
     /// A smaller prompt for when `prompt` would take longer than its
     /// budget to evaluate (a document's first request, a window move):
     /// the answer then comes from it, in a slot of its own, and the caller
@@ -104,6 +107,7 @@ impl CompletionJob {
             no_deeper: false,
             early: None,
             avoid: None,
+            avoid_breaks: false,
             first_window: None,
         }
     }
