@@ -193,6 +193,34 @@ async fn no_deeper_keeps_the_first_line_at_the_cursor() {
     assert!(!held.starts_with(char::is_whitespace) && !held.is_empty(), "held: {held:?}");
 }
 
+/// A second try on an open line (`avoid_breaks`): after the loops of
+/// HumanEval-X Java/20, where the first try gave nothing, the model starts
+/// its second try with a line break (a comment on the line after); held to
+/// the cursor's line, it writes code there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_try_on_an_open_line_starts_on_it() {
+    use locode::engine::CompletionJob;
+    use locode::prompt::FimParts;
+    let engine = Engine::spawn();
+    let (_, family) = engine.load(engine_config(), |_| {}).await.expect("model loads");
+    let prefix = "import java.util.*;\nimport java.lang.*;\n\nclass Solution {\n    /**\n    From a supplied list of numbers (of length at least two) select and return two that are the closest to each\n    other and return them in order (smaller number, larger number).\n    >>> findClosestElements(Arrays.asList(1.0, 2.0, 3.0, 4.0, 5.0, 2.2))\n    [2.0, 2.2]\n    >>> findClosestElements(Arrays.asList(1.0, 2.0, 3.0, 4.0, 5.0, 2.0))\n    [2.0, 2.0]\n     */\n    public List<Double> findClosestElements(List<Double> numbers) {\n        List<Double> closest_pair = new ArrayList<>();\n        closest_pair.add(numbers.get(0));\n        closest_pair.add(numbers.get(1));\n        double distance = Math.abs(numbers.get(1) - numbers.get(0));\n        for (int i = 0; i < numbers.size(); i++) {\n            for (int j = i + 1; j < numbers.size(); j++) {\n                if (Math.abs(numbers.get(i) - numbers.get(j)) < distance) {\n                    closest_pair.clear();\n                    closest_pair.add(numbers.get(i));\n                    closest_pair.add(numbers.get(j));\n                    distance = Math.abs(numbers.get(i) - numbers.get(j));\n                }\n            }\n        }\n        ";
+    let suffix = "\n        return closest_pair;\n    }\n}";
+    let job = |avoid: Option<&str>, breaks: bool| {
+        let mut j = CompletionJob::new("again", family.render_fim(&FimParts { extra: &[], prefix, suffix, middle: "" }), 12);
+        j.avoid = avoid.map(String::from);
+        j.avoid_breaks = breaks;
+        j
+    };
+    let first = engine.complete(job(None, false)).await.unwrap();
+    let word = first.first_word.as_str();
+    let free = engine.complete(job(Some(word), false)).await.unwrap().text;
+    let held = engine.complete(job(Some(word), true)).await.unwrap().text;
+    eprintln!("first {:?} ({word:?}), second free {free:?}, held {held:?}", first.text);
+    assert!(free.trim_start_matches(' ').starts_with('\n'), "free: {free:?}");
+    let line = held.split('\n').next().unwrap_or("");
+    assert!(!line.trim().is_empty() && !line.trim_start().starts_with(word.trim()), "held: {held:?}");
+}
+
 /// One KV slot per document: switching between two files keeps both caches;
 /// a third file takes the least recently used slot.
 #[tokio::test(flavor = "multi_thread")]

@@ -76,14 +76,23 @@ impl Trimmer {
                 .take(BELOW_LINES)
                 .map(|l| (indent_width(l), l.trim().to_string()))
                 .collect(),
-            above: {
-                let before = format!("{}{}", ctx.prefix, ctx.middle);
-                let above = before.rsplit_once('\n').map_or("", |(a, _)| a);
-                above.rsplit('\n').filter(|l| !l.trim().is_empty()).take(BELOW_LINES).map(|l| (indent_width(l), l.trim().to_string())).collect()
-            },
+            above: Vec::new(),
             new_line: None,
         }
+        .with_above()
         .with_new_line()
+    }
+
+    /// The lines above the cursor's, from `before`.
+    fn with_above(mut self) -> Self {
+        let above = self.before.rsplit_once('\n').map_or("", |(a, _)| a);
+        self.above = above
+            .rsplit('\n')
+            .filter(|l| !l.trim().is_empty())
+            .take(BELOW_LINES)
+            .map(|l| (indent_width(l), l.trim().to_string()))
+            .collect();
+        self
     }
 
     /// At the end of a finished line (`context::ends_finished_line`), the
@@ -100,7 +109,7 @@ impl Trimmer {
         open.cursor_indent = Some(String::new());
         open.open_line = true;
         open.before = format!("{}\n", self.before);
-        self.new_line = Some(Box::new(open));
+        self.new_line = Some(Box::new(open.with_above()));
         self
     }
 
@@ -147,7 +156,10 @@ impl Trimmer {
         let Some(cursor_w) = self.cursor_indent.as_deref().map(indent_width).filter(|_| self.open_line) else { return false };
         let Some((first, _)) = generated.split_once('\n') else { return false };
         !first.trim().is_empty()
-            && self.above.iter().any(|(w, l)| *w < cursor_w && l.len() >= JOIN_MIN_CHARS && same_code(l, first) && self.language.opens_block(l))
+            && self
+                .above
+                .iter()
+                .any(|(w, l)| *w < cursor_w && l.len() >= JOIN_MIN_CHARS && same_code(l, first) && self.language.opens_block(l))
     }
 
     /// Where the lines of an answer on an open line end: at the first
@@ -1060,11 +1072,26 @@ mod tests {
         let cpp = "int f(string s){\n    int n=0;\n    for (int i=0;i<3;i++)\n        {\n            for (int j=0;j<s.length();j++)\n                if (s[j]=='a')\n                $0\n            string t=\"\";\n            g(t);\n        }\n    return n;\n}\n";
         check(Language::Cpp, cpp, "    n+=1;\n            g(s);\n        }\n", "    n+=1;");
         // Allman braces after it keep their block.
-        check(Language::Cpp, cpp, "{\n                    n+=1;\n                }\n            string t=\"\";\n", "{\n                    n+=1;\n                }");
+        check(
+            Language::Cpp,
+            cpp,
+            "{\n                    n+=1;\n                }\n            string t=\"\";\n",
+            "{\n                    n+=1;\n                }",
+        );
         // The line just above again (JavaScript/113): the lines before it.
         let js = "const f = (lst) => {\n  for (let i = 0; i < lst.length; i++) {\n    let p = 0;\n    $0\n    for (let j = 0; j < h; j++) {\n      p++\n    }\n  }\n}\n";
-        check(Language::JavaScript, js, "let h = lst[i].length\n    let p = 0;\n    for (let j = 0; j < h; j++) {\n", "let h = lst[i].length");
-        check(Language::JavaScript, js, "let h = lst[i].length\n    p += 1;\n    for (let j = 0; j < h; j++) {\n", "let h = lst[i].length\n    p += 1;");
+        check(
+            Language::JavaScript,
+            js,
+            "let h = lst[i].length\n    let p = 0;\n    for (let j = 0; j < h; j++) {\n",
+            "let h = lst[i].length",
+        );
+        check(
+            Language::JavaScript,
+            js,
+            "let h = lst[i].length\n    p += 1;\n    for (let j = 0; j < h; j++) {\n",
+            "let h = lst[i].length\n    p += 1;",
+        );
         // The enclosing function's header again (CPP/8): nothing, and the engine stops there.
         let cpp = "vector<int> sum_product(vector<int> numbers){\n    int sum=0,product=1;\n    for (int i=0;i<numbers.size();i++)\n    {\n        sum+=numbers[i];\n    }\n    $0\n}\n";
         check(Language::Cpp, cpp, "vector<int> sum_product(vector<int> numbers){\n        int sum=0;\n", "");
