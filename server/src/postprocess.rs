@@ -68,14 +68,7 @@ impl Trimmer {
             tabs: uses_tabs(&ctx.prefix),
             open_line: ctx.line_prefix.trim().is_empty() && ctx.line_suffix.trim().is_empty() && ctx.language != Language::PlainText,
             scope_indent: ctx.scope_indent,
-            below: ctx
-                .suffix
-                .split('\n')
-                .skip(1)
-                .filter(|l| !l.trim().is_empty())
-                .take(BELOW_LINES)
-                .map(|l| (indent_width(l), l.trim().to_string()))
-                .collect(),
+            below: code_lines(ctx.suffix.split('\n').skip(1)),
             above: Vec::new(),
             new_line: None,
         }
@@ -86,12 +79,7 @@ impl Trimmer {
     /// The lines above the cursor's, from `before`.
     fn with_above(mut self) -> Self {
         let above = self.before.rsplit_once('\n').map_or("", |(a, _)| a);
-        self.above = above
-            .rsplit('\n')
-            .filter(|l| !l.trim().is_empty())
-            .take(BELOW_LINES)
-            .map(|l| (indent_width(l), l.trim().to_string()))
-            .collect();
+        self.above = code_lines(above.rsplit('\n'));
         self
     }
 
@@ -147,14 +135,13 @@ impl Trimmer {
         closed_below && generated.trim_start().starts_with('}')
     }
 
-    /// On an open line, does the answer's first line repeat a line above
+    /// On an open line, does the answer's first line (complete) repeat a line above
     /// that opens a block and is less indented than the cursor (the
     /// enclosing function's header, HumanEval-X CPP/8)? The model has lost
     /// its place: what it writes is that block again. Nothing is suggested
     /// (the second try starts differently).
-    fn repeats_an_opener(&self, generated: &str) -> bool {
+    fn repeats_an_opener(&self, first: &str) -> bool {
         let Some(cursor_w) = self.cursor_indent.as_deref().map(indent_width).filter(|_| self.open_line) else { return false };
-        let Some((first, _)) = generated.split_once('\n') else { return false };
         !first.trim().is_empty()
             && self
                 .above
@@ -353,7 +340,7 @@ impl Trimmer {
         if generated.len() > MAX_BLANK_RUN && generated.bytes().all(|b| b == b' ' || b == b'\t') {
             return true;
         }
-        if self.leaves_its_block(generated) || self.repeats_an_opener(generated) {
+        if self.leaves_its_block(generated) || generated.split_once('\n').is_some_and(|(first, _)| self.repeats_an_opener(first)) {
             return true;
         }
         if self.open_line {
@@ -450,7 +437,7 @@ impl Trimmer {
     /// itself (an end-of-generation token), not at a limit.
     pub fn finish_with(&self, generated: &str, ended: bool) -> String {
         let Ok(generated) = self.healed(generated) else { return String::new() };
-        if self.leaves_its_block(generated) || self.repeats_an_opener(&format!("{generated}\n")) {
+        if self.leaves_its_block(generated) || self.repeats_an_opener(generated.split('\n').next().unwrap_or("")) {
             return String::new();
         }
         if let Some((open, rest)) = self.next_line_answer(generated) {
@@ -589,6 +576,11 @@ fn ends_flow(lang: Language, line: &str) -> bool {
 }
 
 /// The lines of a block suggestion, without trailing blanks.
+/// The first `BELOW_LINES` non-blank lines: their indentation and trimmed text.
+fn code_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(usize, String)> {
+    lines.filter(|l| !l.trim().is_empty()).take(BELOW_LINES).map(|l| (indent_width(l), l.trim().to_string())).collect()
+}
+
 fn kept_lines<'a>(lines: &[&'a str]) -> Vec<&'a str> {
     let mut kept: Vec<&str> = lines.iter().map(|l| l.trim_end()).collect();
     while kept.len() > 1 && kept.last().is_some_and(|l| l.is_empty()) {

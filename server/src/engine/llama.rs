@@ -733,9 +733,10 @@ impl Server<'_> {
         // The prompt is the history drafts are looked up in.
         let mut history = prompt;
         let forced = std::mem::take(&mut job.forced_prefix).into_bytes();
-        let avoid = job.avoid.take().map(|w| (w.into_bytes(), job.avoid_breaks));
+        let avoid_word = job.avoid.take().map(String::into_bytes);
+        let avoid = avoid_word.as_deref().map(|w| (w, job.avoid_breaks));
         let no_deeper = job.no_deeper;
-        let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes, avoid.as_ref().map(|(w, b)| (&w[..], *b)), no_deeper);
+        let mut next = self.pick(self.batch.n_tokens() - 1, &forced, &bytes, avoid, no_deeper);
         let mut early = job.early.take();
         // Complete lines already looked at for an early answer (bytes).
         let mut early_seen = 0;
@@ -802,7 +803,7 @@ impl Server<'_> {
             self.slots[seq].tokens.push(token);
             n_past += 1;
             gen.drafted_tokens += draft.len();
-            next = self.pick(0, &forced, &bytes, avoid.as_ref().map(|(w, b)| (&w[..], *b)), no_deeper);
+            next = self.pick(0, &forced, &bytes, avoid, no_deeper);
             for (i, &d) in draft.iter().enumerate() {
                 if next != d {
                     break;
