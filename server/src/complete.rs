@@ -66,34 +66,39 @@ pub struct Flow {
 }
 
 /// The suggestion from `job`; where code belongs but it came to nothing
-/// (the model wrote a line that does not fit, only blanks, or nothing),
-/// a second try with `again`, which may neither start with the first try's
-/// first word nor end before it has written code. Its prompt is cached, so
-/// it costs only its own tokens.
+/// (the model wrote a line that does not fit, only blanks, or nothing), or
+/// where the code below reads names nothing binds and the answer names none
+/// of them, a second try with `again`, which may neither start with the
+/// first try's first word nor end before it has written code. A second try
+/// after a non-empty answer is taken only if it names one of them. Its
+/// prompt is cached, so it costs only its own tokens.
 async fn answer(
     engine: &Engine,
     job: CompletionJob,
-    again: Option<CompletionJob>,
+    again: Option<Retry>,
     trimmer: &Trimmer,
     version: i32,
 ) -> Result<Suggestion, EngineError> {
     let first = finish(trimmer, engine.complete(job).await?, version);
-    let Some(mut job) =
-        again.filter(|j| first.text.is_empty() && !first.stats.cancelled && !first.stats.yielded && !j.cancel.is_cancelled())
+    let unfit =
+        |text: &str, needed: &[String]| text.is_empty() || (!needed.is_empty() && !needed.iter().any(|n| crate::syntax::mentions(text, n)));
+    let Some(Retry { mut job, needed }) =
+        again.filter(|r| unfit(&first.text, &r.needed) && !first.stats.cancelled && !first.stats.yielded && !r.job.cancel.is_cancelled())
     else {
         return Ok(first);
     };
     job.avoid = Some(first.stats.first_word.clone());
     job.avoid_breaks = trimmer.open_line();
-    let mut second = finish(trimmer, engine.complete(job).await?, version);
+    let second = finish(trimmer, engine.complete(job).await?, version);
+    let keep_first = !first.text.is_empty() && (second.stats.cancelled || unfit(&second.text, &needed));
+    let (a, mut b) = if keep_first { (second, first) } else { (first, second) };
     // What the suggestion cost, both tries together.
-    let (a, b) = (&first.stats, &mut second.stats);
-    b.evaluated_tokens += a.evaluated_tokens;
-    b.generated_tokens += a.generated_tokens;
-    b.prompt_ms += a.prompt_ms;
-    b.generate_ms += a.generate_ms;
-    tracing::debug!(avoided = %a.first_word, text = %second.text, "second try");
-    Ok(second)
+    b.stats.evaluated_tokens += a.stats.evaluated_tokens;
+    b.stats.generated_tokens += a.stats.generated_tokens;
+    b.stats.prompt_ms += a.stats.prompt_ms;
+    b.stats.generate_ms += a.stats.generate_ms;
+    tracing::debug!(needed = ?needed, kept_first = keep_first, text = %b.text, "second try");
+    Ok(b)
 }
 
 /// The rest of an early answer: resolves to the whole suggestion (or as
@@ -143,7 +148,7 @@ fn job_for(
     cfg: &CompletionConfig,
     cancel: CancelToken,
     progress: Option<Progress>,
-) -> (CompletionJob, Trimmer, Option<CompletionJob>) {
+) -> (CompletionJob, Trimmer, Option<Retry>) {
     let (ctx, prompt) = prepare(family, spot, cfg);
     if tracing::enabled!(tracing::Level::TRACE) {
         let shown: String = prompt
@@ -176,7 +181,10 @@ fn job_for(
         avoid_breaks: false,
         first_window: small.clone().map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms }),
     };
-    let again = code_belongs.then(|| job(prompt.clone(), cancel.clone()));
+    let again = code_belongs.then(|| Retry {
+        job: job(prompt.clone(), cancel.clone()),
+        needed: if trimmer.open_line() { needed_below(spot) } else { Vec::new() },
+    });
     let mut first = job(prompt, cancel);
     if let Some(progress) = progress {
         let t = trimmer.clone();
@@ -188,6 +196,36 @@ fn job_for(
     }
     (first, trimmer, again)
 }
+
+/// A second try's job, and the names the code below needs (see `answer`).
+struct Retry {
+    job: CompletionJob,
+    needed: Vec<String>,
+}
+
+/// The names that code in the lines below the cursor's (`NEEDED_LINES`, and
+/// not past the end of the function around it) reads and nothing binds
+/// (`syntax::unbound_in`): what a line written here may have to bind. None
+/// outside a function.
+fn needed_below(spot: &Spot<'_>) -> Vec<String> {
+    let snap = spot.snap;
+    let Some(tree) = snap.tree.as_ref() else { return Vec::new() };
+    let rope = &snap.rope;
+    let cursor = spot.cursor.min(rope.len_chars());
+    let line = rope.char_to_line(cursor);
+    let from = rope.line_to_byte((line + 1).min(rope.len_lines()));
+    let to = rope.line_to_byte((line + 1 + NEEDED_LINES).min(rope.len_lines()));
+    let src = rope.to_string();
+    let scopes = crate::syntax::enclosing_scopes(snap.language, tree, &src, rope.char_to_byte(cursor));
+    let Some(f) = scopes.iter().find(|s| matches!(s.kind.as_str(), "function" | "method" | "closure")) else {
+        return Vec::new();
+    };
+    crate::syntax::unbound_in(snap.language, tree, &src, from..f.byte_range.end.min(to))
+}
+
+/// How far below an open line a name it may have to bind is looked for: a
+/// name first read further down is more likely bound by code still to come.
+const NEEDED_LINES: usize = 12;
 
 /// Prompt tokens a first window may take, from the engine's speed: what
 /// it evaluates in `first_answer_ms`, less a fifth for the answer's first
@@ -315,6 +353,53 @@ mod tests {
     use crate::documents::{Change, Document, Encoding, Pos};
     use crate::index::IndexLimits;
     use crate::syntax::Language;
+
+    /// The names the code below an open line needs: `$0` on the open line,
+    /// the names expected beside it.
+    #[test]
+    fn names_the_code_below_needs_and_nothing_binds() {
+        let cases: &[(Language, &str, &[&str])] = &[
+            // The masked line bound `s`; `max_sum`, the loop's `num` and the
+            // package's names are bound or imported.
+            (
+                Language::Go,
+                "package main\n\nimport \"math\"\n\nfunc Min(nums []int) int {\n    max_sum := 0\n    $0\n    for _, num := range nums {\n        s += -num\n        if s < 0 {\n            s = 0\n        }\n        max_sum = int(math.Max(float64(s), float64(max_sum)))\n    }\n    return max_sum\n}\n",
+                &["s"],
+            ),
+            (Language::Go, "package main\n\nfunc F(xs []int) int {\n    total := 0\n    $0\n    return total\n}\n", &[]),
+            (
+                Language::Cpp,
+                "#include<vector>\nusing namespace std;\nint f(vector<int> l){\n    $0\n        if (l[i]>0) out+=l[i];\n    return out;\n}\n",
+                &["i", "out"],
+            ),
+            (
+                Language::Java,
+                "import java.util.*;\n\nclass Solution {\n    public int f(List<Integer> l) {\n        $0\n        for (int x : l) {\n            sum += Math.abs(x);\n        }\n        return sum;\n    }\n}\n",
+                &["sum"],
+            ),
+            (
+                Language::JavaScript,
+                "const f = (arr) => {\n  $0\n  for (let i = 0; i < arr.length; i++) {\n    p.push(arr[i])\n  }\n  return p.sort((a, b) => a - b)\n}\n",
+                &["p"],
+            ),
+            (Language::TypeScript, "function f(xs: number[]): number {\n  $0\n  return xs.length + count;\n}\n", &["count"]),
+            (Language::Rust, "fn f(xs: &[u8]) -> usize {\n    $0\n    for x in xs {\n        n += *x as usize;\n    }\n    n\n}\n", &["n"]),
+            // (In Python `total += x` binds `total`: only names read count.)
+            (Language::Python, "def f(xs):\n    $0\n    for x in xs:\n        if x > limit:\n            return [y for y in xs if y > limit]\n", &["limit"]),
+            // A keyword argument's name is not a variable.
+            (Language::Python, "def f(xs):\n    $0\n    return sorted(xs, reverse=flip)\n", &["flip"]),
+            // Outside a function: nothing is asked for.
+            (Language::Python, "$0\nprint(total)\n", &[]),
+        ];
+        for (lang, fixture, want) in cases {
+            let (text, byte) = crate::fixture::cursor(fixture);
+            let mut doc = Document::new(&text, 1, *lang);
+            let snap = doc.snapshot();
+            let cursor = doc.rope.byte_to_char(byte);
+            let got = needed_below(&Spot { snap: &snap, cursor, anchor: 0 });
+            assert_eq!(got, *want, "{lang:?}: {fixture}");
+        }
+    }
 
     #[test]
     fn definitions_from_other_files_lead_the_prompt_and_stay_while_typing() {

@@ -991,6 +991,71 @@ pub fn bindings(lang: Language, tree: &Tree, src: &str) -> HashSet<String> {
     found.into_iter().map(str::to_string).collect()
 }
 
+/// Does `name` occur in `text` as a whole word?
+pub fn mentions(text: &str, name: &str) -> bool {
+    let b = text.as_bytes();
+    text.match_indices(name).any(|(at, _)| {
+        let end = at + name.len();
+        let joined = (at > 0 && is_word_byte(b[at - 1])) || (end < b.len() && is_word_byte(b[end]));
+        !joined
+    })
+}
+
+/// The plain names that code in `range` reads but nothing provides: not
+/// bound anywhere in the file (`bindings.scm`), not a builtin, and not a
+/// word of the text before `range` (which holds the imports, the enclosing
+/// function's parameters, globals from other files already in use). Calls,
+/// members, and names qualified by a capitalised type (`Math.max`) are left
+/// out: they may come from elsewhere. What the code below an open line
+/// needs a line yet to be written to bind (`s` in `s += x` when the masked
+/// line was `s := 0`). In source order, deduplicated.
+pub fn unbound_in(lang: Language, tree: &Tree, src: &str, range: Range<usize>) -> Vec<String> {
+    if grammar(lang).is_none() {
+        return Vec::new();
+    }
+    let (start, end) = (range.start.min(src.len()), range.end.min(src.len()));
+    // (name, assigned to somewhere in the range)
+    let mut used: Vec<(&str, bool)> = Vec::new();
+    let mut stack = vec![tree.root_node()];
+    while let Some(node) = stack.pop() {
+        let r = node.byte_range();
+        if r.end <= start || r.start >= end {
+            continue;
+        }
+        if node.kind() == "identifier" && r.start >= start && r.end <= end {
+            let name = &src[r.clone()];
+            let after = src[r.end..].trim_start();
+            let before = src[..r.start].trim_end();
+            let called = after.starts_with('(');
+            let member = before.ends_with('.') || before.ends_with("->") || before.ends_with("::");
+            // A keyword argument's name (`f(key=1)`) names a parameter.
+            let keyword = node.parent().is_some_and(|p| p.kind() == "keyword_argument" && p.child_by_field_name("name") == Some(node));
+            let qualifier = after.starts_with('.') && name.starts_with(|c: char| c.is_ascii_uppercase());
+            let assigned = ["++", "--", "+=", "-=", "*=", "/=", "%=", "|=", "&="].iter().any(|op| after.starts_with(op))
+                || (after.starts_with('=') && !after.starts_with("=="));
+            if !called && !member && !qualifier && !keyword {
+                match used.iter_mut().find(|(n, _)| *n == name) {
+                    Some(u) => u.1 |= assigned,
+                    None => used.push((name, assigned)),
+                }
+            }
+            continue;
+        }
+        let mut cursor = node.walk();
+        let children: Vec<Node> = node.children(&mut cursor).collect();
+        stack.extend(children.into_iter().rev());
+    }
+    // A builtin's name (`sum`, `max`, `out` in some languages) assigned to
+    // is the code's own variable.
+    let above = &src[..start];
+    used.retain(|&(n, assigned)| (assigned || !is_builtin(lang, n)) && !mentions(above, n));
+    if used.is_empty() {
+        return Vec::new();
+    }
+    let bound = bindings(lang, tree, src);
+    used.into_iter().filter(|(n, _)| !bound.contains(*n)).map(|(n, _)| n.to_string()).collect()
+}
+
 /// Is `name` a builtin of `lang` (see [`Grammar::is_builtin`])? False for a
 /// language without a grammar.
 pub fn is_builtin(lang: Language, name: &str) -> bool {
