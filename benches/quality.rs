@@ -135,6 +135,9 @@ impl Locode {
         let mut ecfg = config.engine.clone();
         ecfg.threads = Some(opts.run.threads);
         ecfg.model = Some(model.to_path_buf());
+        // No KV states on disk: a state an earlier run saved for the same
+        // prompt would be restored and its time not measured.
+        ecfg.kv_cache_mb = 0;
         let t = Instant::now();
         let (info, family) = engine.load(ecfg, |_| {}).await.context("locode cannot load the model")?;
         eprintln!("locode: {} ({}) loaded in {:.1} s", info.description, info.family, t.elapsed().as_secs_f64());

@@ -221,6 +221,22 @@ async fn a_second_try_on_an_open_line_starts_on_it() {
     assert!(!line.trim().is_empty() && !line.trim_start().starts_with(word.trim()), "held: {held:?}");
 }
 
+/// A line the code below needs: on HumanEval-X Go/114's open line, the code
+/// below reads `s`, which nothing binds. The model's first answer binds
+/// another name (`sum := 0`); the second try, taken because it names `s`,
+/// binds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_line_binds_the_name_the_code_below_reads() {
+    let engine = Engine::spawn();
+    let (_, family) = engine.load(engine_config(), |_| {}).await.expect("model loads");
+    let text = "package main\n\nimport (\n    \"math\"\n)\n\n// Given an array of integers nums, find the minimum sum of any non-empty sub-array\n// of nums.\n// Example\n// Minsubarraysum([2, 3, 4, 1, 2, 4]) == 1\n// Minsubarraysum([-1, -2, -3]) == -6\nfunc Minsubarraysum(nums []int) int {\n    max_sum := 0\n    \n    for _, num := range nums {\n        s += -num\n        if s < 0 {\n            s = 0\n        }\n        if s > max_sum {\n            max_sum = s\n        }\n    }\n    if max_sum == 0 {\n        max_sum = math.MinInt\n        for _, i := range nums {\n            if -i > max_sum {\n                max_sum = -i\n            }\n        }\n    }\n    return -max_sum\n}\n\n";
+    let mut doc = Session::new(Document::new(text, 1, Language::Go));
+    let line = text.lines().position(|l| l.trim().is_empty() && l.len() == 4).expect("the open line");
+    let cursor = doc.rope.line_to_char(line) + 4;
+    let (answer, _) = run(&engine, &family, "go", &mut doc, cursor).await;
+    assert_eq!(answer.trim(), "s := 0");
+}
+
 /// One KV slot per document: switching between two files keeps both caches;
 /// a third file takes the least recently used slot.
 #[tokio::test(flavor = "multi_thread")]
