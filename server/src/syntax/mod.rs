@@ -661,6 +661,15 @@ fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
+/// Where `word` occurs in `text` as a whole word (byte offsets).
+fn whole_words<'a>(text: &'a str, word: &'a str) -> impl Iterator<Item = usize> + 'a {
+    let b = text.as_bytes();
+    text.match_indices(word).map(|(at, _)| at).filter(move |&at| {
+        let end = at + word.len();
+        !((at > 0 && is_word_byte(b[at - 1])) || (end < b.len() && is_word_byte(b[end])))
+    })
+}
+
 /// The statements of `kinds` that have one of `keywords` as a token of
 /// their own: each whole-word occurrence of a keyword in `src` is checked
 /// against the tree (one in a comment, a string or an identifier is not).
@@ -670,17 +679,7 @@ fn is_word_byte(b: u8) -> bool {
 /// `descendant_for_byte_range` from the root would scan the root's children
 /// again for each one.
 fn statements_at_keywords<'t>(tree: &'t Tree, src: &str, kinds: &[String], keywords: &[&str], out: &mut Vec<Node<'t>>) {
-    let b = src.as_bytes();
-    let mut hits: Vec<(usize, usize)> = Vec::new();
-    for kw in keywords {
-        for (at, _) in src.match_indices(kw) {
-            let end = at + kw.len();
-            if (at > 0 && is_word_byte(b[at - 1])) || (end < b.len() && is_word_byte(b[end])) {
-                continue;
-            }
-            hits.push((at, end));
-        }
-    }
+    let mut hits: Vec<(usize, usize)> = keywords.iter().flat_map(|kw| whole_words(src, kw).map(move |at| (at, at + kw.len()))).collect();
     hits.sort_unstable();
     let root = tree.root_node();
     let mut top = root.walk();
@@ -993,12 +992,7 @@ pub fn bindings(lang: Language, tree: &Tree, src: &str) -> HashSet<String> {
 
 /// Does `name` occur in `text` as a whole word?
 pub fn mentions(text: &str, name: &str) -> bool {
-    let b = text.as_bytes();
-    text.match_indices(name).any(|(at, _)| {
-        let end = at + name.len();
-        let joined = (at > 0 && is_word_byte(b[at - 1])) || (end < b.len() && is_word_byte(b[end]));
-        !joined
-    })
+    whole_words(text, name).next().is_some()
 }
 
 /// The plain names that code in `range` reads but nothing provides: not
