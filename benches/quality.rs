@@ -81,6 +81,10 @@ struct Opts {
     /// Stop asking after this many minutes and score what ran.
     #[arg(long, default_value_t = 100.0)]
     max_minutes: f64,
+    /// Only these task ids of the sample (comma-separated, e.g.
+    /// `CPP/62/L0,JavaScript/125/L7`): to look again at single answers.
+    #[arg(long)]
+    only: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -292,7 +296,21 @@ fn main() -> anyhow::Result<()> {
     let mut infos: BTreeMap<&'static str, SetInfo> = BTreeMap::new();
     for name in opts.sets.split(',').filter(|s| !s.trim().is_empty()) {
         let kind = SetKind::parse(name)?;
-        let (tasks, info) = sets::load(kind, &data, limit.unwrap_or(kind.default_limit()), opts.run.seed)?;
+        let (mut tasks, info) = sets::load(kind, &data, limit.unwrap_or(kind.default_limit()), opts.run.seed)?;
+        if let Some(only) = &opts.only {
+            let ids: Vec<&str> = only.split(',').map(str::trim).collect();
+            tasks.retain(|t| ids.contains(&t.id.as_str()));
+            // Each document as a file of its own, for `locode complete FILE:LINE:COL`.
+            let docs = out_dir.join("docs");
+            std::fs::create_dir_all(&docs)?;
+            for t in &tasks {
+                let before = &t.doc[..t.cursor];
+                let (line, col) = (before.matches('\n').count() + 1, before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1);
+                let name = format!("{}.{}", t.id.replace('/', "_"), t.lang.ext());
+                std::fs::write(docs.join(&name), &t.doc)?;
+                println!("  {}: {}:{line}:{col}", t.id, docs.join(&name).display());
+            }
+        }
         println!(
             "{:<26} {} of {} {} (seed {}){}",
             kind.title(),

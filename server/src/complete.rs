@@ -90,6 +90,7 @@ async fn answer(
     job.avoid = Some(first.stats.first_word.clone());
     job.avoid_breaks = trimmer.open_line();
     let second = finish(trimmer, engine.complete(job).await?, version);
+    tracing::debug!(first = ?first.stats.text, second = ?second.stats.text, "both tries, as generated");
     let keep_first = !first.text.is_empty() && (second.stats.cancelled || unfit(&second.text, &needed));
     let (a, mut b) = if keep_first { (second, first) } else { (first, second) };
     // What the suggestion cost, both tries together.

@@ -139,10 +139,13 @@ impl Trimmer {
     /// that opens a block and is less indented than the cursor (the
     /// enclosing function's header, HumanEval-X CPP/8)? The model has lost
     /// its place: what it writes is that block again. Nothing is suggested
-    /// (the second try starts differently).
+    /// (the second try starts differently). Not a line that goes on from a
+    /// block's end (`} else {`, `} catch (E e) {`): such lines repeat
+    /// wherever the code branches (HumanEval-X JavaScript/125).
     fn repeats_an_opener(&self, first: &str) -> bool {
         let Some(cursor_w) = self.cursor_indent.as_deref().map(indent_width).filter(|_| self.open_line) else { return false };
         !first.trim().is_empty()
+            && !first.trim_start().starts_with('}')
             && self
                 .above
                 .iter()
@@ -262,8 +265,34 @@ impl Trimmer {
             let rest = &kept[lead + 1..];
             return Some(std::iter::once(first.trim_start()).chain(rest.iter().copied()).collect::<Vec<_>>().join("\n"));
         }
+        // Lines that copy the code just above are the model going over it
+        // again (HumanEval-X CPP/86: a loop's body once more, then the
+        // `return` that belongs here); what it wrote after them is the answer,
+        // and a copy alone is no answer of several lines.
+        let copied = self.copied_above(&kept);
+        if copied > 0 {
+            let rest: Vec<&str> = kept[copied..].iter().copied().skip_while(|l| l.trim().is_empty()).collect();
+            let first = rest.first().filter(|l| indent_width(l) == self.cursor_w())?;
+            return Some(std::iter::once(first.trim_start()).chain(rest[1..].iter().copied()).collect::<Vec<_>>().join("\n"));
+        }
         let code = kept.iter().filter(|l| !l.trim().is_empty()).count();
         (code >= 2).then(|| kept.join("\n"))
+    }
+
+    /// How many of an answer's first lines are, in order, a run of the lines
+    /// above the cursor (at least two, the first a long one). 0 when they
+    /// are not.
+    fn copied_above(&self, lines: &[&str]) -> usize {
+        if lines.first().is_none_or(|l| l.trim().len() < JOIN_MIN_CHARS) {
+            return 0;
+        }
+        let doc: Vec<&str> = self.above.iter().rev().map(|(_, l)| l.as_str()).collect();
+        let n = (0..doc.len()).map(|start| doc[start..].iter().zip(lines).take_while(|(a, b)| same_code(a, b)).count()).max().unwrap_or(0);
+        if n >= 2 {
+            n
+        } else {
+            0
+        }
     }
 
     /// Only blanks on the cursor's line, in a language with code.
@@ -1138,5 +1167,26 @@ mod tests {
         assert!(!t.is_done(&format!("{}x", blanks(12))), "deeper, then code");
         assert!(t.is_done(&blanks(40)));
         assert_eq!(t.finish(&blanks(40)), "");
+    }
+
+    #[test]
+    fn an_emptied_else_line_may_repeat_one_above() {
+        // HumanEval-X JavaScript/125: the line between a branch and the
+        // else body below is `} else {`, as an enclosing one above is.
+        let js = "const f = (t) => {\n  if (t > 1) {\n    return t\n  } else {\n    t = g(t)\n    if (t > 1) {\n      return t\n    $0\n      return h(t)\n    }\n  }\n}\n";
+        check(Language::JavaScript, js, "} else {\n", "} else {");
+        // The enclosing header itself again is still refused (CPP/8).
+        check(Language::JavaScript, js, "const f = (t) => {\n", "");
+    }
+
+    #[test]
+    fn lines_that_copy_the_code_above_are_left_out() {
+        // HumanEval-X CPP/86: after a loop, the model writes its body again,
+        // then the line that belongs here.
+        let cpp = "string f(string s){\n    string out=\"\";\n    for (int i=0;i<s.length();i++)\n    if (s[i]==' ')\n    {\n        sort(cur.begin(),cur.end());\n        out=out+cur;\n        cur=\"\";\n    }\n    else cur=cur+s[i];\n    $0\n}\n";
+        check_ended(Language::Cpp, cpp, "sort(cur.begin(),cur.end());\n        out=out+cur;\n    return out;\n}\n", true, "return out;");
+        // A copy and nothing after it: not several lines (the first, as
+        // any answer the model did not close).
+        check_ended(Language::Cpp, cpp, "sort(cur.begin(),cur.end());\n        out=out+cur;\n", true, "sort(cur.begin(),cur.end());");
     }
 }
