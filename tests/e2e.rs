@@ -395,6 +395,25 @@ fn cli_complete_and_doctor() {
     assert!(s.contains("<|fim_prefix|>="), "{s}");
 }
 
+/// `locode doctor | head -1`: a reader that stops early ends the command
+/// quietly, as with any Unix tool, instead of a panic on the failed write.
+#[test]
+fn a_reader_that_stops_early_ends_doctor_quietly() {
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(bin()).arg("doctor").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Closed before the command has started writing.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        // Ended by SIGPIPE (13), the default action of a write to a closed pipe.
+        assert_eq!(out.status.signal(), Some(13), "{:?}: {err}", out.status);
+    }
+}
+
 /// After Enter, the server pre-fills the cache at a pause, so the first
 /// request on the new line evaluates only a few tokens of a long prompt.
 #[test]

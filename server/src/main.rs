@@ -254,9 +254,24 @@ fn main() -> ExitCode {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(run())
 }
 
+/// A command whose output goes into a pipe the reader closed early
+/// (`locode doctor | head`) ends quietly, as Unix tools do, instead of
+/// panicking on the failed write. Not for `serve`: there the server saves
+/// its KV states when the editor goes away.
+fn exit_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets the default action of one signal; no handler of ours runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 async fn run() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        exit_on_closed_pipe();
+    }
     match cli.command {
         Command::Serve(args) => {
             locode::lsp::serve_stdio(args.config()).await;
