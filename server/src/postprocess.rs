@@ -261,7 +261,7 @@ impl Trimmer {
         // indentation (`\n    true` at the end of a Rust function).
         let lead = kept.iter().take_while(|l| l.trim().is_empty()).count();
         if lead > 0 {
-            return self.at_cursor(&kept[lead..]);
+            return self.at_cursor(&kept);
         }
         // Lines that copy the code just above are the model going over it
         // again (HumanEval-X CPP/86: a loop's body once more, then the
@@ -269,17 +269,18 @@ impl Trimmer {
         // and a copy alone is no answer of several lines.
         let copied = self.copied_above(&kept);
         if copied > 0 {
-            let lead = kept[copied..].iter().take_while(|l| l.trim().is_empty()).count();
-            return self.at_cursor(&kept[copied + lead..]);
+            return self.at_cursor(&kept[copied..]);
         }
         let code = kept.iter().filter(|l| !l.trim().is_empty()).count();
         (code >= 2).then(|| kept.join("\n"))
     }
 
     /// Lines of an answer that start on a line of their own, as the answer
-    /// at the cursor: the first line loses the indentation the cursor
-    /// already has. None when it is not at the cursor's indentation.
+    /// at the cursor: blank lines before it are dropped and the first line
+    /// loses the indentation the cursor already has. None when it is not at
+    /// the cursor's indentation.
     fn at_cursor(&self, lines: &[&str]) -> Option<String> {
+        let lines = &lines[lines.iter().take_while(|l| l.trim().is_empty()).count()..];
         let (first, rest) = lines.split_first().filter(|(l, _)| indent_width(l) == self.cursor_w())?;
         Some(std::iter::once(first.trim_start()).chain(rest.iter().copied()).collect::<Vec<_>>().join("\n"))
     }
