@@ -156,6 +156,7 @@ async fn healing_holds_the_generation_to_the_typed_word() {
         avoid: None,
         avoid_breaks: false,
         first_window: None,
+        share_ms: 0,
     };
     let free = engine.complete(job("")).await.unwrap().text;
     for word in ["stat", "headers", "zqx_", "elap"] {
@@ -322,8 +323,9 @@ async fn an_early_answer_is_the_start_of_the_whole_one() {
 
 /// A first request whose whole prompt would take long to evaluate is
 /// answered from a small window of the nearest lines, in a slot of its
-/// own; once the whole prompt is built (in the background), requests use
-/// it, and cost only their own tokens.
+/// own; the build in the background fills a larger second window first,
+/// which the next requests use, then the whole prompt, which requests use
+/// once it is in, and cost only their own tokens.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cold_document_is_answered_from_a_first_window_then_the_whole_prompt() {
     let engine = Engine::spawn();
@@ -351,10 +353,26 @@ async fn a_cold_document_is_answered_from_a_first_window_then_the_whole_prompt()
     assert!(first.prompt_tokens as f64 <= budget * 1.5, "sized to the budget: {first:?}");
     assert!(!first_text.trim().is_empty(), "the first window answers");
 
-    // The whole prompt, built in the background as the server does after
-    // such an answer.
+    // The server's build after such an answer: a second window first,
+    // which keeps the engine for its share even when a request waits (the
+    // request is sent once the build is under way), then the whole prompt,
+    // which yields to the request.
     let (snap, anchor) = doc.plan(cursor, &cfg, None);
-    assert!(complete::warm(&engine, &family, "doc", &Spot { snap: &snap, cursor, anchor }, &cfg).await);
+    let build = {
+        let (engine, family, snap, cfg) = (engine.clone(), family.clone(), snap.clone(), cfg.clone());
+        tokio::spawn(async move { complete::warm(&engine, &family, "doc", &Spot { snap: &snap, cursor, anchor }, &cfg, 600_000).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (second_text, second) = run_with(&engine, &family, "doc", &mut doc, cursor, &cfg).await;
+    eprintln!("second window: {second_text:?} {second:?}");
+    assert!(!build.await.unwrap(), "the whole prompt's build yields to the request");
+    assert!(second.first_window, "{second:?}");
+    assert!(second.prompt_tokens > first.prompt_tokens * 2, "a second, larger window: {second:?}");
+    assert!(second.evaluated_tokens <= 2, "built by the background: {second:?}");
+    assert!(!second_text.trim().is_empty());
+
+    // The rest of the build, when nothing waits.
+    assert!(complete::warm(&engine, &family, "doc", &Spot { snap: &snap, cursor, anchor }, &cfg, 0).await);
     let (whole_text, whole) = run_with(&engine, &family, "doc", &mut doc, cursor, &cfg).await;
     assert!(!whole.first_window);
     assert!(whole.prompt_tokens > 600 && whole.evaluated_tokens <= 1, "{whole:?}");

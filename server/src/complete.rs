@@ -181,6 +181,7 @@ fn job_for(
         avoid: None,
         avoid_breaks: false,
         first_window: small.clone().map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms }),
+        share_ms: 0,
     };
     let again = code_belongs.then(|| Retry {
         job: job(prompt.clone(), cancel.clone()),
@@ -249,7 +250,8 @@ fn first_window_tokens(tps: f64, budget_ms: u64) -> usize {
 /// StarCoder's tokenizers give 3-4): low, so the window stays within budget.
 const CHARS_PER_TOKEN: usize = 3;
 
-/// The prompt of a first window for a spot (see `CompletionJob::first_window`):
+/// The prompt of a smaller window for a spot (see `CompletionJob::first_window`),
+/// sized to a budget the engine names (the first window's, or the second's):
 /// the nearest lines, 3/4 before the cursor and 1/4 after it, the imports
 /// and enclosing headers when they fit, no other files; None when it is
 /// off. Built only if the engine asks for it (the whole prompt is not
@@ -259,11 +261,11 @@ fn first_window(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig, whole:
     if cfg.first_answer_ms == 0 {
         return None;
     }
-    let (budget_ms, cfg) = (cfg.first_answer_ms, cfg.clone());
+    let cfg = cfg.clone();
     let size = |pieces: &[Piece]| pieces.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 1 }).sum::<usize>();
     let whole_size = size(whole);
     let (family, snap, cursor, anchor) = (family.clone(), spot.snap.clone(), spot.cursor, spot.anchor);
-    Some(Arc::new(move |tps: f64| {
+    Some(Arc::new(move |tps: f64, budget_ms: u64| {
         let chars = first_window_tokens(tps, budget_ms) * CHARS_PER_TOKEN;
         let small = CompletionConfig { prefix_chars: chars * 3 / 4, suffix_chars: chars / 4, cross_file_chars: 0, ..cfg.clone() };
         let snap = |header: Option<(usize, Arc<str>)>| Snapshot { window: None, cross_file: None, header, ..snap.clone() };
@@ -295,11 +297,14 @@ fn finish(trimmer: &Trimmer, stats: Generation, version: i32) -> Suggestion {
 }
 
 /// Pre-fills the slot's KV cache with the prompt for a spot, in the
-/// background: it yields to any foreground request. Returns whether it ran
-/// to the end.
-pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig) -> bool {
+/// background: it yields to any foreground request. When the whole prompt
+/// is far from cached, a second window (`CompletionJob::first_window`)
+/// is filled first, keeping the engine `share_ms` from the start even
+/// when a request waits. Returns whether it ran to the end.
+pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig, share_ms: u64) -> bool {
     let (_, prompt) = prepare(family, spot, cfg);
-    let job = CompletionJob { background: true, ..CompletionJob::new(slot, prompt, 0) };
+    let first_window = first_window(family, spot, cfg, &prompt).map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms });
+    let job = CompletionJob { background: true, first_window, share_ms, ..CompletionJob::new(slot, prompt, 0) };
     matches!(engine.complete(job).await, Ok(g) if !g.cancelled)
 }
 

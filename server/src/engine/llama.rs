@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -23,7 +23,7 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
 use super::kvstore::{self, KvStore};
-use super::{check_model_file, CompletionJob, EngineError, Generation, ModelInfo, Msg};
+use super::{check_model_file, CompletionJob, EngineError, FirstWindow, Generation, ModelInfo, Msg};
 use crate::config::EngineConfig;
 use crate::prompt::{self, Family, Piece};
 
@@ -362,6 +362,17 @@ fn first_window_key(key: &str) -> String {
     format!("{key}\u{1}first-window")
 }
 
+/// The slot key of a document's second window: a window between the first
+/// one and the whole prompt, which a build fills first (with a share of
+/// the engine's time while typing goes on) and requests then move to.
+fn second_window_key(key: &str) -> String {
+    format!("{key}\u{1}second-window")
+}
+
+/// The second window's budget, in first-window budgets: on 2 cores about
+/// 500 tokens (the first is 64), built in about 10 s while typing goes on.
+const SECOND_WINDOW_FACTOR: u64 = 8;
+
 /// A saved state must give at least this many more tokens than the slot
 /// already holds to be worth reading from disk.
 const RESTORE_MIN: usize = 64;
@@ -486,11 +497,11 @@ impl Server<'_> {
         }
     }
 
-    /// A document closed: its slot (and its first window's) is saved and freed.
+    /// A document closed: its slot (and its smaller windows') is saved and freed.
     fn release(&mut self, key: &str) {
-        let first = first_window_key(key);
+        let smaller = [first_window_key(key), second_window_key(key)];
         for i in 0..self.slots.len() {
-            if self.slots[i].key == key || self.slots[i].key == first {
+            if self.slots[i].key == key || smaller.contains(&self.slots[i].key) {
                 self.save_slot(i);
                 self.free_slot(i);
             }
@@ -632,6 +643,58 @@ impl Server<'_> {
         job.cancel.is_cancelled() || (job.background && self.pending.load(Ordering::Acquire) > 0)
     }
 
+    /// Evaluates `prompt` from `n_past` into slot `seq` (whose cache holds
+    /// its first `n_past` tokens), in chunks; false when it stopped first
+    /// (cancelled, or background work with a request waiting, which a
+    /// build with a `share` deadline keeps the engine from until then).
+    fn fill(
+        &mut self,
+        seq: usize,
+        prompt: &[LlamaToken],
+        mut n_past: usize,
+        job: &CompletionJob,
+        share: Option<Instant>,
+        gen: &mut Generation,
+    ) -> Result<bool, EngineError> {
+        self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(n_past as u32), None).map_err(|e| EngineError::Llama(e.to_string()))?;
+        self.slots[seq].tokens.truncate(n_past);
+        // Chunks small enough that a cancel is seen within a fraction of a
+        // second on a CPU, large enough to keep the matmuls efficient;
+        // background work, which a keystroke must not wait for, in chunks
+        // of about `BACKGROUND_CHUNK_S`.
+        let chunk = if job.background { ((self.tokens_per_s() * BACKGROUND_CHUNK_S) as usize).clamp(16, EVAL_CHUNK) } else { EVAL_CHUNK };
+        while n_past < prompt.len() {
+            let sharing = share.is_some_and(|until| Instant::now() < until);
+            if job.cancel.is_cancelled() || (!sharing && self.should_stop(job)) {
+                return Ok(false);
+            }
+            let end = (n_past + self.n_batch.min(chunk)).min(prompt.len());
+            let chunk = prompt[n_past..end].to_vec();
+            self.decode(seq, &chunk, n_past)?;
+            self.slots[seq].tokens.extend_from_slice(&chunk);
+            gen.evaluated_tokens += chunk.len();
+            n_past = end;
+        }
+        Ok(true)
+    }
+
+    /// How many of `prompt`'s first tokens the slot keyed `key` holds.
+    fn cached_in(&self, key: &str, prompt: &[LlamaToken]) -> usize {
+        self.slots.iter().find(|s| s.key == key).map_or(0, |s| s.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count())
+    }
+
+    /// The tokens of a smaller window sized to `budget_ms` of evaluation
+    /// at the engine's speed; empty when there is none (off, or not much
+    /// smaller than the whole prompt of `whole` tokens).
+    fn small_window(&self, fw: &FirstWindow, budget_ms: u64, whole: usize, max_tokens: u32) -> Result<Vec<LlamaToken>, EngineError> {
+        let small = match (fw.prompt)(self.tokens_per_s(), budget_ms) {
+            Some(pieces) => self.tokenize(&pieces)?,
+            None => return Ok(Vec::new()),
+        };
+        let fits = small.len() + (max_tokens as usize) < self.ctx.n_ctx() as usize && small.len() < whole;
+        Ok(if fits { small } else { Vec::new() })
+    }
+
     fn complete(&mut self, mut job: CompletionJob) -> Result<Generation, EngineError> {
         if !job.background && super::test_fault(&job.slot, "locode-test-panic-request") {
             panic!("test fault: request");
@@ -659,28 +722,59 @@ impl Server<'_> {
         if prompt.len() - n_past > RESTORE_MIN {
             n_past = self.restore(seq, &prompt, n_past, &mut gen);
         }
-        // Too long to evaluate now: answer from the small first window, in
-        // a slot of its own (the caller builds the whole prompt meanwhile).
+        // Too long to evaluate now: answer from a smaller window, in a slot
+        // of its own (the caller builds the whole prompt meanwhile): the
+        // second window once it is in the cache, else the first window.
         if let Some(fw) = job.first_window.take() {
-            let key = first_window_key(&job.slot);
-            let need_ms = (prompt.len() - n_past) as f64 / self.tokens_per_s() * 1e3;
-            if !job.background && need_ms > fw.budget_ms as f64 && self.slots.len() > 1 {
-                let small = match (fw.prompt)(self.tokens_per_s()) {
-                    Some(pieces) => self.tokenize(&pieces)?,
-                    None => Vec::new(),
+            let keys = [first_window_key(&job.slot), second_window_key(&job.slot)];
+            let need_ms = |n: usize, tps: f64| n as f64 / tps * 1e3;
+            let budget = fw.budget_ms as f64;
+            if need_ms(prompt.len() - n_past, self.tokens_per_s()) > budget && self.slots.len() > 1 {
+                let second = if self.slots.len() > 2 {
+                    self.small_window(&fw, fw.budget_ms.saturating_mul(SECOND_WINDOW_FACTOR), prompt.len(), job.max_tokens)?
+                } else {
+                    Vec::new()
                 };
-                if !small.is_empty() && small.len() + (job.max_tokens as usize) < n_ctx && small.len() < prompt.len() {
-                    tracing::debug!(whole = prompt.len(), need_ms, small = small.len(), "answering from the first window");
-                    prompt = small;
-                    gen.prompt_tokens = prompt.len();
-                    gen.first_window = true;
-                    gen.restored_tokens = 0;
-                    seq = self.slot_for(&key);
-                    n_past = shared(&self.slots[seq].tokens, &prompt);
+                let second_missing = if second.is_empty() { 0 } else { second.len() - self.cached_in(&keys[1], &second) };
+                if job.background {
+                    // A build: the second window first, with its share of
+                    // the engine's time while requests wait; then the whole.
+                    if second_missing > 0 {
+                        let share = Some(t0 + Duration::from_millis(job.share_ms));
+                        let s = self.slot_for(&keys[1]);
+                        let from = self.cached_in(&keys[1], &second);
+                        tracing::debug!(second = second.len(), from, "building the second window");
+                        if !self.fill(s, &second, from, &job, share, &mut gen)? {
+                            gen.cancelled = true;
+                            return Ok(gen);
+                        }
+                        seq = self.slot_for(&job.slot);
+                        n_past = n_past.min(self.slots[seq].tokens.len());
+                    }
+                } else {
+                    let (small, key) = if !second.is_empty() && need_ms(second_missing, self.tokens_per_s()) <= budget {
+                        (second, &keys[1])
+                    } else {
+                        let first = self.small_window(&fw, fw.budget_ms, prompt.len(), job.max_tokens)?;
+                        (first, &keys[0])
+                    };
+                    if !small.is_empty() {
+                        tracing::debug!(whole = prompt.len(), small = small.len(), key = %key.escape_debug(), "answering from a smaller window");
+                        prompt = small;
+                        gen.prompt_tokens = prompt.len();
+                        gen.first_window = true;
+                        gen.restored_tokens = 0;
+                        seq = self.slot_for(key);
+                        n_past = shared(&self.slots[seq].tokens, &prompt);
+                    }
                 }
-            } else if let Some(i) = self.slots.iter().position(|s| s.key == key) {
-                // The whole prompt is ready: its first window is done with.
-                self.free_slot(i);
+            } else {
+                // The whole prompt is ready: the smaller windows are done with.
+                for key in &keys {
+                    if let Some(i) = self.slots.iter().position(|s| &s.key == key) {
+                        self.free_slot(i);
+                    }
+                }
             }
         }
         n_past = n_past.min(prompt.len() - 1);
@@ -702,26 +796,11 @@ impl Server<'_> {
                 "prompt diverges from the cache"
             );
         }
-        self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(n_past as u32), None).map_err(|e| EngineError::Llama(e.to_string()))?;
-        self.slots[seq].tokens.truncate(n_past);
-
-        // Chunks small enough that a cancel is seen within a fraction of a
-        // second on a CPU, large enough to keep the matmuls efficient;
-        // background work, which a keystroke must not wait for, in chunks
-        // of about `BACKGROUND_CHUNK_S`.
-        let chunk = if job.background { ((self.tokens_per_s() * BACKGROUND_CHUNK_S) as usize).clamp(16, EVAL_CHUNK) } else { EVAL_CHUNK };
-        while n_past < prompt.len() {
-            if self.should_stop(&job) {
-                gen.cancelled = true;
-                return Ok(gen);
-            }
-            let end = (n_past + self.n_batch.min(chunk)).min(prompt.len());
-            let chunk = prompt[n_past..end].to_vec();
-            self.decode(seq, &chunk, n_past)?;
-            self.slots[seq].tokens.extend_from_slice(&chunk);
-            gen.evaluated_tokens += chunk.len();
-            n_past = end;
+        if !self.fill(seq, &prompt, n_past, &job, None, &mut gen)? {
+            gen.cancelled = true;
+            return Ok(gen);
         }
+        n_past = prompt.len();
         gen.prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
         if !job.background && gen.restored_tokens == 0 {
             self.note_speed(gen.evaluated_tokens, gen.prompt_ms / 1e3);

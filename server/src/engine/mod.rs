@@ -89,6 +89,11 @@ pub struct CompletionJob {
     /// the answer then comes from it, in a slot of its own, and the caller
     /// builds the whole prompt in the background (`Generation::first_window`).
     pub first_window: Option<FirstWindow>,
+    /// Background work that builds a second window (`FirstWindow`) keeps
+    /// the engine this many milliseconds from its start even when a request
+    /// waits: a share of the engine's time, so that the window is built
+    /// while typing goes on. 0: it yields at once.
+    pub share_ms: u64,
 }
 
 impl CompletionJob {
@@ -109,14 +114,16 @@ impl CompletionJob {
             avoid: None,
             avoid_breaks: false,
             first_window: None,
+            share_ms: 0,
         }
     }
 }
 
-/// Builds a first window's prompt when the engine needs it, sized to the
-/// engine's prompt speed (tokens/s, measured as it runs); None when it
-/// would not be much smaller than the whole one.
-pub type SmallPrompt = Arc<dyn Fn(f64) -> Option<Vec<Piece>> + Send + Sync>;
+/// Builds a smaller window's prompt when the engine needs it, sized to
+/// what the engine evaluates in a budget (milliseconds) at its prompt speed
+/// (tokens/s, measured as it runs); None when it would not be much smaller
+/// than the whole one.
+pub type SmallPrompt = Arc<dyn Fn(f64, u64) -> Option<Vec<Piece>> + Send + Sync>;
 
 /// See `CompletionJob::first_window`.
 pub struct FirstWindow {

@@ -115,7 +115,7 @@ impl Backend {
                 session.plan(cursor, &cfg, workspace)
             };
             let spot = complete::Spot { snap: &snap, cursor, anchor };
-            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg).await;
+            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg, 0).await;
             if done {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -123,10 +123,13 @@ impl Backend {
         });
     }
 
-    /// The answer came from a small first window (the whole prompt would
-    /// have taken too long): build the whole prompt's cache now, in the
-    /// background, yielding to every request; once it is in, requests use
-    /// it. One build in flight per document.
+    /// The answer came from a smaller window (the whole prompt would have
+    /// taken too long): build the whole prompt's cache now, in the
+    /// background; once it is in, requests use it. One build in flight per
+    /// document. It fills a second window first (about 8 first windows),
+    /// keeping the engine up to half the first-answer budget after each
+    /// answer even while the next request waits, so that it is built while
+    /// typing goes on; the rest yields to every request.
     ///
     /// `upgrade`: the position the first-window answer was shown at. When
     /// the build is done and the user has neither edited nor asked
@@ -153,7 +156,7 @@ impl Backend {
         let client = self.client.clone();
         tokio::spawn(async move {
             let spot = complete::Spot { snap: &snap, cursor, anchor };
-            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg).await;
+            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg, cfg.first_answer_ms / 2).await;
             state.building.lock().unwrap().remove(&key);
             if done {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -226,7 +229,7 @@ impl Backend {
                 return;
             }
             let spot = complete::Spot { snap: &snap, cursor, anchor: new_anchor };
-            if complete::warm(&state.engine, &family, &key, &spot, &cfg).await {
+            if complete::warm(&state.engine, &family, &key, &spot, &cfg, 0).await {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut docs = state.sessions.lock().unwrap();
                 if let Some(session) = docs.get_mut(&key) {
