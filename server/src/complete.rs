@@ -89,6 +89,10 @@ async fn answer(
     };
     job.avoid = Some(first.stats.first_word.clone());
     job.avoid_breaks = trimmer.open_line();
+    if let Some((lead, word)) = trimmer.loop_retry(&first.stats.text) {
+        job.forced_prefix = lead;
+        job.avoid = Some(word);
+    }
     let second = finish(trimmer, engine.complete(job).await?, version);
     tracing::debug!(first = ?first.stats.text, second = ?second.stats.text, "both tries, as generated");
     let keep_first = !first.text.is_empty() && (second.stats.cancelled || unfit(&second.text, &needed));
@@ -229,29 +233,12 @@ fn needed_below(spot: &Spot<'_>) -> Vec<String> {
 /// name first read further down is more likely bound by code still to come.
 const NEEDED_LINES: usize = 12;
 
-/// Prompt tokens a first window may take, from the engine's speed: what
-/// it evaluates in `first_answer_ms`, less a fifth for the answer's first
-/// tokens, in steps (64, 96, 128, 192, 256...) so that the window, and with
-/// it the cached small prompt, stays put while the measured speed wavers.
-fn first_window_tokens(tps: f64, budget_ms: u64) -> usize {
-    let t = (tps * budget_ms as f64 / 1e3 * 0.8) as usize;
-    let mut step = 64;
-    while step * 2 <= t {
-        step *= 2;
-    }
-    if step * 3 / 2 <= t {
-        step * 3 / 2
-    } else {
-        step
-    }
-}
-
 /// Characters a prompt token stands for in code, about (Qwen's and
 /// StarCoder's tokenizers give 3-4): low, so the window stays within budget.
 const CHARS_PER_TOKEN: usize = 3;
 
 /// The prompt of a smaller window for a spot (see `CompletionJob::first_window`),
-/// sized to a budget the engine names (the first window's, or the second's):
+/// of about as many tokens as the engine names (the first window's, or the second's):
 /// the nearest lines, 3/4 before the cursor and 1/4 after it, the imports
 /// and enclosing headers when they fit, no other files; None when it is
 /// off. Built only if the engine asks for it (the whole prompt is not
@@ -265,8 +252,8 @@ fn first_window(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig, whole:
     let size = |pieces: &[Piece]| pieces.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 1 }).sum::<usize>();
     let whole_size = size(whole);
     let (family, snap, cursor, anchor) = (family.clone(), spot.snap.clone(), spot.cursor, spot.anchor);
-    Some(Arc::new(move |tps: f64, budget_ms: u64| {
-        let chars = first_window_tokens(tps, budget_ms) * CHARS_PER_TOKEN;
+    Some(Arc::new(move |tokens: usize| {
+        let chars = tokens * CHARS_PER_TOKEN;
         let small = CompletionConfig { prefix_chars: chars * 3 / 4, suffix_chars: chars / 4, cross_file_chars: 0, ..cfg.clone() };
         let snap = |header: Option<(usize, Arc<str>)>| Snapshot { window: None, cross_file: None, header, ..snap.clone() };
         let mut ctx = context::build(&snap(None), cursor, anchor, &small);

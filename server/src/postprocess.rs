@@ -462,6 +462,22 @@ impl Trimmer {
         (!text.trim().is_empty()).then_some(text)
     }
 
+    /// A second try after a loop header that came to nothing (`for i, v :=
+    /// range xs {` with `v` never read, `for n > 0 {` where the code below
+    /// reads a loop variable it does not bind): a loop again, but not over
+    /// the same first name. The text the second try starts with (as
+    /// generated, up to `for `) and the word after it that it may not write;
+    /// None when `generated` is not such a header (`for (` is left alone).
+    pub fn loop_retry(&self, generated: &str) -> Option<(String, String)> {
+        if !self.open_line {
+            return None;
+        }
+        let lead = generated.len() - generated.trim_start().len();
+        let after = generated[lead..].strip_prefix("for ")?;
+        let word_len = after.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(after.len());
+        (word_len > 0 && generated.starts_with(&self.heal)).then(|| (generated[..lead + 4].to_string(), format!(" {}", &after[..word_len])))
+    }
+
     /// The final suggestion for `generated`, not known to have ended; empty
     /// when nothing fits.
     pub fn finish(&self, generated: &str) -> String {
@@ -530,11 +546,68 @@ impl Trimmer {
             }
         };
         let text = self.syntax_cut(text, opened.unwrap_or(self.mode));
-        if text.trim().is_empty() {
+        if text.trim().is_empty() || self.strands_below(&text) || self.leaves_unused(&text) {
             String::new()
         } else {
             text
         }
+    }
+
+    /// On an open line of a language of braces, is the code below deeper
+    /// than the answer's last line while that line ends a statement? That
+    /// code is then the body (or the rest) of an emptied line, left without
+    /// what opens it (HumanEval-X Go/56/L12: `return count == 0` above the
+    /// `if`'s body and its `} else {`).
+    fn strands_below(&self, text: &str) -> bool {
+        if !self.open_line || syntax::grammar(self.language).is_none_or(|g| g.indent_blocks) {
+            return false;
+        }
+        let (Some(next), Some((_, below))) = (self.next_indent, self.below.first()) else { return false };
+        let Some((i, last)) = text.split('\n').enumerate().filter(|(_, l)| !l.trim().is_empty()).last() else { return false };
+        let width = indent_width(last) + if i == 0 { self.cursor_w() } else { 0 };
+        // A line below that goes on from the one before (`.then(f)`, `&& b`).
+        let goes_on = below.starts_with(['.', '?', ':', '+', '-', '*', '/', '%', '&', '|', '^', '<', '>', '=', ')', ']', '}', ',']);
+        if next <= width || goes_on {
+            return false;
+        }
+        let code = self.language.code_of_line(last).trim();
+        let open =
+            code.ends_with(['{', '(', '[', ',', '=', '+', '-', '*', '/', '%', '&', '|', '^', '<', '>', '?', ':', '\\', '.', '`', '!']);
+        let word = code.rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
+        !(code.is_empty() || open || matches!(word, "else" | "do") || self.language.braceless_header(code))
+    }
+
+    /// In a language where a local declared and never read does not compile
+    /// (Go), does the answer declare one (`a, b := f()`, `for i, v := range
+    /// xs`) that neither the rest of the answer nor the code after the
+    /// cursor in the same scope reads? (HumanEval-X Go/111/L5: `v` in
+    /// `for i, v := range lst` where the code below reads `i` as the element.)
+    fn leaves_unused(&self, text: &str) -> bool {
+        if !syntax::grammar(self.language).is_some_and(|g| g.unused_is_error) {
+            return false;
+        }
+        let first = self.language.code_of_line(text.split('\n').next().unwrap_or(""));
+        let Some((lhs, _)) = first.split_once(":=") else { return false };
+        let rest = &text[text.find(":=").map_or(0, |i| i + 2)..];
+        let lhs = lhs.trim_start().trim_start_matches("for ").trim_start_matches("if ").trim_start_matches("switch ");
+        let names: Vec<&str> = lhs.split(',').map(str::trim).collect();
+        if !names.iter().all(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_')) {
+            return false;
+        }
+        // The rest of the scope around the cursor: up to the first line
+        // below at or left of the line that starts it (its `}`).
+        let scope_end = self.scope_indent.map_or(self.after.len(), |w| {
+            let mut at = self.after.find('\n').map_or(self.after.len(), |i| i + 1);
+            for line in self.after[at..].split_inclusive('\n') {
+                if !line.trim().is_empty() && indent_width(line) <= w {
+                    break;
+                }
+                at += line.len();
+            }
+            at
+        });
+        let scope = &self.after[..scope_end];
+        names.iter().any(|&n| n != "_" && !syntax::mentions(rest, n) && !syntax::mentions(scope, n))
     }
 
     /// Block bodies indented to the cursor's context: a body the model put
@@ -933,6 +1006,54 @@ mod tests {
             "for (int x : xs) {\n            s += x;\n        }\n        return s;\n",
             "for (int x : xs) {\n            s += x;\n        }",
         );
+    }
+
+    #[test]
+    fn an_open_line_above_a_deeper_body_must_open_it() {
+        // The `if` line was emptied: its body and `} else {` are below.
+        let go = "func f(count int) bool {\n    $0\n        return true\n    } else {\n        return false\n    }\n}\n";
+        check(Language::Go, go, "return count == 0\n}\n", "");
+        check(Language::Go, go, "if count == 0 {\n", "if count == 0 {");
+        // A braceless header takes the deeper line as its body.
+        let java = "class A {\n    int f(int x) {\n        $0\n            return 1;\n        return 0;\n    }\n}\n";
+        check(Language::Java, java, "if (x > 0)\n", "if (x > 0)");
+        check(Language::Java, java, "x++;\n", "");
+        // A deeper line that goes on from this one (`.then(...)`).
+        let js = "function f(p) {\n  $0\n    .then((r) => r.json());\n}\n";
+        check(Language::JavaScript, js, "return fetch(p)\n", "return fetch(p)");
+    }
+
+    #[test]
+    fn go_answers_do_not_declare_what_nothing_reads() {
+        let go = "func f(lst []int) int {\n    s := 0\n    $0\n        s += i\n    }\n    return s\n}\n";
+        // `v` is never read: "declared and not used".
+        check(Language::Go, go, "for i, v := range lst {\n", "");
+        check(Language::Go, go, "for _, i := range lst {\n", "for _, i := range lst {");
+        // Read below, or not.
+        let go2 = "func f(a []int) int {\n    $0\n    return n\n}\n";
+        check(Language::Go, go2, "n := len(a)\n", "n := len(a)");
+        check(Language::Go, go2, "n, err := g(a)\n", "");
+        // `ok` read in the answer itself (its own condition), `n` below.
+        let go3 = "func f(a []int) int {\n    $0\n        return n\n    }\n    return 0\n}\n";
+        check(Language::Go, go3, "if n, ok := g(a); ok {\n", "if n, ok := g(a); ok {");
+        // Read only in another function further down: not read here.
+        let go4 = "func f(a []int) int {\n    $0\n    return 0\n}\n\nfunc g(n int) int {\n    return n\n}\n";
+        check(Language::Go, go4, "n := len(a)\n", "");
+        // Other languages leave unread locals alone.
+        let ts = "function f(a: number[]): number {\n    $0\n    return 0;\n}\n";
+        check(Language::TypeScript, ts, "const n = a.length;\n", "const n = a.length;");
+    }
+
+    #[test]
+    fn a_loop_header_retries_as_a_loop_over_another_name() {
+        let go = "func f(lst []int) int {\n    s := 0\n    $0\n        s += i\n    }\n    return s\n}\n";
+        let t = Trimmer::new(&crate::fixture::context(Language::Go, go), 12);
+        assert_eq!(t.loop_retry("for i, v := range lst {"), Some(("for ".to_string(), " i".to_string())));
+        // C's `for (` is left alone, as is any other line.
+        let c = "int f(int n) {\n    int s = 0;\n    $0\n    return s;\n}\n";
+        let t = Trimmer::new(&crate::fixture::context(Language::C, c), 12);
+        assert_eq!(t.loop_retry("for (int i = 0; i < n; i++) {"), None);
+        assert_eq!(t.loop_retry("s = n;"), None);
     }
 
     #[test]

@@ -191,6 +191,10 @@ fn special_token(model: &LlamaModel, text: &str) -> Option<LlamaToken> {
 struct Slot<T = LlamaToken> {
     key: String,
     tokens: Vec<T>,
+    /// A smaller window's size in tokens, as first asked for: kept while
+    /// the slot holds it, so that a wavering speed estimate does not
+    /// change the window (and evaluate it again). 0 for a whole prompt.
+    window: usize,
 }
 
 /// Slot indices, most recently used first.
@@ -284,7 +288,7 @@ fn serve(
         ctx,
         batch: LlamaBatch::new(n_batch as usize, 1),
         n_batch: n_batch as usize,
-        slots: (0..n_slots).map(|_| Slot { key: String::new(), tokens: Vec::new() }).collect(),
+        slots: (0..n_slots).map(|_| Slot { key: String::new(), tokens: Vec::new(), window: 0 }).collect(),
         recency: lru::LruCache::new(std::num::NonZeroUsize::new(n_slots as usize).expect("at least one slot")),
         pieces: None,
         enders: None,
@@ -367,6 +371,23 @@ fn first_window_key(key: &str) -> String {
 /// the engine's time while typing goes on) and requests then move to.
 fn second_window_key(key: &str) -> String {
     format!("{key}\u{1}second-window")
+}
+
+/// Prompt tokens a smaller window may take, from the engine's speed: what
+/// it evaluates in `budget_ms`, less a fifth for the answer's first tokens,
+/// in steps (64, 96, 128, 192, 256...) so that the window, and with it the
+/// cached small prompt, stays put while the measured speed wavers.
+fn window_tokens(tps: f64, budget_ms: u64) -> usize {
+    let t = (tps * budget_ms as f64 / 1e3 * 0.8) as usize;
+    let mut step = 64;
+    while step * 2 <= t {
+        step *= 2;
+    }
+    if step * 3 / 2 <= t {
+        step * 3 / 2
+    } else {
+        step
+    }
 }
 
 /// The second window's budget, in first-window budgets: on 2 cores about
@@ -510,6 +531,7 @@ impl Server<'_> {
 
     fn free_slot(&mut self, i: usize) {
         self.slots[i].tokens.clear();
+        self.slots[i].window = 0;
         self.slots[i].key.clear();
         self.recency.pop(&i);
         let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
@@ -598,6 +620,7 @@ impl Server<'_> {
             let slot = &mut self.slots[idx];
             slot.key = key.to_string();
             slot.tokens.clear();
+            slot.window = 0;
             let _ = self.ctx.clear_kv_cache_seq(Some(idx as u32), None, None);
         }
         self.recency.put(idx, ());
@@ -683,16 +706,27 @@ impl Server<'_> {
         self.slots.iter().find(|s| s.key == key).map_or(0, |s| s.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count())
     }
 
-    /// The tokens of a smaller window sized to `budget_ms` of evaluation
-    /// at the engine's speed; empty when there is none (off, or not much
-    /// smaller than the whole prompt of `whole` tokens).
-    fn small_window(&self, fw: &FirstWindow, budget_ms: u64, whole: usize, max_tokens: u32) -> Result<Vec<LlamaToken>, EngineError> {
-        let small = match (fw.prompt)(self.tokens_per_s(), budget_ms) {
+    /// The tokens of the smaller window kept in the slot `key`, sized to
+    /// `budget_ms` of evaluation at the engine's speed (or to the size the
+    /// slot was built at, while it holds it), and that size; empty when
+    /// there is none (off, or not much smaller than the whole prompt of
+    /// `whole` tokens).
+    fn small_window(
+        &self,
+        fw: &FirstWindow,
+        key: &str,
+        budget_ms: u64,
+        whole: usize,
+        max_tokens: u32,
+    ) -> Result<(Vec<LlamaToken>, usize), EngineError> {
+        let kept = self.slots.iter().find(|s| s.key == key && !s.tokens.is_empty()).map_or(0, |s| s.window);
+        let size = if kept > 0 { kept } else { window_tokens(self.tokens_per_s(), budget_ms) };
+        let small = match (fw.prompt)(size) {
             Some(pieces) => self.tokenize(&pieces)?,
-            None => return Ok(Vec::new()),
+            None => return Ok((Vec::new(), size)),
         };
         let fits = small.len() + (max_tokens as usize) < self.ctx.n_ctx() as usize && small.len() < whole;
-        Ok(if fits { small } else { Vec::new() })
+        Ok((if fits { small } else { Vec::new() }, size))
     }
 
     fn complete(&mut self, mut job: CompletionJob) -> Result<Generation, EngineError> {
@@ -730,10 +764,10 @@ impl Server<'_> {
             let need_ms = |n: usize, tps: f64| n as f64 / tps * 1e3;
             let budget = fw.budget_ms as f64;
             if need_ms(prompt.len() - n_past, self.tokens_per_s()) > budget && self.slots.len() > 1 {
-                let second = if self.slots.len() > 2 {
-                    self.small_window(&fw, fw.budget_ms.saturating_mul(SECOND_WINDOW_FACTOR), prompt.len(), job.max_tokens)?
+                let (second, second_size) = if self.slots.len() > 2 {
+                    self.small_window(&fw, &keys[1], fw.budget_ms.saturating_mul(SECOND_WINDOW_FACTOR), prompt.len(), job.max_tokens)?
                 } else {
-                    Vec::new()
+                    (Vec::new(), 0)
                 };
                 let second_missing = if second.is_empty() { 0 } else { second.len() - self.cached_in(&keys[1], &second) };
                 if job.background {
@@ -741,8 +775,9 @@ impl Server<'_> {
                     // the engine's time while requests wait; then the whole.
                     if second_missing > 0 {
                         let share = Some(t0 + Duration::from_millis(job.share_ms));
-                        let s = self.slot_for(&keys[1]);
                         let from = self.cached_in(&keys[1], &second);
+                        let s = self.slot_for(&keys[1]);
+                        self.slots[s].window = second_size;
                         tracing::debug!(second = second.len(), from, "building the second window");
                         if !self.fill(s, &second, from, &job, share, &mut gen)? {
                             gen.cancelled = true;
@@ -752,11 +787,11 @@ impl Server<'_> {
                         n_past = n_past.min(self.slots[seq].tokens.len());
                     }
                 } else {
-                    let (small, key) = if !second.is_empty() && need_ms(second_missing, self.tokens_per_s()) <= budget {
-                        (second, &keys[1])
+                    let (small, size, key) = if !second.is_empty() && need_ms(second_missing, self.tokens_per_s()) <= budget {
+                        (second, second_size, &keys[1])
                     } else {
-                        let first = self.small_window(&fw, fw.budget_ms, prompt.len(), job.max_tokens)?;
-                        (first, &keys[0])
+                        let (first, size) = self.small_window(&fw, &keys[0], fw.budget_ms, prompt.len(), job.max_tokens)?;
+                        (first, size, &keys[0])
                     };
                     if !small.is_empty() {
                         tracing::debug!(whole = prompt.len(), small = small.len(), key = %key.escape_debug(), "answering from a smaller window");
@@ -765,6 +800,7 @@ impl Server<'_> {
                         gen.first_window = true;
                         gen.restored_tokens = 0;
                         seq = self.slot_for(key);
+                        self.slots[seq].window = size;
                         n_past = shared(&self.slots[seq].tokens, &prompt);
                     }
                 }
@@ -1014,11 +1050,17 @@ impl Server<'_> {
                 *v = f32::NEG_INFINITY;
             }
         }
-        // The word as one token (how the first try wrote it).
-        let ids = vocab.tokenize(word, false, false);
-        if let [t] = ids[..] {
-            if let Some(v) = logits.get_mut(t.0 as usize) {
-                *v = f32::NEG_INFINITY;
+        // The word as one token (how the first try wrote it), and without
+        // its leading blank, as it comes after a forced one.
+        let bare = word.trim_ascii_start();
+        for w in [word, bare] {
+            if w.is_empty() {
+                continue;
+            }
+            if let [t] = vocab.tokenize(w, false, false)[..] {
+                if let Some(v) = logits.get_mut(t.0 as usize) {
+                    *v = f32::NEG_INFINITY;
+                }
             }
         }
     }
@@ -1226,7 +1268,7 @@ mod tests {
 
     /// Slots from (key, number of cached tokens).
     fn slots(v: &[(&str, usize)]) -> Vec<Slot<u32>> {
-        v.iter().map(|(key, n)| Slot { key: key.to_string(), tokens: vec![0; *n] }).collect()
+        v.iter().map(|(key, n)| Slot { key: key.to_string(), tokens: vec![0; *n], window: 0 }).collect()
     }
 
     /// Recency after using the slots in this order (the last most recently).

@@ -119,11 +119,10 @@ impl CompletionJob {
     }
 }
 
-/// Builds a smaller window's prompt when the engine needs it, sized to
-/// what the engine evaluates in a budget (milliseconds) at its prompt speed
-/// (tokens/s, measured as it runs); None when it would not be much smaller
-/// than the whole one.
-pub type SmallPrompt = Arc<dyn Fn(f64, u64) -> Option<Vec<Piece>> + Send + Sync>;
+/// Builds a smaller window's prompt of about as many tokens as the engine
+/// asks for (what it evaluates in a budget at its measured speed); None
+/// when it would not be much smaller than the whole one.
+pub type SmallPrompt = Arc<dyn Fn(usize) -> Option<Vec<Piece>> + Send + Sync>;
 
 /// See `CompletionJob::first_window`.
 pub struct FirstWindow {

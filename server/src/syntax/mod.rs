@@ -100,6 +100,10 @@ pub struct Grammar {
     /// measured per language on the quality bench (Java, JavaScript and Go
     /// write better lines with it; Rust's end-of-function lines worse).
     pub indentation_in_prefix: bool,
+    /// A local variable declared and never read does not compile (Go's
+    /// "declared and not used"): an answer that declares one that nothing
+    /// after it reads is no answer.
+    pub unused_is_error: bool,
     ts: fn() -> tree_sitter::Language,
     tags: &'static str,
     scopes: &'static str,
@@ -122,7 +126,7 @@ macro_rules! grammar {
      indent_blocks: $indent:expr, block_openers: $openers:expr, import_keywords: $keywords:expr,
      sibling_modules: $siblings:expr, folder_modules: $folder_modules:expr, folder_is_module: $folder_is_module:expr,
      import_paths: $paths:expr, family: $family:literal, line_comment: $comment:literal, quotes: $quotes:expr,
-     jumps: $jumps:expr, indentation_in_prefix: $indent_prefix:expr) => {
+     jumps: $jumps:expr, indentation_in_prefix: $indent_prefix:expr, unused_is_error: $unused:expr) => {
         Grammar {
             language: $lang,
             dir: $dir,
@@ -140,6 +144,7 @@ macro_rules! grammar {
             quotes: $quotes,
             jumps: $jumps,
             indentation_in_prefix: $indent_prefix,
+            unused_is_error: $unused,
             ts: || $ts.into(),
             tags: include_str!(concat!("../../../grammars/", $q, "/tags.scm")),
             scopes: include_str!(concat!("../../../grammars/", $q, "/scopes.scm")),
@@ -177,7 +182,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         line_comment: "//",
         quotes: &['"'],
         jumps: &["return", "break", "continue"],
-        indentation_in_prefix: false
+        indentation_in_prefix: false,
+        unused_is_error: false
     ),
     grammar!(
         Language::Python,
@@ -197,7 +203,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         line_comment: "#",
         quotes: &['"', '\''],
         jumps: &["return", "break", "continue", "raise"],
-        indentation_in_prefix: false
+        indentation_in_prefix: false,
+        unused_is_error: false
     ),
     grammar!(
         Language::JavaScript,
@@ -217,7 +224,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         line_comment: "//",
         quotes: &['"', '\'', '`'],
         jumps: &["return", "break", "continue", "throw"],
-        indentation_in_prefix: true
+        indentation_in_prefix: true,
+        unused_is_error: false
     ),
     grammar!(
         Language::TypeScript,
@@ -237,7 +245,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         line_comment: "//",
         quotes: &['"', '\'', '`'],
         jumps: &["return", "break", "continue", "throw"],
-        indentation_in_prefix: true
+        indentation_in_prefix: true,
+        unused_is_error: false
     ),
     grammar!(
         Language::Tsx,
@@ -257,7 +266,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         line_comment: "//",
         quotes: &['"', '\'', '`'],
         jumps: &["return", "break", "continue", "throw"],
-        indentation_in_prefix: true
+        indentation_in_prefix: true,
+        unused_is_error: false
     ),
     grammar!(
         Language::Go,
@@ -277,7 +287,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         line_comment: "//",
         quotes: &['"', '\'', '`'],
         jumps: &["return", "break", "continue", "goto", "panic"],
-        indentation_in_prefix: true
+        indentation_in_prefix: true,
+        unused_is_error: true
     ),
     grammar!(
         Language::C,
@@ -297,7 +308,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         line_comment: "//",
         quotes: &['"', '\''],
         jumps: &["return", "break", "continue", "goto"],
-        indentation_in_prefix: true
+        indentation_in_prefix: true,
+        unused_is_error: false
     ),
     grammar!(
         Language::Cpp,
@@ -317,7 +329,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         line_comment: "//",
         quotes: &['"', '\''],
         jumps: &["return", "break", "continue", "throw", "goto"],
-        indentation_in_prefix: true
+        indentation_in_prefix: true,
+        unused_is_error: false
     ),
     grammar!(
         Language::Java,
@@ -337,7 +350,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         line_comment: "//",
         quotes: &['"', '\''],
         jumps: &["return", "break", "continue", "throw"],
-        indentation_in_prefix: true
+        indentation_in_prefix: true,
+        unused_is_error: false
     ),
 ];
 
