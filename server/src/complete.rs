@@ -66,7 +66,7 @@ pub struct Flow {
 }
 
 /// The suggestion from `job`; where code belongs but it came to nothing
-/// (the model wrote a line that does not fit, only blanks, or nothing), or
+/// (the model wrote a line that does not fit, only blanks or comments, or nothing), or
 /// where the code below reads names nothing binds and the answer names none
 /// of them, a second try with `again`, which may neither start with the
 /// first try's first word nor end before it has written code. A second try
@@ -80,8 +80,9 @@ async fn answer(
     version: i32,
 ) -> Result<Suggestion, EngineError> {
     let first = finish(trimmer, engine.complete(job).await?, version);
-    let unfit =
-        |text: &str, needed: &[String]| text.is_empty() || (!needed.is_empty() && !needed.iter().any(|n| crate::syntax::mentions(text, n)));
+    let unfit = |text: &str, needed: &[String]| {
+        text.is_empty() || trimmer.only_comments(text) || (!needed.is_empty() && !needed.iter().any(|n| crate::syntax::mentions(text, n)))
+    };
     let Some(Retry { mut job, needed }) =
         again.filter(|r| unfit(&first.text, &r.needed) && !first.stats.cancelled && !first.stats.yielded && !r.job.cancel.is_cancelled())
     else {

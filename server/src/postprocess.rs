@@ -524,8 +524,13 @@ impl Trimmer {
                 let kept = kept_lines(&lines[..n]);
                 if kept.len() < 2 {
                     // An opener without its body does not parse (whatever
-                    // the grammar's error recovery says).
-                    return String::new();
+                    // the grammar's error recovery says), unless the body
+                    // is below already: the line was emptied (HumanEval-X
+                    // Java/123/L5).
+                    let width = kept.first().map_or(0, |l| indent_width(l)) + self.cursor_w();
+                    if !(self.open_line && self.next_indent.is_some_and(|n| n > width)) {
+                        return String::new();
+                    }
                 }
                 kept.join("\n")
             }
@@ -571,10 +576,25 @@ impl Trimmer {
             return false;
         }
         let code = self.language.code_of_line(last).trim();
+        // A comment opens nothing either (HumanEval-X Java/123/L5).
+        if code.is_empty() {
+            return true;
+        }
         let open =
             code.ends_with(['{', '(', '[', ',', '=', '+', '-', '*', '/', '%', '&', '|', '^', '<', '>', '?', ':', '\\', '.', '`', '!']);
         let word = code.rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
-        !(code.is_empty() || open || matches!(word, "else" | "do") || self.language.braceless_header(code))
+        !(open || matches!(word, "else" | "do") || self.language.braceless_header(code))
+    }
+
+    /// Is an answer on an open line nothing but comments, where code belongs?
+    /// (HumanEval-X Java/20/L14: `// Test the function with provided data
+    /// points` between two statements.) A second try is asked for; the
+    /// comment stays when that brings no code either.
+    pub fn only_comments(&self, text: &str) -> bool {
+        self.open_line
+            && syntax::grammar(self.language).is_some()
+            && !text.trim().is_empty()
+            && text.split('\n').all(|l| self.language.code_of_line(l).trim().is_empty())
     }
 
     /// In a language where a local declared and never read does not compile
@@ -1018,6 +1038,11 @@ mod tests {
         let java = "class A {\n    int f(int x) {\n        $0\n            return 1;\n        return 0;\n    }\n}\n";
         check(Language::Java, java, "if (x > 0)\n", "if (x > 0)");
         check(Language::Java, java, "x++;\n", "");
+        // An opener alone, its body (and its `}`) below.
+        let java2 = "class A {\n    int f(int x) {\n        $0\n            return 1;\n        }\n        return 0;\n    }\n}\n";
+        check(Language::Java, java2, "if (x > 0) {\n", "if (x > 0) {");
+        // A comment leaves it stranded too.
+        check(Language::Java, java, "// x is positive\n", "");
         // A deeper line that goes on from this one (`.then(...)`).
         let js = "function f(p) {\n  $0\n    .then((r) => r.json());\n}\n";
         check(Language::JavaScript, js, "return fetch(p)\n", "return fetch(p)");
@@ -1042,6 +1067,15 @@ mod tests {
         // Other languages leave unread locals alone.
         let ts = "function f(a: number[]): number {\n    $0\n    return 0;\n}\n";
         check(Language::TypeScript, ts, "const n = a.length;\n", "const n = a.length;");
+    }
+
+    #[test]
+    fn a_comment_alone_is_no_code() {
+        let java = "class A {\n    int f(int x) {\n        x++;\n        $0\n        return x;\n    }\n}\n";
+        let t = Trimmer::new(&crate::fixture::context(Language::Java, java), 12);
+        assert!(t.only_comments("// Test the function"));
+        assert!(!t.only_comments("x *= 2; // twice"));
+        assert!(!t.only_comments(""));
     }
 
     #[test]
