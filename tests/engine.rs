@@ -362,7 +362,10 @@ async fn a_cold_document_is_answered_from_a_first_window_then_the_whole_prompt()
         let (engine, family, snap, cfg) = (engine.clone(), family.clone(), snap.clone(), cfg.clone());
         tokio::spawn(async move { complete::warm(&engine, &family, "doc", &Spot { snap: &snap, cursor, anchor }, &cfg, 600_000).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Long enough for the build to be in the engine even on a loaded
+    // machine; the whole prompt (thousands of tokens after the second
+    // window) is not done by then on any CPU.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let (second_text, second) = run_with(&engine, &family, "doc", &mut doc, cursor, &cfg).await;
     eprintln!("second window: {second_text:?} {second:?}");
     assert!(!build.await.unwrap(), "the whole prompt's build yields to the request");

@@ -580,10 +580,10 @@ impl Trimmer {
         if code.is_empty() {
             return true;
         }
-        let open =
-            code.ends_with(['{', '(', '[', ',', '=', '+', '-', '*', '/', '%', '&', '|', '^', '<', '>', '?', ':', '\\', '.', '`', '!']);
         let word = code.rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
-        !(open || matches!(word, "else" | "do") || self.language.braceless_header(code))
+        crate::context::ends_finished_line(self.language, code, "")
+            && !matches!(word, "else" | "do")
+            && !self.language.braceless_header(code)
     }
 
     /// Is an answer on an open line nothing but comments, where code belongs?

@@ -361,6 +361,11 @@ fn speed_file(config: &EngineConfig) -> Option<std::path::PathBuf> {
     Some(config.kv_cache_dir().join(format!("speed-{name}-{size}-t{}-ctx{}.txt", config.threads(), config.context_size)))
 }
 
+/// How many tokens `a` and `b` start with alike.
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 /// The slot key of a document's first window (`CompletionJob::first_window`).
 fn first_window_key(key: &str) -> String {
     format!("{key}\u{1}first-window")
@@ -563,7 +568,7 @@ impl Server<'_> {
             return 0;
         }
         self.slots[seq].tokens = saved.tokens.iter().map(|&t| LlamaToken(t)).collect();
-        let shared = self.slots[seq].tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let shared = common_prefix(&self.slots[seq].tokens, prompt);
         gen.restored_tokens = shared;
         tracing::debug!(tokens = shared, ms = t.elapsed().as_millis() as u64, "KV state loaded from disk");
         shared
@@ -703,7 +708,7 @@ impl Server<'_> {
 
     /// How many of `prompt`'s first tokens the slot keyed `key` holds.
     fn cached_in(&self, key: &str, prompt: &[LlamaToken]) -> usize {
-        self.slots.iter().find(|s| s.key == key).map_or(0, |s| s.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count())
+        self.slots.iter().find(|s| s.key == key).map_or(0, |s| common_prefix(&s.tokens, prompt))
     }
 
     /// The tokens of the smaller window kept in the slot `key`, sized to
@@ -751,8 +756,7 @@ impl Server<'_> {
         // Reuse the longest common prefix (from the slot, else from a state
         // saved on disk); always evaluate at least the last prompt token,
         // whose logits start the generation.
-        let shared = |cached: &[LlamaToken], p: &[LlamaToken]| cached.iter().zip(p).take_while(|(a, b)| a == b).count();
-        let mut n_past = shared(&self.slots[seq].tokens, &prompt);
+        let mut n_past = common_prefix(&self.slots[seq].tokens, &prompt);
         if prompt.len() - n_past > RESTORE_MIN {
             n_past = self.restore(seq, &prompt, n_past, &mut gen);
         }
@@ -769,13 +773,14 @@ impl Server<'_> {
                 } else {
                     (Vec::new(), 0)
                 };
-                let second_missing = if second.is_empty() { 0 } else { second.len() - self.cached_in(&keys[1], &second) };
+                let second_cached = self.cached_in(&keys[1], &second);
+                let second_missing = second.len() - second_cached;
                 if job.background {
                     // A build: the second window first, with its share of
                     // the engine's time while requests wait; then the whole.
                     if second_missing > 0 {
                         let share = Some(t0 + Duration::from_millis(job.share_ms));
-                        let from = self.cached_in(&keys[1], &second);
+                        let from = second_cached;
                         let s = self.slot_for(&keys[1]);
                         self.slots[s].window = second_size;
                         tracing::debug!(second = second.len(), from, "building the second window");
@@ -801,7 +806,7 @@ impl Server<'_> {
                         gen.restored_tokens = 0;
                         seq = self.slot_for(key);
                         self.slots[seq].window = size;
-                        n_past = shared(&self.slots[seq].tokens, &prompt);
+                        n_past = common_prefix(&self.slots[seq].tokens, &prompt);
                     }
                 }
             } else {
