@@ -283,6 +283,10 @@ fn generate(
 
 fn main() -> anyhow::Result<()> {
     let mut opts = Opts::parse();
+    // The engine's and trimmer's debug lines, for a look at one task (`--only`).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("LOCODE_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+    }
     for p in [&mut opts.run.model, &mut opts.peer_bin, &mut opts.data, &mut opts.out] {
         *p = p.take().map(|p| from_invocation_dir(&p));
     }

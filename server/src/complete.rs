@@ -384,6 +384,13 @@ mod tests {
             (Language::Python, "def f(xs):\n    $0\n    return sorted(xs, reverse=flip)\n", &["flip"]),
             // Outside a function: nothing is asked for.
             (Language::Python, "$0\nprint(total)\n", &[]),
+            // A keyword the parser's recovery leaves as a name (the `else`
+            // of an `if` yet to be written) is no name to bind.
+            (
+                Language::Java,
+                "class A {\n    int f(int n) {\n        int s = 0;\n        $0\n            s += n;\n        } else {\n            s -= n;\n        }\n        return s;\n    }\n}\n",
+                &[],
+            ),
         ];
         for (lang, fixture, want) in cases {
             let (text, byte) = crate::fixture::cursor(fixture);

@@ -551,11 +551,62 @@ impl Trimmer {
             }
         };
         let text = self.syntax_cut(text, opened.unwrap_or(self.mode));
-        if text.trim().is_empty() || self.strands_below(&text) || self.leaves_unused(&text) {
+        if self.strands_below(&text) {
+            // `if (c) { body }` whose body is the code below: its opener.
+            return self.opener_of_inline_body(generated.split('\n').next().unwrap_or("")).unwrap_or_default();
+        }
+        if text.trim().is_empty() || self.leaves_unused(&text) {
             String::new()
         } else {
             text
         }
+    }
+
+    /// On an open line above deeper code, an answer that is a header with
+    /// its body on the same line (`if (y == 1) return true`, `if (c) { p *=
+    /// y; }`) where that body is the code below: the model wrote the emptied
+    /// opener and its body at once. Its header, opening the block below
+    /// (HumanEval-X JavaScript/154/L8, JavaScript/131/L4).
+    fn opener_of_inline_body(&self, line: &str) -> Option<String> {
+        if !self.open_line || syntax::grammar(self.language).is_none_or(|g| g.block_openers != ["{"]) {
+            return None;
+        }
+        let code = self.language.code_of_line(line).trim_end();
+        let lead = &code[..code.len() - code.trim_start().len()];
+        let code = code.trim_start();
+        let word = code.trim_start_matches(['}', ' ']).split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
+        if !matches!(word, "if" | "for" | "while" | "else" | "switch") {
+            return None;
+        }
+        // The header ends at the first `{` outside brackets, or (braceless)
+        // at the `)` that closes its condition.
+        let (mut depth, mut open_at, mut cond_end) = (0i32, None, None);
+        for (i, c) in code.char_indices() {
+            match c {
+                '(' | '[' => depth += 1,
+                ')' | ']' => {
+                    depth -= 1;
+                    if depth == 0 && cond_end.is_none() {
+                        cond_end = Some(i + 1);
+                    }
+                }
+                '{' if depth == 0 => {
+                    open_at = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let (header, body) = match (open_at, cond_end) {
+            (Some(i), _) => (&code[..i], code[i + 1..].trim().trim_end_matches('}')),
+            (None, Some(i)) => (&code[..i], &code[i..]),
+            _ => return None,
+        };
+        let width = self.cursor_w() + lead.len();
+        let deeper: String = self.below.iter().take_while(|(w, _)| *w > width).map(|(_, l)| l.as_str()).collect();
+        let plain = |s: &str| s.chars().filter(|c| !c.is_whitespace() && *c != ';').collect::<String>();
+        let body = plain(body);
+        (!body.is_empty() && plain(&deeper).starts_with(&body)).then(|| format!("{lead}{} {{", header.trim_end()))
     }
 
     /// On an open line of a language of braces, is the code below deeper
@@ -1043,6 +1094,12 @@ mod tests {
         check(Language::Java, java2, "if (x > 0) {\n", "if (x > 0) {");
         // A comment leaves it stranded too.
         check(Language::Java, java, "// x is positive\n", "");
+        // A header with the body below written inline: its opener.
+        let js2 = "function f(y) {\n  let p = 1\n  $0\n    p *= y; k = 0;\n  }\n  return p\n}\n";
+        check(Language::JavaScript, js2, "if (y % 2 !== 0) { p *= y; k = 0; }\n  }\n", "if (y % 2 !== 0) {");
+        check(Language::JavaScript, js2, "if (y > 1) p *= y\n", "if (y > 1) {");
+        check(Language::JavaScript, js2, "if (y > 1) { p += y }\n", "");
+        check(Language::Go, go, "if count == 0 { return true }\n", "if count == 0 {");
         // A deeper line that goes on from this one (`.then(...)`).
         let js = "function f(p) {\n  $0\n    .then((r) => r.json());\n}\n";
         check(Language::JavaScript, js, "return fetch(p)\n", "return fetch(p)");

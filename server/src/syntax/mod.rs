@@ -1041,7 +1041,10 @@ pub fn unbound_in(lang: Language, tree: &Tree, src: &str, range: Range<usize>) -
             let qualifier = after.starts_with('.') && name.starts_with(|c: char| c.is_ascii_uppercase());
             let assigned = ["++", "--", "+=", "-=", "*=", "/=", "%=", "|=", "&="].iter().any(|op| after.starts_with(op))
                 || (after.starts_with('=') && !after.starts_with("=="));
-            if !called && !member && !qualifier && !keyword {
+            // A keyword the error recovery left as a name (`else` of a
+            // `} else {` whose `if` is the line yet to be written: Java/123/L5).
+            let reserved = tree.language().id_for_node_kind(name, false) != 0;
+            if !called && !member && !qualifier && !keyword && !reserved {
                 match used.iter_mut().find(|(n, _)| *n == name) {
                     Some(u) => u.1 |= assigned,
                     None => used.push((name, assigned)),
