@@ -123,6 +123,11 @@ struct Opts {
     /// and score what ran.
     #[arg(long, default_value_t = 100.0)]
     max_minutes: f64,
+    /// Only these task ids of the sample (comma-separated, e.g.
+    /// `Go/109/L3,Go/137/L4`): to look again at single answers, with
+    /// `LOCODE_LOG=locode=debug` (the server's log is in the output folder).
+    #[arg(long)]
+    only: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -1120,6 +1125,10 @@ fn main() -> anyhow::Result<()> {
             SetName::XFile | SetName::XInline => load_xfile(&data, lim, opts.run.seed, name == SetName::XInline)?,
             SetName::XCall => load_xcall(&data, lim, opts.run.seed)?,
         };
+        if let Some(only) = &opts.only {
+            let ids: Vec<&str> = only.split(',').map(str::trim).collect();
+            items.retain(|i| ids.contains(&i.task.id.as_str()));
+        }
         if opts.cursor_at_indent {
             items.iter_mut().for_each(cursor_at_indent);
         }

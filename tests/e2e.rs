@@ -577,6 +577,38 @@ fn a_first_window_answer_is_replaced_by_the_whole_prompts() {
     c.shutdown();
 }
 
+/// The whole prompt's build yields to every request, here one for another
+/// document made right after the first-window answer; it goes on once that
+/// is served (the document is unchanged), and the upgrade still comes.
+#[test]
+fn a_whole_prompt_build_goes_on_after_yielding_to_a_request() {
+    model_path();
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    c.initialize(json!({"experimental": {"locode": {"suggestionReady": true}}}), json!({"earlyAnswerMs": 0}));
+    assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
+    let uri = "file:///tmp/locode-e2e/yields.py";
+    let mut text = String::from("UPLOAD_RETRY_LIMIT = 17\n\n\n");
+    for i in 0..24 {
+        text.push_str(&format!("def scale_{i}(values, factor):\n    return [v * factor + {i} for v in values]\n\n\n"));
+    }
+    text.push_str("def upload_attempts_left(attempts_made):\n    return \n");
+    let line = text.lines().count() as u32 - 1;
+    open(&mut c, uri, "python", &text);
+    let other = "file:///tmp/locode-e2e/other.py";
+    open(&mut c, other, "python", "def area(w, h):\n    return \n");
+    inline(&mut c, uri, line, 11);
+    assert_eq!(c.request("locode/lastStats", json!({"uri": uri}))["first_window"], true);
+    // While the build runs: a request elsewhere, which it yields to.
+    inline(&mut c, other, 1, 11);
+    let ready = c
+        .wait_for(Duration::from_secs(180), |m| m["method"] == "locode/suggestionReady" && m["params"]["textDocument"]["uri"] == uri)
+        .expect("no locode/suggestionReady after the build yielded");
+    assert_eq!(ready["params"]["position"], json!({"line": line, "character": 11}));
+    let whole = first_text(&inline(&mut c, uri, line, 11));
+    assert!(whole.contains("UPLOAD_RETRY_LIMIT"), "the whole prompt's answer: {whole:?}");
+    c.shutdown();
+}
+
 /// A client that does not say it asks again on `locode/suggestionReady`
 /// (Helix, plain Neovim) would never see the rest of an early answer: it
 /// gets the whole block in its one answer, whatever `earlyAnswerMs` says.

@@ -290,10 +290,24 @@ fn finish(trimmer: &Trimmer, stats: Generation, version: i32) -> Suggestion {
 /// is filled first, keeping the engine `share_ms` from the start even
 /// when a request waits. Returns whether it ran to the end.
 pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig, share_ms: u64) -> bool {
+    matches!(warm_or_yield(engine, family, slot, spot, cfg, share_ms).await, Ok(true))
+}
+
+/// `warm`, telling a build that yielded to a request (`Ok(false)`: what it
+/// filled stays in the slot, so going on later costs only the rest) from
+/// one that failed.
+pub async fn warm_or_yield(
+    engine: &Engine,
+    family: &Family,
+    slot: &str,
+    spot: &Spot<'_>,
+    cfg: &CompletionConfig,
+    share_ms: u64,
+) -> Result<bool, crate::engine::EngineError> {
     let (_, prompt) = prepare(family, spot, cfg);
     let first_window = first_window(family, spot, cfg, &prompt).map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms });
     let job = CompletionJob { background: true, first_window, share_ms, ..CompletionJob::new(slot, prompt, 0) };
-    matches!(engine.complete(job).await, Ok(g) if !g.cancelled)
+    engine.complete(job).await.map(|g| !g.cancelled)
 }
 
 /// Lines above the cursor (and below it) whose names are looked up in the

@@ -41,6 +41,12 @@ const REINDEX_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long the user must pause before background warm-up starts.
 const WARM_PAUSE_MS: u64 = 250;
 
+/// How often a whole-prompt build that yielded to requests goes on again
+/// while its document is unchanged, and the pause before it does (the
+/// requests it yielded to are queued ahead of it by then).
+const BUILD_RESUMES: usize = 64;
+const BUILD_RESUME_MS: u64 = 20;
+
 impl Backend {
     /// The rest of an early answer: once generated, it replaces the shown
     /// suggestion (if that is still the last one, typed through or not), and
@@ -156,7 +162,28 @@ impl Backend {
         let client = self.client.clone();
         tokio::spawn(async move {
             let spot = complete::Spot { snap: &snap, cursor, anchor };
-            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg, cfg.first_answer_ms / 2).await;
+            let unchanged = |state: &State| state.sessions.lock().unwrap().get(&key).is_some_and(|s| s.doc.version == snap.version);
+            let mut done = false;
+            // A build yields to every request: the rest of an early answer
+            // and its second try come right after the answer that started
+            // it (HumanEval-X Go/68/L0 through the server: the whole prompt
+            // was never built, so no upgrade came). It goes on once they
+            // are served, while the document is unchanged; after an edit
+            // the next first-window answer starts a build of its own.
+            for attempt in 0..BUILD_RESUMES {
+                // The share of the engine's time is the first attempt's only.
+                let share = if attempt == 0 { cfg.first_answer_ms / 2 } else { 0 };
+                match complete::warm_or_yield(&state.engine, &family, &key, &spot, &cfg, share).await {
+                    Ok(true) => done = true,
+                    Ok(false) if unchanged(&state) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(BUILD_RESUME_MS)).await;
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!("building the whole prompt failed: {e}"),
+                }
+                break;
+            }
             state.building.lock().unwrap().remove(&key);
             if done {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
