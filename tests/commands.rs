@@ -714,7 +714,7 @@ fn early_answers_then_the_rest_in_the_background_until_a_request_comes() {
     let (tx, early_rx) = tokio::sync::oneshot::channel();
     let mut j = job("file:///a.py", "def f():\n", 300);
     j.stop = Some(Arc::new(Lines));
-    j.early = Some(Early { after: Duration::from_millis(50), tx, cancel: CancelToken::new() });
+    j.early = Some(Early { at: std::time::Instant::now() + Duration::from_millis(50), tx, cancel: CancelToken::new() });
     let e2 = engine.clone();
     let rest = rt.spawn(async move { e2.complete(j).await });
     let (shown, answer) = rt.block_on(early_rx).unwrap();

@@ -131,7 +131,8 @@ pub async fn suggest_early(
         return Ok((answer(engine, job, again, &trimmer, spot.snap.version).await?, None));
     }
     let (tx, early_rx) = tokio::sync::oneshot::channel();
-    job.early = Some(Early { after: std::time::Duration::from_millis(cfg.early_answer_ms), tx, cancel: rest_cancel });
+    let at = std::time::Instant::now() + std::time::Duration::from_millis(cfg.early_answer_ms);
+    job.early = Some(Early { at, tx, cancel: rest_cancel });
     let version = spot.snap.version;
     let engine = engine.clone();
     let mut whole = tokio::spawn(async move { answer(&engine, job, again, &trimmer, version).await });

@@ -792,7 +792,9 @@ impl Server<'_> {
                         n_past = n_past.min(self.slots[seq].tokens.len());
                     }
                 } else {
-                    let (small, size, key) = if !second.is_empty() && need_ms(second_missing, self.tokens_per_s()) <= budget {
+                    // A move to the second window evaluates at most half the budget
+                    // (the build brings it up to date in the background).
+                    let (small, size, key) = if !second.is_empty() && need_ms(second_missing, self.tokens_per_s()) <= budget / 2.0 {
                         (second, second_size, &keys[1])
                     } else {
                         let (first, size) = self.small_window(&fw, &keys[0], fw.budget_ms, prompt.len(), job.max_tokens)?;
@@ -875,7 +877,7 @@ impl Server<'_> {
             // Answer with what is settled; the rest continues in the background.
             // (Only when a new line is complete: the stop rule's check may parse.)
             let lines_end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            if lines_end > early_seen && early.as_ref().is_some_and(|e| t0.elapsed() >= e.after) {
+            if lines_end > early_seen && early.as_ref().is_some_and(|e| Instant::now() >= e.at) {
                 early_seen = lines_end;
                 let text = String::from_utf8_lossy(&bytes);
                 if let Some(answer) = job.stop.as_ref().and_then(|t| t.early(&text)) {

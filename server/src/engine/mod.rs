@@ -142,15 +142,18 @@ pub trait StopRule: Send + Sync {
     fn early(&self, generated: &str) -> Option<String>;
 }
 
-/// An early answer: once `after` has passed since the request started and
-/// the stop rule has a suggestion from the complete lines so far
+/// An early answer: once it is `at` and the stop rule has a suggestion
+/// from the complete lines so far
 /// (`StopRule::early`), it is sent on `tx` with the generation so far. From then on
 /// the job is background work: it yields to any foreground request, and
 /// `cancel` replaces the request's own token (the request has been
 /// answered). The job's reply gets the whole generation, or as much as was
 /// generated before it yielded.
 pub struct Early {
-    pub after: std::time::Duration,
+    /// `earlyAnswerMs` after the request was made: time it waited for the
+    /// engine (a build's share, a request ahead of it) counts, as it does
+    /// for the user.
+    pub at: std::time::Instant,
     pub tx: tokio::sync::oneshot::Sender<(Generation, String)>,
     pub cancel: CancelToken,
 }

@@ -743,7 +743,7 @@ impl Remote {
         // Answer with what is settled; the rest continues in the background.
         // (Only when a new line is complete: the stop rule's check may parse.)
         let lines_end = run.text.rfind('\n').map_or(0, |i| i + 1);
-        let due = job.early.as_ref().is_some_and(|e| run.t0.elapsed() >= e.after);
+        let due = job.early.as_ref().is_some_and(|e| std::time::Instant::now() >= e.at);
         if due && lines_end > run.early_seen {
             run.early_seen = lines_end;
             if let Some(answer) = job.stop.as_ref().and_then(|s| s.early(&run.text)) {

@@ -47,6 +47,11 @@ const WARM_PAUSE_MS: u64 = 250;
 const BUILD_RESUMES: usize = 64;
 const BUILD_RESUME_MS: u64 = 20;
 
+/// The build's share of the engine after a first-window answer, while the
+/// next request waits: `firstAnswerMs` / this (500 ms by default; 750 ms
+/// made the replay's slowest 5% wait about 1 s each).
+const BUILD_SHARE_PARTS: u64 = 3;
+
 impl Backend {
     /// The rest of an early answer: once generated, it replaces the shown
     /// suggestion (if that is still the last one, typed through or not), and
@@ -133,7 +138,7 @@ impl Backend {
     /// taken too long): build the whole prompt's cache now, in the
     /// background; once it is in, requests use it. One build in flight per
     /// document. It fills a second window first (about 8 first windows),
-    /// keeping the engine up to half the first-answer budget after each
+    /// keeping the engine up to a third of the first-answer budget after each
     /// answer even while the next request waits, so that it is built while
     /// typing goes on; the rest yields to every request.
     ///
@@ -172,7 +177,7 @@ impl Backend {
             // the next first-window answer starts a build of its own.
             for attempt in 0..BUILD_RESUMES {
                 // The share of the engine's time is the first attempt's only.
-                let share = if attempt == 0 { cfg.first_answer_ms / 2 } else { 0 };
+                let share = if attempt == 0 { cfg.first_answer_ms / BUILD_SHARE_PARTS } else { 0 };
                 match complete::warm_or_yield(&state.engine, &family, &key, &spot, &cfg, share).await {
                     Ok(true) => done = true,
                     Ok(false) if unchanged(&state) => {
