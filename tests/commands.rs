@@ -728,6 +728,33 @@ fn early_answers_then_the_rest_in_the_background_until_a_request_comes() {
     wait_for("the server to see the stream dropped", || srv.dropped.load(Ordering::SeqCst));
 }
 
+/// An early answer is due `earlyAnswerMs` after the request was made, not
+/// after the engine took it up: a request that already waited that long
+/// (behind a build's share, another request) is answered at its first
+/// complete line; one that did not waits for its deadline.
+#[test]
+fn an_early_answer_is_due_from_when_the_request_was_made() {
+    let srv = streamer(60, "x = 1\n", 20);
+    let rt = mt();
+    let (engine, _) = remote_engine(&rt, &remote_cfg(RemoteKind::LlamaServer, &srv.url, true));
+    let shown_lines = |at: std::time::Instant| {
+        let (tx, early_rx) = tokio::sync::oneshot::channel();
+        let mut j = job("file:///a.py", "def f():\n", 60);
+        j.stop = Some(Arc::new(Lines));
+        j.early = Some(Early { at, tx, cancel: CancelToken::new() });
+        let e2 = engine.clone();
+        let rest = rt.spawn(async move { e2.complete(j).await });
+        let (shown, _) = rt.block_on(early_rx).unwrap();
+        rt.block_on(engine.complete(job("file:///b.py", "y", 1))).unwrap();
+        let _ = rt.block_on(rest);
+        shown.text.matches('\n').count()
+    };
+    let waited = shown_lines(std::time::Instant::now() - Duration::from_secs(1));
+    let fresh = shown_lines(std::time::Instant::now() + Duration::from_millis(400));
+    assert!(waited < 5, "a request past its deadline: {waited} lines shown");
+    assert!(fresh >= 10, "a fresh request, due in 400 ms: {fresh} lines shown");
+}
+
 #[test]
 fn warm_ups_healing_and_second_tries_on_the_wire() {
     let srv = streamer(3, "ius", 1);

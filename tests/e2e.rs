@@ -537,6 +537,30 @@ fn early_answer_source() -> (String, u32) {
     (text, line)
 }
 
+/// A server whose client asks again on `locode/suggestionReady`, without
+/// early answers.
+fn upgrading_client() -> LspClient {
+    model_path();
+    let mut c = LspClient::spawn(bin(), &["serve"]);
+    c.initialize(json!({"experimental": {"locode": {"suggestionReady": true}}}), json!({"earlyAnswerMs": 0}));
+    assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
+    c
+}
+
+/// A file long enough to be answered from a first window at its last line,
+/// `    return ` (column 11), whose answer needs a name from its top. `name`
+/// heads it, so that no two tests' files share a prompt (the tests of a
+/// run share a KV folder, and a saved state would answer at once).
+fn upgrade_source(name: &str) -> (String, u32) {
+    let mut text = format!("\"\"\"{name}\"\"\"\nUPLOAD_RETRY_LIMIT = 17\n\n\n");
+    for i in 0..24 {
+        text.push_str(&format!("def scale_{i}(values, factor):\n    return [v * factor + {i} for v in values]\n\n\n"));
+    }
+    text.push_str("def upload_attempts_left(attempts_made):\n    return \n");
+    let line = text.lines().count() as u32 - 1;
+    (text, line)
+}
+
 /// A document opened cold is answered at once from a small first window of
 /// the nearest lines; once its whole prompt is in (built in the
 /// background), the whole prompt answers at the same spot, and its answer,
@@ -545,17 +569,9 @@ fn early_answer_source() -> (String, u32) {
 /// model.
 #[test]
 fn a_first_window_answer_is_replaced_by_the_whole_prompts() {
-    model_path();
-    let mut c = LspClient::spawn(bin(), &["serve"]);
-    c.initialize(json!({"experimental": {"locode": {"suggestionReady": true}}}), json!({"earlyAnswerMs": 0}));
-    assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
+    let mut c = upgrading_client();
     let uri = "file:///tmp/locode-e2e/upgrade.py";
-    let mut text = String::from("UPLOAD_RETRY_LIMIT = 17\n\n\n");
-    for i in 0..24 {
-        text.push_str(&format!("def scale_{i}(values, factor):\n    return [v * factor + {i} for v in values]\n\n\n"));
-    }
-    text.push_str("def upload_attempts_left(attempts_made):\n    return \n");
-    let line = text.lines().count() as u32 - 1;
+    let (text, line) = upgrade_source("Upload limits.");
     open(&mut c, uri, "python", &text);
     let first = first_text(&inline(&mut c, uri, line, 11));
     let stats = c.request("locode/lastStats", json!({"uri": uri}));
@@ -582,17 +598,9 @@ fn a_first_window_answer_is_replaced_by_the_whole_prompts() {
 /// is served (the document is unchanged), and the upgrade still comes.
 #[test]
 fn a_whole_prompt_build_goes_on_after_yielding_to_a_request() {
-    model_path();
-    let mut c = LspClient::spawn(bin(), &["serve"]);
-    c.initialize(json!({"experimental": {"locode": {"suggestionReady": true}}}), json!({"earlyAnswerMs": 0}));
-    assert_eq!(c.wait_model(Duration::from_secs(300))["state"], "ready");
+    let mut c = upgrading_client();
     let uri = "file:///tmp/locode-e2e/yields.py";
-    let mut text = String::from("UPLOAD_RETRY_LIMIT = 17\n\n\n");
-    for i in 0..24 {
-        text.push_str(&format!("def scale_{i}(values, factor):\n    return [v * factor + {i} for v in values]\n\n\n"));
-    }
-    text.push_str("def upload_attempts_left(attempts_made):\n    return \n");
-    let line = text.lines().count() as u32 - 1;
+    let (text, line) = upgrade_source("Upload limits, second module.");
     open(&mut c, uri, "python", &text);
     let other = "file:///tmp/locode-e2e/other.py";
     open(&mut c, other, "python", "def area(w, h):\n    return \n");

@@ -75,7 +75,9 @@ fn threads_but_tokio(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
     tasks
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| !name.starts_with("tokio-runtime"))
+        // Tokio's workers and blocking pool (`tokio-rt-worker`,
+        // `tokio-runtime-w`), which grow and shrink on their own.
+        .filter(|name| !name.starts_with("tokio-"))
         .count() as u64
 }
 
