@@ -779,7 +779,10 @@ impl Server<'_> {
                     // A build: the second window first, with its share of
                     // the engine's time while requests wait; then the whole.
                     if second_missing > 0 {
-                        let share = Some(t0 + Duration::from_millis(job.share_ms));
+                        // The share is for a window mostly not built yet;
+                        // bringing a built one up to date after edits
+                        // yields to every request, as the whole prompt does.
+                        let share = (second_cached * 2 < second.len()).then(|| t0 + Duration::from_millis(job.share_ms));
                         let from = second_cached;
                         let s = self.slot_for(&keys[1]);
                         self.slots[s].window = second_size;
