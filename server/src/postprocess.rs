@@ -574,8 +574,7 @@ impl Trimmer {
         let code = self.language.code_of_line(line).trim_end();
         let lead = &code[..code.len() - code.trim_start().len()];
         let code = code.trim_start();
-        let word = code.trim_start_matches(['}', ' ']).split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
-        if !matches!(word, "if" | "for" | "while" | "else" | "switch") {
+        if !matches!(syntax::leading_word(code.trim_start_matches(['}', ' '])), "if" | "for" | "while" | "else" | "switch") {
             return None;
         }
         // The header ends at the first `{` outside brackets, or (braceless)
@@ -602,7 +601,7 @@ impl Trimmer {
             (None, Some(i)) => (&code[..i], &code[i..]),
             _ => return None,
         };
-        let width = self.cursor_w() + lead.len();
+        let width = self.cursor_w() + indent_width(lead);
         let deeper: String = self.below.iter().take_while(|(w, _)| *w > width).map(|(_, l)| l.as_str()).collect();
         let plain = |s: &str| s.chars().filter(|c| !c.is_whitespace() && *c != ';').collect::<String>();
         let body = plain(body);

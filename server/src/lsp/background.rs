@@ -167,7 +167,6 @@ impl Backend {
         let client = self.client.clone();
         tokio::spawn(async move {
             let spot = complete::Spot { snap: &snap, cursor, anchor };
-            let unchanged = |state: &State| state.sessions.lock().unwrap().get(&key).is_some_and(|s| s.doc.version == snap.version);
             let mut done = false;
             // A build yields to every request: the rest of an early answer
             // and its second try come right after the answer that started
@@ -180,7 +179,7 @@ impl Backend {
                 let share = if attempt == 0 { cfg.first_answer_ms / BUILD_SHARE_PARTS } else { 0 };
                 match complete::warm_or_yield(&state.engine, &family, &key, &spot, &cfg, share).await {
                     Ok(true) => done = true,
-                    Ok(false) if unchanged(&state) => {
+                    Ok(false) if state.at_version(&key, snap.version) => {
                         tokio::time::sleep(std::time::Duration::from_millis(BUILD_RESUME_MS)).await;
                         continue;
                     }
@@ -256,8 +255,7 @@ impl Backend {
         let state = self.state.clone();
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(WARM_PAUSE_MS)).await;
-            let unchanged = |state: &State| state.sessions.lock().unwrap().get(&key).is_some_and(|s| s.doc.version == snap.version);
-            if !unchanged(&state) {
+            if !state.at_version(&key, snap.version) {
                 return;
             }
             let spot = complete::Spot { snap: &snap, cursor, anchor: new_anchor };

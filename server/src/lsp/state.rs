@@ -80,6 +80,12 @@ pub(super) enum ItemsRegistration {
 }
 
 impl State {
+    /// Is the document `key` open and still at `version` (nothing typed
+    /// since background work on it began)?
+    pub(super) fn at_version(&self, key: &str, version: i32) -> bool {
+        self.sessions.lock().unwrap().get(key).is_some_and(|s| s.doc.version == version)
+    }
+
     /// Are suggestions offered as completion items now (the
     /// `completionItems` setting and the client's inline completion)?
     pub(super) fn items_offered(&self) -> bool {

@@ -55,8 +55,7 @@ impl Language {
             return false;
         }
         let t = self.code_of_line(line).trim();
-        let word = t.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
-        match word {
+        match super::leading_word(t) {
             "if" | "for" | "while" => t.ends_with(')'),
             "else" => t == "else" || (t.starts_with("else if") && t.ends_with(')')),
             _ => false,

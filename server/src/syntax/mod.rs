@@ -1004,6 +1004,12 @@ pub fn bindings(lang: Language, tree: &Tree, src: &str) -> HashSet<String> {
     found.into_iter().map(str::to_string).collect()
 }
 
+/// The word `code` starts with (`if` of `if (x) {`); empty when it starts
+/// with anything else.
+pub fn leading_word(code: &str) -> &str {
+    code.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("")
+}
+
 /// Does `name` occur in `text` as a whole word?
 pub fn mentions(text: &str, name: &str) -> bool {
     whole_words(text, name).next().is_some()
