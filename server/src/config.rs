@@ -14,7 +14,9 @@ pub struct EngineConfig {
     pub family: Option<String>,
     /// CPU threads for llama.cpp. Default: the number of available cores.
     pub threads: Option<u32>,
-    /// Context size in tokens.
+    /// KV cells of each slot, in tokens: the most one prompt and its answer
+    /// take (a longer prompt is answered from the nearest lines that fit).
+    /// Each slot has a stream of its own, `slots` x this in all.
     pub context_size: u32,
     /// Layers offloaded to the GPU (needs a `cuda`, `metal` or `vulkan` build).
     /// Default: all of them when the build supports a GPU, else none.
@@ -38,7 +40,7 @@ impl Default for EngineConfig {
             model: None,
             family: None,
             threads: None,
-            context_size: 8192,
+            context_size: 5632,
             gpu_layers: None,
             slots: 4,
             batch_size: 512,
