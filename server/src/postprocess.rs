@@ -555,7 +555,7 @@ impl Trimmer {
             // `if (c) { body }` whose body is the code below: its opener.
             return self.opener_of_inline_body(generated.split('\n').next().unwrap_or("")).unwrap_or_default();
         }
-        if text.trim().is_empty() || self.leaves_unused(&text) {
+        if text.trim().is_empty() || self.leaves_unused(&text) || self.news_a_value(&text) {
             String::new()
         } else {
             text
@@ -678,6 +678,34 @@ impl Trimmer {
         });
         let scope = &self.after[..scope_end];
         names.iter().any(|&n| n != "_" && !syntax::mentions(rest, n) && !syntax::mentions(scope, n))
+    }
+
+    /// Does a line of the answer initialize a value type with a `new`
+    /// object (`int result = new ArrayList<>();`)? It does not compile.
+    /// (HumanEval-X Java/142/L0, where the code below calls `result.add`.)
+    fn news_a_value(&self, text: &str) -> bool {
+        let Some(prims) = syntax::grammar(self.language).map(|g| g.primitive_types).filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        text.split('\n').any(|line| {
+            let mut words = self.language.code_of_line(line).split_whitespace().skip_while(|w| matches!(*w, "final" | "const" | "static"));
+            let mut prim = None;
+            let mut name = None;
+            for w in words.by_ref() {
+                if prims.contains(&w) {
+                    prim = Some(w);
+                } else {
+                    name = Some(w);
+                    break;
+                }
+            }
+            let (Some(prim), Some(name)) = (prim, name) else { return false };
+            if !name.chars().all(|c| c.is_alphanumeric() || c == '_') || words.next() != Some("=") || words.next() != Some("new") {
+                return false;
+            }
+            let class: String = words.next().unwrap_or("").chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            !class.is_empty() && !class.to_lowercase().starts_with(prim)
+        })
     }
 
     /// Block bodies indented to the cursor's context: a body the model put
@@ -1102,6 +1130,20 @@ mod tests {
         // A deeper line that goes on from this one (`.then(...)`).
         let js = "function f(p) {\n  $0\n    .then((r) => r.json());\n}\n";
         check(Language::JavaScript, js, "return fetch(p)\n", "return fetch(p)");
+    }
+
+    #[test]
+    fn a_value_type_is_not_initialized_with_a_new_object() {
+        let java = "class A {\n    int f(List<Integer> lst) {\n        $0\n        result.add(1);\n    }\n}\n";
+        check(Language::Java, java, "int result = new ArrayList<>();\n", "");
+        check(Language::Java, java, "final double result = new Foo(2);\n", "");
+        // Its box class, an array, an object type: they compile.
+        check(Language::Java, java, "int result = new Integer(3);\n", "int result = new Integer(3);");
+        check(Language::Java, java, "int[] result = new int[3];\n", "int[] result = new int[3];");
+        check(Language::Java, java, "List<Integer> result = new ArrayList<>();\n", "List<Integer> result = new ArrayList<>();");
+        let cpp = "int f() {\n    $0\n    return *p;\n}\n";
+        check(Language::Cpp, cpp, "unsigned int n = new Node();\n", "");
+        check(Language::Cpp, cpp, "int *p = new int(3);\n", "int *p = new int(3);");
     }
 
     #[test]

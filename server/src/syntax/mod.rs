@@ -104,6 +104,10 @@ pub struct Grammar {
     /// "declared and not used"): an answer that declares one that nothing
     /// after it reads is no answer.
     pub unused_is_error: bool,
+    /// Value types a `new` object cannot initialize (`int n = new
+    /// ArrayList<>()` does not compile); their box classes can (Java's
+    /// `Integer` for `int`: a name that starts with the type's, any case).
+    pub primitive_types: &'static [&'static str],
     ts: fn() -> tree_sitter::Language,
     tags: &'static str,
     scopes: &'static str,
@@ -126,7 +130,8 @@ macro_rules! grammar {
      indent_blocks: $indent:expr, block_openers: $openers:expr, import_keywords: $keywords:expr,
      sibling_modules: $siblings:expr, folder_modules: $folder_modules:expr, folder_is_module: $folder_is_module:expr,
      import_paths: $paths:expr, family: $family:literal, line_comment: $comment:literal, quotes: $quotes:expr,
-     jumps: $jumps:expr, indentation_in_prefix: $indent_prefix:expr, unused_is_error: $unused:expr) => {
+     jumps: $jumps:expr, indentation_in_prefix: $indent_prefix:expr, unused_is_error: $unused:expr,
+     primitive_types: $prims:expr) => {
         Grammar {
             language: $lang,
             dir: $dir,
@@ -145,6 +150,7 @@ macro_rules! grammar {
             jumps: $jumps,
             indentation_in_prefix: $indent_prefix,
             unused_is_error: $unused,
+            primitive_types: $prims,
             ts: || $ts.into(),
             tags: include_str!(concat!("../../../grammars/", $q, "/tags.scm")),
             scopes: include_str!(concat!("../../../grammars/", $q, "/scopes.scm")),
@@ -183,7 +189,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         quotes: &['"'],
         jumps: &["return", "break", "continue"],
         indentation_in_prefix: false,
-        unused_is_error: false
+        unused_is_error: false,
+        primitive_types: &[]
     ),
     grammar!(
         Language::Python,
@@ -204,7 +211,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         quotes: &['"', '\''],
         jumps: &["return", "break", "continue", "raise"],
         indentation_in_prefix: false,
-        unused_is_error: false
+        unused_is_error: false,
+        primitive_types: &[]
     ),
     grammar!(
         Language::JavaScript,
@@ -225,7 +233,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         quotes: &['"', '\'', '`'],
         jumps: &["return", "break", "continue", "throw"],
         indentation_in_prefix: true,
-        unused_is_error: false
+        unused_is_error: false,
+        primitive_types: &[]
     ),
     grammar!(
         Language::TypeScript,
@@ -246,7 +255,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         quotes: &['"', '\'', '`'],
         jumps: &["return", "break", "continue", "throw"],
         indentation_in_prefix: true,
-        unused_is_error: false
+        unused_is_error: false,
+        primitive_types: &[]
     ),
     grammar!(
         Language::Tsx,
@@ -267,7 +277,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         quotes: &['"', '\'', '`'],
         jumps: &["return", "break", "continue", "throw"],
         indentation_in_prefix: true,
-        unused_is_error: false
+        unused_is_error: false,
+        primitive_types: &[]
     ),
     grammar!(
         Language::Go,
@@ -288,7 +299,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         quotes: &['"', '\'', '`'],
         jumps: &["return", "break", "continue", "goto", "panic"],
         indentation_in_prefix: true,
-        unused_is_error: true
+        unused_is_error: true,
+        primitive_types: &[]
     ),
     grammar!(
         Language::C,
@@ -309,7 +321,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         quotes: &['"', '\''],
         jumps: &["return", "break", "continue", "goto"],
         indentation_in_prefix: true,
-        unused_is_error: false
+        unused_is_error: false,
+        primitive_types: &[]
     ),
     grammar!(
         Language::Cpp,
@@ -330,7 +343,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         quotes: &['"', '\''],
         jumps: &["return", "break", "continue", "throw", "goto"],
         indentation_in_prefix: true,
-        unused_is_error: false
+        unused_is_error: false,
+        primitive_types: &["int", "long", "short", "char", "bool", "float", "double", "unsigned", "signed"]
     ),
     grammar!(
         Language::Java,
@@ -351,7 +365,8 @@ pub static GRAMMARS: [Grammar; 9] = [
         quotes: &['"', '\''],
         jumps: &["return", "break", "continue", "throw"],
         indentation_in_prefix: true,
-        unused_is_error: false
+        unused_is_error: false,
+        primitive_types: &["int", "long", "short", "byte", "char", "boolean", "float", "double"]
     ),
 ];
 
