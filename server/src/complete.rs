@@ -257,7 +257,8 @@ fn first_window(family: &Family, spot: &Spot<'_>, cfg: &CompletionConfig, whole:
     Some(Arc::new(move |tokens: usize| {
         let chars = tokens * CHARS_PER_TOKEN;
         let small = CompletionConfig { prefix_chars: chars * 3 / 4, suffix_chars: chars / 4, cross_file_chars: 0, ..cfg.clone() };
-        let snap = |header: Option<(usize, Arc<str>)>| Snapshot { window: None, cross_file: None, header, ..snap.clone() };
+        let window = Some(context::stepped_window(anchor, &snap.rope, &small));
+        let snap = |header: Option<(usize, Arc<str>)>| Snapshot { window, cross_file: None, header, ..snap.clone() };
         let mut ctx = context::build(&snap(None), cursor, anchor, &small);
         if ctx.prefix.len() + ctx.middle.len() > chars {
             // The header does not fit: the nearest lines alone.

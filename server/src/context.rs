@@ -212,6 +212,28 @@ pub fn fresh_window(anchor: usize, rope: &Rope, cfg: &CompletionConfig) -> usize
     rope.line_to_char(boundary.unwrap_or(first))
 }
 
+/// A start for a smaller window (the first or second window of a cold
+/// document) that moves in steps: `fresh_window`'s, moved down to the next
+/// multiple of a quarter of its lines (a power of two). Typing down the
+/// lines then keeps the window's start, and the KV cache of the window
+/// built so far, for that many lines, where a start one line lower each
+/// line made a build of the second window start over (typing replay).
+pub fn stepped_window(anchor: usize, rope: &Rope, cfg: &CompletionConfig) -> usize {
+    let start = fresh_window(anchor, rope, cfg);
+    let (first, anchor_line) = (rope.char_to_line(start), rope.char_to_line(anchor));
+    let quarter = (anchor_line - first) / 4;
+    if quarter < 2 {
+        return start;
+    }
+    let step = 1 << quarter.ilog2();
+    let line = first.next_multiple_of(step);
+    if line >= anchor_line {
+        start
+    } else {
+        rope.line_to_char(line)
+    }
+}
+
 fn is_item_start(rope: &Rope, line: usize) -> bool {
     if line == 0 {
         return true;
@@ -1050,5 +1072,26 @@ mod tests {
         let c = build(&layout.snapshot(&mut doc), open, open, &cfg);
         assert_eq!(c.scope_indent, Some(4), "inside `def m`");
         assert!(matches!(c.mode, Mode::Block { .. }), "{:?}", c.mode);
+    }
+
+    #[test]
+    fn a_small_window_start_stays_while_typing_goes_down_the_lines() {
+        // Indented lines with no item boundary (methods of a class), as in
+        // the typing replay's Python file.
+        let text: String = (0..400).map(|i| format!("        x{i} = f(x{})\n", i.max(1) - 1)).collect();
+        let rope = Rope::from_str(&text);
+        let cfg = CompletionConfig { prefix_chars: 2400, prefix_lines: 400, ..CompletionConfig::default() };
+        let starts: Vec<usize> = (300..332).map(|l| rope.char_to_line(stepped_window(rope.line_to_char(l), &rope, &cfg))).collect();
+        let fresh: Vec<usize> = (300..332).map(|l| rope.char_to_line(fresh_window(rope.line_to_char(l), &rope, &cfg))).collect();
+        // The fresh start moves a line with every line; the stepped one
+        // moves in steps of 16 (a quarter of about 100 lines, a power of
+        // two), never above the fresh one (the budget holds).
+        assert_eq!(fresh.windows(2).filter(|w| w[0] != w[1]).count(), 31);
+        assert!(starts.windows(2).filter(|w| w[0] != w[1]).count() <= 2, "{starts:?}");
+        assert!(starts.iter().zip(&fresh).all(|(s, f)| s >= f && s - f < 16), "{starts:?} {fresh:?}");
+        // A window of a few lines is not moved.
+        let small = CompletionConfig { prefix_chars: 100, ..cfg };
+        let a = rope.line_to_char(300);
+        assert_eq!(stepped_window(a, &rope, &small), fresh_window(a, &rope, &small));
     }
 }

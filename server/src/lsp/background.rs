@@ -48,9 +48,10 @@ const BUILD_RESUMES: usize = 64;
 const BUILD_RESUME_MS: u64 = 20;
 
 /// The build's share of the engine after a first-window answer, while the
-/// next request waits: `firstAnswerMs` / this (500 ms by default; 750 ms
-/// made the replay's slowest 5% wait about 1 s each).
-const BUILD_SHARE_PARTS: u64 = 3;
+/// next request waits: `firstAnswerMs` / this (250 ms by default). 750 ms
+/// made the replay's slowest 5% wait about 1 s each; with 500 ms, 30 of
+/// its 160 requests still waited more than 600 ms (stop 33).
+const BUILD_SHARE_PARTS: u64 = 6;
 
 impl Backend {
     /// The rest of an early answer: once generated, it replaces the shown
