@@ -205,7 +205,7 @@ async fn doctor(mut config: Config, settings: Option<PathBuf>) -> bool {
     println!("model cache:    {}", config::model_dir().display());
     println!("model:          {}", path.display());
     println!("threads:        {}", config.engine.threads());
-    println!("context size:   {}", config.engine.context_size);
+    println!("context size:   {} tokens in each of {} slots", config.engine.context_size, config.engine.slots);
     let kv = config.engine.kv_cache_dir();
     if config.engine.kv_cache_mb == 0 {
         println!("KV cache:       off (kvCacheMb = 0)");

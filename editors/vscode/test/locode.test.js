@@ -120,7 +120,7 @@ describe('locode with the VS Code extension protocol layer', { timeout: 10 * TIM
             model: null,
             family: null,
             threads: null,
-            contextSize: 8192,
+            contextSize: 5632,
             gpuLayers: null,
             slots: 4,
             batchSize: 512,

@@ -255,8 +255,8 @@ fn serve(
 ) -> Result<Option<Msg>, EngineError> {
     // Each slot (document) has a KV stream of its own, `context_size`
     // cells: in one unified cache, attention runs over every document's
-    // cells, which made prompts 10% and tokens 15% slower with the other
-    // slots filled (benches/README.md, `throughput`).
+    // cells, which made prompts about 10% and tokens 18% slower with the
+    // other slots filled (benches/README.md, `throughput`).
     let n_ctx_seq = config.context_size.max(256).next_multiple_of(256);
     let n_batch = config.batch_size.clamp(32, n_ctx_seq);
     let n_slots = config.slots.clamp(1, 64);
