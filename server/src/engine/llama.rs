@@ -756,24 +756,20 @@ impl Server<'_> {
         }
         let t0 = Instant::now();
         let mut prompt = self.tokenize(&job.prompt)?;
-        let n_ctx = self.n_ctx_seq;
+        let (n_ctx, whole) = (self.n_ctx_seq, prompt.len());
         // The most prompt tokens a slot's stream holds beside the answer.
         let room = n_ctx.saturating_sub(job.max_tokens as usize + 1);
-        if prompt.len() > room {
+        if whole > room {
             // Dense text (or windows set past `contextSize`): the nearest
             // lines that fit, where the caller can build them.
-            let whole = prompt.len();
             prompt = match job.first_window.take() {
                 Some(fw) => self.fitting_window(&fw, room)?,
                 None => Vec::new(),
             };
-            if prompt.is_empty() {
-                return Err(EngineError::PromptTooLong { prompt: whole, max_new: job.max_tokens, n_ctx: n_ctx as u32 });
-            }
             tracing::debug!(whole, fitting = prompt.len(), n_ctx, "the prompt outgrows a slot: answering from the window that fits");
         }
         if prompt.is_empty() {
-            return Err(EngineError::PromptTooLong { prompt: 0, max_new: job.max_tokens, n_ctx: n_ctx as u32 });
+            return Err(EngineError::PromptTooLong { prompt: whole, max_new: job.max_tokens, n_ctx: n_ctx as u32 });
         }
         gen.prompt_tokens = prompt.len();
         let mut seq = self.slot_for(&job.slot);
