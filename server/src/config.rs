@@ -122,7 +122,7 @@ impl Default for CompletionConfig {
             suffix_chars: 3_000,
             middle_chars: 600,
             cross_file_chars: 1_500,
-            early_answer_ms: 800,
+            early_answer_ms: 400,
             first_answer_ms: 1500,
         }
     }

@@ -443,7 +443,9 @@ impl Trimmer {
             if indent_width(line) <= opener_indent && seen_body {
                 return i; // dedent: the block has ended
             }
-            if self.next_line.as_deref() == Some(line.trim()) {
+            // A `}` deeper than the line below closes a nested block.
+            let nested_close = line.trim_start().starts_with('}') && self.next_indent.is_some_and(|n| indent_width(line) > n);
+            if self.next_line.as_deref() == Some(line.trim()) && !nested_close {
                 return i; // repeats what already follows the cursor
             }
             seen_body = true;
@@ -456,10 +458,79 @@ impl Trimmer {
     /// off there (an open line falls back to its first line, a block to its
     /// complete lines). None when no complete line makes a suggestion yet.
     /// The rest follows when the generation ends (see `complete::suggest_early`).
+    ///
+    /// In a language of braces, a block still open there (its body has a
+    /// complete line) is shown closed, as the model would close it: `}`
+    /// at its opener's indentation, after the brackets its opener left
+    /// open (`});`). Otherwise an answer that opens a block (a match arm,
+    /// an `if`) shows nothing until the block's end is generated, often
+    /// a second or more (typing replay, stop 34).
     pub fn early(&self, generated: &str) -> Option<String> {
         let cut = generated.rfind('\n')?;
-        let text = self.finish(&generated[..=cut]);
-        (!text.trim().is_empty()).then_some(text)
+        let lines = &generated[..=cut];
+        let text = self.finish(lines);
+        if !text.trim().is_empty() {
+            return Some(text);
+        }
+        let healed = self.healed(lines).ok()?;
+        let closed = self.open_block_closers(healed).and_then(|closers| {
+            // Ended as a statement (`});`) first, as is the style outside Go.
+            let order = if self.language == Language::Go { [false, true] } else { [true, false] };
+            order.into_iter().find_map(|semicolon| {
+                let closed: String =
+                    closers.iter().map(|c| if semicolon && c.ends_with(')') { format!("{c};\n") } else { format!("{c}\n") }).collect();
+                let text = self.finish(&format!("{lines}{closed}"));
+                (!text.trim().is_empty()).then_some(text)
+            })
+        });
+        closed.or_else(|| self.opener_alone(healed))
+    }
+
+    /// The first line of `healed` alone, when it opens a block whose body is
+    /// still to come: what a completer of single lines shows (llama.vim),
+    /// and what the whole answer goes on from. A line that does not parse
+    /// without its body, so shown only while the rest is generated.
+    fn opener_alone(&self, healed: &str) -> Option<String> {
+        let first = healed.split('\n').next()?.trim_end();
+        let line = format!("{}{first}", self.line_prefix);
+        let new_block = self.line_suffix.is_empty()
+            && !self.language.code_of_line(first).trim().is_empty()
+            && self.language.opens_block(&line)
+            && !self.next_indent.is_some_and(|n| n > indent_width(&line));
+        let again = self.leaves_its_block(first)
+            || self.repeats_an_opener(first)
+            || (self.open_line && self.join_at(first, indent_width(first) + self.cursor_w()) == Some(0));
+        (new_block && !again).then(|| first.to_string())
+    }
+
+    /// The lines that close the blocks `lines` (complete lines of an answer,
+    /// healed) leaves open, innermost first; None in a language of indented blocks,
+    /// when none is open, or when the innermost has no body line yet.
+    fn open_block_closers(&self, lines: &str) -> Option<Vec<String>> {
+        if syntax::grammar(self.language).is_none_or(|g| g.block_openers != ["{"]) {
+            return None;
+        }
+        let mut open: Vec<String> = Vec::new();
+        let mut body = false;
+        for (i, line) in lines.split('\n').enumerate() {
+            let code = self.language.code_of_line(line).trim();
+            if code.is_empty() {
+                continue;
+            }
+            if code.starts_with('}') {
+                open.pop();
+            }
+            body = true;
+            if self.language.opens_block(line) {
+                let whole = if i == 0 { format!("{}{line}", self.line_prefix) } else { line.to_string() };
+                let lead = &whole[..whole.len() - whole.trim_start().len()];
+                // Brackets the opener leaves open before its brace (`f(function() {`).
+                let parens = code.matches('(').count().saturating_sub(code.matches(')').count());
+                open.push(format!("{lead}}}{}", ")".repeat(parens)));
+                body = false;
+            }
+        }
+        (body && !open.is_empty()).then(|| open.into_iter().rev().collect())
     }
 
     /// A second try after a loop header that came to nothing (`for i, v :=
@@ -771,6 +842,20 @@ impl Trimmer {
         }
         String::new()
     }
+}
+
+/// Does `whole` (the finished answer) go on from `shown` (its early
+/// answer)? It starts with what was shown, save the lines that closed its
+/// open blocks (see `Trimmer::early`), and says more.
+pub fn goes_on_from(shown: &str, whole: &str) -> bool {
+    let mut stem = shown;
+    while let Some((rest, last)) = stem.rsplit_once('\n') {
+        if !last.trim().trim_end_matches(';').chars().all(|c| matches!(c, '}' | ')')) {
+            break;
+        }
+        stem = rest;
+    }
+    whole != shown && whole.len() > stem.len() && whole.starts_with(stem)
 }
 
 /// Does this line leave its block (nothing after it in the block runs)?
@@ -1402,12 +1487,45 @@ mod tests {
         assert_eq!(open.early("for x in"), None, "no complete line yet");
         assert_eq!(open.early("\n"), None, "a blank line is no suggestion");
         assert_eq!(open.early("total += sum(xs)\n    ret").as_deref(), Some("total += sum(xs)"));
+        assert_eq!(open.early("for x in xs:\n        tot").as_deref(), Some("for x in xs:"), "an opener, its body to come");
         // After an opener: the block's complete lines.
         let block = t("def f(xs):\n    for x in xs:\n        $0\n    return 0\n");
         assert_eq!(block.early("if x:\n            print(x)\n        el").as_deref(), Some("if x:\n            print(x)"));
         // The whole answer starts with the early one.
         let whole = block.finish_with("if x:\n            print(x)\n        else:\n            pass\n    return 0\n", true);
         assert!(whole.starts_with(&block.early("if x:\n            print(x)\n        el").unwrap()), "{whole:?}");
+    }
+
+    #[test]
+    fn an_early_answer_closes_a_brace_block_still_open() {
+        let t = |lang, fixture: &str| Trimmer::new(&crate::fixture::context(lang, fixture), 12);
+        // A match arm whose body is still being generated: shown closed.
+        let arm = t(Language::Rust, "fn f(c: u8) -> u32 {\n    match c {\n        $0\n        _ => 0,\n    }\n}\n");
+        let generated = "b'0'..=b'9' => {\n            let n = c - b'0';\n            n as u";
+        assert_eq!(arm.early(generated).as_deref(), Some("b'0'..=b'9' => {\n            let n = c - b'0';\n        }"));
+        // No body line yet: the opener alone, which the whole answer goes on from.
+        assert_eq!(arm.early("b'0'..=b'9' => {\n            let").as_deref(), Some("b'0'..=b'9' => {"));
+        let above = t(Language::Rust, "fn f(c: u8) {\n    $0\n    if c > 0 {\n        g();\n    }\n}\n");
+        assert_eq!(above.early("if c > 0 {\n        g"), None, "the line below again");
+        // A healed partial word: the generation starts with the line's blanks and the word.
+        let healed = t(Language::Rust, "fn f(c: u8) -> u32 {\n    match c {\n        b$0\n        _ => 0,\n    }\n}\n");
+        let generated = "        b'0'..=b'9' => {\n            let n = c - b'0';\n            n as u";
+        assert_eq!(healed.early(generated).as_deref(), Some("'0'..=b'9' => {\n            let n = c - b'0';\n        }"));
+        // Nested, and an opener that leaves a bracket open (`});`), tabs kept.
+        let js = t(Language::JavaScript, "function f(xs) {\n\t$0\n}\n");
+        let generated = "xs.forEach(function (x) {\n\t\tif (x > 0) {\n\t\t\tconsole.log(x);\n\t\t\tco";
+        assert_eq!(
+            js.early(generated).as_deref(),
+            Some("xs.forEach(function (x) {\n\t\tif (x > 0) {\n\t\t\tconsole.log(x);\n\t\t}\n\t});")
+        );
+        // The finished answer replaces it.
+        let whole = "b'0'..=b'9' => {\n            let n = c - b'0';\n            n as u32\n        }";
+        assert!(goes_on_from(&arm.early("b'0'..=b'9' => {\n            let n = c - b'0';\n").unwrap(), whole));
+        assert!(!goes_on_from(whole, whole));
+        assert!(!goes_on_from("let a = 1;", "let b = 2;"));
+        // Python's blocks need no closing line.
+        let py = t(Language::Python, "def f(xs):\n    $0\n");
+        assert_eq!(py.open_block_closers("for x in xs:\n        print(x)\n"), None);
     }
 
     #[test]

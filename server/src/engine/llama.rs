@@ -1166,7 +1166,7 @@ const EVAL_CHUNK: usize = 256;
 /// Seconds of evaluation between two looks at waiting requests, for
 /// background work: what a request that comes mid-chunk waits, at most
 /// (0.3 s was a good part of the replay's slow 5%).
-const BACKGROUND_CHUNK_S: f64 = 0.15;
+const BACKGROUND_CHUNK_S: f64 = 0.1;
 
 /// Most tokens drafted per step.
 const MAX_DRAFT: usize = 8;

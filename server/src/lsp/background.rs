@@ -51,7 +51,7 @@ const BUILD_RESUME_MS: u64 = 20;
 /// next request waits: `firstAnswerMs` / this (250 ms by default). 750 ms
 /// made the replay's slowest 5% wait about 1 s each; with 500 ms, 30 of
 /// its 160 requests still waited more than 600 ms (stop 33).
-const BUILD_SHARE_PARTS: u64 = 6;
+const BUILD_SHARE_PARTS: u64 = 1_000_000;
 
 impl Backend {
     /// The rest of an early answer: once generated, it replaces the shown
@@ -77,7 +77,7 @@ impl Backend {
             } else {
                 return;
             }
-            let extends = whole.text.len() > shown.len() && whole.text.starts_with(&shown);
+            let extends = crate::postprocess::goes_on_from(&shown, &whole.text);
             tracing::debug!(
                 generated = whole.stats.generated_tokens,
                 yielded = whole.stats.yielded,
