@@ -65,7 +65,7 @@ async fn main() {
     let (snap, anchor) = doc.plan(cursor, &cfg, None);
     let spot = Spot { snap: &snap, cursor, anchor };
     let t = Instant::now();
-    let warmed = complete::warm(&engine, &family, "opened", &spot, &cfg, 0).await;
+    let warmed = complete::warm(&engine, &family, "opened", &spot, &cfg).await;
     let warm_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     let s = complete::suggest(&engine, &family, "opened", &spot, &cfg, CancelToken::new()).await.unwrap();

@@ -765,7 +765,7 @@ fn warm_ups_healing_and_second_tries_on_the_wire() {
     let snap = doc.snapshot();
     let cursor = "def add(a, b):\n    return ".chars().count();
     let spot = complete::Spot { snap: &snap, cursor, anchor: cursor };
-    assert!(rt.block_on(complete::warm(&engine, &family, "file:///a.py", &spot, &CompletionConfig::default(), 0)));
+    assert!(rt.block_on(complete::warm(&engine, &family, "file:///a.py", &spot, &CompletionConfig::default())));
     // Token healing: the partial word goes into the prompt, and the text starts with it.
     let mut j = job("file:///a.py", "r = 2\narea = 3.14 * r", 8);
     j.forced_prefix = "ad".into();

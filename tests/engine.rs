@@ -156,7 +156,6 @@ async fn healing_holds_the_generation_to_the_typed_word() {
         avoid: None,
         avoid_breaks: false,
         first_window: None,
-        share_ms: 0,
     };
     let free = engine.complete(job("")).await.unwrap().text;
     for word in ["stat", "headers", "zqx_", "elap"] {
@@ -358,29 +357,33 @@ async fn a_cold_document_is_answered_from_a_first_window_then_the_whole_prompt()
     assert!(first.prompt_tokens as f64 <= budget * 1.5, "sized to the budget: {first:?}");
     assert!(!first_text.trim().is_empty(), "the first window answers");
 
-    // The server's build after such an answer: a second window first,
-    // which keeps the engine for its share even when a request waits (the
-    // request is sent once the build is under way), then the whole prompt,
-    // which yields to the request.
+    // The server's build after such an answer: a second window first, then
+    // the whole prompt. It yields to every request and goes on after it, as
+    // the server's does; once the second window is in, requests move to it.
     let (snap, anchor) = doc.plan(cursor, &cfg, None);
-    let build = {
-        let (engine, family, snap, cfg) = (engine.clone(), family.clone(), snap.clone(), cfg.clone());
-        tokio::spawn(async move { complete::warm(&engine, &family, "doc", &Spot { snap: &snap, cursor, anchor }, &cfg, 600_000).await })
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let (second_text, second) = loop {
+        let build = {
+            let (engine, family, snap, cfg) = (engine.clone(), family.clone(), snap.clone(), cfg.clone());
+            tokio::spawn(async move { complete::warm(&engine, &family, "doc", &Spot { snap: &snap, cursor, anchor }, &cfg).await })
+        };
+        // About 128 tokens of building between requests: the whole prompt
+        // (over a thousand tokens past the second window) is never done first.
+        tokio::time::sleep(std::time::Duration::from_secs_f64(128.0 / speed)).await;
+        let (text, answer) = run_with(&engine, &family, "doc", &mut doc, cursor, &cfg).await;
+        assert!(!build.await.unwrap(), "the build yields to the request");
+        assert!(answer.first_window, "{answer:?}");
+        if answer.prompt_tokens > first.prompt_tokens * 2 {
+            break (text, answer);
+        }
+        assert!(std::time::Instant::now() < deadline, "no request moved to a second window");
     };
-    // Long enough for the build to be in the engine even on a loaded
-    // machine; the whole prompt (thousands of tokens after the second
-    // window) is not done by then on any CPU.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let (second_text, second) = run_with(&engine, &family, "doc", &mut doc, cursor, &cfg).await;
     eprintln!("second window: {second_text:?} {second:?}");
-    assert!(!build.await.unwrap(), "the whole prompt's build yields to the request");
-    assert!(second.first_window, "{second:?}");
-    assert!(second.prompt_tokens > first.prompt_tokens * 2, "a second, larger window: {second:?}");
-    assert!(second.evaluated_tokens <= 2, "built by the background: {second:?}");
+    assert!(second.evaluated_tokens * 4 < second.prompt_tokens, "built by the background: {second:?}");
     assert!(!second_text.trim().is_empty());
 
     // The rest of the build, when nothing waits.
-    assert!(complete::warm(&engine, &family, "doc", &Spot { snap: &snap, cursor, anchor }, &cfg, 0).await);
+    assert!(complete::warm(&engine, &family, "doc", &Spot { snap: &snap, cursor, anchor }, &cfg).await);
     let (whole_text, whole) = run_with(&engine, &family, "doc", &mut doc, cursor, &cfg).await;
     assert!(!whole.first_window);
     assert!(whole.prompt_tokens > 600 && whole.evaluated_tokens <= 1, "{whole:?}");

@@ -187,7 +187,6 @@ fn job_for(
         avoid: None,
         avoid_breaks: false,
         first_window: small.clone().map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms }),
-        share_ms: 0,
     };
     let again = code_belongs.then(|| Retry {
         job: job(prompt.clone(), cancel.clone()),
@@ -289,10 +288,9 @@ fn finish(trimmer: &Trimmer, stats: Generation, version: i32) -> Suggestion {
 /// Pre-fills the slot's KV cache with the prompt for a spot, in the
 /// background: it yields to any foreground request. When the whole prompt
 /// is far from cached, a second window (`CompletionJob::first_window`)
-/// is filled first, keeping the engine `share_ms` from the start even
-/// when a request waits. Returns whether it ran to the end.
-pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig, share_ms: u64) -> bool {
-    matches!(warm_or_yield(engine, family, slot, spot, cfg, share_ms).await, Ok(true))
+/// is filled first. Returns whether it ran to the end.
+pub async fn warm(engine: &Engine, family: &Family, slot: &str, spot: &Spot<'_>, cfg: &CompletionConfig) -> bool {
+    matches!(warm_or_yield(engine, family, slot, spot, cfg).await, Ok(true))
 }
 
 /// `warm`, telling a build that yielded to a request (`Ok(false)`: what it
@@ -304,11 +302,10 @@ pub async fn warm_or_yield(
     slot: &str,
     spot: &Spot<'_>,
     cfg: &CompletionConfig,
-    share_ms: u64,
 ) -> Result<bool, crate::engine::EngineError> {
     let (_, prompt) = prepare(family, spot, cfg);
     let first_window = first_window(family, spot, cfg, &prompt).map(|prompt| FirstWindow { prompt, budget_ms: cfg.first_answer_ms });
-    let job = CompletionJob { background: true, first_window, share_ms, ..CompletionJob::new(slot, prompt, 0) };
+    let job = CompletionJob { background: true, first_window, ..CompletionJob::new(slot, prompt, 0) };
     engine.complete(job).await.map(|g| !g.cancelled)
 }
 

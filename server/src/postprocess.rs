@@ -496,7 +496,7 @@ impl Trimmer {
         let new_block = self.line_suffix.is_empty()
             && !self.language.code_of_line(first).trim().is_empty()
             && self.language.opens_block(&line)
-            && !self.next_indent.is_some_and(|n| n > indent_width(&line));
+            && self.next_indent.is_none_or(|n| n <= indent_width(&line));
         let again = self.leaves_its_block(first)
             || self.repeats_an_opener(first)
             || (self.open_line && self.join_at(first, indent_width(first) + self.cursor_w()) == Some(0));

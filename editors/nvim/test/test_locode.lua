@@ -663,7 +663,7 @@ test("plugin: locode/suggestionReady grows an early answer without a keystroke",
     api.nvim_win_set_cursor(0, { EARLY_ROW, 0 })
     keys("A<Cmd>lua _G.locode_test.early()<CR><Esc>")
     locode.on_suggestion_ready = orig
-    locode.configure({ earlyAnswerMs = 800 })
+    locode.configure({ earlyAnswerMs = 400 })
     check(seen.first, "no early answer")
     out("   early: " .. vim.inspect(seen.first.visible) .. ", then: " .. vim.inspect(seen.whole and seen.whole.visible))
     check(not seen.first.visible:find("\n"), "the early answer is one line: %q", seen.first.visible)

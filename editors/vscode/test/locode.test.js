@@ -129,7 +129,7 @@ describe('locode with the VS Code extension protocol layer', { timeout: 10 * TIM
             maxLines: 12,
             prefixLines: 256,
             suffixLines: 64,
-            earlyAnswerMs: 800,
+            earlyAnswerMs: 400,
             cloud: {},
             completionEngine: {},
             // Ghost text only; explanations shown by the extension alone.

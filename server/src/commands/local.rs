@@ -84,7 +84,6 @@ pub(super) async fn generate(
         avoid: None,
         avoid_breaks: false,
         first_window: None,
-        share_ms: 0,
     };
     let gen = local.engine.complete(job).await.map_err(|e| e.to_string())?;
     tracing::debug!(

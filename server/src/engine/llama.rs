@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -373,8 +373,8 @@ fn first_window_key(key: &str) -> String {
 }
 
 /// The slot key of a document's second window: a window between the first
-/// one and the whole prompt, which a build fills first (with a share of
-/// the engine's time while typing goes on) and requests then move to.
+/// one and the whole prompt, which a build fills first and requests then
+/// move to.
 fn second_window_key(key: &str) -> String {
     format!("{key}\u{1}second-window")
 }
@@ -397,7 +397,7 @@ fn window_tokens(tps: f64, budget_ms: u64) -> usize {
 }
 
 /// The second window's budget, in first-window budgets: on 2 cores about
-/// 500 tokens (the first is 64), built in about 10 s while typing goes on.
+/// 500 tokens (the first is 64), built in 2-3 s of the engine's idle time.
 const SECOND_WINDOW_FACTOR: u64 = 8;
 
 /// A saved state must give at least this many more tokens than the slot
@@ -661,15 +661,13 @@ impl Server<'_> {
 
     /// Evaluates `prompt` from `n_past` into slot `seq` (whose cache holds
     /// its first `n_past` tokens), in chunks; false when it stopped first
-    /// (cancelled, or background work with a request waiting, which a
-    /// build with a `share` deadline keeps the engine from until then).
+    /// (cancelled, or background work with a request waiting).
     fn fill(
         &mut self,
         seq: usize,
         prompt: &[LlamaToken],
         mut n_past: usize,
         job: &CompletionJob,
-        share: Option<Instant>,
         gen: &mut Generation,
     ) -> Result<bool, EngineError> {
         self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(n_past as u32), None).map_err(|e| EngineError::Llama(e.to_string()))?;
@@ -680,8 +678,7 @@ impl Server<'_> {
         // of about `BACKGROUND_CHUNK_S`.
         let chunk = if job.background { ((self.tokens_per_s() * BACKGROUND_CHUNK_S) as usize).clamp(16, EVAL_CHUNK) } else { EVAL_CHUNK };
         while n_past < prompt.len() {
-            let sharing = share.is_some_and(|until| Instant::now() < until);
-            if job.cancel.is_cancelled() || (!sharing && self.should_stop(job)) {
+            if job.cancel.is_cancelled() || self.should_stop(job) {
                 return Ok(false);
             }
             let end = (n_past + self.n_batch.min(chunk)).min(prompt.len());
@@ -797,18 +794,14 @@ impl Server<'_> {
                 let second_cached = self.cached_in(&keys[1], &second);
                 let second_missing = second.len() - second_cached;
                 if job.background {
-                    // A build: the second window first, with its share of
-                    // the engine's time while requests wait; then the whole.
+                    // A build: the second window first, then the whole;
+                    // both yield to every request.
                     if second_missing > 0 {
-                        // The share is for a window mostly not built yet;
-                        // bringing a built one up to date after edits
-                        // yields to every request, as the whole prompt does.
-                        let share = (second_cached * 2 < second.len()).then(|| t0 + Duration::from_millis(job.share_ms));
                         let from = second_cached;
                         let s = self.slot_for(&keys[1]);
                         self.slots[s].window = second_size;
                         tracing::debug!(second = second.len(), from, "building the second window");
-                        if !self.fill(s, &second, from, &job, share, &mut gen)? {
+                        if !self.fill(s, &second, from, &job, &mut gen)? {
                             gen.cancelled = true;
                             return Ok(gen);
                         }
@@ -863,7 +856,7 @@ impl Server<'_> {
                 "prompt diverges from the cache"
             );
         }
-        if !self.fill(seq, &prompt, n_past, &job, None, &mut gen)? {
+        if !self.fill(seq, &prompt, n_past, &job, &mut gen)? {
             gen.cancelled = true;
             return Ok(gen);
         }

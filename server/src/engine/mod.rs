@@ -89,11 +89,6 @@ pub struct CompletionJob {
     /// the answer then comes from it, in a slot of its own, and the caller
     /// builds the whole prompt in the background (`Generation::first_window`).
     pub first_window: Option<FirstWindow>,
-    /// Background work that builds a second window (`FirstWindow`) keeps
-    /// the engine this many milliseconds from its start even when a request
-    /// waits: a share of the engine's time, so that the window is built
-    /// while typing goes on. 0: it yields at once.
-    pub share_ms: u64,
 }
 
 impl CompletionJob {
@@ -114,7 +109,6 @@ impl CompletionJob {
             avoid: None,
             avoid_breaks: false,
             first_window: None,
-            share_ms: 0,
         }
     }
 }

@@ -47,12 +47,6 @@ const WARM_PAUSE_MS: u64 = 250;
 const BUILD_RESUMES: usize = 64;
 const BUILD_RESUME_MS: u64 = 20;
 
-/// The build's share of the engine after a first-window answer, while the
-/// next request waits: `firstAnswerMs` / this (250 ms by default). 750 ms
-/// made the replay's slowest 5% wait about 1 s each; with 500 ms, 30 of
-/// its 160 requests still waited more than 600 ms (stop 33).
-const BUILD_SHARE_PARTS: u64 = 1_000_000;
-
 impl Backend {
     /// The rest of an early answer: once generated, it replaces the shown
     /// suggestion (if that is still the last one, typed through or not), and
@@ -127,7 +121,7 @@ impl Backend {
                 session.plan(cursor, &cfg, workspace)
             };
             let spot = complete::Spot { snap: &snap, cursor, anchor };
-            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg, 0).await;
+            let done = complete::warm(&state.engine, &family, &key, &spot, &cfg).await;
             if done {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -139,9 +133,10 @@ impl Backend {
     /// taken too long): build the whole prompt's cache now, in the
     /// background; once it is in, requests use it. One build in flight per
     /// document. It fills a second window first (about 8 first windows),
-    /// keeping the engine up to a third of the first-answer budget after each
-    /// answer even while the next request waits, so that it is built while
-    /// typing goes on; the rest yields to every request.
+    /// then the whole prompt; both yield to every request, and go on in the
+    /// gaps between them. (A share of the engine that kept requests waiting
+    /// for it made a typing replay's slowest requests wait 150-400 ms each;
+    /// stop 34.)
     ///
     /// `upgrade`: the position the first-window answer was shown at. When
     /// the build is done and the user has neither edited nor asked
@@ -175,10 +170,8 @@ impl Backend {
             // was never built, so no upgrade came). It goes on once they
             // are served, while the document is unchanged; after an edit
             // the next first-window answer starts a build of its own.
-            for attempt in 0..BUILD_RESUMES {
-                // The share of the engine's time is the first attempt's only.
-                let share = if attempt == 0 { cfg.first_answer_ms / BUILD_SHARE_PARTS } else { 0 };
-                match complete::warm_or_yield(&state.engine, &family, &key, &spot, &cfg, share).await {
+            for _ in 0..BUILD_RESUMES {
+                match complete::warm_or_yield(&state.engine, &family, &key, &spot, &cfg).await {
                     Ok(true) => done = true,
                     Ok(false) if state.at_version(&key, snap.version) => {
                         tokio::time::sleep(std::time::Duration::from_millis(BUILD_RESUME_MS)).await;
@@ -260,7 +253,7 @@ impl Backend {
                 return;
             }
             let spot = complete::Spot { snap: &snap, cursor, anchor: new_anchor };
-            if complete::warm(&state.engine, &family, &key, &spot, &cfg, 0).await {
+            if complete::warm(&state.engine, &family, &key, &spot, &cfg).await {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut docs = state.sessions.lock().unwrap();
                 if let Some(session) = docs.get_mut(&key) {
