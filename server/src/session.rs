@@ -289,13 +289,15 @@ impl Session {
     pub fn typed_through(&self, cursor: usize) -> Option<String> {
         let s = self.last_suggestion.as_ref()?;
         // (At the suggestion's own cursor, with nothing typed: all of it, as
-        // when the client asks again once the rest of an early answer is in.)
+        // when the client asks again once the rest of an early answer is in;
+        // even nothing, when that rest came to nothing: generating again
+        // would show the same early answer again.)
         if cursor < s.cursor || cursor != s.typed_end {
             return None;
         }
         let typed: String = self.doc.rope.slice(s.cursor..cursor).chars().collect();
         let rest = s.text.strip_prefix(typed.as_str())?;
-        (!rest.trim().is_empty()).then(|| rest.to_string())
+        (typed.is_empty() || !rest.trim().is_empty()).then(|| rest.to_string())
     }
 
     /// A snapshot for a request: the text with the prompt's layout.
@@ -427,6 +429,9 @@ mod tests {
         s.last_suggestion = Some(ShownSuggestion::new(4, "compute(1)".into()));
         assert_eq!(s.typed_through(4).as_deref(), Some("compute(1)"), "asked again where it was shown");
         assert_eq!(s.typed_through(3), None);
+        let kept = s.last_suggestion.replace(ShownSuggestion::new(4, String::new()));
+        assert_eq!(s.typed_through(4).as_deref(), Some(""), "an early answer's rest that came to nothing");
+        s.last_suggestion = kept;
         s.apply_versioned(2, vec![ch(0, 4, 0, 4, "com")], Encoding::Utf16);
         assert_eq!(s.typed_through(7).as_deref(), Some("pute(1)"));
         assert_eq!(s.layout.anchor, Some(0), "an edit after the anchor keeps it");

@@ -47,6 +47,17 @@ const WARM_PAUSE_MS: u64 = 250;
 const BUILD_RESUMES: usize = 64;
 const BUILD_RESUME_MS: u64 = 20;
 
+/// Does the rest of an early answer replace what was shown? When it goes on
+/// from it, and when it ran to its end whatever it says: the whole answer
+/// is the one a client without early answers gets, and an opener shown
+/// alone, or a block closed early, must not stay if the rest is not their
+/// continuation (`postprocess::goes_on_from`). Not a rest that stopped for
+/// a request: its text is cut short.
+fn rest_replaces(shown: &str, whole: &complete::Suggestion) -> bool {
+    let stats = &whole.stats;
+    !stats.cancelled && (crate::postprocess::goes_on_from(shown, &whole.text) || (!stats.yielded && whole.text != shown))
+}
+
 impl Backend {
     /// The rest of an early answer: once generated, it replaces the shown
     /// suggestion (if that is still the last one, typed through or not), and
@@ -71,16 +82,16 @@ impl Backend {
             } else {
                 return;
             }
-            let extends = crate::postprocess::goes_on_from(&shown, &whole.text);
+            let replaces = rest_replaces(&shown, &whole);
             tracing::debug!(
                 generated = whole.stats.generated_tokens,
                 yielded = whole.stats.yielded,
                 shown_chars = shown.len(),
                 whole_chars = whole.text.len(),
-                extends,
+                replaces,
                 "rest of an early answer"
             );
-            if !extends {
+            if !replaces {
                 return;
             }
             let version = {
@@ -299,5 +310,28 @@ impl Backend {
                 Backend { client, state }.reindex(&uri, text);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Generation;
+
+    #[test]
+    fn the_rest_replaces_an_early_answer_unless_it_was_cut_short() {
+        let whole = |text: &str, cancelled, yielded| complete::Suggestion {
+            text: text.into(),
+            version: 1,
+            stats: Generation { cancelled, yielded, ..Default::default() },
+        };
+        let opener = "for x in xs:";
+        assert!(rest_replaces(opener, &whole("for x in xs:\n        total += x", false, false)), "goes on from it");
+        assert!(rest_replaces(opener, &whole("", false, false)), "the whole answer is none: the opener goes");
+        assert!(rest_replaces(opener, &whole("for y in ys:\n        g(y)", false, false)));
+        assert!(!rest_replaces(opener, &whole("", true, false)), "cancelled");
+        assert!(!rest_replaces(opener, &whole("", false, true)), "cut short for a request");
+        assert!(rest_replaces(opener, &whole("for x in xs:\n        total", false, true)), "cut short, but it goes on");
+        assert!(!rest_replaces(opener, &whole(opener, false, false)), "the same");
     }
 }
