@@ -23,7 +23,9 @@
 //!   the whole word is the value (`password = p@ss;word`), and a word of
 //!   letters only counts too where the shape is unambiguous
 //!   (`password: hunter`, `password=hunter`; not `password = hunter`, an
-//!   assignment in most languages);
+//!   assignment in most languages). Under a YAML block scalar
+//!   (`password: |`, `token: >-`, `password: !vault |`) every line of the
+//!   value is one;
 //! - passwords in prose and comments ("the password is hunter2");
 //! - high-entropy strings (random-looking tokens of 20+ characters).
 //!
@@ -195,6 +197,16 @@ static ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"\b{A
 static CONFIG_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?m)^[ \t]*(?:-[ \t]+|export[ \t]+|(?:#|//|;)[ \t]*)?(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<before>[ \t]*)(?P<op>[:=])(?P<after>[ \t]*)(?P<value>[^\s\x22'`][^\s]*?)(?:[ \t]+[#;][^\n]*)?[ \t]*\r?$",
+    )
+    .unwrap()
+});
+
+/// A YAML block scalar under a key (`password: |`, `key: >-`, `token:
+/// !vault |`): its value is the lines below that are indented deeper than
+/// the key (see `block_values`).
+static BLOCK_SCALAR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?m)^[ \t]*(?:-[ \t]+)?(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)[ \t]*:[ \t]*(?:![^\s]*[ \t]+)?[|>][0-9+\-]{0,2}[ \t]*(?:#[^\n]*)?\r?$",
     )
     .unwrap()
 });
@@ -568,6 +580,18 @@ fn find_secrets(text: &str) -> Vec<(usize, usize, &'static str)> {
         spans.retain(|&(a, b, _)| !(s <= a && b <= e));
         add(&mut spans, s, e, "secret-assignment");
     }
+    // YAML block scalars under a secret-named key: every line of the value,
+    // whatever it holds (a rule's match inside a line gives way to it).
+    for caps in BLOCK_SCALAR.captures_iter(text) {
+        let key = caps.name("key").unwrap();
+        if secret_key(key.as_str()) != Some(Strength::Strong) {
+            continue;
+        }
+        for (s, e) in block_values(text, key.start(), caps.get(0).unwrap().end()) {
+            spans.retain(|&(a, b, _)| !(s <= a && b <= e));
+            add(&mut spans, s, e, "secret-block");
+        }
+    }
     // Overlapping matches: `cli: "tool --password=x"` holds an assignment inside the value of another.
     let mut at = 0;
     while let Some(caps) = ASSIGNMENT.captures_at(text, at) {
@@ -641,6 +665,29 @@ fn find_secrets(text: &str) -> Vec<(usize, usize, &'static str)> {
         }
     }
     spans
+}
+
+/// The lines of a YAML block scalar whose header (`key: |`) ends at
+/// `header_end`, the key at `key_start`: the byte range of each non-blank
+/// line's text, up to the first line not indented deeper than the key
+/// (blank lines belong to the block).
+fn block_values(text: &str, key_start: usize, header_end: usize) -> Vec<(usize, usize)> {
+    let column = key_start - text[..key_start].rfind('\n').map_or(0, |i| i + 1);
+    let mut values = Vec::new();
+    let Some(mut at) = text[header_end..].find('\n').map(|i| header_end + i + 1) else { return values };
+    while at < text.len() {
+        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        let line = text[at..end].trim_end_matches('\r');
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        if !line.trim().is_empty() {
+            if indent <= column {
+                break;
+            }
+            values.push((at + indent, at + line.trim_end().len()));
+        }
+        at = end + 1;
+    }
+    values
 }
 
 /// Trailing sentence punctuation is not part of a value found in prose or
@@ -1585,6 +1632,40 @@ mod tests {
         ("an attribute", "token = self.token\n"),
         ("a short number", "api_key = 12345\n"),
     ];
+
+    #[test]
+    fn yaml_block_values_under_a_secret_key() {
+        // (text, the value's lines)
+        let fixtures: &[(&str, &[&str])] = &[
+            ("db:\n  password: |\n    hunter2-correct-horse\n  user: app\n", &["hunter2-correct-horse"]),
+            ("api_token: >-\n  abc def\n\n  ghi\nnext: 1\n", &["abc def", "ghi"]),
+            (
+                "- name: db\n  password: !vault |\n      $ANSIBLE_VAULT;1.1;AES256\n      62313365396662343061393464336163\n",
+                &["$ANSIBLE_VAULT;1.1;AES256", "62313365396662343061393464336163"],
+            ),
+            ("secret_key: |2 # two spaces\r\n   s3cr3t value\r\n", &["s3cr3t value"]),
+        ];
+        let mut failures = Vec::new();
+        for &(text, lines) in fixtures {
+            let (out, r) = redacted(text);
+            failures.extend(lines.iter().filter(|l| out.contains(**l)).map(|l| format!("{l:?} left in {out:?}")));
+            if !r.redactions.iter().any(|x| x.kind == "secret-block") {
+                failures.push(format!("no secret-block in {text:?}: {:?}", r.summary()));
+            }
+            if r.restore(&out) != text {
+                failures.push(format!("{text:?} does not restore"));
+            }
+        }
+        // The lines after the block, and blocks under other keys, stay.
+        failures.extend(
+            [clean("a description", "description: |\n  Reads the password from the vault.\n"), clean("the header alone", "password: |\n")]
+                .into_iter()
+                .flatten(),
+        );
+        let (out, _) = redacted("db:\n  password: |\n    hunter2-correct-horse\n  user: app\n");
+        assert!(out.ends_with("  user: app\n"), "{out:?}");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
 
     #[test]
     fn unquoted_config_values() {
