@@ -376,9 +376,15 @@ impl Session {
         }
     }
 
-    /// No completion request or generation of either kind in flight.
+    /// No completion request or generation of either kind in flight. A
+    /// request's token is cancelled once it is answered, whichever way
+    /// (`CancelOnDrop`), so a token left behind (an answer typed through)
+    /// is none: that one kept the session busy until the next request, and
+    /// the whole prompt's upgrade and warm-ups waited for it in vain.
     pub fn idle(&self) -> bool {
-        [&self.inline, &self.items].iter().all(|r| r.inflight.is_none() && r.flight.as_ref().is_none_or(Flight::finished))
+        [&self.inline, &self.items]
+            .iter()
+            .all(|r| r.inflight.as_ref().is_none_or(CancelToken::is_cancelled) && r.flight.as_ref().is_none_or(Flight::finished))
     }
 
     /// Cancels the requests in flight (the document is closed, or the
@@ -421,6 +427,18 @@ mod tests {
     use crate::syntax::Language;
 
     use crate::fixture::change as ch;
+
+    #[test]
+    fn a_request_answered_is_no_longer_in_flight() {
+        let mut s = Session::new(Document::new("x = 1\n", 1, Language::Python));
+        assert!(s.idle());
+        let token = CancelToken::new();
+        s.requests(RequestKind::Inline).inflight = Some(token.clone());
+        assert!(!s.idle(), "a request in flight");
+        // Answered (typed through, say): its guard cancels the token.
+        token.cancel();
+        assert!(s.idle(), "its token left behind is no request");
+    }
 
     #[test]
     fn typed_through_and_anchor_invalidation() {

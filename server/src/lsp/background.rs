@@ -41,6 +41,10 @@ const REINDEX_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long the user must pause before background warm-up starts.
 const WARM_PAUSE_MS: u64 = 250;
 
+/// How long a whole prompt's answer waits for what is in flight at the
+/// same spot (a request, an early answer's rest) before it is given up.
+const UPGRADE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How often a whole-prompt build that yielded to requests goes on again
 /// while its document is unchanged, and the pause before it does (the
 /// requests it yielded to are queued ahead of it by then).
@@ -197,7 +201,7 @@ impl Backend {
             if done {
                 state.warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            tracing::debug!(done, "whole prompt after a first-window answer");
+            tracing::debug!(done, upgrade = upgrade.is_some(), "whole prompt after a first-window answer");
             let Some(position) = upgrade.filter(|_| done) else { return };
             // Still where the first answer was shown: no edit, no request in
             // flight, and no suggestion shown elsewhere since.
@@ -206,10 +210,27 @@ impl Backend {
                     && s.idle()
                     && s.last_suggestion.as_ref().is_none_or(|l| l.cursor == cursor && l.typed_end == cursor)
             };
+            // A request or an early answer's rest still in flight at the same
+            // version: the upgrade waits for it (it was lost when the build
+            // ended first: HumanEval-X Go/109/L3 through the server).
+            let deadline = std::time::Instant::now() + UPGRADE_WAIT;
+            loop {
+                let busy = {
+                    let docs = state.sessions.lock().unwrap();
+                    docs.get(&key).is_some_and(|s| s.doc.version == snap.version && !s.idle())
+                };
+                if !busy || std::time::Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(BUILD_RESUME_MS)).await;
+            }
             let cancel = CancelToken::new();
             {
                 let mut docs = state.sessions.lock().unwrap();
-                let Some(session) = docs.get_mut(&key).filter(|s| still(s)) else { return };
+                let Some(session) = docs.get_mut(&key).filter(|s| still(s)) else {
+                    tracing::debug!("no upgrade: the document changed, or a suggestion was shown elsewhere");
+                    return;
+                };
                 // A ghost-text request stops it, as it stops an early answer's rest.
                 if let Some(old) = session.continuation.replace(cancel.clone()) {
                     old.cancel();
@@ -218,7 +239,14 @@ impl Backend {
             let cfg = CompletionConfig { early_answer_ms: 0, ..cfg };
             let better = match complete::suggest(&state.engine, &family, &key, &spot, &cfg, cancel).await {
                 Ok(s) if !s.stats.cancelled && !s.stats.first_window && !s.text.is_empty() => s,
-                Ok(_) => return,
+                Ok(s) => {
+                    tracing::debug!(
+                        cancelled = s.stats.cancelled,
+                        first_window = s.stats.first_window,
+                        "no upgrade: no whole-prompt answer"
+                    );
+                    return;
+                }
                 Err(e) => {
                     tracing::debug!("the whole prompt's answer failed: {e}");
                     return;
