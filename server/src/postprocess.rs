@@ -473,15 +473,15 @@ impl Trimmer {
             return Some(text);
         }
         let healed = self.healed(lines).ok()?;
+        // One try (each is a parse of the document, on the engine's thread
+        // between tokens): a call's closer ends its statement (`});`), as
+        // is the style outside Go.
+        let semicolon = if self.language == Language::Go { "" } else { ";" };
         let closed = self.open_block_closers(healed).and_then(|closers| {
-            // Ended as a statement (`});`) first, as is the style outside Go.
-            let order = if self.language == Language::Go { [false, true] } else { [true, false] };
-            order.into_iter().find_map(|semicolon| {
-                let closed: String =
-                    closers.iter().map(|c| if semicolon && c.ends_with(')') { format!("{c};\n") } else { format!("{c}\n") }).collect();
-                let text = self.finish(&format!("{lines}{closed}"));
-                (!text.trim().is_empty()).then_some(text)
-            })
+            let closed: String =
+                closers.iter().map(|c| if c.ends_with(')') { format!("{c}{semicolon}\n") } else { format!("{c}\n") }).collect();
+            let text = self.finish(&format!("{lines}{closed}"));
+            (!text.trim().is_empty()).then_some(text)
         });
         closed.or_else(|| self.opener_alone(healed))
     }
